@@ -1,0 +1,171 @@
+//! `agentcap sim`: flags of the twin and their translation into its typed configuration.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agentcap_sim::{FaultRate, LatencyModel, LatencyPreset, SimConfig};
+use anyhow::Context;
+use clap::Args;
+
+/// Flags of `agentcap sim`.
+#[derive(Debug, Args)]
+#[command(
+    about = "Run the twin: a local simulator of the Mistral Agents & Conversations API (simulated upstream)",
+    long_about = "Run the twin: a faithful local simulator of the Mistral Agents & Conversations API.\n\n\
+        It serves agents, conversations (streaming included) and chat completions from memory, answers \
+        deterministically, and can inject faults. Everything it produces is a simulated upstream.\n\n\
+        The first line on stdout is `agentcap sim (simulated upstream) listening on http://ADDR`.",
+    after_help = "Examples:\n  agentcap sim --listen 127.0.0.1:8080\n  agentcap sim --latency zero --knowledge simple_qa_test_set.csv\n  agentcap sim --fault-rate 429=0.05 --fault-rate reset=0.01"
+)]
+pub struct SimArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "AGENTCAP_SIM_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+
+    /// Require `Authorization: Bearer KEY` on every request (401 otherwise).
+    #[arg(long, env = "AGENTCAP_SIM_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+
+    /// Latency preset: `zero` (no delays) or `realistic` (~300 ms TTFT, ~50 tokens/s, web_search ~1 s).
+    #[arg(long, env = "AGENTCAP_SIM_LATENCY", default_value = "realistic")]
+    latency: LatencyPreset,
+
+    /// Override the time to first token, in milliseconds.
+    #[arg(long, env = "AGENTCAP_SIM_TTFT_MS")]
+    ttft_ms: Option<u64>,
+
+    /// Override the output speed, in tokens per second (0 = instantaneous).
+    #[arg(long, env = "AGENTCAP_SIM_TOKENS_PER_SEC")]
+    tokens_per_sec: Option<f64>,
+
+    /// Override the default tool execution time, in milliseconds.
+    #[arg(long, env = "AGENTCAP_SIM_TOOL_DELAY_MS")]
+    tool_delay_ms: Option<u64>,
+
+    /// Per-tool execution time, `NAME=MS` (repeatable), e.g. `web_search=1200`.
+    #[arg(long = "tool-latency", value_name = "NAME=MS", value_parser = parse_tool_latency)]
+    tool_latency: Vec<(String, u64)>,
+
+    /// A QA dataset to answer from: SimpleQA CSV, NQ-Open JSONL or agentcap JSONL.
+    #[arg(long, env = "AGENTCAP_SIM_KNOWLEDGE")]
+    knowledge: Option<PathBuf>,
+
+    /// Seed of every deterministic draw (answers, faults).
+    #[arg(long, env = "AGENTCAP_SIM_SEED", default_value_t = 0)]
+    seed: u64,
+
+    /// Probability of a correct answer to a known question without a search connector.
+    #[arg(long, env = "AGENTCAP_SIM_P_CLOSED", default_value_t = 0.23)]
+    p_closed: f64,
+
+    /// Probability of a correct answer to a known question with web_search.
+    #[arg(long, env = "AGENTCAP_SIM_P_SEARCH", default_value_t = 0.75)]
+    p_search: f64,
+
+    /// Among answers that are not correct, the share that abstain (the others are wrong).
+    #[arg(long, env = "AGENTCAP_SIM_ABSTAIN_RATIO", default_value_t = 0.3)]
+    abstain_ratio: f64,
+
+    /// Inject a fault at random, `KIND=RATE` (repeatable); KIND is 429, 500, 503, reset, stall or error-event.
+    #[arg(long = "fault-rate", value_name = "KIND=RATE")]
+    fault_rate: Vec<FaultRate>,
+
+    /// How long a stalled response hangs, in milliseconds.
+    #[arg(long, env = "AGENTCAP_SIM_STALL_MS", default_value_t = 30_000)]
+    stall_ms: u64,
+
+    /// Append every JSON body and SSE event sent to this JSONL file (for schema validation).
+    #[arg(long, env = "AGENTCAP_SIM_CAPTURE")]
+    capture: Option<PathBuf>,
+
+    /// Exit when standard input reaches end of file (lets a parent process tie the twin's life to its own).
+    #[arg(long)]
+    exit_on_stdin_close: bool,
+}
+
+fn parse_tool_latency(s: &str) -> Result<(String, u64), String> {
+    let (name, ms) = s.split_once('=').ok_or_else(|| format!("expected NAME=MS, got {s:?}"))?;
+    let ms = ms.trim().parse::<u64>().map_err(|e| format!("bad milliseconds {ms:?}: {e}"))?;
+    Ok((name.trim().to_string(), ms))
+}
+
+impl SimArgs {
+    fn config(&self) -> SimConfig {
+        let mut latency = match self.latency {
+            LatencyPreset::Zero => LatencyModel::zero(),
+            LatencyPreset::Realistic => LatencyModel::realistic(),
+        };
+        if let Some(ms) = self.ttft_ms {
+            latency.ttft = Duration::from_millis(ms);
+        }
+        if let Some(tps) = self.tokens_per_sec {
+            latency.tokens_per_sec = tps;
+        }
+        if let Some(ms) = self.tool_delay_ms {
+            latency.tool_delay = Duration::from_millis(ms);
+            latency.per_tool.clear();
+        }
+        for (name, ms) in &self.tool_latency {
+            latency.per_tool.insert(name.clone(), Duration::from_millis(*ms));
+        }
+        SimConfig {
+            listen: self.listen,
+            api_key: self.api_key.clone(),
+            latency,
+            knowledge: self.knowledge.clone(),
+            seed: self.seed,
+            p_closed: self.p_closed,
+            p_search: self.p_search,
+            abstain_ratio: self.abstain_ratio,
+            fault_rates: self.fault_rate.clone(),
+            stall: Duration::from_millis(self.stall_ms),
+            capture: self.capture.clone(),
+        }
+    }
+}
+
+async fn stdin_closed() {
+    // Blocking read on a dedicated thread: returns at EOF or on error.
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        let mut stdin = std::io::stdin();
+        loop {
+            match std::io::Read::read(&mut stdin, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+        let _ = tx.send(());
+    });
+    let _ = rx.await;
+}
+
+/// Runs the twin until SIGINT / SIGTERM (or stdin EOF with `--exit-on-stdin-close`).
+pub async fn run(args: SimArgs) -> anyhow::Result<()> {
+    let cfg = args.config();
+    let exit_on_stdin = args.exit_on_stdin_close;
+    let shutdown = async move {
+        if exit_on_stdin {
+            tokio::select! {
+                _ = crate::shutdown_signal() => {},
+                _ = stdin_closed() => {},
+            }
+        } else {
+            crate::shutdown_signal().await;
+        }
+    };
+    agentcap_sim::run(
+        cfg,
+        |addr| {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "agentcap sim ({}) listening on http://{addr}", agentcap_sim::SIMULATED_LABEL);
+            let _ = out.flush();
+        },
+        shutdown,
+    )
+    .await
+    .context("the twin failed")
+}

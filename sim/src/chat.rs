@@ -1,0 +1,197 @@
+//! `POST /v1/chat/completions`: plain answers, and a simulated SimpleQA judge that grades A / B / C.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body::Frame;
+use http_body_util::{BodyExt, StreamBody};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::capture::Origin;
+use crate::config::FaultKind;
+use crate::engine::{content_text, split_deltas, tokens};
+use crate::http::{Body, error_body, json_response};
+use crate::knowledge::{is_abstention, normalize_question};
+use crate::server::Sim;
+use crate::validate;
+
+type Reply = Result<Response<Body>, std::io::Error>;
+
+/// The three parts of a SimpleQA grader prompt.
+#[derive(Debug, PartialEq, Eq)]
+pub struct GradeRequest<'a> {
+    /// The question.
+    pub question: &'a str,
+    /// The gold target.
+    pub target: &'a str,
+    /// The answer to grade.
+    pub predicted: &'a str,
+}
+
+/// Recognises the SimpleQA grader template (the last `Question:` / `Gold target:` / `Predicted answer:` block).
+pub fn parse_grader_prompt(text: &str) -> Option<GradeRequest<'_>> {
+    let q_at = text.rfind("\nQuestion: ").map(|i| i + 1).or_else(|| text.starts_with("Question: ").then_some(0))?;
+    let rest = &text[q_at + "Question: ".len()..];
+    let (question, rest) = rest.split_once("\nGold target: ")?;
+    let (target, rest) = rest.split_once("\nPredicted answer: ")?;
+    let predicted = match rest.find("\n```") {
+        Some(end) => &rest[..end],
+        None => rest.lines().next().unwrap_or(""),
+    };
+    Some(GradeRequest { question, target, predicted })
+}
+
+/// SQuAD-style normalisation: lowercase, no punctuation, no articles, single spaces.
+pub fn normalize_answer(s: &str) -> String {
+    let lower = s.to_lowercase();
+    let no_punct: String = lower.chars().map(|c| if c.is_alphanumeric() || c.is_whitespace() { c } else { ' ' }).collect();
+    no_punct
+        .split_whitespace()
+        .filter(|w| !matches!(*w, "a" | "an" | "the"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The simulated judge: `C` for abstentions, `A` when the normalised gold target appears in the normalised
+/// prediction, `B` otherwise.
+pub fn grade(g: &GradeRequest<'_>) -> &'static str {
+    if g.predicted.trim().is_empty() || is_abstention(g.predicted) {
+        return "C";
+    }
+    let gold = normalize_answer(g.target);
+    let pred = normalize_answer(g.predicted);
+    let padded = format!(" {pred} ");
+    if !gold.is_empty() && (pred == gold || padded.contains(&format!(" {gold} "))) { "A" } else { "B" }
+}
+
+fn last_user_text(messages: &[Value]) -> String {
+    messages
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+        .and_then(|m| m.get("content"))
+        .map(content_text)
+        .unwrap_or_default()
+}
+
+/// Handles one chat completion request.
+pub async fn completions(sim: &Arc<Sim>, origin: &Origin, fault: Option<FaultKind>, body: Value) -> Reply {
+    let capture_json = |status: StatusCode, v: Value| -> Reply {
+        if let Some(c) = &sim.capture {
+            c.json(origin, status.as_u16(), &v);
+        }
+        Ok(json_response(status, &v))
+    };
+    let p = validate::check_body(&body, validate::CHAT);
+    if !p.is_empty() {
+        return capture_json(StatusCode::UNPROCESSABLE_ENTITY, p.into_body());
+    }
+    match fault {
+        Some(FaultKind::Reset) => return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset")),
+        Some(FaultKind::Stall) => {
+            tokio::time::sleep(sim.cfg.stall).await;
+            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "injected stall"));
+        }
+        Some(FaultKind::ErrorEvent) => {
+            return capture_json(StatusCode::INTERNAL_SERVER_ERROR, error_body("Simulated upstream error (injected fault)", "server_error", Value::Null));
+        }
+        _ => {}
+    }
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("").to_string();
+    let messages = body.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
+    let text = last_user_text(&messages);
+    let answer = match parse_grader_prompt(&text) {
+        Some(g) => grade(&g).to_string(),
+        None => match sim.knowledge.as_ref().and_then(|k| k.find(&text).map(|it| k.answer(it, false))) {
+            Some(v) => v.text().to_string(),
+            None => format!("Simulated upstream reply to: \"{}\".", normalize_question(&text).chars().take(200).collect::<String>()),
+        },
+    };
+    let prompt_tokens: u64 = messages.iter().map(|m| tokens(&m.get("content").map(content_text).unwrap_or_default())).sum::<u64>() + 4;
+    let completion_tokens = tokens(&answer);
+    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens});
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let lat = &sim.cfg.latency;
+    let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    if !stream {
+        let total = lat.ttft + lat.per_token() * completion_tokens as u32;
+        if !total.is_zero() {
+            tokio::time::sleep(total).await;
+        }
+        return capture_json(
+            StatusCode::OK,
+            json!({"id": id, "object": "chat.completion", "model": model, "usage": usage, "created": created,
+                   "choices": [{"index": 0, "message": {"role": "assistant", "tool_calls": null, "content": answer}, "finish_reason": "stop"}]}),
+        );
+    }
+    let (tx, mut rx) = mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(64);
+    let sim2 = sim.clone();
+    let origin2 = origin.clone();
+    let (ttft, per_token) = (lat.ttft, lat.per_token());
+    tokio::spawn(async move {
+        let chunk = |delta: Value, finish: Value, usage: Option<&Value>| {
+            let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]});
+            if let Some(u) = usage {
+                c["usage"] = u.clone();
+            }
+            c
+        };
+        let mut frames = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null, None)];
+        frames.extend(split_deltas(&answer).into_iter().map(|d| chunk(json!({"content": d}), Value::Null, None)));
+        frames.push(chunk(json!({"content": ""}), json!("stop"), Some(&usage)));
+        if !ttft.is_zero() {
+            tokio::time::sleep(ttft).await;
+        }
+        for f in frames {
+            if let Some(c) = &sim2.capture {
+                c.sse(&origin2, "completion.chunk", &f);
+            }
+            if tx.send(Ok(Frame::data(agentcap_wire::sse::encode_data(&f.to_string())))).await.is_err() {
+                return;
+            }
+            if !per_token.is_zero() {
+                tokio::time::sleep(per_token.min(Duration::from_secs(1))).await;
+            }
+        }
+        let _ = tx.send(Ok(Frame::data(agentcap_wire::sse::encode_data("[DONE]")))).await;
+    });
+    let body = StreamBody::new(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+    let mut r = Response::new(BodyExt::boxed(body));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEMPLATE_TAIL: &str = "Here is a new example.\n```\nQuestion: {q}\nGold target: {t}\nPredicted answer: {p}\n```\n\nGrade the predicted answer";
+
+    fn prompt(q: &str, t: &str, p: &str) -> String {
+        format!("Examples...\nQuestion: example\nGold target: x\nPredicted answer: y\n\n{}", TEMPLATE_TAIL.replace("{q}", q).replace("{t}", t).replace("{p}", p))
+    }
+
+    #[test]
+    fn parses_the_last_block_of_the_grader_prompt() {
+        let p = prompt("Who?", "Michelle Obama", "It was Michelle Obama.");
+        let g = parse_grader_prompt(&p).unwrap();
+        assert_eq!(g, GradeRequest { question: "Who?", target: "Michelle Obama", predicted: "It was Michelle Obama." });
+        assert!(parse_grader_prompt("hello").is_none());
+    }
+
+    #[test]
+    fn grades_correct_incorrect_and_not_attempted() {
+        let g = |t: &str, p: &str| grade(&GradeRequest { question: "q", target: t, predicted: p });
+        assert_eq!(g("Paris", "The answer is Paris."), "A");
+        assert_eq!(g("The Beatles", "beatles"), "A");
+        assert_eq!(g("Paris", "Lyon"), "B");
+        assert_eq!(g("1947", "19470"), "B");
+        assert_eq!(g("Paris", "I don't know."), "C");
+        assert_eq!(g("Paris", "   "), "C");
+    }
+}
