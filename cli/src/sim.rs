@@ -80,6 +80,14 @@ pub struct SimArgs {
     #[arg(long, env = "AGENTCAP_SIM_CAPTURE")]
     capture: Option<PathBuf>,
 
+    /// Serve HTTPS (HTTP/1.1 and h2) with a certificate generated at start; its CA is written to `--tls-ca`.
+    #[arg(long, env = "AGENTCAP_SIM_TLS")]
+    tls: bool,
+
+    /// Where `--tls` writes the generated CA certificate (PEM), for clients to trust.
+    #[arg(long, env = "AGENTCAP_SIM_TLS_CA", default_value = "agentcap-twin-ca.pem")]
+    tls_ca: PathBuf,
+
     /// Exit when standard input reaches end of file (lets a parent process tie the twin's life to its own).
     #[arg(long)]
     exit_on_stdin_close: bool,
@@ -122,6 +130,7 @@ impl SimArgs {
             fault_rates: self.fault_rate.clone(),
             stall: Duration::from_millis(self.stall_ms),
             capture: self.capture.clone(),
+            tls_ca_out: self.tls.then(|| self.tls_ca.clone()),
         }
     }
 }
@@ -147,6 +156,7 @@ async fn stdin_closed() {
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let cfg = args.config();
     let exit_on_stdin = args.exit_on_stdin_close;
+    let tls = args.tls;
     let shutdown = async move {
         if exit_on_stdin {
             tokio::select! {
@@ -159,9 +169,10 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     };
     agentcap_sim::run(
         cfg,
-        |addr| {
+        move |addr| {
+            let scheme = if tls { "https" } else { "http" };
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "agentcap sim ({}) listening on http://{addr}", agentcap_sim::SIMULATED_LABEL);
+            let _ = writeln!(out, "agentcap sim ({}) listening on {scheme}://{addr}", agentcap_sim::SIMULATED_LABEL);
             let _ = out.flush();
         },
         shutdown,

@@ -191,6 +191,8 @@ pub struct SimConfig {
     pub stall: Duration,
     /// Append every JSON body and SSE event the twin sends to this JSONL file.
     pub capture: Option<PathBuf>,
+    /// Serve HTTPS (HTTP/1.1 and h2 by ALPN) with a generated certificate; its CA PEM goes to this file.
+    pub tls_ca_out: Option<PathBuf>,
 }
 
 impl Default for SimConfig {
@@ -207,6 +209,7 @@ impl Default for SimConfig {
             fault_rates: Vec::new(),
             stall: Duration::from_secs(30),
             capture: None,
+            tls_ca_out: None,
         }
     }
 }

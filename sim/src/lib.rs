@@ -15,6 +15,7 @@ pub mod ids;
 pub mod knowledge;
 pub mod server;
 pub mod state;
+pub mod tls;
 pub mod turn;
 pub mod validate;
 

@@ -41,6 +41,8 @@ pub struct Sim {
     pub knowledge: Option<Knowledge>,
     /// Body capture file.
     pub capture: Option<Capture>,
+    /// Requests served over HTTP/2 (so tests can tell which protocol a client negotiated).
+    pub h2_requests: std::sync::atomic::AtomicU64,
     rng: SeqRng,
 }
 
@@ -59,9 +61,10 @@ impl RunningSim {
         self.addr
     }
 
-    /// `http://ADDR`.
+    /// `http://ADDR`, or `https://ADDR` with TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.sim.cfg.tls_ca_out.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The shared state (for tests and embedding).
@@ -98,7 +101,7 @@ impl Sim {
             Some(p) => Some(Capture::open(p).map_err(|e| SimError::Io(format!("capture file {}: {e}", p.display())))?),
             None => None,
         };
-        Ok(Self { rng: SeqRng::new(cfg.seed), cfg, state: Mutex::new(State::default()), knowledge, capture })
+        Ok(Self { rng: SeqRng::new(cfg.seed), cfg, state: Mutex::new(State::default()), knowledge, capture, h2_requests: Default::default() })
     }
 
     fn draw_fault(&self) -> Option<FaultKind> {
@@ -123,6 +126,14 @@ pub async fn start(cfg: SimConfig) -> Result<RunningSim, SimError> {
     let sim = Arc::new(Sim::new(cfg)?);
     let listener = TcpListener::bind(listen).await.map_err(|e| SimError::Io(format!("bind {listen}: {e}")))?;
     let addr = listener.local_addr().map_err(|e| SimError::Io(e.to_string()))?;
+    let tls = match &sim.cfg.tls_ca_out {
+        Some(path) => {
+            let t = crate::tls::generate()?;
+            std::fs::write(path, &t.ca_pem).map_err(|e| SimError::Io(format!("write CA to {}: {e}", path.display())))?;
+            Some(t.acceptor)
+        }
+        None => None,
+    };
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
     let sim2 = sim.clone();
     let task = tokio::spawn(async move {
@@ -133,10 +144,21 @@ pub async fn start(cfg: SimConfig) -> Result<RunningSim, SimError> {
                     let Ok((stream, _peer)) = accepted else { continue };
                     let _ = stream.set_nodelay(true);
                     let sim = sim2.clone();
+                    let tls = tls.clone();
                     tokio::spawn(async move {
                         let svc = service_fn(move |req| handle(sim.clone(), req));
                         let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                        if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
+                        let served = match tls {
+                            None => builder.serve_connection(TokioIo::new(stream), svc).await,
+                            Some(acceptor) => match acceptor.accept(stream).await {
+                                Ok(s) => builder.serve_connection(TokioIo::new(s), svc).await,
+                                Err(e) => {
+                                    tracing::debug!(error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                            },
+                        };
+                        if let Err(e) = served {
                             tracing::debug!(error = %e, "connection ended with an error");
                         }
                     });
@@ -222,6 +244,9 @@ fn known_path(segs: &[&str]) -> bool {
 }
 
 async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Reply {
+    if req.version() == http::Version::HTTP_2 {
+        sim.h2_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query = Query::parse(parts.uri.query());

@@ -82,6 +82,12 @@ impl Emitter {
         match kind {
             FaultKind::Reset => {
                 if let Some(tx) = self.tx.take() {
+                    // Let the events already queued reach the wire first, so the cut is really mid-stream.
+                    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+                    while tx.capacity() < tx.max_capacity() && !tx.is_closed() && tokio::time::Instant::now() < deadline {
+                        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     let _ = tx
                         .send(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset")))
                         .await;
