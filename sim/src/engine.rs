@@ -380,7 +380,6 @@ fn search_result(tool: &str, query: &str, i: usize, seed: &[u8]) -> Value {
     m.insert("tool".into(), json!(tool));
     m.insert("title".into(), json!(format!("{} - {site}", shorten(query, 60))));
     m.insert("url".into(), json!(format!("https://{host}/{slug}-{i}")));
-    m.insert("source".into(), json!("simulated"));
     Value::Object(m)
 }
 

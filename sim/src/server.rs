@@ -445,12 +445,21 @@ fn agents_create(ctx: &Ctx, body: &Value) -> Reply {
     ctx.json(StatusCode::OK, out)
 }
 
-fn metadata_matches(meta: Option<&Value>, filter: Option<&str>) -> Result<bool, ()> {
-    let Some(f) = filter else { return Ok(true) };
-    let want: Value = serde_json::from_str(f).map_err(|_| ())?;
-    let Some(want) = want.as_object() else { return Err(()) };
+/// Parses the `metadata` query filter once: a JSON object filters; absent, `null` or a JSON string (the
+/// Python SDK sends its "unset" sentinel as a JSON string on every list call) means no filter.
+fn metadata_filter(ctx: &Ctx, raw: Option<&str>) -> Result<Option<Map<String, Value>>, Reply> {
+    let Some(text) = raw else { return Ok(None) };
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(m)) => Ok(Some(m)),
+        Ok(Value::Null | Value::String(_)) => Ok(None),
+        _ => Err(ctx.invalid(Problems(vec![json!({"type": "json_invalid", "loc": ["query", "metadata"], "msg": "Invalid JSON object", "input": text})]))),
+    }
+}
+
+fn metadata_matches(meta: Option<&Value>, filter: Option<&Map<String, Value>>) -> bool {
+    let Some(want) = filter else { return true };
     let have = meta.and_then(Value::as_object);
-    Ok(want.iter().all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v)))
+    want.iter().all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
 }
 
 fn page_params(ctx: &Ctx, q: &Query, default_size: usize, max: usize) -> Result<(usize, usize), Reply> {
@@ -486,6 +495,10 @@ fn agents_list(ctx: &Ctx, q: &Query, pages: bool) -> Reply {
     } else {
         page * size
     };
+    let meta = match metadata_filter(ctx, q.get("metadata")) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
     let st = ctx.sim.state.lock();
     let sources = q.all("sources");
     let mut matched = Vec::new();
@@ -517,13 +530,8 @@ fn agents_list(ctx: &Ctx, q: &Query, pages: bool) -> Reply {
         if !sources.is_empty() && !sources.contains(&c.get("source").and_then(Value::as_str).unwrap_or("")) {
             continue;
         }
-        match metadata_matches(c.get("metadata"), q.get("metadata")) {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(()) => {
-                drop(st);
-                return ctx.invalid(Problems(vec![json!({"type": "json_invalid", "loc": ["query", "metadata"], "msg": "Invalid JSON", "input": q.get("metadata")})]));
-            }
+        if !metadata_matches(c.get("metadata"), meta.as_ref()) {
+            continue;
         }
         matched.push(rec.render(None));
     }
@@ -1033,18 +1041,17 @@ fn conv_list(ctx: &Ctx, q: &Query) -> Reply {
         Ok(p) => p,
         Err(r) => return r,
     };
+    let meta = match metadata_filter(ctx, q.get("metadata")) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
     let st = ctx.sim.state.lock();
     let mut out = Vec::new();
     let mut skipped = 0;
     for id in st.conversation_order.iter().rev() {
         let Some(c) = st.conversations.get(id) else { continue };
-        match metadata_matches(Some(&c.metadata), q.get("metadata")) {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(()) => {
-                drop(st);
-                return ctx.invalid(Problems(vec![json!({"type": "json_invalid", "loc": ["query", "metadata"], "msg": "Invalid JSON", "input": q.get("metadata")})]));
-            }
+        if !metadata_matches(Some(&c.metadata), meta.as_ref()) {
+            continue;
         }
         if skipped < page * size {
             skipped += 1;

@@ -118,3 +118,15 @@ async fn invalid_agent_requests_get_422_details() {
     let r = t.call(Method::PATCH, "/v1/agents/ag_0000", Some(json!({}))).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn metadata_filter_ignores_the_sdk_unset_sentinel_and_rejects_non_json() {
+    let t = default_twin().await;
+    t.ok(Method::POST, "/v1/agents", Some(json!({"model": "m", "name": "a", "metadata": {"k": 1}}))).await;
+    let all = t.ok(Method::GET, "/v1/agents?metadata=%22~%3F~unset~%3F~sentinel~%3F~%22", None).await;
+    assert_eq!(all.as_array().unwrap().len(), 1, "a JSON string is no filter");
+    let none = t.ok(Method::GET, "/v1/agents?metadata=%7B%22k%22%3A2%7D", None).await;
+    assert_eq!(none.as_array().unwrap().len(), 0);
+    let bad = t.call(Method::GET, "/v1/conversations?metadata=not-json", None).await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "rejected even when nothing is stored");
+}
