@@ -1,5 +1,8 @@
 //! The `agentcap` binary: argument parsing, configuration, tracing, then a call into a crate's `run`.
 
+mod conversations;
+mod proxy;
+mod query;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -9,7 +12,12 @@ use clap::{Parser, Subcommand};
 /// Route your app's Mistral Agents & Conversations traffic through agentcap to get an audit log,
 /// compare agent configurations on accuracy and latency, and benchmark streaming latency.
 #[derive(Debug, Parser)]
-#[command(name = "agentcap", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "agentcap",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 struct Cli {
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `agentcap_sim=debug`.
     #[arg(long, global = true, env = "AGENTCAP_LOG", default_value = "warn")]
@@ -27,12 +35,23 @@ struct Cli {
 enum Command {
     /// Run the twin: a local simulator of the Mistral Agents & Conversations API (simulated upstream).
     Sim(sim::SimArgs),
+    /// Run the recording proxy: forward to one upstream, record every exchange into DuckDB.
+    Proxy(proxy::ProxyArgs),
+    /// Run one read-only SQL statement over the recording (through the proxy's admin listener, or the file).
+    Query(query::QueryArgs),
+    /// Browse recorded conversations: list them, or show one as a tree of turns, entries and branches.
+    Conversations {
+        #[command(subcommand)]
+        command: conversations::ConversationsCommand,
+    },
 }
 
 fn init_tracing(filter: &str, format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -43,33 +62,46 @@ fn init_tracing(filter: &str, format: &str) {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(&cli.log, &cli.log_format);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         match cli.command {
             Command::Sim(args) => sim::run(args).await,
+            Command::Proxy(args) => proxy::run(args).await,
+            Command::Query(args) => query::run(args).await,
+            Command::Conversations { command } => conversations::run(command).await,
         }
     })
 }
 
-/// Resolves when the process gets SIGINT or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// A future that resolves when the process gets SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled, so a signal that arrives during start-up is not lost.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let int = signal(SignalKind::interrupt());
+        let term = signal(SignalKind::terminate());
+        async move {
+            match (int, term) {
+                (Ok(mut i), Ok(mut t)) => {
+                    tokio::select! {
+                        _ = i.recv() => {},
+                        _ = t.recv() => {},
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    {
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -85,7 +85,11 @@ pub struct SimArgs {
     tls: bool,
 
     /// Where `--tls` writes the generated CA certificate (PEM), for clients to trust.
-    #[arg(long, env = "AGENTCAP_SIM_TLS_CA", default_value = "agentcap-twin-ca.pem")]
+    #[arg(
+        long,
+        env = "AGENTCAP_SIM_TLS_CA",
+        default_value = "agentcap-twin-ca.pem"
+    )]
     tls_ca: PathBuf,
 
     /// Exit when standard input reaches end of file (lets a parent process tie the twin's life to its own).
@@ -94,8 +98,13 @@ pub struct SimArgs {
 }
 
 fn parse_tool_latency(s: &str) -> Result<(String, u64), String> {
-    let (name, ms) = s.split_once('=').ok_or_else(|| format!("expected NAME=MS, got {s:?}"))?;
-    let ms = ms.trim().parse::<u64>().map_err(|e| format!("bad milliseconds {ms:?}: {e}"))?;
+    let (name, ms) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=MS, got {s:?}"))?;
+    let ms = ms
+        .trim()
+        .parse::<u64>()
+        .map_err(|e| format!("bad milliseconds {ms:?}: {e}"))?;
     Ok((name.trim().to_string(), ms))
 }
 
@@ -116,7 +125,9 @@ impl SimArgs {
             latency.per_tool.clear();
         }
         for (name, ms) in &self.tool_latency {
-            latency.per_tool.insert(name.clone(), Duration::from_millis(*ms));
+            latency
+                .per_tool
+                .insert(name.clone(), Duration::from_millis(*ms));
         }
         SimConfig {
             listen: self.listen,
@@ -157,14 +168,15 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let cfg = args.config();
     let exit_on_stdin = args.exit_on_stdin_close;
     let tls = args.tls;
+    let signal = crate::shutdown_signal();
     let shutdown = async move {
         if exit_on_stdin {
             tokio::select! {
-                _ = crate::shutdown_signal() => {},
+                _ = signal => {},
                 _ = stdin_closed() => {},
             }
         } else {
-            crate::shutdown_signal().await;
+            signal.await;
         }
     };
     agentcap_sim::run(
@@ -172,7 +184,11 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         move |addr| {
             let scheme = if tls { "https" } else { "http" };
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "agentcap sim ({}) listening on {scheme}://{addr}", agentcap_sim::SIMULATED_LABEL);
+            let _ = writeln!(
+                out,
+                "agentcap sim ({}) listening on {scheme}://{addr}",
+                agentcap_sim::SIMULATED_LABEL
+            );
             let _ = out.flush();
         },
         shutdown,

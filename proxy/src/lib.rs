@@ -1,4 +1,155 @@
-//! The recording proxy (to come): transparent forwarding to one upstream, with every Agents /
-//! Conversations exchange, entry and SSE event recorded into DuckDB off the hot path.
+//! The recording proxy: forwards every request to one configured upstream with bytes unchanged, and records
+//! every exchange, SSE event and conversation entry into DuckDB off the hot path.
 //!
-//! This crate is intentionally empty for now; `ARCHITECTURE.md` describes the design it will follow.
+//! [`start`] binds the client listener (and the loopback admin listener) and returns a [`RunningProxy`];
+//! [`run`] does the same until a shutdown future resolves. See ARCHITECTURE.md, "Life of a recorded request".
+
+pub mod admin;
+pub mod config;
+pub mod exchange;
+pub mod forward;
+pub mod record;
+pub mod recorder;
+pub mod server;
+pub mod tee;
+pub mod views;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::ProxyConfig;
+use recorder::{Recorder, RecorderHandle, RecorderStats};
+
+/// What can go wrong running the proxy (who failed is in the variant).
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// Bad configuration (the operator's input).
+    #[error("invalid proxy configuration: {0}")]
+    Config(String),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The recorder failed (internal).
+    #[error("recorder: {0}")]
+    Recorder(#[from] recorder::RecorderError),
+}
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct RunningProxy {
+    addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    serve: JoinHandle<()>,
+    admin: Option<JoinHandle<()>>,
+    recorder: Option<Recorder>,
+    handle: RecorderHandle,
+}
+
+impl RunningProxy {
+    /// The client listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The admin listener's address, if enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// The recorder (stats, flush, queries, test hooks).
+    pub fn recorder(&self) -> &RecorderHandle {
+        &self.handle
+    }
+
+    /// Stops accepting, lets in-flight exchanges finish (up to the grace period), flushes the recorder.
+    pub async fn shutdown(mut self) -> Result<RecorderStats, ProxyError> {
+        let _ = self.stop.send(true);
+        let _ = (&mut self.serve).await;
+        if let Some(a) = self.admin.take() {
+            let _ = a.await;
+        }
+        let rec = self.recorder.take().expect("shut down once");
+        let stats = tokio::task::spawn_blocking(move || rec.shutdown())
+            .await
+            .map_err(|e| ProxyError::Config(format!("recorder shutdown panicked: {e}")))??;
+        Ok(stats)
+    }
+}
+
+/// Validates `cfg`, opens the recorder (replaying any journal), binds the listeners and starts serving.
+pub async fn start(cfg: ProxyConfig) -> Result<RunningProxy, ProxyError> {
+    cfg.validate()?;
+    let client = forward::client(&cfg)?;
+    let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => Some(server::tls_acceptor(c, k)?),
+        _ => None,
+    };
+    let listener = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| ProxyError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ProxyError::Bind {
+        addr: cfg.listen,
+        source,
+    })?;
+    let admin_listener = match cfg.admin_listen {
+        Some(a) => Some(
+            TcpListener::bind(a)
+                .await
+                .map_err(|source| ProxyError::Bind { addr: a, source })?,
+        ),
+        None => None,
+    };
+    let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let rcfg = cfg.recorder.clone();
+    let recorder = tokio::task::spawn_blocking(move || Recorder::open(rcfg))
+        .await
+        .map_err(|e| ProxyError::Config(format!("recorder start panicked: {e}")))??;
+    let handle = recorder.handle();
+    let (stop, stop_rx) = watch::channel(false);
+    let admin = admin_listener.map(|l| {
+        let st = Arc::new(admin::AdminState {
+            rec: handle.clone(),
+            started: Instant::now(),
+            upstream: cfg.upstream.to_string(),
+            db_path: cfg.recorder.db_path.display().to_string(),
+        });
+        tokio::spawn(admin::serve(l, st, stop_rx.clone()))
+    });
+    let shared = Arc::new(server::Shared::new(cfg, client, handle.clone()));
+    let serve = tokio::spawn(server::serve(listener, shared, tls, stop_rx));
+    Ok(RunningProxy {
+        addr,
+        admin_addr,
+        stop,
+        serve,
+        admin,
+        recorder: Some(recorder),
+        handle,
+    })
+}
+
+/// Runs the proxy until `shutdown` resolves; `on_ready` gets the client and admin addresses.
+pub async fn run(
+    cfg: ProxyConfig,
+    on_ready: impl FnOnce(SocketAddr, Option<SocketAddr>),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<RecorderStats, ProxyError> {
+    let p = start(cfg).await?;
+    on_ready(p.addr(), p.admin_addr());
+    shutdown.await;
+    p.shutdown().await
+}

@@ -28,7 +28,9 @@ impl Capture {
     /// Opens (creates or appends to) `path`.
     pub fn open(path: &Path) -> std::io::Result<Self> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self { file: Mutex::new(file) })
+        Ok(Self {
+            file: Mutex::new(file),
+        })
     }
 
     fn write(&self, line: &Value) {

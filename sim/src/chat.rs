@@ -33,7 +33,10 @@ pub struct GradeRequest<'a> {
 
 /// Recognises the SimpleQA grader template (the last `Question:` / `Gold target:` / `Predicted answer:` block).
 pub fn parse_grader_prompt(text: &str) -> Option<GradeRequest<'_>> {
-    let q_at = text.rfind("\nQuestion: ").map(|i| i + 1).or_else(|| text.starts_with("Question: ").then_some(0))?;
+    let q_at = text
+        .rfind("\nQuestion: ")
+        .map(|i| i + 1)
+        .or_else(|| text.starts_with("Question: ").then_some(0))?;
     let rest = &text[q_at + "Question: ".len()..];
     let (question, rest) = rest.split_once("\nGold target: ")?;
     let (target, rest) = rest.split_once("\nPredicted answer: ")?;
@@ -41,13 +44,26 @@ pub fn parse_grader_prompt(text: &str) -> Option<GradeRequest<'_>> {
         Some(end) => &rest[..end],
         None => rest.lines().next().unwrap_or(""),
     };
-    Some(GradeRequest { question, target, predicted })
+    Some(GradeRequest {
+        question,
+        target,
+        predicted,
+    })
 }
 
 /// SQuAD-style normalisation: lowercase, no punctuation, no articles, single spaces.
 pub fn normalize_answer(s: &str) -> String {
     let lower = s.to_lowercase();
-    let no_punct: String = lower.chars().map(|c| if c.is_alphanumeric() || c.is_whitespace() { c } else { ' ' }).collect();
+    let no_punct: String = lower
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c.is_whitespace() {
+                c
+            } else {
+                ' '
+            }
+        })
+        .collect();
     no_punct
         .split_whitespace()
         .filter(|w| !matches!(*w, "a" | "an" | "the"))
@@ -64,7 +80,11 @@ pub fn grade(g: &GradeRequest<'_>) -> &'static str {
     let gold = normalize_answer(g.target);
     let pred = normalize_answer(g.predicted);
     let padded = format!(" {pred} ");
-    if !gold.is_empty() && (pred == gold || padded.contains(&format!(" {gold} "))) { "A" } else { "B" }
+    if !gold.is_empty() && (pred == gold || padded.contains(&format!(" {gold} "))) {
+        "A"
+    } else {
+        "B"
+    }
 }
 
 fn last_user_text(messages: &[Value]) -> String {
@@ -78,7 +98,12 @@ fn last_user_text(messages: &[Value]) -> String {
 }
 
 /// Handles one chat completion request.
-pub async fn completions(sim: &Arc<Sim>, origin: &Origin, fault: Option<FaultKind>, body: Value) -> Reply {
+pub async fn completions(
+    sim: &Arc<Sim>,
+    origin: &Origin,
+    fault: Option<FaultKind>,
+    body: Value,
+) -> Reply {
     let capture_json = |status: StatusCode, v: Value| -> Reply {
         if let Some(c) = &sim.capture {
             c.json(origin, status.as_u16(), &v);
@@ -90,31 +115,71 @@ pub async fn completions(sim: &Arc<Sim>, origin: &Origin, fault: Option<FaultKin
         return capture_json(StatusCode::UNPROCESSABLE_ENTITY, p.into_body());
     }
     match fault {
-        Some(FaultKind::Reset) => return Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset")),
+        Some(FaultKind::Reset) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "injected reset",
+            ));
+        }
         Some(FaultKind::Stall) => {
             tokio::time::sleep(sim.cfg.stall).await;
-            return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "injected stall"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "injected stall",
+            ));
         }
         Some(FaultKind::ErrorEvent) => {
-            return capture_json(StatusCode::INTERNAL_SERVER_ERROR, error_body("Simulated upstream error (injected fault)", "server_error", Value::Null));
+            return capture_json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                error_body(
+                    "Simulated upstream error (injected fault)",
+                    "server_error",
+                    Value::Null,
+                ),
+            );
         }
         _ => {}
     }
-    let model = body.get("model").and_then(Value::as_str).unwrap_or("").to_string();
-    let messages = body.get("messages").and_then(Value::as_array).cloned().unwrap_or_default();
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let messages = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let text = last_user_text(&messages);
     let answer = match parse_grader_prompt(&text) {
         Some(g) => grade(&g).to_string(),
-        None => match sim.knowledge.as_ref().and_then(|k| k.find(&text).map(|it| k.answer(it, false))) {
+        None => match sim
+            .knowledge
+            .as_ref()
+            .and_then(|k| k.find(&text).map(|it| k.answer(it, false)))
+        {
             Some(v) => v.text().to_string(),
-            None => format!("Simulated upstream reply to: \"{}\".", normalize_question(&text).chars().take(200).collect::<String>()),
+            None => format!(
+                "Simulated upstream reply to: \"{}\".",
+                normalize_question(&text)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            ),
         },
     };
-    let prompt_tokens: u64 = messages.iter().map(|m| tokens(&m.get("content").map(content_text).unwrap_or_default())).sum::<u64>() + 4;
+    let prompt_tokens: u64 = messages
+        .iter()
+        .map(|m| tokens(&m.get("content").map(content_text).unwrap_or_default()))
+        .sum::<u64>()
+        + 4;
     let completion_tokens = tokens(&answer);
     let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens});
     let id = uuid::Uuid::now_v7().simple().to_string();
-    let created = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let lat = &sim.cfg.latency;
     let stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     if !stream {
@@ -141,8 +206,16 @@ pub async fn completions(sim: &Arc<Sim>, origin: &Origin, fault: Option<FaultKin
             }
             c
         };
-        let mut frames = vec![chunk(json!({"role": "assistant", "content": ""}), Value::Null, None)];
-        frames.extend(split_deltas(&answer).into_iter().map(|d| chunk(json!({"content": d}), Value::Null, None)));
+        let mut frames = vec![chunk(
+            json!({"role": "assistant", "content": ""}),
+            Value::Null,
+            None,
+        )];
+        frames.extend(
+            split_deltas(&answer)
+                .into_iter()
+                .map(|d| chunk(json!({"content": d}), Value::Null, None)),
+        );
         frames.push(chunk(json!({"content": ""}), json!("stop"), Some(&usage)));
         if !ttft.is_zero() {
             tokio::time::sleep(ttft).await;
@@ -151,18 +224,29 @@ pub async fn completions(sim: &Arc<Sim>, origin: &Origin, fault: Option<FaultKin
             if let Some(c) = &sim2.capture {
                 c.sse(&origin2, "completion.chunk", &f);
             }
-            if tx.send(Ok(Frame::data(agentcap_wire::sse::encode_data(&f.to_string())))).await.is_err() {
+            if tx
+                .send(Ok(Frame::data(agentcap_wire::sse::encode_data(
+                    &f.to_string(),
+                ))))
+                .await
+                .is_err()
+            {
                 return;
             }
             if !per_token.is_zero() {
                 tokio::time::sleep(per_token.min(Duration::from_secs(1))).await;
             }
         }
-        let _ = tx.send(Ok(Frame::data(agentcap_wire::sse::encode_data("[DONE]")))).await;
+        let _ = tx
+            .send(Ok(Frame::data(agentcap_wire::sse::encode_data("[DONE]"))))
+            .await;
     });
     let body = StreamBody::new(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
     let mut r = Response::new(BodyExt::boxed(body));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
     Ok(r)
 }
 
@@ -173,20 +257,39 @@ mod tests {
     const TEMPLATE_TAIL: &str = "Here is a new example.\n```\nQuestion: {q}\nGold target: {t}\nPredicted answer: {p}\n```\n\nGrade the predicted answer";
 
     fn prompt(q: &str, t: &str, p: &str) -> String {
-        format!("Examples...\nQuestion: example\nGold target: x\nPredicted answer: y\n\n{}", TEMPLATE_TAIL.replace("{q}", q).replace("{t}", t).replace("{p}", p))
+        format!(
+            "Examples...\nQuestion: example\nGold target: x\nPredicted answer: y\n\n{}",
+            TEMPLATE_TAIL
+                .replace("{q}", q)
+                .replace("{t}", t)
+                .replace("{p}", p)
+        )
     }
 
     #[test]
     fn parses_the_last_block_of_the_grader_prompt() {
         let p = prompt("Who?", "Michelle Obama", "It was Michelle Obama.");
         let g = parse_grader_prompt(&p).unwrap();
-        assert_eq!(g, GradeRequest { question: "Who?", target: "Michelle Obama", predicted: "It was Michelle Obama." });
+        assert_eq!(
+            g,
+            GradeRequest {
+                question: "Who?",
+                target: "Michelle Obama",
+                predicted: "It was Michelle Obama."
+            }
+        );
         assert!(parse_grader_prompt("hello").is_none());
     }
 
     #[test]
     fn grades_correct_incorrect_and_not_attempted() {
-        let g = |t: &str, p: &str| grade(&GradeRequest { question: "q", target: t, predicted: p });
+        let g = |t: &str, p: &str| {
+            grade(&GradeRequest {
+                question: "q",
+                target: t,
+                predicted: p,
+            })
+        };
         assert_eq!(g("Paris", "The answer is Paris."), "A");
         assert_eq!(g("The Beatles", "beatles"), "A");
         assert_eq!(g("Paris", "Lyon"), "B");

@@ -82,7 +82,9 @@ impl FromStr for LatencyPreset {
         match s {
             "zero" => Ok(Self::Zero),
             "realistic" => Ok(Self::Realistic),
-            other => Err(format!("unknown latency preset {other:?} (expected zero or realistic)")),
+            other => Err(format!(
+                "unknown latency preset {other:?} (expected zero or realistic)"
+            )),
         }
     }
 }
@@ -135,7 +137,9 @@ impl FromStr for FaultKind {
             .into_iter()
             .find(|k| k.name() == s.trim())
             .ok_or_else(|| {
-                format!("unknown fault {s:?} (expected one of 429, 500, 503, reset, stall, error-event)")
+                format!(
+                    "unknown fault {s:?} (expected one of 429, 500, 503, reset, stall, error-event)"
+                )
             })
     }
 }
@@ -221,7 +225,9 @@ impl SimConfig {
             if (0.0..=1.0).contains(&v) {
                 Ok(())
             } else {
-                Err(SimError::Config(format!("{name} must be within [0, 1], got {v}")))
+                Err(SimError::Config(format!(
+                    "{name} must be within [0, 1], got {v}"
+                )))
             }
         };
         prob("p_closed", self.p_closed)?;

@@ -127,10 +127,18 @@ pub fn content_text(c: &Value) -> String {
 
 fn entry_text(e: &Value) -> String {
     match e.get("type").and_then(Value::as_str) {
-        Some("function.result") => e.get("result").and_then(Value::as_str).unwrap_or("").to_string(),
+        Some("function.result") => e
+            .get("result")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
         Some("function.call") | Some("tool.execution") => e
             .get("arguments")
-            .map(|a| a.as_str().map(str::to_string).unwrap_or_else(|| a.to_string()))
+            .map(|a| {
+                a.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| a.to_string())
+            })
             .unwrap_or_default(),
         _ => e.get("content").map(content_text).unwrap_or_default(),
     }
@@ -143,18 +151,29 @@ fn tool_type(t: &Value) -> &str {
 /// Plans the turn.
 pub fn plan(input: &TurnInput<'_>, knowledge: Option<&Knowledge>, seed: u64) -> Plan {
     let prompt_text: usize = input.instructions.len()
-        + input.history.iter().chain(input.inputs).map(|e| entry_text(e).len()).sum::<usize>();
+        + input
+            .history
+            .iter()
+            .chain(input.inputs)
+            .map(|e| entry_text(e).len())
+            .sum::<usize>();
     let prompt_tokens = (prompt_text as u64).div_ceil(4) + 8;
     let mut steps = Vec::new();
     plan_speaker(input, input.speaker, knowledge, seed, 0, &mut steps);
-    Plan { steps, prompt_tokens }
+    Plan {
+        steps,
+        prompt_tokens,
+    }
 }
 
 fn user_text(inputs: &[Value]) -> String {
     inputs
         .iter()
         .filter(|e| {
-            e.get("type").and_then(Value::as_str).unwrap_or("message.input") == "message.input"
+            e.get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("message.input")
+                == "message.input"
                 && e.get("role").and_then(Value::as_str) == Some("user")
         })
         .map(|e| e.get("content").map(content_text).unwrap_or_default())
@@ -198,14 +217,20 @@ fn plan_speaker(
                     .history
                     .iter()
                     .rev()
-                    .find(|e| e.get("tool_call_id").and_then(Value::as_str) == Some(call_id) && e.get("type").and_then(Value::as_str) == Some("function.call"))
+                    .find(|e| {
+                        e.get("tool_call_id").and_then(Value::as_str) == Some(call_id)
+                            && e.get("type").and_then(Value::as_str) == Some("function.call")
+                    })
                     .and_then(|e| e.get("name").and_then(Value::as_str))
                     .unwrap_or("the function");
                 format!("{name} returned: {result}")
             })
             .collect();
         steps.push(step(StepKind::Message {
-            pieces: vec![Piece::Text(format!("According to the tool results, {}.", parts.join("; ")))],
+            pieces: vec![Piece::Text(format!(
+                "According to the tool results, {}.",
+                parts.join("; ")
+            ))],
         }));
         return;
     }
@@ -216,7 +241,9 @@ fn plan_speaker(
             .handoffs
             .iter()
             .find(|h| !h.agent_name.is_empty() && lower.contains(&h.agent_name.to_lowercase()))
-            .or_else(|| (lower.contains("handoff") || lower.contains("hand off")).then(|| &sp.handoffs[0]));
+            .or_else(|| {
+                (lower.contains("handoff") || lower.contains("hand off")).then(|| &sp.handoffs[0])
+            });
         if let Some(next) = target {
             steps.push(step(StepKind::Handoff {
                 previous_agent_id: sp.agent_id.clone().unwrap_or_default(),
@@ -233,10 +260,15 @@ fn plan_speaker(
 
     // 3. Function tools mentioned by name.
     for t in sp.tools.iter().filter(|t| tool_type(t) == "function") {
-        let Some(func) = t.get("function") else { continue };
-        let Some(name) = func.get("name").and_then(Value::as_str) else { continue };
+        let Some(func) = t.get("function") else {
+            continue;
+        };
+        let Some(name) = func.get("name").and_then(Value::as_str) else {
+            continue;
+        };
         if !name.is_empty() && lower.contains(&name.to_lowercase()) {
-            let arguments = sample_arguments(func.get("parameters").unwrap_or(&Value::Null)).to_string();
+            let arguments =
+                sample_arguments(func.get("parameters").unwrap_or(&Value::Null)).to_string();
             let seed_text = format!("{seed}/{name}/{text}/{}", input.history.len());
             steps.push(step(StepKind::FunctionCall {
                 tool_call_id: crate::ids::tool_call_id(&seed_text),
@@ -249,7 +281,9 @@ fn plan_speaker(
 
     // 4. Connectors, then the answer.
     let has = |ty: &str| sp.tools.iter().any(|t| tool_type(t) == ty);
-    let search = ["web_search_premium", "web_search"].into_iter().find(|t| has(t));
+    let search = ["web_search_premium", "web_search"]
+        .into_iter()
+        .find(|t| has(t));
     let known = knowledge.and_then(|k| k.find(&text).map(|it| (k, it)));
     let question = text.trim();
     let seed_b = seed.to_le_bytes();
@@ -262,9 +296,15 @@ fn plan_speaker(
     let mut refs: Vec<Value> = Vec::new();
 
     if let Some(tool) = search {
-        let query = if question.is_empty() { "latest news".to_string() } else { shorten(question, 120) };
+        let query = if question.is_empty() {
+            "latest news".to_string()
+        } else {
+            shorten(question, 120)
+        };
         let n_results = 2 + det::index(&[&seed_b, b"nres", question.as_bytes()], 3);
-        let results: Vec<Value> = (0..n_results).map(|i| search_result(tool, &query, i, &seed_b)).collect();
+        let results: Vec<Value> = (0..n_results)
+            .map(|i| search_result(tool, &query, i, &seed_b))
+            .collect();
         refs = results.clone();
         let ctoks = 1500 + det::index(&[&seed_b, b"ctok", question.as_bytes()], 5600) as u64;
         steps.push(step(StepKind::Tool {
@@ -285,7 +325,10 @@ fn plan_speaker(
         }));
     }
     for t in sp.tools.iter().filter(|t| tool_type(t) == "connector") {
-        let name = t.get("connector_id").and_then(Value::as_str).unwrap_or("connector");
+        let name = t
+            .get("connector_id")
+            .and_then(Value::as_str)
+            .unwrap_or("connector");
         steps.push(step(StepKind::Tool {
             name: name.to_string(),
             arguments: json!({ "input": shorten(question, 120) }).to_string(),
@@ -296,13 +339,25 @@ fn plan_speaker(
     let wants_code = has("code_interpreter")
         && (sp.tools.len() == 1
             || lower.chars().any(|c| c.is_ascii_digit())
-            || ["calculate", "compute", "code", "python", "plot", "sum", "count"].iter().any(|w| lower.contains(w)));
+            || [
+                "calculate",
+                "compute",
+                "code",
+                "python",
+                "plot",
+                "sum",
+                "count",
+            ]
+            .iter()
+            .any(|w| lower.contains(w)));
     if wants_code {
         let words = question.split_whitespace().count();
         let escaped = question.replace('\\', "\\\\").replace('"', "\\\"");
         let code = format!("text = \"{escaped}\"\nwords = len(text.split())\nprint(words)");
         steps.push(step(StepKind::Message {
-            pieces: vec![Piece::Text("Let me run some Python to work that out.".into())],
+            pieces: vec![Piece::Text(
+                "Let me run some Python to work that out.".into(),
+            )],
         }));
         steps.push(step(StepKind::Tool {
             name: "code_interpreter".into(),
@@ -315,7 +370,10 @@ fn plan_speaker(
         }
     }
     let wants_image = has("image_generation")
-        && (sp.tools.len() == 1 || ["image", "draw", "picture", "paint"].iter().any(|w| lower.contains(w)));
+        && (sp.tools.len() == 1
+            || ["image", "draw", "picture", "paint"]
+                .iter()
+                .any(|w| lower.contains(w)));
     let mut file_chunk = None;
     if wants_image {
         let file_id = uuid_like(&[&seed_b, b"img", question.as_bytes()]);
@@ -325,7 +383,9 @@ fn plan_speaker(
             info: json!({}),
             connector_tokens: 100,
         }));
-        file_chunk = Some(json!({"type": "tool_file", "tool": "image_generation", "file_id": file_id, "file_name": "image_generated_0", "file_type": "png"}));
+        file_chunk = Some(
+            json!({"type": "tool_file", "tool": "image_generation", "file_id": file_id, "file_name": "image_generated_0", "file_type": "png"}),
+        );
         if known.is_none() {
             answer = "Here is the generated image.".into();
         }
@@ -351,7 +411,14 @@ fn uuid_like(parts: &[&[u8]]) -> String {
     let a = det::hash64(parts);
     let b = det::hash64(&[parts.concat().as_slice(), b"2"]);
     let h = format!("{a:016x}{b:016x}");
-    format!("{}-{}-7{}-8{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
+    format!(
+        "{}-{}-7{}-8{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 const SITES: [(&str, &str); 6] = [
@@ -364,7 +431,8 @@ const SITES: [(&str, &str); 6] = [
 ];
 
 fn search_result(tool: &str, query: &str, i: usize, seed: &[u8]) -> Value {
-    let (host, site) = SITES[det::index(&[seed, b"site", query.as_bytes(), &[i as u8]], SITES.len())];
+    let (host, site) =
+        SITES[det::index(&[seed, b"site", query.as_bytes(), &[i as u8]], SITES.len())];
     let slug: String = query
         .to_lowercase()
         .chars()
@@ -378,7 +446,10 @@ fn search_result(tool: &str, query: &str, i: usize, seed: &[u8]) -> Value {
     let mut m = Map::new();
     m.insert("type".into(), json!("tool_reference"));
     m.insert("tool".into(), json!(tool));
-    m.insert("title".into(), json!(format!("{} - {site}", shorten(query, 60))));
+    m.insert(
+        "title".into(),
+        json!(format!("{} - {site}", shorten(query, 60))),
+    );
     m.insert("url".into(), json!(format!("https://{host}/{slug}-{i}")));
     Value::Object(m)
 }
@@ -417,14 +488,26 @@ pub fn sample_arguments(params: &Value) -> Value {
 }
 
 fn sample_value(schema: &Value) -> Value {
-    if let Some(first) = schema.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+    if let Some(first) = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+    {
         return first.clone();
     }
     let ty = match schema.get("type") {
         Some(Value::String(s)) => s.as_str(),
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).find(|t| *t != "null").unwrap_or("string"),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|t| *t != "null")
+            .unwrap_or("string"),
         _ => {
-            if let Some(any) = schema.get("anyOf").and_then(Value::as_array).and_then(|a| a.iter().find(|s| s.get("type") != Some(&json!("null")))) {
+            if let Some(any) = schema
+                .get("anyOf")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().find(|s| s.get("type") != Some(&json!("null"))))
+            {
                 return sample_value(any);
             }
             "string"
@@ -464,7 +547,13 @@ mod tests {
     use super::*;
 
     fn speaker(tools: Vec<Value>) -> Speaker {
-        Speaker { agent_id: Some("ag_1".into()), agent_name: "one".into(), model: "m".into(), tools, handoffs: vec![] }
+        Speaker {
+            agent_id: Some("ag_1".into()),
+            agent_name: "one".into(),
+            model: "m".into(),
+            tools,
+            handoffs: vec![],
+        }
     }
 
     fn user(text: &str) -> Vec<Value> {
@@ -482,15 +571,40 @@ mod tests {
 
     #[test]
     fn function_tool_mentioned_gives_a_call_with_schema_arguments() {
-        let sp = speaker(vec![json!({"type": "function", "function": {"name": "get_weather", "parameters": {
+        let sp = speaker(vec![
+            json!({"type": "function", "function": {"name": "get_weather", "parameters": {
             "type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}, "unit": {"enum": ["c", "f"]}},
-            "required": ["city", "days", "unit"]}}})]);
+            "required": ["city", "days", "unit"]}}}),
+        ]);
         let inputs = user("Please call get_weather for me");
-        let p = plan(&TurnInput { speaker: &sp, history: &[], inputs: &inputs, handoff_client: false, instructions: "" }, None, 0);
+        let p = plan(
+            &TurnInput {
+                speaker: &sp,
+                history: &[],
+                inputs: &inputs,
+                handoff_client: false,
+                instructions: "",
+            },
+            None,
+            0,
+        );
         match &p.steps[..] {
-            [Step { kind: StepKind::FunctionCall { name, arguments, tool_call_id }, .. }] => {
+            [
+                Step {
+                    kind:
+                        StepKind::FunctionCall {
+                            name,
+                            arguments,
+                            tool_call_id,
+                        },
+                    ..
+                },
+            ] => {
                 assert_eq!(name, "get_weather");
-                assert_eq!(serde_json::from_str::<Value>(arguments).unwrap(), json!({"city": "sample", "days": 1, "unit": "c"}));
+                assert_eq!(
+                    serde_json::from_str::<Value>(arguments).unwrap(),
+                    json!({"city": "sample", "days": 1, "unit": "c"})
+                );
                 assert_eq!(tool_call_id.len(), 9);
             }
             other => panic!("{other:?}"),
@@ -500,32 +614,96 @@ mod tests {
     #[test]
     fn function_results_are_quoted() {
         let sp = speaker(vec![]);
-        let history = vec![json!({"type": "function.call", "tool_call_id": "abc", "name": "get_weather", "arguments": "{}"})];
-        let inputs = vec![json!({"type": "function.result", "tool_call_id": "abc", "result": "sunny"})];
-        let p = plan(&TurnInput { speaker: &sp, history: &history, inputs: &inputs, handoff_client: false, instructions: "" }, None, 0);
-        let StepKind::Message { pieces } = &p.steps[0].kind else { panic!() };
-        assert_eq!(pieces, &[Piece::Text("According to the tool results, get_weather returned: sunny.".into())]);
+        let history = vec![
+            json!({"type": "function.call", "tool_call_id": "abc", "name": "get_weather", "arguments": "{}"}),
+        ];
+        let inputs =
+            vec![json!({"type": "function.result", "tool_call_id": "abc", "result": "sunny"})];
+        let p = plan(
+            &TurnInput {
+                speaker: &sp,
+                history: &history,
+                inputs: &inputs,
+                handoff_client: false,
+                instructions: "",
+            },
+            None,
+            0,
+        );
+        let StepKind::Message { pieces } = &p.steps[0].kind else {
+            panic!()
+        };
+        assert_eq!(
+            pieces,
+            &[Piece::Text(
+                "According to the tool results, get_weather returned: sunny.".into()
+            )]
+        );
     }
 
     #[test]
     fn web_search_gives_tool_execution_then_cited_message() {
         let sp = speaker(vec![json!({"type": "web_search"})]);
         let inputs = user("Who won the last European football cup?");
-        let p = plan(&TurnInput { speaker: &sp, history: &[], inputs: &inputs, handoff_client: false, instructions: "" }, None, 3);
+        let p = plan(
+            &TurnInput {
+                speaker: &sp,
+                history: &[],
+                inputs: &inputs,
+                handoff_client: false,
+                instructions: "",
+            },
+            None,
+            3,
+        );
         assert!(matches!(&p.steps[0].kind, StepKind::Tool { name, .. } if name == "web_search"));
-        let StepKind::Message { pieces } = &p.steps[1].kind else { panic!() };
-        assert!(pieces.iter().any(|p| matches!(p, Piece::Chunk(c) if c["type"] == "tool_reference")));
+        let StepKind::Message { pieces } = &p.steps[1].kind else {
+            panic!()
+        };
+        assert!(
+            pieces
+                .iter()
+                .any(|p| matches!(p, Piece::Chunk(c) if c["type"] == "tool_reference"))
+        );
     }
 
     #[test]
     fn handoff_in_server_mode_continues_with_the_next_agent() {
         let mut sp = speaker(vec![]);
-        sp.handoffs.push(Speaker { agent_id: Some("ag_2".into()), agent_name: "Finance".into(), model: "m2".into(), tools: vec![], handoffs: vec![] });
+        sp.handoffs.push(Speaker {
+            agent_id: Some("ag_2".into()),
+            agent_name: "Finance".into(),
+            model: "m2".into(),
+            tools: vec![],
+            handoffs: vec![],
+        });
         let inputs = user("Let finance answer this");
-        let server = plan(&TurnInput { speaker: &sp, history: &[], inputs: &inputs, handoff_client: false, instructions: "" }, None, 0);
-        assert!(matches!(&server.steps[0].kind, StepKind::Handoff { next_agent_id, .. } if next_agent_id == "ag_2"));
+        let server = plan(
+            &TurnInput {
+                speaker: &sp,
+                history: &[],
+                inputs: &inputs,
+                handoff_client: false,
+                instructions: "",
+            },
+            None,
+            0,
+        );
+        assert!(
+            matches!(&server.steps[0].kind, StepKind::Handoff { next_agent_id, .. } if next_agent_id == "ag_2")
+        );
         assert_eq!(server.steps[1].agent_id.as_deref(), Some("ag_2"));
-        let client = plan(&TurnInput { speaker: &sp, history: &[], inputs: &inputs, handoff_client: true, instructions: "" }, None, 0);
+        let client = plan(
+            &TurnInput {
+                speaker: &sp,
+                history: &[],
+                inputs: &inputs,
+                handoff_client: true,
+                instructions: "",
+            },
+            None,
+            0,
+        );
         assert_eq!(client.steps.len(), 1);
     }
 }

@@ -19,8 +19,10 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 pub fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     let mut r = Response::new(full(serde_json::to_vec(v).expect("a Value serializes")));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -71,7 +73,9 @@ impl Query {
         let mut m: HashMap<String, Vec<String>> = HashMap::new();
         for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            m.entry(percent_decode(k)).or_default().push(percent_decode(v));
+            m.entry(percent_decode(k))
+                .or_default()
+                .push(percent_decode(v));
         }
         Self(m)
     }
@@ -83,7 +87,10 @@ impl Query {
 
     /// Every value of `k`.
     pub fn all(&self, k: &str) -> Vec<&str> {
-        self.0.get(k).map(|v| v.iter().map(String::as_str).collect()).unwrap_or_default()
+        self.0
+            .get(k)
+            .map(|v| v.iter().map(String::as_str).collect())
+            .unwrap_or_default()
     }
 }
 
@@ -101,7 +108,9 @@ mod tests {
 
     #[test]
     fn query_decoding() {
-        let q = Query::parse(Some("a=1&name=hello%20world&x=a+b&s=api&s=playground&bad=%zz"));
+        let q = Query::parse(Some(
+            "a=1&name=hello%20world&x=a+b&s=api&s=playground&bad=%zz",
+        ));
         assert_eq!(q.get("name"), Some("hello world"));
         assert_eq!(q.get("x"), Some("a b"));
         assert_eq!(q.all("s"), ["api", "playground"]);

@@ -43,9 +43,15 @@ mod tests {
         let id = new_id("conv_");
         let hex = id.strip_prefix("conv_").unwrap();
         assert_eq!(hex.len(), 32);
-        assert!(hex.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert!(
+            hex.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
         assert_eq!(&hex[12..13], "7", "version nibble");
-        assert!(matches!(&hex[16..17], "8" | "9" | "a" | "b"), "variant nibble");
+        assert!(
+            matches!(&hex[16..17], "8" | "9" | "a" | "b"),
+            "variant nibble"
+        );
     }
 
     #[test]

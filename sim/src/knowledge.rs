@@ -36,14 +36,25 @@ const ABSTENTIONS: [&str; 3] = [
 /// Whether a text reads as an abstention (used by the simulated judge too).
 pub fn is_abstention(text: &str) -> bool {
     let t = text.to_lowercase();
-    ["don't know", "do not know", "not sure", "could not find", "don't have enough", "cannot answer", "unable to"]
-        .iter()
-        .any(|p| t.contains(p))
+    [
+        "don't know",
+        "do not know",
+        "not sure",
+        "could not find",
+        "don't have enough",
+        "cannot answer",
+        "unable to",
+    ]
+    .iter()
+    .any(|p| t.contains(p))
 }
 
 /// Lowercase, collapse whitespace, trim.
 pub fn normalize_question(q: &str) -> String {
-    q.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase()
+    q.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
 }
 
 /// The loaded dataset and its indexes.
@@ -60,20 +71,42 @@ pub struct Knowledge {
 
 impl Knowledge {
     /// Loads `path` (any format the datasets crate detects).
-    pub fn load(path: &Path, seed: u64, p_closed: f64, p_search: f64, abstain_ratio: f64) -> Result<Self, agentcap_datasets::DatasetError> {
+    pub fn load(
+        path: &Path,
+        seed: u64,
+        p_closed: f64,
+        p_search: f64,
+        abstain_ratio: f64,
+    ) -> Result<Self, agentcap_datasets::DatasetError> {
         let items = agentcap_datasets::load_path(path)?;
         Ok(Self::new(items, seed, p_closed, p_search, abstain_ratio))
     }
 
     /// Builds the indexes over `items`.
-    pub fn new(items: Vec<QaItem>, seed: u64, p_closed: f64, p_search: f64, abstain_ratio: f64) -> Self {
+    pub fn new(
+        items: Vec<QaItem>,
+        seed: u64,
+        p_closed: f64,
+        p_search: f64,
+        abstain_ratio: f64,
+    ) -> Self {
         let mut by_question = HashMap::with_capacity(items.len());
         let mut by_type: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, it) in items.iter().enumerate() {
-            by_question.entry(normalize_question(&it.question)).or_insert(i);
+            by_question
+                .entry(normalize_question(&it.question))
+                .or_insert(i);
             by_type.entry(answer_type(it)).or_default().push(i);
         }
-        Self { items, by_question, by_type, seed, p_closed, p_search, abstain_ratio }
+        Self {
+            items,
+            by_question,
+            by_type,
+            seed,
+            p_closed,
+            p_search,
+            abstain_ratio,
+        }
     }
 
     /// Number of questions known.
@@ -106,8 +139,16 @@ impl Knowledge {
         let seed = self.seed.to_le_bytes();
         let q = item.question.as_bytes();
         let sig: &[u8] = if with_search { b"search" } else { b"closed" };
-        let p = if with_search { self.p_search } else { self.p_closed };
-        let gold = item.answers.first().map(|s| s.trim().to_string()).unwrap_or_default();
+        let p = if with_search {
+            self.p_search
+        } else {
+            self.p_closed
+        };
+        let gold = item
+            .answers
+            .first()
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default();
         if det::unit(&[&seed, b"correct", q, sig]) < p {
             return Verdict::Correct(gold);
         }
@@ -115,14 +156,22 @@ impl Knowledge {
             let i = det::index(&[&seed, b"abstention", q, sig], ABSTENTIONS.len());
             return Verdict::Abstain(ABSTENTIONS[i].to_string());
         }
-        let pool = self.by_type.get(&answer_type(item)).map(Vec::as_slice).unwrap_or(&[]);
+        let pool = self
+            .by_type
+            .get(&answer_type(item))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let gold_norm = gold.to_lowercase();
         for attempt in 0u8..8 {
             if pool.is_empty() {
                 break;
             }
             let j = pool[det::index(&[&seed, b"wrong", q, sig, &[attempt]], pool.len())];
-            let cand = self.items[j].answers.first().map(|s| s.trim().to_string()).unwrap_or_default();
+            let cand = self.items[j]
+                .answers
+                .first()
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default();
             if !cand.is_empty() && cand.to_lowercase() != gold_norm {
                 return Verdict::Wrong(cand);
             }
@@ -159,7 +208,11 @@ mod tests {
     fn rates_follow_the_configured_probabilities() {
         let k = Knowledge::new(items(4000), 1, 0.23, 0.75, 0.3);
         let rate = |search: bool| {
-            k.items.iter().filter(|it| matches!(k.answer(it, search), Verdict::Correct(_))).count() as f64 / 4000.0
+            k.items
+                .iter()
+                .filter(|it| matches!(k.answer(it, search), Verdict::Correct(_)))
+                .count() as f64
+                / 4000.0
         };
         let (closed, search) = (rate(false), rate(true));
         assert!((closed - 0.23).abs() < 0.03, "{closed}");
@@ -182,7 +235,9 @@ mod tests {
     #[test]
     fn finds_questions_inside_templates() {
         let k = Knowledge::new(items(50), 0, 0.5, 0.5, 0.5);
-        let found = k.find("Answer briefly.\n\nWhat is the secret number of item 42?  ").unwrap();
+        let found = k
+            .find("Answer briefly.\n\nWhat is the secret number of item 42?  ")
+            .unwrap();
         assert_eq!(found.id, "42");
         assert!(k.find("unrelated").is_none());
         assert!(is_abstention("I don't know."));

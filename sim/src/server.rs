@@ -63,7 +63,11 @@ impl RunningSim {
 
     /// `http://ADDR`, or `https://ADDR` with TLS.
     pub fn url(&self) -> String {
-        let scheme = if self.sim.cfg.tls_ca_out.is_some() { "https" } else { "http" };
+        let scheme = if self.sim.cfg.tls_ca_out.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://{}", self.addr)
     }
 
@@ -93,15 +97,27 @@ impl Sim {
         let knowledge = match &cfg.knowledge {
             Some(p) => Some(
                 Knowledge::load(p, cfg.seed, cfg.p_closed, cfg.p_search, cfg.abstain_ratio)
-                    .map_err(|e| SimError::Config(format!("knowledge file {}: {e}", p.display())))?,
+                    .map_err(|e| {
+                        SimError::Config(format!("knowledge file {}: {e}", p.display()))
+                    })?,
             ),
             None => None,
         };
         let capture = match &cfg.capture {
-            Some(p) => Some(Capture::open(p).map_err(|e| SimError::Io(format!("capture file {}: {e}", p.display())))?),
+            Some(p) => Some(
+                Capture::open(p)
+                    .map_err(|e| SimError::Io(format!("capture file {}: {e}", p.display())))?,
+            ),
             None => None,
         };
-        Ok(Self { rng: SeqRng::new(cfg.seed), cfg, state: Mutex::new(State::default()), knowledge, capture, h2_requests: Default::default() })
+        Ok(Self {
+            rng: SeqRng::new(cfg.seed),
+            cfg,
+            state: Mutex::new(State::default()),
+            knowledge,
+            capture,
+            h2_requests: Default::default(),
+        })
     }
 
     fn draw_fault(&self) -> Option<FaultKind> {
@@ -124,12 +140,17 @@ impl Sim {
 pub async fn start(cfg: SimConfig) -> Result<RunningSim, SimError> {
     let listen = cfg.listen;
     let sim = Arc::new(Sim::new(cfg)?);
-    let listener = TcpListener::bind(listen).await.map_err(|e| SimError::Io(format!("bind {listen}: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| SimError::Io(e.to_string()))?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|e| SimError::Io(format!("bind {listen}: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| SimError::Io(e.to_string()))?;
     let tls = match &sim.cfg.tls_ca_out {
         Some(path) => {
             let t = crate::tls::generate()?;
-            std::fs::write(path, &t.ca_pem).map_err(|e| SimError::Io(format!("write CA to {}: {e}", path.display())))?;
+            std::fs::write(path, &t.ca_pem)
+                .map_err(|e| SimError::Io(format!("write CA to {}: {e}", path.display())))?;
             Some(t.acceptor)
         }
         None => None,
@@ -166,7 +187,12 @@ pub async fn start(cfg: SimConfig) -> Result<RunningSim, SimError> {
             }
         }
     });
-    Ok(RunningSim { addr, stop: Some(stop_tx), task, sim })
+    Ok(RunningSim {
+        addr,
+        stop: Some(stop_tx),
+        task,
+        sim,
+    })
 }
 
 /// What a handler returns: a response, or a cut connection.
@@ -187,11 +213,21 @@ impl Ctx {
     }
 
     fn not_found(&self, what: &str) -> Reply {
-        self.json(StatusCode::NOT_FOUND, error_body(&format!("{what} not found"), "invalid_request_error", json!("not_found")))
+        self.json(
+            StatusCode::NOT_FOUND,
+            error_body(
+                &format!("{what} not found"),
+                "invalid_request_error",
+                json!("not_found"),
+            ),
+        )
     }
 
     fn bad_request(&self, msg: &str) -> Reply {
-        self.json(StatusCode::BAD_REQUEST, error_body(msg, "invalid_request_error", Value::Null))
+        self.json(
+            StatusCode::BAD_REQUEST,
+            error_body(msg, "invalid_request_error", Value::Null),
+        )
     }
 
     fn invalid(&self, p: Problems) -> Reply {
@@ -218,11 +254,15 @@ fn operation(method: &Method, segs: &[&str], stream: bool) -> &'static str {
         ("GET", ["v1", "conversations"]) => "agents_api_v1_conversations_list",
         ("GET", ["v1", "conversations", _]) => "agents_api_v1_conversations_get",
         ("DELETE", ["v1", "conversations", _]) => "agents_api_v1_conversations_delete",
-        ("POST", ["v1", "conversations", _]) if stream => "agents_api_v1_conversations_append_stream",
+        ("POST", ["v1", "conversations", _]) if stream => {
+            "agents_api_v1_conversations_append_stream"
+        }
         ("POST", ["v1", "conversations", _]) => "agents_api_v1_conversations_append",
         ("GET", ["v1", "conversations", _, "history"]) => "agents_api_v1_conversations_history",
         ("GET", ["v1", "conversations", _, "messages"]) => "agents_api_v1_conversations_messages",
-        ("POST", ["v1", "conversations", _, "restart"]) if stream => "agents_api_v1_conversations_restart_stream",
+        ("POST", ["v1", "conversations", _, "restart"]) if stream => {
+            "agents_api_v1_conversations_restart_stream"
+        }
         ("POST", ["v1", "conversations", _, "restart"]) => "agents_api_v1_conversations_restart",
         ("POST", ["v1", "chat", "completions"]) => "chat_completion_v1_chat_completions_post",
         _ => "unknown",
@@ -245,12 +285,17 @@ fn known_path(segs: &[&str]) -> bool {
 
 async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Reply {
     if req.version() == http::Version::HTTP_2 {
-        sim.h2_requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        sim.h2_requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     let (parts, body) = req.into_parts();
     let path = parts.uri.path().to_string();
     let query = Query::parse(parts.uri.query());
-    let segs: Vec<&str> = path.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let segs: Vec<&str> = path
+        .trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect();
 
     if let Some(key) = &sim.cfg.api_key {
         let ok = parts
@@ -261,7 +306,11 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Reply {
             .is_some_and(|k| k == key);
         if !ok {
             let v = json!({"message": "Unauthorized", "request_id": uuid::Uuid::now_v7().simple().to_string()});
-            let origin = Origin { method: parts.method.to_string(), path: path.clone(), operation: operation(&parts.method, &segs, false) };
+            let origin = Origin {
+                method: parts.method.to_string(),
+                path: path.clone(),
+                operation: operation(&parts.method, &segs, false),
+            };
             if let Some(c) = &sim.capture {
                 c.json(&origin, 401, &v);
             }
@@ -273,22 +322,52 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Reply {
         Ok(b) => b,
         Err(e) => return Err(std::io::Error::other(e)),
     };
-    let has_body = matches!(parts.method, Method::POST | Method::PATCH | Method::PUT) && !bytes.is_empty();
-    let parsed: Result<Value, serde_json::Error> = if has_body { serde_json::from_slice(&bytes) } else { Ok(Value::Null) };
-    let stream = parsed.as_ref().ok().and_then(|v| v.get("stream")).and_then(Value::as_bool).unwrap_or(false);
+    let has_body =
+        matches!(parts.method, Method::POST | Method::PATCH | Method::PUT) && !bytes.is_empty();
+    let parsed: Result<Value, serde_json::Error> = if has_body {
+        serde_json::from_slice(&bytes)
+    } else {
+        Ok(Value::Null)
+    };
+    let stream = parsed
+        .as_ref()
+        .ok()
+        .and_then(|v| v.get("stream"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let op = operation(&parts.method, &segs, stream);
     let forced: Option<FaultKind> = parts
         .headers
         .get(FAULT_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let eligible = matches!(op, "agents_api_v1_conversations_start" | "agents_api_v1_conversations_start_stream" | "agents_api_v1_conversations_append" | "agents_api_v1_conversations_append_stream" | "agents_api_v1_conversations_restart" | "agents_api_v1_conversations_restart_stream" | "chat_completion_v1_chat_completions_post");
+    let eligible = matches!(
+        op,
+        "agents_api_v1_conversations_start"
+            | "agents_api_v1_conversations_start_stream"
+            | "agents_api_v1_conversations_append"
+            | "agents_api_v1_conversations_append_stream"
+            | "agents_api_v1_conversations_restart"
+            | "agents_api_v1_conversations_restart_stream"
+            | "chat_completion_v1_chat_completions_post"
+    );
     let fault = forced.or_else(|| if eligible { sim.draw_fault() } else { None });
-    let ctx = Ctx { sim: sim.clone(), origin: Origin { method: parts.method.to_string(), path: path.clone(), operation: op }, fault };
+    let ctx = Ctx {
+        sim: sim.clone(),
+        origin: Origin {
+            method: parts.method.to_string(),
+            path: path.clone(),
+            operation: op,
+        },
+        fault,
+    };
 
     if op == "unknown" {
         if known_path(&segs) {
-            return ctx.json(StatusCode::METHOD_NOT_ALLOWED, json!({"detail": "Method Not Allowed"}));
+            return ctx.json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({"detail": "Method Not Allowed"}),
+            );
         }
         return ctx.json(StatusCode::NOT_FOUND, json!({"detail": "Not Found"}));
     }
@@ -296,21 +375,43 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Reply {
     match fault {
         Some(FaultKind::RateLimited) => {
             let mut r = ctx.json(StatusCode::TOO_MANY_REQUESTS, json!({"object": "error", "message": "Requests rate limit exceeded", "type": "rate_limited", "param": null, "code": "1300"}))?;
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             return Ok(r);
         }
         Some(FaultKind::Internal) => {
-            return ctx.json(StatusCode::INTERNAL_SERVER_ERROR, error_body("Internal server error (simulated upstream fault)", "server_error", Value::Null));
+            return ctx.json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                error_body(
+                    "Internal server error (simulated upstream fault)",
+                    "server_error",
+                    Value::Null,
+                ),
+            );
         }
         Some(FaultKind::Unavailable) => {
-            return ctx.json(StatusCode::SERVICE_UNAVAILABLE, error_body("Service unavailable (simulated upstream fault)", "server_error", Value::Null));
+            return ctx.json(
+                StatusCode::SERVICE_UNAVAILABLE,
+                error_body(
+                    "Service unavailable (simulated upstream fault)",
+                    "server_error",
+                    Value::Null,
+                ),
+            );
         }
         _ => {}
     }
 
     let body = match parsed {
         Ok(v) => v,
-        Err(e) => return ctx.invalid(Problems(validate::json_invalid(&e)["detail"].as_array().cloned().unwrap_or_default())),
+        Err(e) => {
+            return ctx.invalid(Problems(
+                validate::json_invalid(&e)["detail"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default(),
+            ));
+        }
     };
 
     let id = segs.get(2).copied().unwrap_or("");
@@ -327,15 +428,23 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Reply {
         "agents_api_v1_agents_create_or_update_alias" => alias_put(&ctx, id, &query),
         "agents_api_v1_agents_list_version_aliases" => alias_list(&ctx, id),
         "agents_api_v1_agents_delete_alias" => alias_delete(&ctx, id, &query),
-        "agents_api_v1_conversations_start" | "agents_api_v1_conversations_start_stream" => conv_start(ctx, body, stream).await,
+        "agents_api_v1_conversations_start" | "agents_api_v1_conversations_start_stream" => {
+            conv_start(ctx, body, stream).await
+        }
         "agents_api_v1_conversations_list" => conv_list(&ctx, &query),
         "agents_api_v1_conversations_get" => conv_get(&ctx, id),
         "agents_api_v1_conversations_delete" => conv_delete(&ctx, id),
-        "agents_api_v1_conversations_append" | "agents_api_v1_conversations_append_stream" => conv_append(ctx, id.to_string(), body, stream).await,
+        "agents_api_v1_conversations_append" | "agents_api_v1_conversations_append_stream" => {
+            conv_append(ctx, id.to_string(), body, stream).await
+        }
         "agents_api_v1_conversations_history" => conv_history(&ctx, id, false),
         "agents_api_v1_conversations_messages" => conv_history(&ctx, id, true),
-        "agents_api_v1_conversations_restart" | "agents_api_v1_conversations_restart_stream" => conv_restart(ctx, id.to_string(), body, stream).await,
-        "chat_completion_v1_chat_completions_post" => chat::completions(&ctx.sim, &ctx.origin, ctx.fault, body).await,
+        "agents_api_v1_conversations_restart" | "agents_api_v1_conversations_restart_stream" => {
+            conv_restart(ctx, id.to_string(), body, stream).await
+        }
+        "chat_completion_v1_chat_completions_post" => {
+            chat::completions(&ctx.sim, &ctx.origin, ctx.fault, body).await
+        }
         _ => ctx.json(StatusCode::NOT_FOUND, json!({"detail": "Not Found"})),
     }
 }
@@ -344,8 +453,17 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Reply {
 // Agents
 
 const COMPLETION_ARG_KEYS: [&str; 11] = [
-    "stop", "presence_penalty", "frequency_penalty", "temperature", "top_p", "max_tokens", "random_seed", "prediction",
-    "response_format", "tool_choice", "reasoning_effort",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "random_seed",
+    "prediction",
+    "response_format",
+    "tool_choice",
+    "reasoning_effort",
 ];
 
 /// A full completion-args object: every key present, null unless set, `tool_choice` defaulting to `auto`.
@@ -353,7 +471,11 @@ pub fn full_completion_args(given: Option<&Value>) -> Value {
     let mut out = Map::new();
     for k in COMPLETION_ARG_KEYS {
         let v = given.and_then(|g| g.get(k)).cloned().unwrap_or(Value::Null);
-        let v = if k == "tool_choice" && v.is_null() { json!("auto") } else { v };
+        let v = if k == "tool_choice" && v.is_null() {
+            json!("auto")
+        } else {
+            v
+        };
         out.insert(k.to_string(), v);
     }
     Value::Object(out)
@@ -361,16 +483,25 @@ pub fn full_completion_args(given: Option<&Value>) -> Value {
 
 /// Tools as the API echoes them: `type` filled in, function tools with `strict` defaulting to false.
 pub fn normalize_tools(tools: Option<&Value>) -> Value {
-    let Some(Value::Array(list)) = tools else { return json!([]) };
+    let Some(Value::Array(list)) = tools else {
+        return json!([]);
+    };
     Value::Array(
         list.iter()
             .map(|t| {
                 let mut t = t.as_object().cloned().unwrap_or_default();
-                let ty = t.get("type").and_then(Value::as_str).unwrap_or("function").to_string();
+                let ty = t
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("function")
+                    .to_string();
                 if ty == "function" {
                     let mut out = Map::new();
                     out.insert("type".into(), json!("function"));
-                    let mut func = t.remove("function").and_then(|f| f.as_object().cloned()).unwrap_or_default();
+                    let mut func = t
+                        .remove("function")
+                        .and_then(|f| f.as_object().cloned())
+                        .unwrap_or_default();
                     func.entry("strict").or_insert(json!(false));
                     out.insert("function".into(), Value::Object(func));
                     Value::Object(out)
@@ -386,7 +517,10 @@ pub fn normalize_tools(tools: Option<&Value>) -> Value {
     )
 }
 
-fn agent_config(body: &Map<String, Value>, prev: Option<&Map<String, Value>>) -> Map<String, Value> {
+fn agent_config(
+    body: &Map<String, Value>,
+    prev: Option<&Map<String, Value>>,
+) -> Map<String, Value> {
     let pick = |k: &str, default: Value| -> Value {
         match (body.get(k), prev.and_then(|p| p.get(k))) {
             (Some(v), Some(old)) if v.is_null() && matches!(k, "model" | "name") => old.clone(),
@@ -402,23 +536,38 @@ fn agent_config(body: &Map<String, Value>, prev: Option<&Map<String, Value>>) ->
     c.insert("instructions".into(), pick("instructions", Value::Null));
     let tools = match body.get("tools") {
         Some(t) => normalize_tools(Some(t)),
-        None => prev.and_then(|p| p.get("tools")).cloned().unwrap_or_else(|| json!([])),
+        None => prev
+            .and_then(|p| p.get("tools"))
+            .cloned()
+            .unwrap_or_else(|| json!([])),
     };
     c.insert("tools".into(), tools);
     let ca = match body.get("completion_args") {
         Some(g) => full_completion_args(Some(g)),
-        None => prev.and_then(|p| p.get("completion_args")).cloned().unwrap_or_else(|| full_completion_args(None)),
+        None => prev
+            .and_then(|p| p.get("completion_args"))
+            .cloned()
+            .unwrap_or_else(|| full_completion_args(None)),
     };
     c.insert("completion_args".into(), ca);
     c.insert("guardrails".into(), pick("guardrails", Value::Null));
     c.insert("handoffs".into(), pick("handoffs", Value::Null));
     c.insert("metadata".into(), pick("metadata", Value::Null));
-    c.insert("deployment_chat".into(), match body.get("deployment_chat") {
-        Some(Value::Bool(b)) => json!(b),
-        _ => prev.and_then(|p| p.get("deployment_chat")).cloned().unwrap_or(json!(false)),
-    });
+    c.insert(
+        "deployment_chat".into(),
+        match body.get("deployment_chat") {
+            Some(Value::Bool(b)) => json!(b),
+            _ => prev
+                .and_then(|p| p.get("deployment_chat"))
+                .cloned()
+                .unwrap_or(json!(false)),
+        },
+    );
     c.insert("source".into(), json!("api"));
-    c.insert("version_message".into(), body.get("version_message").cloned().unwrap_or(Value::Null));
+    c.insert(
+        "version_message".into(),
+        body.get("version_message").cloned().unwrap_or(Value::Null),
+    );
     c
 }
 
@@ -431,7 +580,10 @@ fn agents_create(ctx: &Ctx, body: &Value) -> Reply {
     let now = ids::now();
     let rec = AgentRecord {
         id: ids::new_id("ag_"),
-        versions: vec![AgentVersion { config: agent_config(obj, None), created_at: now.clone() }],
+        versions: vec![AgentVersion {
+            config: agent_config(obj, None),
+            created_at: now.clone(),
+        }],
         active: 0,
         created_at: now.clone(),
         updated_at: now,
@@ -459,10 +611,16 @@ fn metadata_filter(ctx: &Ctx, raw: Option<&str>) -> Result<Option<Map<String, Va
 fn metadata_matches(meta: Option<&Value>, filter: Option<&Map<String, Value>>) -> bool {
     let Some(want) = filter else { return true };
     let have = meta.and_then(Value::as_object);
-    want.iter().all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
+    want.iter()
+        .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
 }
 
-fn page_params(ctx: &Ctx, q: &Query, default_size: usize, max: usize) -> Result<(usize, usize), Reply> {
+fn page_params(
+    ctx: &Ctx,
+    q: &Query,
+    default_size: usize,
+    max: usize,
+) -> Result<(usize, usize), Reply> {
     let parse = |k: &str, d: usize| -> Result<usize, Reply> {
         match q.get(k) {
             None => Ok(d),
@@ -503,7 +661,9 @@ fn agents_list(ctx: &Ctx, q: &Query, pages: bool) -> Reply {
     let sources = q.all("sources");
     let mut matched = Vec::new();
     for id in st.agent_order.iter().rev() {
-        let Some(rec) = st.agents.get(id) else { continue };
+        let Some(rec) = st.agents.get(id) else {
+            continue;
+        };
         let c = rec.config(None);
         if let Some(n) = q.get("name")
             && c.get("name").and_then(Value::as_str) != Some(n)
@@ -512,7 +672,11 @@ fn agents_list(ctx: &Ctx, q: &Query, pages: bool) -> Reply {
         }
         if let Some(s) = q.get("search") {
             let s = s.to_lowercase();
-            let name = c.get("name").and_then(Value::as_str).unwrap_or("").to_lowercase();
+            let name = c
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_lowercase();
             if !name.contains(&s) && !rec.id.contains(&s) {
                 continue;
             }
@@ -527,7 +691,9 @@ fn agents_list(ctx: &Ctx, q: &Query, pages: bool) -> Reply {
         {
             continue;
         }
-        if !sources.is_empty() && !sources.contains(&c.get("source").and_then(Value::as_str).unwrap_or("")) {
+        if !sources.is_empty()
+            && !sources.contains(&c.get("source").and_then(Value::as_str).unwrap_or(""))
+        {
             continue;
         }
         if !metadata_matches(c.get("metadata"), meta.as_ref()) {
@@ -540,7 +706,10 @@ fn agents_list(ctx: &Ctx, q: &Query, pages: bool) -> Reply {
     let data: Vec<Value> = matched.into_iter().skip(offset).take(size).collect();
     if pages {
         let next = (offset + size < total).then(|| format!("off_{:x}", offset + size));
-        ctx.json(StatusCode::OK, json!({"object": "list", "data": data, "next_page_token": next}))
+        ctx.json(
+            StatusCode::OK,
+            json!({"object": "list", "data": data, "next_page_token": next}),
+        )
     } else {
         ctx.json(StatusCode::OK, Value::Array(data))
     }
@@ -580,7 +749,10 @@ fn agents_update(ctx: &Ctx, id: &str, body: &Value) -> Reply {
     };
     let now = ids::now();
     let config = agent_config(obj, Some(rec.config(None)));
-    rec.versions.push(AgentVersion { config, created_at: now.clone() });
+    rec.versions.push(AgentVersion {
+        config,
+        created_at: now.clone(),
+    });
     rec.active = rec.versions.len() as u64 - 1;
     rec.updated_at = now;
     let out = rec.render(None);
@@ -599,7 +771,10 @@ fn agents_delete(ctx: &Ctx, id: &str) -> Reply {
 }
 
 fn agents_switch(ctx: &Ctx, id: &str, q: &Query, body: &Value) -> Reply {
-    let raw = q.get("version").map(|s| json!(s)).or_else(|| body.get("version").cloned());
+    let raw = q
+        .get("version")
+        .map(|s| json!(s))
+        .or_else(|| body.get("version").cloned());
     let Some(raw) = raw else {
         return ctx.invalid(Problems(vec![json!({"type": "missing", "loc": ["query", "version"], "msg": "Field required", "input": null})]));
     };
@@ -629,7 +804,12 @@ fn agents_versions(ctx: &Ctx, id: &str, q: &Query) -> Reply {
         drop(st);
         return ctx.not_found(&format!("Agent {id}"));
     };
-    let out: Vec<Value> = (0..rec.versions.len() as u64).rev().skip(page * size).take(size).map(|v| rec.render(Some(v))).collect();
+    let out: Vec<Value> = (0..rec.versions.len() as u64)
+        .rev()
+        .skip(page * size)
+        .take(size)
+        .map(|v| rec.render(Some(v)))
+        .collect();
     drop(st);
     ctx.json(StatusCode::OK, Value::Array(out))
 }
@@ -639,7 +819,8 @@ fn valid_alias(a: &str) -> bool {
     !b.is_empty()
         && b.len() <= 64
         && b[0].is_ascii_lowercase()
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
         && (b.len() == 1 || b[b.len() - 1].is_ascii_lowercase() || b[b.len() - 1].is_ascii_digit())
 }
 
@@ -674,7 +855,11 @@ fn alias_put(ctx: &Ctx, id: &str, q: &Query) -> Reply {
             alias_json(n, a)
         }
         None => {
-            let a = Alias { version, created_at: now.clone(), updated_at: now };
+            let a = Alias {
+                version,
+                created_at: now.clone(),
+                updated_at: now,
+            };
             let out = alias_json(alias, &a);
             rec.aliases.push((alias.to_string(), a));
             out
@@ -706,7 +891,11 @@ fn alias_delete(ctx: &Ctx, id: &str, q: &Query) -> Reply {
     rec.aliases.retain(|(n, _)| n != alias);
     let removed = rec.aliases.len() != before;
     drop(st);
-    if removed { Ok(no_content()) } else { ctx.not_found(&format!("Alias {alias} of agent {id}")) }
+    if removed {
+        Ok(no_content())
+    } else {
+        ctx.not_found(&format!("Alias {alias} of agent {id}"))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -727,23 +916,43 @@ fn normalize_inputs(inputs: Option<&Value>) -> Vec<Value> {
     let now = ids::now();
     match inputs {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::String(s)) => vec![json!({"role": "user", "content": s, "object": "entry", "type": "message.input", "created_at": now, "completed_at": null, "id": ids::new_id("msg_")})],
+        Some(Value::String(s)) => vec![
+            json!({"role": "user", "content": s, "object": "entry", "type": "message.input", "created_at": now, "completed_at": null, "id": ids::new_id("msg_")}),
+        ],
         Some(Value::Array(items)) => items
             .iter()
             .filter_map(Value::as_object)
             .map(|e| {
-                let ty = e.get("type").and_then(Value::as_str).unwrap_or("message.input").to_string();
+                let ty = e
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("message.input")
+                    .to_string();
                 let mut out = Map::new();
                 for (k, v) in e {
-                    if !matches!(k.as_str(), "object" | "type" | "created_at" | "completed_at" | "id") {
+                    if !matches!(
+                        k.as_str(),
+                        "object" | "type" | "created_at" | "completed_at" | "id"
+                    ) {
                         out.insert(k.clone(), v.clone());
                     }
                 }
                 out.insert("object".into(), json!("entry"));
                 out.insert("type".into(), json!(ty));
-                out.insert("created_at".into(), e.get("created_at").cloned().unwrap_or_else(|| json!(now)));
-                out.insert("completed_at".into(), e.get("completed_at").cloned().unwrap_or(Value::Null));
-                out.insert("id".into(), e.get("id").cloned().unwrap_or_else(|| json!(ids::new_id(id_prefix(&ty)))));
+                out.insert(
+                    "created_at".into(),
+                    e.get("created_at").cloned().unwrap_or_else(|| json!(now)),
+                );
+                out.insert(
+                    "completed_at".into(),
+                    e.get("completed_at").cloned().unwrap_or(Value::Null),
+                );
+                out.insert(
+                    "id".into(),
+                    e.get("id")
+                        .cloned()
+                        .unwrap_or_else(|| json!(ids::new_id(id_prefix(&ty)))),
+                );
                 Value::Object(out)
             })
             .collect(),
@@ -761,7 +970,12 @@ fn check_input_entries(entries: &[Value]) -> Problems {
             "function.result" => &["tool_call_id", "result"],
             "function.call" => &["tool_call_id", "name", "arguments"],
             "tool.execution" => &["name", "arguments"],
-            "agent.handoff" => &["previous_agent_id", "previous_agent_name", "next_agent_id", "next_agent_name"],
+            "agent.handoff" => &[
+                "previous_agent_id",
+                "previous_agent_name",
+                "next_agent_id",
+                "next_agent_name",
+            ],
             _ => {
                 p.0.push(json!({"type": "union_tag_invalid", "loc": ["body", "inputs", i], "msg": format!("Input tag '{ty}' found using 'type' does not match any of the expected tags"), "input": e}));
                 continue;
@@ -782,44 +996,103 @@ fn check_input_entries(entries: &[Value]) -> Problems {
     p
 }
 
-fn speaker_for_agent(st: &State, agent_id: &str, version: Option<u64>, with_handoffs: bool) -> Option<Speaker> {
+fn speaker_for_agent(
+    st: &State,
+    agent_id: &str,
+    version: Option<u64>,
+    with_handoffs: bool,
+) -> Option<Speaker> {
     let rec = st.agents.get(agent_id)?;
     let c = rec.config(version);
     let handoffs = if with_handoffs {
         c.get("handoffs")
             .and_then(Value::as_array)
-            .map(|ids| ids.iter().filter_map(Value::as_str).filter_map(|h| speaker_for_agent(st, h, None, false)).collect())
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(Value::as_str)
+                    .filter_map(|h| speaker_for_agent(st, h, None, false))
+                    .collect()
+            })
             .unwrap_or_default()
     } else {
         Vec::new()
     };
     Some(Speaker {
         agent_id: Some(agent_id.to_string()),
-        agent_name: c.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
-        model: c.get("model").and_then(Value::as_str).unwrap_or("").to_string(),
-        tools: c.get("tools").and_then(Value::as_array).cloned().unwrap_or_default(),
+        agent_name: c
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        model: c
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        tools: c
+            .get("tools")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default(),
         handoffs,
     })
 }
 
 fn speaker_and_instructions(st: &State, party: &Party) -> Option<(Speaker, String)> {
     match party {
-        Party::Agent { agent_id, agent_version } => {
+        Party::Agent {
+            agent_id,
+            agent_version,
+        } => {
             let sp = speaker_for_agent(st, agent_id, Some(*agent_version), true)?;
-            let instr = st.agents.get(agent_id)?.config(Some(*agent_version)).get("instructions").and_then(Value::as_str).unwrap_or("").to_string();
+            let instr = st
+                .agents
+                .get(agent_id)?
+                .config(Some(*agent_version))
+                .get("instructions")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             Some((sp, instr))
         }
-        Party::Model { model, instructions, tools, .. } => Some((
-            Speaker { agent_id: None, agent_name: String::new(), model: model.clone(), tools: tools.as_array().cloned().unwrap_or_default(), handoffs: Vec::new() },
+        Party::Model {
+            model,
+            instructions,
+            tools,
+            ..
+        } => Some((
+            Speaker {
+                agent_id: None,
+                agent_name: String::new(),
+                model: model.clone(),
+                tools: tools.as_array().cloned().unwrap_or_default(),
+                handoffs: Vec::new(),
+            },
             instructions.as_str().unwrap_or("").to_string(),
         )),
     }
 }
 
 /// Runs a turn on a conversation that already holds its input entries (when stored), and answers.
-async fn run_turn(ctx: Ctx, conv_id: String, speaker: Speaker, instructions: String, history: Vec<Value>, inputs: Vec<Value>, handoff_client: bool, store: bool, stream: bool) -> Reply {
+async fn run_turn(
+    ctx: Ctx,
+    conv_id: String,
+    speaker: Speaker,
+    instructions: String,
+    history: Vec<Value>,
+    inputs: Vec<Value>,
+    handoff_client: bool,
+    store: bool,
+    stream: bool,
+) -> Reply {
     let plan = engine::plan(
-        &TurnInput { speaker: &speaker, history: &history, inputs: &inputs, handoff_client, instructions: &instructions },
+        &TurnInput {
+            speaker: &speaker,
+            history: &history,
+            inputs: &inputs,
+            handoff_client,
+            instructions: &instructions,
+        },
         ctx.sim.knowledge.as_ref(),
         ctx.sim.cfg.seed,
     );
@@ -855,14 +1128,20 @@ async fn run_turn(ctx: Ctx, conv_id: String, speaker: Speaker, instructions: Str
     let (tx, mut rx) = mpsc::channel(64);
     let mut emitter = Emitter::new(tx, ctx.origin.clone(), ctx.fault, &plan);
     tokio::spawn(async move {
-        if let Ended::Faulted(kind) = turn::play(&sim, &plan, &conv_id, Some(&mut emitter), store_fn).await {
+        if let Ended::Faulted(kind) =
+            turn::play(&sim, &plan, &conv_id, Some(&mut emitter), store_fn).await
+        {
             emitter.fail(&sim, kind).await;
         }
     });
     let body = StreamBody::new(futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx)));
     let mut r = Response::new(BodyExt::boxed(body));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     Ok(r)
 }
 
@@ -911,7 +1190,10 @@ async fn conv_start(ctx: Ctx, body: Value, stream: bool) -> Reply {
                         }
                     },
                 };
-                let party = Party::Agent { agent_id: aid.to_string(), agent_version: version };
+                let party = Party::Agent {
+                    agent_id: aid.to_string(),
+                    agent_version: version,
+                };
                 let (sp, instr) = speaker_and_instructions(&st, &party).expect("agent exists");
                 (sp, instr, party)
             }
@@ -920,7 +1202,9 @@ async fn conv_start(ctx: Ctx, body: Value, stream: bool) -> Reply {
                     model: m.to_string(),
                     instructions: body.get("instructions").cloned().unwrap_or(Value::Null),
                     tools: normalize_tools(body.get("tools")),
-                    completion_args: full_completion_args(body.get("completion_args").filter(|v| !v.is_null())),
+                    completion_args: full_completion_args(
+                        body.get("completion_args").filter(|v| !v.is_null()),
+                    ),
                     guardrails: body.get("guardrails").cloned().unwrap_or(Value::Null),
                 };
                 let (sp, instr) = speaker_and_instructions(&st, &party).expect("model party");
@@ -943,7 +1227,18 @@ async fn conv_start(ctx: Ctx, body: Value, stream: bool) -> Reply {
         st.conversation_order.push(conv_id.clone());
         st.conversations.insert(conv_id.clone(), conv);
     }
-    run_turn(ctx, conv_id, speaker, instructions, Vec::new(), inputs, handoff_client(&body), store, stream).await
+    run_turn(
+        ctx,
+        conv_id,
+        speaker,
+        instructions,
+        Vec::new(),
+        inputs,
+        handoff_client(&body),
+        store,
+        stream,
+    )
+    .await
 }
 
 async fn conv_append(ctx: Ctx, id: String, body: Value, stream: bool) -> Reply {
@@ -975,7 +1270,18 @@ async fn conv_append(ctx: Ctx, id: String, body: Value, stream: bool) -> Reply {
         }
         (sp, instr, history)
     };
-    run_turn(ctx, id, speaker, instructions, history, inputs, handoff_client(&body), store, stream).await
+    run_turn(
+        ctx,
+        id,
+        speaker,
+        instructions,
+        history,
+        inputs,
+        handoff_client(&body),
+        store,
+        stream,
+    )
+    .await
 }
 
 async fn conv_restart(ctx: Ctx, id: String, body: Value, stream: bool) -> Reply {
@@ -988,7 +1294,10 @@ async fn conv_restart(ctx: Ctx, id: String, body: Value, stream: bool) -> Reply 
     if !p.is_empty() {
         return ctx.invalid(p);
     }
-    let from = body.get("from_entry_id").and_then(Value::as_str).unwrap_or("");
+    let from = body
+        .get("from_entry_id")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let store = body.get("store").and_then(Value::as_bool).unwrap_or(true);
     let new_id = ids::new_id("conv_");
     let (speaker, instructions, history) = {
@@ -997,13 +1306,30 @@ async fn conv_restart(ctx: Ctx, id: String, body: Value, stream: bool) -> Reply 
             drop(st);
             return ctx.not_found(&format!("Conversation {id}"));
         };
-        let Some(pos) = conv.entries.iter().position(|e| e.get("id").and_then(Value::as_str) == Some(from)) else {
+        let Some(pos) = conv
+            .entries
+            .iter()
+            .position(|e| e.get("id").and_then(Value::as_str) == Some(from))
+        else {
             drop(st);
             return ctx.not_found(&format!("Entry {from} in conversation {id}"));
         };
         let mut party = conv.party.clone();
-        if let (Party::Agent { agent_id, agent_version }, Some(v)) = (&mut party, body.get("agent_version").filter(|v| !v.is_null())) {
-            match st.agents.get(agent_id.as_str()).and_then(|r| r.resolve_version(v)) {
+        if let (
+            Party::Agent {
+                agent_id,
+                agent_version,
+            },
+            Some(v),
+        ) = (
+            &mut party,
+            body.get("agent_version").filter(|v| !v.is_null()),
+        ) {
+            match st
+                .agents
+                .get(agent_id.as_str())
+                .and_then(|r| r.resolve_version(v))
+            {
                 Some(n) => *agent_version = n,
                 None => {
                     drop(st);
@@ -1020,8 +1346,16 @@ async fn conv_restart(ctx: Ctx, id: String, body: Value, stream: bool) -> Reply 
             party: party.clone(),
             name: conv.name.clone(),
             description: conv.description.clone(),
-            metadata: body.get("metadata").cloned().filter(|m| !m.is_null()).unwrap_or_else(|| conv.metadata.clone()),
-            entries: history.iter().cloned().chain(inputs.iter().cloned()).collect(),
+            metadata: body
+                .get("metadata")
+                .cloned()
+                .filter(|m| !m.is_null())
+                .unwrap_or_else(|| conv.metadata.clone()),
+            entries: history
+                .iter()
+                .cloned()
+                .chain(inputs.iter().cloned())
+                .collect(),
         };
         let Some((sp, instr)) = speaker_and_instructions(&st, &party) else {
             drop(st);
@@ -1033,7 +1367,18 @@ async fn conv_restart(ctx: Ctx, id: String, body: Value, stream: bool) -> Reply 
         }
         (sp, instr, history)
     };
-    run_turn(ctx, new_id, speaker, instructions, history, inputs, handoff_client(&body), store, stream).await
+    run_turn(
+        ctx,
+        new_id,
+        speaker,
+        instructions,
+        history,
+        inputs,
+        handoff_client(&body),
+        store,
+        stream,
+    )
+    .await
 }
 
 fn conv_list(ctx: &Ctx, q: &Query) -> Reply {
@@ -1049,7 +1394,9 @@ fn conv_list(ctx: &Ctx, q: &Query) -> Reply {
     let mut out = Vec::new();
     let mut skipped = 0;
     for id in st.conversation_order.iter().rev() {
-        let Some(c) = st.conversations.get(id) else { continue };
+        let Some(c) = st.conversations.get(id) else {
+            continue;
+        };
         if !metadata_matches(Some(&c.metadata), meta.as_ref()) {
             continue;
         }
@@ -1067,7 +1414,13 @@ fn conv_list(ctx: &Ctx, q: &Query) -> Reply {
 }
 
 fn conv_get(ctx: &Ctx, id: &str) -> Reply {
-    let out = ctx.sim.state.lock().conversations.get(id).map(Conversation::render);
+    let out = ctx
+        .sim
+        .state
+        .lock()
+        .conversations
+        .get(id)
+        .map(Conversation::render);
     match out {
         Some(v) => ctx.json(StatusCode::OK, v),
         None => ctx.not_found(&format!("Conversation {id}")),
@@ -1079,21 +1432,37 @@ fn conv_delete(ctx: &Ctx, id: &str) -> Reply {
     let removed = st.conversations.remove(id).is_some();
     st.compact_orders();
     drop(st);
-    if removed { Ok(no_content()) } else { ctx.not_found(&format!("Conversation {id}")) }
+    if removed {
+        Ok(no_content())
+    } else {
+        ctx.not_found(&format!("Conversation {id}"))
+    }
 }
 
 fn conv_history(ctx: &Ctx, id: &str, messages_only: bool) -> Reply {
     let entries = ctx.sim.state.lock().conversations.get(id).map(|c| {
         c.entries
             .iter()
-            .filter(|e| !messages_only || matches!(e.get("type").and_then(Value::as_str), Some("message.input" | "message.output")))
+            .filter(|e| {
+                !messages_only
+                    || matches!(
+                        e.get("type").and_then(Value::as_str),
+                        Some("message.input" | "message.output")
+                    )
+            })
             .cloned()
             .collect::<Vec<_>>()
     });
     match entries {
         None => ctx.not_found(&format!("Conversation {id}")),
-        Some(e) if messages_only => ctx.json(StatusCode::OK, json!({"object": "conversation.messages", "conversation_id": id, "messages": e})),
-        Some(e) => ctx.json(StatusCode::OK, json!({"object": "conversation.history", "conversation_id": id, "entries": e})),
+        Some(e) if messages_only => ctx.json(
+            StatusCode::OK,
+            json!({"object": "conversation.messages", "conversation_id": id, "messages": e}),
+        ),
+        Some(e) => ctx.json(
+            StatusCode::OK,
+            json!({"object": "conversation.history", "conversation_id": id, "entries": e}),
+        ),
     }
 }
 

@@ -31,24 +31,37 @@ fn err(e: impl std::fmt::Display) -> SimError {
 pub fn generate() -> Result<TwinTls, SimError> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "agentcap twin CA (simulated upstream)");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "agentcap twin CA (simulated upstream)");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_key = KeyPair::generate().map_err(err)?;
     let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
     let issuer = Issuer::new(ca_params, ca_key);
 
-    let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).map_err(err)?;
-    leaf.distinguished_name.push(DnType::CommonName, "localhost");
+    let mut leaf = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .map_err(err)?;
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
     let leaf_key = KeyPair::generate().map_err(err)?;
     let leaf_cert = leaf.signed_by(&leaf_key, &issuer).map_err(err)?;
 
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(err)?
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf_cert.der().clone(), ca_cert.der().clone()], key)
-        .map_err(err)?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(err)?
+    .with_no_client_auth()
+    .with_single_cert(vec![leaf_cert.der().clone(), ca_cert.der().clone()], key)
+    .map_err(err)?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TwinTls { acceptor: TlsAcceptor::from(Arc::new(cfg)), ca_pem: ca_cert.pem() })
+    Ok(TwinTls {
+        acceptor: TlsAcceptor::from(Arc::new(cfg)),
+        ca_pem: ca_cert.pem(),
+    })
 }

@@ -58,7 +58,11 @@ impl Emitter {
         {
             return Err(kind);
         }
-        let ty = data.get("type").and_then(Value::as_str).unwrap_or("").to_string();
+        let ty = data
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         if let Some(c) = &sim.capture {
             c.sse(&self.origin, &ty, &data);
         }
@@ -84,12 +88,18 @@ impl Emitter {
                 if let Some(tx) = self.tx.take() {
                     // Let the events already queued reach the wire first, so the cut is really mid-stream.
                     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-                    while tx.capacity() < tx.max_capacity() && !tx.is_closed() && tokio::time::Instant::now() < deadline {
+                    while tx.capacity() < tx.max_capacity()
+                        && !tx.is_closed()
+                        && tokio::time::Instant::now() < deadline
+                    {
                         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     let _ = tx
-                        .send(Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected reset")))
+                        .send(Err(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionReset,
+                            "injected reset",
+                        )))
                         .await;
                 }
             }
@@ -158,7 +168,11 @@ pub async fn play(
     let gone = |e: &Option<&mut Emitter>| e.as_ref().is_some_and(|e| e.gone());
     send!(json!({"type": "conversation.response.started", "conversation_id": conversation_id}));
     for (index, step) in plan.steps.iter().enumerate() {
-        let Step { kind, agent_id, model } = step;
+        let Step {
+            kind,
+            agent_id,
+            model,
+        } = step;
         let created_at = ids::now();
         match kind {
             StepKind::Message { pieces } => {
@@ -170,48 +184,88 @@ pub async fn play(
                         Piece::Text(t) => {
                             completion_tokens += tokens(t);
                             for d in split_deltas(t) {
-                                send!(json!({"type": "message.output.delta", "output_index": index, "id": id, "content_index": content_index, "model": model, "agent_id": agent_id, "role": "assistant", "content": d}));
+                                send!(
+                                    json!({"type": "message.output.delta", "output_index": index, "id": id, "content_index": content_index, "model": model, "agent_id": agent_id, "role": "assistant", "content": d})
+                                );
                                 pause(lat.per_token(), gone(&emit)).await;
                             }
                             content_chunks.push(json!({"type": "text", "text": t}));
                         }
                         Piece::Chunk(c) => {
-                            send!(json!({"type": "message.output.delta", "output_index": index, "id": id, "content_index": content_index, "model": model, "agent_id": agent_id, "role": "assistant", "content": c}));
+                            send!(
+                                json!({"type": "message.output.delta", "output_index": index, "id": id, "content_index": content_index, "model": model, "agent_id": agent_id, "role": "assistant", "content": c})
+                            );
                             content_chunks.push(c.clone());
                         }
                     }
                 }
                 let content = if pieces.iter().all(|p| matches!(p, Piece::Text(_))) {
-                    json!(pieces.iter().map(|p| if let Piece::Text(t) = p { t.as_str() } else { "" }).collect::<String>())
+                    json!(
+                        pieces
+                            .iter()
+                            .map(|p| if let Piece::Text(t) = p {
+                                t.as_str()
+                            } else {
+                                ""
+                            })
+                            .collect::<String>()
+                    )
                 } else {
                     Value::Array(content_chunks)
                 };
                 outputs.push(json!({"content": content, "object": "entry", "type": "message.output", "created_at": created_at, "completed_at": ids::now(), "id": id, "agent_id": agent_id, "model": model, "role": "assistant"}));
             }
-            StepKind::Tool { name, arguments, info, connector_tokens: ct } => {
+            StepKind::Tool {
+                name,
+                arguments,
+                info,
+                connector_tokens: ct,
+            } => {
                 let id = ids::new_id("tool_exec_");
-                send!(json!({"type": "tool.execution.started", "output_index": index, "id": id, "name": name, "arguments": arguments, "model": model, "agent_id": agent_id}));
+                send!(
+                    json!({"type": "tool.execution.started", "output_index": index, "id": id, "name": name, "arguments": arguments, "model": model, "agent_id": agent_id})
+                );
                 pause(lat.tool(name), gone(&emit)).await;
-                send!(json!({"type": "tool.execution.done", "output_index": index, "id": id, "name": name, "info": info}));
+                send!(
+                    json!({"type": "tool.execution.done", "output_index": index, "id": id, "name": name, "info": info})
+                );
                 connector_tokens += ct;
                 let n = connectors.get(name).and_then(Value::as_u64).unwrap_or(0) + 1;
                 connectors.insert(name.clone(), json!(n));
                 outputs.push(json!({"name": name, "object": "entry", "type": "tool.execution", "created_at": created_at, "completed_at": ids::now(), "id": id, "agent_id": agent_id, "model": model, "arguments": arguments, "info": info}));
             }
-            StepKind::FunctionCall { tool_call_id, name, arguments } => {
+            StepKind::FunctionCall {
+                tool_call_id,
+                name,
+                arguments,
+            } => {
                 let id = ids::new_id("fc_");
                 pause(lat.ttft, gone(&emit)).await;
                 completion_tokens += tokens(arguments) + tokens(name);
-                let cut = arguments.char_indices().nth(arguments.chars().count() / 2).map_or(arguments.len(), |(i, _)| i);
+                let cut = arguments
+                    .char_indices()
+                    .nth(arguments.chars().count() / 2)
+                    .map_or(arguments.len(), |(i, _)| i);
                 for frag in [&arguments[..cut], &arguments[cut..]] {
-                    send!(json!({"type": "function.call.delta", "output_index": index, "id": id, "name": name, "tool_call_id": tool_call_id, "arguments": frag, "model": model, "agent_id": agent_id, "confirmation_status": null}));
+                    send!(
+                        json!({"type": "function.call.delta", "output_index": index, "id": id, "name": name, "tool_call_id": tool_call_id, "arguments": frag, "model": model, "agent_id": agent_id, "confirmation_status": null})
+                    );
                 }
                 outputs.push(json!({"tool_call_id": tool_call_id, "name": name, "arguments": arguments, "object": "entry", "type": "function.call", "created_at": created_at, "completed_at": null, "id": id, "agent_id": agent_id, "model": model, "confirmation_status": null}));
             }
-            StepKind::Handoff { previous_agent_id, previous_agent_name, next_agent_id, next_agent_name } => {
+            StepKind::Handoff {
+                previous_agent_id,
+                previous_agent_name,
+                next_agent_id,
+                next_agent_name,
+            } => {
                 let id = ids::new_id("handoff_");
-                send!(json!({"type": "agent.handoff.started", "output_index": index, "id": id, "previous_agent_id": previous_agent_id, "previous_agent_name": previous_agent_name}));
-                send!(json!({"type": "agent.handoff.done", "output_index": index, "id": id, "next_agent_id": next_agent_id, "next_agent_name": next_agent_name}));
+                send!(
+                    json!({"type": "agent.handoff.started", "output_index": index, "id": id, "previous_agent_id": previous_agent_id, "previous_agent_name": previous_agent_name})
+                );
+                send!(
+                    json!({"type": "agent.handoff.done", "output_index": index, "id": id, "next_agent_id": next_agent_id, "next_agent_name": next_agent_name})
+                );
                 completion_tokens += 5;
                 outputs.push(json!({"previous_agent_id": previous_agent_id, "previous_agent_name": previous_agent_name, "next_agent_id": next_agent_id, "next_agent_name": next_agent_name, "object": "entry", "type": "agent.handoff", "created_at": created_at, "completed_at": ids::now(), "id": id}));
             }

@@ -216,7 +216,12 @@ pub const CHAT: &[Field] = &[
 ];
 
 /// Checks an object against field rules: extra fields, missing fields, kinds.
-pub fn check_object(obj: &Map<String, Value>, fields: &[Field], prefix: &[Value], p: &mut Problems) {
+pub fn check_object(
+    obj: &Map<String, Value>,
+    fields: &[Field],
+    prefix: &[Value],
+    p: &mut Problems,
+) {
     for (k, v) in obj {
         match fields.iter().find(|fl| fl.name == k) {
             None => p.push(
@@ -316,7 +321,10 @@ fn check_tool(t: &Value, at: &[Value], p: &mut Problems) {
         );
         return;
     };
-    let ty = obj.get("type").and_then(Value::as_str).unwrap_or("function");
+    let ty = obj
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("function");
     let conf = f("tool_configuration", Kind::Obj, true, false);
     let tyf = f("type", Kind::Str, false, false);
     let fields: Vec<Field> = match ty {
@@ -396,7 +404,13 @@ fn check_completion_args(ca: &Map<String, Value>, at: &[Value], p: &mut Problems
             continue;
         }
         match v.as_f64() {
-            None => p.push("float_type", &loc(at, key), "Input should be a valid number", v, None),
+            None => p.push(
+                "float_type",
+                &loc(at, key),
+                "Input should be a valid number",
+                v,
+                None,
+            ),
             Some(x) if x < lo => p.push(
                 "greater_than_equal",
                 &loc(at, key),
@@ -443,7 +457,10 @@ mod tests {
     #[test]
     fn missing_and_wrong_types_are_reported() {
         let p = check_body(&json!({"stream": "yes"}), START);
-        let types: Vec<_> = p.0.iter().map(|d| d["type"].as_str().unwrap().to_string()).collect();
+        let types: Vec<_> =
+            p.0.iter()
+                .map(|d| d["type"].as_str().unwrap().to_string())
+                .collect();
         assert_eq!(types, ["bool_type", "missing"]);
     }
 
@@ -454,7 +471,10 @@ mod tests {
                     "completion_args": {"temperature": 3, "tool_choice": "maybe"}}),
             START,
         );
-        let types: Vec<_> = p.0.iter().map(|d| d["type"].as_str().unwrap().to_string()).collect();
+        let types: Vec<_> =
+            p.0.iter()
+                .map(|d| d["type"].as_str().unwrap().to_string())
+                .collect();
         assert_eq!(types, ["union_tag_invalid", "less_than_equal", "enum"]);
         assert!(check_body(&json!({"inputs": "x", "tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}), START).is_empty());
     }

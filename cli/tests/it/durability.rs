@@ -24,17 +24,39 @@ fn spawn(args: &[&str]) -> (Proc, String) {
         .spawn()
         .expect("agentcap starts");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     (Proc(child), line)
 }
 
 fn url_after(line: &str, marker: &str) -> String {
-    let at = line.find(marker).unwrap_or_else(|| panic!("{marker} not in {line:?}")) + marker.len();
-    line[at..].split_whitespace().next().unwrap().trim_end_matches([',', ')']).to_string()
+    let at = line
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} not in {line:?}"))
+        + marker.len();
+    line[at..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_end_matches([',', ')'])
+        .to_string()
 }
 
 fn proxy(twin: &str, db: &std::path::Path, mode: &str) -> (Proc, String, String) {
-    let (p, line) = spawn(&["proxy", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--upstream", twin, "--db", db.to_str().unwrap(), "--durability", mode]);
+    let (p, line) = spawn(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+        "--upstream",
+        twin,
+        "--db",
+        db.to_str().unwrap(),
+        "--durability",
+        mode,
+    ]);
     let url = url_after(&line, "listening on ");
     let admin = url_after(&line, "admin ");
     (p, url, admin)
@@ -80,23 +102,48 @@ fn load(url: &str, n: usize) -> Vec<String> {
             })
         })
         .collect();
-    handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect()
 }
 
 fn recorded_conversations(db: &std::path::Path) -> Vec<String> {
     let out = Command::new(env!("CARGO_BIN_EXE_agentcap"))
-        .args(["query", "--admin", "http://127.0.0.1:1", "--db", db.to_str().unwrap(), "--format", "json", "SELECT conversation_id FROM exchanges WHERE outcome = 'complete'"])
+        .args([
+            "query",
+            "--admin",
+            "http://127.0.0.1:1",
+            "--db",
+            db.to_str().unwrap(),
+            "--format",
+            "json",
+            "SELECT conversation_id FROM exchanges WHERE outcome = 'complete'",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    rows.iter().filter_map(|r| r["conversation_id"].as_str().map(str::to_string)).collect()
+    rows.iter()
+        .filter_map(|r| r["conversation_id"].as_str().map(str::to_string))
+        .collect()
 }
 
 fn kill9_then_restart(mode: &str) -> (usize, usize) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("crash.duckdb");
-    let (_twin, line) = spawn(&["sim", "--listen", "127.0.0.1:0", "--latency", "zero", "--exit-on-stdin-close"]);
+    let (_twin, line) = spawn(&[
+        "sim",
+        "--listen",
+        "127.0.0.1:0",
+        "--latency",
+        "zero",
+        "--exit-on-stdin-close",
+    ]);
     let twin = url_after(&line, "listening on ");
     let (mut p, url, _admin) = proxy(&twin, &db, mode);
     let loader = {
@@ -107,11 +154,21 @@ fn kill9_then_restart(mode: &str) -> (usize, usize) {
     p.0.kill().unwrap(); // SIGKILL
     p.0.wait().unwrap();
     let received = loader.join().unwrap();
-    assert!(received.len() > 20, "some requests completed before the kill: {}", received.len());
+    assert!(
+        received.len() > 20,
+        "some requests completed before the kill: {}",
+        received.len()
+    );
     // Restart on the same file: the journal is replayed on open; then stop it cleanly.
     let (p2, _url2, _admin2) = proxy(&twin, &db, mode);
     let pid = p2.0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut p2 = p2;
     let status = p2.0.wait().unwrap();
     assert!(status.success(), "the proxy exits 0 on SIGTERM");
@@ -123,7 +180,10 @@ fn kill9_then_restart(mode: &str) -> (usize, usize) {
 #[test]
 fn strict_durability_survives_kill_9() {
     let (received, missing) = kill9_then_restart("strict");
-    assert_eq!(missing, 0, "{missing} of {received} fully received responses are missing after kill -9");
+    assert_eq!(
+        missing, 0,
+        "{missing} of {received} fully received responses are missing after kill -9"
+    );
 }
 
 #[test]
@@ -132,5 +192,8 @@ fn batched_durability_recovers_what_was_journaled() {
     eprintln!("batched: {missing} of {received} fully received exchanges lost by kill -9");
     // What was not yet in the journal when the process died is lost; the figure is reported, and the
     // restart must still have recovered what was journaled.
-    assert!(missing < received, "{missing} of {received} lost: nothing was recovered");
+    assert!(
+        missing < received,
+        "{missing} of {received} lost: nothing was recovered"
+    );
 }

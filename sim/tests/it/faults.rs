@@ -10,13 +10,33 @@ use crate::client::{default_twin, twin};
 
 #[tokio::test]
 async fn api_key_is_enforced() {
-    let t = twin(SimConfig { api_key: Some("sk-test".into()), ..SimConfig::default() }).await;
+    let t = twin(SimConfig {
+        api_key: Some("sk-test".into()),
+        ..SimConfig::default()
+    })
+    .await;
     let r = t.call(Method::GET, "/v1/agents", None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.json()["message"], "Unauthorized");
-    let r = t.send(Method::GET, "/v1/agents", None, &[("authorization", "Bearer wrong")]).await.unwrap();
+    let r = t
+        .send(
+            Method::GET,
+            "/v1/agents",
+            None,
+            &[("authorization", "Bearer wrong")],
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    let r = t.send(Method::GET, "/v1/agents", None, &[("authorization", "Bearer sk-test")]).await.unwrap();
+    let r = t
+        .send(
+            Method::GET,
+            "/v1/agents",
+            None,
+            &[("authorization", "Bearer sk-test")],
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, StatusCode::OK);
 }
 
@@ -24,16 +44,39 @@ async fn api_key_is_enforced() {
 async fn status_faults_on_demand() {
     let t = default_twin().await;
     let body = json!({"model": "m", "inputs": "x"});
-    let r = t.send(Method::POST, "/v1/conversations", Some(body.clone()), &[("x-agentcap-sim-fault", "429")]).await.unwrap();
+    let r = t
+        .send(
+            Method::POST,
+            "/v1/conversations",
+            Some(body.clone()),
+            &[("x-agentcap-sim-fault", "429")],
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(r.headers["retry-after"], "1");
     assert_eq!(r.json()["type"], "rate_limited");
     for (kind, status) in [("500", 500), ("503", 503), ("error-event", 500)] {
-        let r = t.send(Method::POST, "/v1/conversations", Some(body.clone()), &[("x-agentcap-sim-fault", kind)]).await.unwrap();
+        let r = t
+            .send(
+                Method::POST,
+                "/v1/conversations",
+                Some(body.clone()),
+                &[("x-agentcap-sim-fault", kind)],
+            )
+            .await
+            .unwrap();
         assert_eq!(r.status.as_u16(), status, "{kind}");
         assert_eq!(r.json()["object"], "error");
     }
-    let r = t.send(Method::POST, "/v1/conversations", Some(body), &[("x-agentcap-sim-fault", "reset")]).await;
+    let r = t
+        .send(
+            Method::POST,
+            "/v1/conversations",
+            Some(body),
+            &[("x-agentcap-sim-fault", "reset")],
+        )
+        .await;
     assert!(r.is_err(), "a reset cuts the connection");
     assert!(t.running.sim().state.lock().conversations.len() <= 3);
 }
@@ -42,35 +85,83 @@ async fn status_faults_on_demand() {
 async fn stream_faults_mid_stream() {
     let t = default_twin().await;
     let body = json!({"model": "m", "inputs": "Tell me a rather long story about streams", "stream": true});
-    let r = t.send(Method::POST, "/v1/conversations", Some(body.clone()), &[("x-agentcap-sim-fault", "error-event")]).await.unwrap();
+    let r = t
+        .send(
+            Method::POST,
+            "/v1/conversations",
+            Some(body.clone()),
+            &[("x-agentcap-sim-fault", "error-event")],
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, StatusCode::OK);
     let d = r.event_data();
     assert_eq!(d[0]["type"], "conversation.response.started");
-    assert!(d.iter().any(|e| e["type"] == "message.output.delta"), "some deltas before the error");
+    assert!(
+        d.iter().any(|e| e["type"] == "message.output.delta"),
+        "some deltas before the error"
+    );
     assert_eq!(d.last().unwrap()["type"], "conversation.response.error");
     assert!(d.last().unwrap()["code"].is_i64());
     assert!(!d.iter().any(|e| e["type"] == "conversation.response.done"));
 
-    let r = t.send(Method::POST, "/v1/conversations", Some(body.clone()), &[("x-agentcap-sim-fault", "reset")]).await;
+    let r = t
+        .send(
+            Method::POST,
+            "/v1/conversations",
+            Some(body.clone()),
+            &[("x-agentcap-sim-fault", "reset")],
+        )
+        .await;
     assert!(r.is_err(), "the body is cut mid-stream");
 }
 
 #[tokio::test]
 async fn stall_hangs_until_its_deadline() {
-    let t = twin(SimConfig { stall: Duration::from_millis(300), ..SimConfig::default() }).await;
+    let t = twin(SimConfig {
+        stall: Duration::from_millis(300),
+        ..SimConfig::default()
+    })
+    .await;
     let body = json!({"model": "m", "inputs": "Tell me a rather long story about streams", "stream": true});
-    let r = t.send(Method::POST, "/v1/conversations", Some(body), &[("x-agentcap-sim-fault", "stall")]).await.unwrap();
+    let r = t
+        .send(
+            Method::POST,
+            "/v1/conversations",
+            Some(body),
+            &[("x-agentcap-sim-fault", "stall")],
+        )
+        .await
+        .unwrap();
     let d = r.event_data();
     assert!(!d.is_empty());
-    assert!(!d.iter().any(|e| e["type"] == "conversation.response.done" || e["type"] == "conversation.response.error"), "a stalled stream never finishes properly");
+    assert!(
+        !d.iter().any(|e| e["type"] == "conversation.response.done"
+            || e["type"] == "conversation.response.error"),
+        "a stalled stream never finishes properly"
+    );
 }
 
 #[tokio::test]
 async fn random_faults_follow_the_rate() {
-    let t = twin(SimConfig { fault_rates: vec![FaultRate { kind: agentcap_sim::FaultKind::RateLimited, rate: 0.5 }], seed: 3, ..SimConfig::default() }).await;
+    let t = twin(SimConfig {
+        fault_rates: vec![FaultRate {
+            kind: agentcap_sim::FaultKind::RateLimited,
+            rate: 0.5,
+        }],
+        seed: 3,
+        ..SimConfig::default()
+    })
+    .await;
     let mut limited = 0;
     for _ in 0..200 {
-        let r = t.call(Method::POST, "/v1/conversations", Some(json!({"model": "m", "inputs": "x"}))).await;
+        let r = t
+            .call(
+                Method::POST,
+                "/v1/conversations",
+                Some(json!({"model": "m", "inputs": "x"})),
+            )
+            .await;
         if r.status == StatusCode::TOO_MANY_REQUESTS {
             limited += 1;
         }
@@ -79,6 +170,9 @@ async fn random_faults_follow_the_rate() {
     let r = t.call(Method::GET, "/v1/agents", None).await;
     let _ = r.status; // list endpoints are not eligible for random faults
     for _ in 0..20 {
-        assert_eq!(t.call(Method::GET, "/v1/agents", None).await.status, StatusCode::OK);
+        assert_eq!(
+            t.call(Method::GET, "/v1/agents", None).await.status,
+            StatusCode::OK
+        );
     }
 }

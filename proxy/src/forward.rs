@@ -1,0 +1,226 @@
+//! The upstream side: a pooled HTTP/1.1 + HTTP/2 client over rustls, and how requests are rewritten for it.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Uri, uri::PathAndQuery};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::ProxyError;
+use crate::config::ProxyConfig;
+use crate::tee::RequestTee;
+
+/// The pooled upstream client.
+pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, RequestTee<Incoming>>;
+
+fn load_ca(path: &Path, roots: &mut rustls::RootCertStore) -> Result<(), ProxyError> {
+    let f = File::open(path)
+        .map_err(|e| ProxyError::Config(format!("upstream CA {}: {e}", path.display())))?;
+    let mut n = 0;
+    for cert in rustls_pemfile::certs(&mut BufReader::new(f)) {
+        let cert =
+            cert.map_err(|e| ProxyError::Config(format!("upstream CA {}: {e}", path.display())))?;
+        roots
+            .add(cert)
+            .map_err(|e| ProxyError::Config(format!("upstream CA {}: {e}", path.display())))?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err(ProxyError::Config(format!(
+            "upstream CA {} holds no certificate",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Builds the upstream client: webpki roots plus `--upstream-ca`, h2 when the upstream offers it (ALPN).
+pub fn client(cfg: &ProxyConfig) -> Result<UpstreamClient, ProxyError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(ca) = &cfg.upstream_ca {
+        load_ca(ca, &mut roots)?;
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| ProxyError::Config(format!("TLS: {e}")))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(cfg.connect_timeout));
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(https))
+}
+
+/// The upstream URI for a client request: always the configured upstream's scheme and authority (an
+/// absolute-form URI or a Host header never selects another host), its base path, then the request's path and query.
+pub fn upstream_uri(upstream: &Uri, base_path: &str, incoming: &Uri) -> Result<Uri, http::Error> {
+    let pq = incoming
+        .path_and_query()
+        .map(PathAndQuery::as_str)
+        .unwrap_or("/");
+    let pq = if pq.starts_with('/') {
+        pq.to_string()
+    } else {
+        format!("/{pq}")
+    };
+    Uri::builder()
+        .scheme(
+            upstream
+                .scheme()
+                .cloned()
+                .expect("validated: upstream has a scheme"),
+        )
+        .authority(
+            upstream
+                .authority()
+                .cloned()
+                .expect("validated: upstream has an authority"),
+        )
+        .path_and_query(format!("{base_path}{pq}"))
+        .build()
+}
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those the `Connection` header names.
+/// `Transfer-Encoding` is left to hyper, which frames each hop itself.
+pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    let named: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        h.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        h.remove(n);
+    }
+    h.remove(header::TRANSFER_ENCODING);
+}
+
+/// Header names whose values are never recorded.
+pub fn is_secret_header(name: &str) -> bool {
+    matches!(
+        name,
+        "authorization"
+            | "proxy-authorization"
+            | "cookie"
+            | "set-cookie"
+            | "x-api-key"
+            | "api-key"
+            | "x-agentcap-token"
+    ) || name.contains("secret")
+        || name.contains("password")
+}
+
+/// Headers as recorded: secret values replaced by `[REDACTED]`.
+pub fn recorded_headers(h: &HeaderMap) -> Vec<(String, String)> {
+    h.iter()
+        .map(|(k, v)| {
+            let name = k.as_str().to_string();
+            let value = if is_secret_header(&name) {
+                "[REDACTED]".to_string()
+            } else {
+                String::from_utf8_lossy(v.as_bytes()).into_owned()
+            };
+            (name, value)
+        })
+        .collect()
+}
+
+/// First 12 hex chars of SHA-256 of the bearer key (or of the whole Authorization value if not bearer).
+pub fn key_fingerprint(auth: &HeaderValue) -> String {
+    use sha2::{Digest, Sha256};
+    let raw = auth.as_bytes();
+    let key = raw
+        .strip_prefix(b"Bearer ")
+        .or_else(|| raw.strip_prefix(b"bearer "))
+        .unwrap_or(raw);
+    let d = Sha256::digest(key);
+    hex::encode(&d[..6])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_uri_ignores_the_clients_authority() {
+        let up: Uri = "https://api.mistral.ai".parse().unwrap();
+        let abs: Uri = "http://evil.example:9999/v1/agents?x=1".parse().unwrap();
+        assert_eq!(
+            upstream_uri(&up, "", &abs).unwrap().to_string(),
+            "https://api.mistral.ai/v1/agents?x=1"
+        );
+        let based: Uri = "http://127.0.0.1:9/base/".parse().unwrap();
+        let rel: Uri = "/v1/conversations".parse().unwrap();
+        assert_eq!(
+            upstream_uri(&based, "/base", &rel).unwrap().to_string(),
+            "http://127.0.0.1:9/base/v1/conversations"
+        );
+    }
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("keep-alive, x-custom"),
+        );
+        h.insert("x-custom", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("content-type"));
+    }
+
+    #[test]
+    fn secrets_are_redacted_and_fingerprinted() {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer sk-abc"));
+        h.insert("cookie", HeaderValue::from_static("session=1"));
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        let r = recorded_headers(&h);
+        assert!(
+            r.iter()
+                .all(|(_, v)| !v.contains("sk-abc") && !v.contains("session=1"))
+        );
+        let fp = key_fingerprint(&HeaderValue::from_static("Bearer sk-abc"));
+        assert_eq!(fp.len(), 12);
+        assert_eq!(fp, key_fingerprint(&HeaderValue::from_static("sk-abc")));
+    }
+}

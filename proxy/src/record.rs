@@ -1,0 +1,182 @@
+//! What the hot path hands to the recorder: small messages per exchange, cheap to build and to send.
+//!
+//! The forwarding side never parses, never touches DuckDB and never blocks: it builds these messages with
+//! `Bytes` clones and `Instant`-derived offsets and gives them to [`crate::recorder::RecorderHandle::send`].
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// One HTTP exchange; a UUIDv7 (time-ordered).
+pub type ExchangeId = Uuid;
+
+/// How an exchange ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The response reached the client in full.
+    Complete,
+    /// The client went away before the response ended.
+    CancelledByClient,
+    /// The upstream failed: unreachable, reset, malformed.
+    UpstreamError,
+    /// agentcap itself failed.
+    ProxyError,
+    /// The upstream did not answer in time.
+    Timeout,
+}
+
+impl Outcome {
+    /// The name stored in the `outcome` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Complete => "complete",
+            Outcome::CancelledByClient => "cancelled_by_client",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::ProxyError => "proxy_error",
+            Outcome::Timeout => "timeout",
+        }
+    }
+}
+
+/// The request side of an exchange, known when the request arrives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestInfo {
+    /// Exchange id.
+    pub id: ExchangeId,
+    /// Wall-clock start.
+    pub started_at: SystemTime,
+    /// HTTP method.
+    pub method: String,
+    /// Path without the query.
+    pub path: String,
+    /// Raw query string, if any.
+    pub query: Option<String>,
+    /// Client socket address.
+    pub client_addr: String,
+    /// Request headers as forwarded, with secrets already redacted (`Authorization` never appears).
+    pub headers: Vec<(String, String)>,
+    /// First 12 hex chars of SHA-256 of the bearer key, if one was sent.
+    pub key_fingerprint: Option<String>,
+    /// `X-Agentcap-Session` value.
+    pub session: Option<String>,
+    /// `X-Agentcap-Tag-<name>: <value>` pairs (name lowercased).
+    pub tags: Vec<(String, String)>,
+}
+
+/// Time since the exchange started, in microseconds.
+pub type OffsetUs = u64;
+
+/// Timings measured by the hot path, in microseconds from the exchange start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timings {
+    /// When the upstream's response headers arrived.
+    pub response_headers_us: Option<OffsetUs>,
+    /// When the last byte went to the client (or the exchange otherwise ended).
+    pub total_us: OffsetUs,
+    /// Time spent waiting on the upstream: from sending the request to its last byte (or failure).
+    pub upstream_us: OffsetUs,
+}
+
+/// A message from the hot path. `seq` numbers each exchange's messages from 0, so the recorder can put
+/// them back in order whichever path (channel or spill journal) they took.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Msg {
+    /// The request arrived (seq 0).
+    Request {
+        /// What is known of the request.
+        info: Box<RequestInfo>,
+    },
+    /// A frame of the request body, as forwarded.
+    RequestBody {
+        /// Exchange.
+        id: ExchangeId,
+        /// Order within the exchange.
+        seq: u32,
+        /// The bytes.
+        #[serde(with = "bytes_serde")]
+        bytes: Bytes,
+    },
+    /// The upstream's response head arrived.
+    Response {
+        /// Exchange.
+        id: ExchangeId,
+        /// Order within the exchange.
+        seq: u32,
+        /// HTTP status.
+        status: u16,
+        /// Response headers (secrets redacted).
+        headers: Vec<(String, String)>,
+        /// Receive offset.
+        at_us: OffsetUs,
+    },
+    /// A frame of the response body, as forwarded, with its receive offset.
+    ResponseBody {
+        /// Exchange.
+        id: ExchangeId,
+        /// Order within the exchange.
+        seq: u32,
+        /// Receive offset.
+        at_us: OffsetUs,
+        /// The bytes.
+        #[serde(with = "bytes_serde")]
+        bytes: Bytes,
+    },
+    /// The exchange ended (always the last message of an exchange).
+    End {
+        /// Exchange.
+        id: ExchangeId,
+        /// Order within the exchange.
+        seq: u32,
+        /// How it ended.
+        outcome: Outcome,
+        /// Error text when not complete.
+        error: Option<String>,
+        /// Hot-path timings.
+        timings: Timings,
+        /// Request body bytes seen.
+        bytes_in: u64,
+        /// Response body bytes sent to the client.
+        bytes_out: u64,
+    },
+}
+
+impl Msg {
+    /// The exchange this message belongs to.
+    pub fn exchange_id(&self) -> ExchangeId {
+        match self {
+            Msg::Request { info } => info.id,
+            Msg::RequestBody { id, .. }
+            | Msg::Response { id, .. }
+            | Msg::ResponseBody { id, .. }
+            | Msg::End { id, .. } => *id,
+        }
+    }
+
+    /// Order of the message within its exchange.
+    pub fn seq(&self) -> u32 {
+        match self {
+            Msg::Request { .. } => 0,
+            Msg::RequestBody { seq, .. }
+            | Msg::Response { seq, .. }
+            | Msg::ResponseBody { seq, .. }
+            | Msg::End { seq, .. } => *seq,
+        }
+    }
+}
+
+mod bytes_serde {
+    use bytes::Bytes;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(b)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        let v: Vec<u8> = serde::de::Deserialize::deserialize(d)?;
+        Ok(Bytes::from(v))
+    }
+}

@@ -1,0 +1,993 @@
+//! Derives the database rows of one exchange from its messages: the `exchanges` row, its SSE
+//! events, conversation entries (request inputs and response / stream outputs), usage, agent
+//! version snapshots and the conversation lineage update.
+//!
+//! This is a pure function of the messages (plus the capture settings), so the live writer, the
+//! replay of a journal after a crash and the re-derivation after a long DuckDB outage all produce
+//! the same rows.
+
+use agentcap_wire::{
+    ConversationEvent, ConversationUsageInfo, Entry, EntryAssembler, FunctionArguments, SseDecoder,
+    SseEvent,
+};
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::record::{ExchangeId, Msg, OffsetUs, Outcome, RequestInfo, Timings};
+
+use super::body::{
+    Encoding, Redactor, StoredBody, StreamDecoder, header, headers_json, pairs_json, store_body,
+};
+use super::journal::system_time_to_us;
+use super::ops;
+
+/// Error text of exchanges the proxy never saw end.
+pub const STOPPED_EARLY: &str = "proxy stopped before the exchange ended";
+
+/// What derivation needs from the recorder configuration.
+#[derive(Debug, Clone)]
+pub struct DeriveCtx {
+    /// Max stored bytes per body.
+    pub capture_cap: usize,
+    /// `--redact` patterns.
+    pub redactor: Redactor,
+    /// SSE event size limit.
+    pub max_sse_event: usize,
+}
+
+/// The response head.
+#[derive(Debug, Clone)]
+pub struct ResponseHead {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Receive offset.
+    pub at_us: OffsetUs,
+}
+
+/// The fields of `Msg::End`.
+#[derive(Debug, Clone)]
+pub struct EndInfo {
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Error text.
+    pub error: Option<String>,
+    /// Timings.
+    pub timings: Timings,
+    /// Request bytes.
+    pub bytes_in: u64,
+    /// Response bytes.
+    pub bytes_out: u64,
+}
+
+/// An exchange's messages, folded in `seq` order.
+#[derive(Debug, Clone)]
+pub struct ExchangeMsgs {
+    /// Exchange id.
+    pub id: ExchangeId,
+    /// The request (seq 0), if it was recorded.
+    pub request: Option<Box<RequestInfo>>,
+    /// Request body frames.
+    pub request_frames: Vec<Bytes>,
+    /// The response head.
+    pub response: Option<ResponseHead>,
+    /// Response body frames with their receive offsets.
+    pub response_frames: Vec<(OffsetUs, Bytes)>,
+    /// The end, if it was recorded.
+    pub end: Option<EndInfo>,
+}
+
+impl ExchangeMsgs {
+    /// An exchange with no messages yet.
+    pub fn new(id: ExchangeId) -> Self {
+        ExchangeMsgs {
+            id,
+            request: None,
+            request_frames: Vec::new(),
+            response: None,
+            response_frames: Vec::new(),
+            end: None,
+        }
+    }
+
+    /// Folds the next message in (callers feed them in `seq` order).
+    pub fn push(&mut self, msg: Msg) {
+        match msg {
+            Msg::Request { info } => self.request = Some(info),
+            Msg::RequestBody { bytes, .. } => self.request_frames.push(bytes),
+            Msg::Response {
+                status,
+                headers,
+                at_us,
+                ..
+            } => {
+                self.response = Some(ResponseHead {
+                    status,
+                    headers,
+                    at_us,
+                })
+            }
+            Msg::ResponseBody { at_us, bytes, .. } => self.response_frames.push((at_us, bytes)),
+            Msg::End {
+                outcome,
+                error,
+                timings,
+                bytes_in,
+                bytes_out,
+                ..
+            } => {
+                self.end = Some(EndInfo {
+                    outcome,
+                    error,
+                    timings,
+                    bytes_in,
+                    bytes_out,
+                })
+            }
+        }
+    }
+
+    /// The latest receive offset seen.
+    fn last_offset(&self) -> OffsetUs {
+        let body = self.response_frames.last().map_or(0, |(t, _)| *t);
+        let head = self.response.as_ref().map_or(0, |r| r.at_us);
+        body.max(head)
+    }
+}
+
+/// One `exchanges` row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExchangeRow {
+    pub id: String,
+    pub started_at_us: Option<i64>,
+    pub method: Option<String>,
+    pub path: Option<String>,
+    pub query: Option<String>,
+    pub operation: String,
+    pub client_addr: Option<String>,
+    pub request_headers: Option<String>,
+    pub request_body: Option<String>,
+    pub request_body_raw: Option<String>,
+    pub request_parse_error: Option<String>,
+    pub request_truncated: bool,
+    pub request_bytes: i64,
+    pub status: Option<i32>,
+    pub response_headers: Option<String>,
+    pub response_body: Option<String>,
+    pub response_body_raw: Option<String>,
+    pub response_parse_error: Option<String>,
+    pub response_truncated: bool,
+    pub response_bytes: i64,
+    pub is_stream: bool,
+    pub response_headers_us: Option<i64>,
+    pub first_event_us: Option<i64>,
+    pub total_us: Option<i64>,
+    pub upstream_us: Option<i64>,
+    pub overhead_us: Option<i64>,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub key_fingerprint: Option<String>,
+    pub session: Option<String>,
+    pub tags: Option<String>,
+    pub conversation_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub model: Option<String>,
+    pub event_count: Option<i32>,
+}
+
+/// One `sse_events` row (the exchange id comes from the owning [`Derived`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    pub seq: i32,
+    pub event_type: Option<String>,
+    /// JSON text: the event data, or a JSON string holding the raw text when it is not JSON.
+    pub data: String,
+    pub parse_error: Option<String>,
+    pub offset_us: i64,
+    pub size: i32,
+}
+
+/// One `entries` row (exchange and conversation ids come from the owning [`Derived`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EntryRow {
+    pub entry_id: Option<String>,
+    pub direction: &'static str,
+    pub position: i32,
+    pub entry_type: Option<String>,
+    pub role: Option<String>,
+    pub agent_id: Option<String>,
+    pub model: Option<String>,
+    pub text: Option<String>,
+    pub name: Option<String>,
+    pub tool_call_id: Option<String>,
+    pub arguments: Option<String>,
+    pub created_at: Option<String>,
+    pub completed_at: Option<String>,
+    pub source: &'static str,
+    pub raw: String,
+}
+
+/// One `usage` row.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct UsageRow {
+    pub prompt_tokens: Option<i64>,
+    pub completion_tokens: Option<i64>,
+    pub total_tokens: Option<i64>,
+    pub connector_tokens: Option<i64>,
+    pub connectors: Option<String>,
+}
+
+/// One `agents` row (first_seen and exchange id come from the owning [`Derived`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRow {
+    pub agent_id: String,
+    pub version: i64,
+    pub snapshot: String,
+}
+
+/// What an exchange tells about a conversation; merged into the `conversations` row.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConvUpdate {
+    pub id: String,
+    pub agent_id: Option<String>,
+    pub agent_version: Option<String>,
+    pub model: Option<String>,
+    /// Set for turns (start / append / restart); `None` for information from GET / list.
+    pub exchange_id: Option<String>,
+    pub seen_us: Option<i64>,
+    pub turns: i64,
+    pub parent_conversation_id: Option<String>,
+    pub from_entry_id: Option<String>,
+}
+
+/// All rows of one exchange.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Derived {
+    pub exchange: ExchangeRow,
+    pub events: Vec<EventRow>,
+    pub entries: Vec<EntryRow>,
+    pub usage: Option<UsageRow>,
+    pub agents: Vec<AgentRow>,
+    pub conversations: Vec<ConvUpdate>,
+}
+
+impl Derived {
+    /// Rows this exchange adds across all tables.
+    pub fn row_count(&self) -> usize {
+        1 + self.events.len()
+            + self.entries.len()
+            + usize::from(self.usage.is_some())
+            + self.agents.len()
+            + self.conversations.len()
+    }
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn str_of(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str).map(str::to_owned)
+}
+
+/// A JSON scalar as text (`agent_version` may be an integer or an alias).
+fn scalar_text(v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// The streamed part of a response, decoded.
+#[derive(Default)]
+struct StreamResult {
+    events: Vec<EventRow>,
+    first_event_us: Option<i64>,
+    error: Option<String>,
+    conversation_id: Option<String>,
+    outputs: Option<Vec<Entry>>,
+    usage: Option<UsageRow>,
+    model: Option<String>,
+}
+
+/// What kind of payload the stream carries.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StreamKind {
+    Conversation,
+    Chat,
+    Other,
+}
+
+fn decode_stream(
+    frames: &[(OffsetUs, Bytes)],
+    headers: &[(String, String)],
+    kind: StreamKind,
+    ctx: &DeriveCtx,
+) -> StreamResult {
+    let mut out = StreamResult::default();
+    let mut bytes_dec = StreamDecoder::new(&Encoding::from_headers(headers));
+    let mut sse = SseDecoder::with_max_event_size(ctx.max_sse_event);
+    let mut assembler = (kind == StreamKind::Conversation).then(EntryAssembler::new);
+    let mut chat_usage: Option<Value> = None;
+    let mut last_at = 0;
+    for (at_us, frame) in frames {
+        last_at = *at_us;
+        let decoded = bytes_dec.push(frame);
+        match sse.push(&decoded) {
+            Ok(events) => {
+                for ev in events {
+                    handle_event(
+                        ev,
+                        *at_us,
+                        &mut out,
+                        assembler.as_mut(),
+                        &mut chat_usage,
+                        ctx,
+                    );
+                }
+            }
+            Err(e) => {
+                out.error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    if out.error.is_none() {
+        match sse.finish() {
+            Ok(Some(ev)) => handle_event(
+                ev,
+                last_at,
+                &mut out,
+                assembler.as_mut(),
+                &mut chat_usage,
+                ctx,
+            ),
+            Ok(None) => {}
+            Err(e) => out.error = Some(e.to_string()),
+        }
+    }
+    if let Some(e) = bytes_dec.error() {
+        out.error.get_or_insert_with(|| e.to_owned());
+    }
+    if let Some(asm) = assembler {
+        let turn = asm.finish();
+        out.conversation_id = turn.conversation_id.clone();
+        out.usage = turn.usage.as_ref().map(usage_row);
+        out.outputs = Some(turn.outputs);
+    }
+    if let Some(u) = chat_usage {
+        out.usage = Some(chat_usage_row(&u));
+    }
+    out
+}
+
+fn handle_event(
+    ev: SseEvent,
+    at_us: OffsetUs,
+    out: &mut StreamResult,
+    assembler: Option<&mut EntryAssembler>,
+    chat_usage: &mut Option<Value>,
+    ctx: &DeriveCtx,
+) {
+    let seq = i32::try_from(out.events.len()).unwrap_or(i32::MAX);
+    let size = i32::try_from(ev.raw_len).unwrap_or(i32::MAX);
+    let offset_us = to_i64(at_us);
+    out.first_event_us.get_or_insert(offset_us);
+    let done_sentinel = ev.is_done_sentinel();
+    let SseEvent { event, data, .. } = ev;
+    let mut row = EventRow {
+        seq,
+        event_type: event,
+        data: String::new(),
+        parse_error: None,
+        offset_us,
+        size,
+    };
+    match serde_json::from_str::<Value>(&data) {
+        Ok(mut v) => {
+            if ctx.redactor.is_empty() {
+                row.data = data;
+            } else {
+                ctx.redactor.value(&mut v);
+                row.data = v.to_string();
+            }
+            if row.event_type.is_none() {
+                row.event_type = str_of(v.get("type"));
+            }
+            if let Some(asm) = assembler {
+                match ConversationEvent::from_value(v) {
+                    Ok(ce) => asm.push(&ce),
+                    Err(e) => {
+                        row.parse_error = Some(format!(
+                            "not a valid {} event: {e}",
+                            row.event_type.as_deref().unwrap_or("conversation")
+                        ))
+                    }
+                }
+            } else {
+                if out.model.is_none() {
+                    out.model = str_of(v.get("model"));
+                }
+                if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+                    *chat_usage = Some(u.clone());
+                }
+            }
+        }
+        Err(e) => {
+            row.data = Value::String(ctx.redactor.text(&data).into_owned()).to_string();
+            if !done_sentinel {
+                row.parse_error = Some(e.to_string());
+            }
+        }
+    }
+    out.events.push(row);
+}
+
+fn usage_row(u: &ConversationUsageInfo) -> UsageRow {
+    UsageRow {
+        prompt_tokens: Some(to_i64(u.prompt())),
+        completion_tokens: Some(to_i64(u.completion())),
+        total_tokens: Some(to_i64(u.total())),
+        connector_tokens: u.connector_tokens.get().copied().map(to_i64),
+        connectors: u
+            .connectors
+            .get()
+            .map(|m| Value::Object(m.clone()).to_string()),
+    }
+}
+
+fn chat_usage_row(u: &Value) -> UsageRow {
+    let int = |k: &str| u.get(k).and_then(Value::as_i64);
+    UsageRow {
+        prompt_tokens: int("prompt_tokens"),
+        completion_tokens: int("completion_tokens"),
+        total_tokens: int("total_tokens"),
+        connector_tokens: int("connector_tokens"),
+        connectors: u
+            .get("connectors")
+            .filter(|c| c.is_object())
+            .map(Value::to_string),
+    }
+}
+
+/// A usage row from a non-streamed response's `usage` value.
+fn usage_from_value(u: &Value) -> UsageRow {
+    match serde_json::from_value::<ConversationUsageInfo>(u.clone()) {
+        Ok(info) => usage_row(&info),
+        Err(_) => chat_usage_row(u),
+    }
+}
+
+/// Parses a list of entries, keeping each item's JSON as `raw`.
+fn entries_of(items: &[Value]) -> Vec<(Entry, Value)> {
+    items
+        .iter()
+        .map(|item| {
+            let entry =
+                Entry::from_value(item.clone()).unwrap_or_else(|_| Entry::Other(item.clone()));
+            (entry, item.clone())
+        })
+        .collect()
+}
+
+/// The request `inputs` as entries: a string is one user `message.input`.
+fn inputs_of(inputs: &Value) -> Vec<(Entry, Value)> {
+    match inputs {
+        Value::String(_) => match serde_json::from_value::<agentcap_wire::Inputs>(inputs.clone()) {
+            Ok(parsed) => parsed
+                .to_entries()
+                .into_iter()
+                .map(|e| {
+                    let raw = e.to_value();
+                    (e, raw)
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        },
+        Value::Array(items) => entries_of(items),
+        _ => Vec::new(),
+    }
+}
+
+fn entry_row(
+    entry: &Entry,
+    raw: &Value,
+    direction: &'static str,
+    position: usize,
+    source: &'static str,
+) -> EntryRow {
+    let mut row = EntryRow {
+        entry_id: entry.id().map(str::to_owned),
+        direction,
+        position: i32::try_from(position).unwrap_or(i32::MAX),
+        entry_type: entry.type_name().map(str::to_owned),
+        created_at: entry.created_at().map(str::to_owned),
+        completed_at: entry.completed_at().map(str::to_owned),
+        source,
+        raw: raw.to_string(),
+        ..Default::default()
+    };
+    match entry {
+        Entry::MessageInput(e) => {
+            row.role = Some(e.role.as_str().to_owned());
+            row.text = Some(e.content.text());
+        }
+        Entry::MessageOutput(e) => {
+            row.role = e.role.get().map(|r| r.as_str().to_owned());
+            row.agent_id = e.agent_id.get().cloned();
+            row.model = e.model.get().cloned();
+            row.text = Some(e.content.text());
+        }
+        Entry::FunctionCall(e) => {
+            row.agent_id = e.agent_id.get().cloned();
+            row.model = e.model.get().cloned();
+            row.name = Some(e.name.clone());
+            row.tool_call_id = Some(e.tool_call_id.clone());
+            row.arguments = Some(match &e.arguments {
+                FunctionArguments::Text(s) => s.clone(),
+                FunctionArguments::Object(m) => Value::Object(m.clone()).to_string(),
+            });
+        }
+        Entry::FunctionResult(e) => {
+            row.tool_call_id = Some(e.tool_call_id.clone());
+            row.text = Some(e.result.clone());
+        }
+        Entry::ToolExecution(e) => {
+            row.agent_id = e.agent_id.get().cloned();
+            row.model = e.model.get().cloned();
+            row.name = Some(e.name.clone());
+            row.arguments = e.arguments.get().cloned();
+        }
+        Entry::AgentHandoff(e) => {
+            row.agent_id = Some(e.next_agent_id.clone());
+        }
+        Entry::Other(v) => {
+            row.role = str_of(v.get("role"));
+            row.agent_id = str_of(v.get("agent_id"));
+            row.model = str_of(v.get("model"));
+            row.name = str_of(v.get("name"));
+            row.tool_call_id = str_of(v.get("tool_call_id"));
+            row.arguments = match v.get("arguments") {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(other) if !other.is_null() => Some(other.to_string()),
+                _ => None,
+            };
+            row.text = match v.get("content") {
+                Some(Value::String(s)) => Some(s.clone()),
+                _ => str_of(v.get("result")),
+            };
+        }
+    }
+    row
+}
+
+/// Agent snapshots in a response: one agent object, a list, or a page.
+fn agent_rows(op: &str, body: &Value) -> Vec<AgentRow> {
+    let one = |v: &Value| -> Option<AgentRow> {
+        let id = v.get("id")?.as_str()?;
+        let version = v.get("version")?.as_i64()?;
+        Some(AgentRow {
+            agent_id: id.to_owned(),
+            version,
+            snapshot: v.to_string(),
+        })
+    };
+    match op {
+        "agents.create"
+        | "agents.update"
+        | "agents.get"
+        | "agents.update_version"
+        | "agents.get_version" => one(body).into_iter().collect(),
+        "agents.list" | "agents.list_versions" => body
+            .as_array()
+            .map(|a| a.iter().filter_map(one).collect())
+            .unwrap_or_default(),
+        "agents.list_pages" => body
+            .get("data")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(one).collect())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// Conversation information in a GET / list response.
+fn conversation_info(body: &Value) -> Option<ConvUpdate> {
+    Some(ConvUpdate {
+        id: str_of(body.get("id"))?,
+        agent_id: str_of(body.get("agent_id")),
+        agent_version: scalar_text(body.get("agent_version")),
+        model: str_of(body.get("model")),
+        ..Default::default()
+    })
+}
+
+fn body_parts(b: &StoredBody) -> (Option<String>, Option<String>, Option<String>, bool) {
+    (
+        b.json_text(),
+        b.raw.clone(),
+        b.parse_error.clone(),
+        b.truncated,
+    )
+}
+
+/// Derives every row of an exchange. An exchange without an `End` is recorded as a
+/// `proxy_error` with [`STOPPED_EARLY`].
+pub fn derive(x: &ExchangeMsgs, ctx: &DeriveCtx) -> Derived {
+    let end = x.end.clone().unwrap_or_else(|| EndInfo {
+        outcome: Outcome::ProxyError,
+        error: Some(STOPPED_EARLY.to_owned()),
+        timings: Timings {
+            response_headers_us: x.response.as_ref().map(|r| r.at_us),
+            total_us: x.last_offset(),
+            upstream_us: x.last_offset(),
+        },
+        bytes_in: 0,
+        bytes_out: 0,
+    });
+    let redactor = &ctx.redactor;
+    let mut row = ExchangeRow {
+        id: x.id.to_string(),
+        outcome: end.outcome.as_str().to_owned(),
+        error: end.error.as_deref().map(|e| redactor.text(e).into_owned()),
+        ..Default::default()
+    };
+
+    // Request.
+    let empty = Vec::new();
+    let req_headers = x.request.as_ref().map_or(&empty, |r| &r.headers);
+    let req_body = store_body(&x.request_frames, req_headers, ctx.capture_cap, redactor);
+    let req_value = req_body.value.as_ref();
+    let stream_flag = req_value
+        .and_then(|v| v.get("stream"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if let Some(info) = &x.request {
+        row.started_at_us = Some(system_time_to_us(info.started_at));
+        row.method = Some(info.method.clone());
+        row.path = Some(info.path.clone());
+        row.query = info.query.as_deref().map(|q| redactor.text(q).into_owned());
+        row.client_addr = Some(info.client_addr.clone());
+        row.request_headers = Some(headers_json(&info.headers, redactor));
+        row.key_fingerprint = info.key_fingerprint.clone();
+        row.session = info.session.clone();
+        row.tags = Some(pairs_json(&info.tags, redactor));
+        row.operation = ops::operation(&info.method, &info.path, stream_flag).to_owned();
+    } else {
+        row.operation = "other".to_owned();
+    }
+    (
+        row.request_body,
+        row.request_body_raw,
+        row.request_parse_error,
+        row.request_truncated,
+    ) = body_parts(&req_body);
+    row.request_bytes = to_i64(req_body.wire_bytes.max(end.bytes_in));
+
+    // Response.
+    let op = row.operation.clone();
+    let base = ops::base(&op);
+    let path_id = x
+        .request
+        .as_ref()
+        .and_then(|r| ops::path_id(&r.path))
+        .map(|(group, id)| (group, id.to_owned()));
+    let status = x.response.as_ref().map(|r| r.status);
+    let ok = status.is_some_and(|s| (200..300).contains(&s));
+    let resp_headers = x.response.as_ref().map_or(&empty, |r| &r.headers);
+    row.status = status.map(i32::from);
+    row.response_headers = x
+        .response
+        .as_ref()
+        .map(|r| headers_json(&r.headers, redactor));
+    row.is_stream = header(resp_headers, "content-type").is_some_and(|ct| {
+        ct.trim()
+            .to_ascii_lowercase()
+            .starts_with("text/event-stream")
+    });
+    let wire_out: u64 = x.response_frames.iter().map(|(_, b)| b.len() as u64).sum();
+    row.response_bytes = to_i64(wire_out.max(end.bytes_out));
+
+    let mut derived = Derived::default();
+    let mut outputs: Option<(Vec<(Entry, Value)>, &'static str)> = None;
+    let mut response_conversation_id: Option<String> = None;
+    let mut response_model: Option<String> = None;
+    let mut response_agent: Option<(String, Option<String>)> = None;
+    let mut response_value: Option<Value> = None;
+
+    if row.is_stream {
+        let kind = match base {
+            "conversations.start" | "conversations.append" | "conversations.restart" => {
+                StreamKind::Conversation
+            }
+            "chat.completions" | "agents.completions" => StreamKind::Chat,
+            _ => StreamKind::Other,
+        };
+        let s = decode_stream(&x.response_frames, resp_headers, kind, ctx);
+        row.event_count = Some(i32::try_from(s.events.len()).unwrap_or(i32::MAX));
+        row.first_event_us = s.first_event_us;
+        row.response_parse_error = s.error;
+        derived.events = s.events;
+        derived.usage = s.usage;
+        response_conversation_id = s.conversation_id;
+        response_model = s.model;
+        if let Some(outs) = s.outputs {
+            let with_raw = outs
+                .into_iter()
+                .map(|e| {
+                    let raw = e.to_value();
+                    (e, raw)
+                })
+                .collect();
+            outputs = Some((with_raw, "stream"));
+        }
+    } else {
+        let frames: Vec<Bytes> = x.response_frames.iter().map(|(_, b)| b.clone()).collect();
+        let resp_body = store_body(&frames, resp_headers, ctx.capture_cap, redactor);
+        (
+            row.response_body,
+            row.response_body_raw,
+            row.response_parse_error,
+            row.response_truncated,
+        ) = body_parts(&resp_body);
+        response_value = resp_body.value;
+    }
+
+    if let Some(v) = &response_value {
+        match base {
+            "conversations.start" | "conversations.append" | "conversations.restart" => {
+                response_conversation_id = str_of(v.get("conversation_id"));
+                if let Some(items) = v.get("outputs").and_then(Value::as_array) {
+                    outputs = Some((entries_of(items), "response"));
+                }
+                if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+                    derived.usage = Some(usage_from_value(u));
+                }
+            }
+            "chat.completions" | "agents.completions" => {
+                response_model = str_of(v.get("model"));
+                if let Some(u) = v.get("usage").filter(|u| u.is_object()) {
+                    derived.usage = Some(chat_usage_row(u));
+                }
+            }
+            _ if op.starts_with("agents.") && ok => {
+                derived.agents = agent_rows(&op, v);
+                if v.is_object() {
+                    response_agent = str_of(v.get("id")).map(|id| (id, str_of(v.get("model"))));
+                }
+            }
+            "conversations.get" if ok => {
+                derived.conversations.extend(conversation_info(v));
+            }
+            "conversations.list" if ok => {
+                if let Some(items) = v.as_array() {
+                    derived
+                        .conversations
+                        .extend(items.iter().filter_map(conversation_info));
+                }
+            }
+            _ => {}
+        }
+    }
+    if !ok {
+        derived.agents.clear();
+    }
+
+    // Conversation id of the exchange.
+    let path_conversation = match &path_id {
+        Some(("conversations", id)) => Some(id.clone()),
+        _ => None,
+    };
+    row.conversation_id = match base {
+        "conversations.start" | "conversations.restart" => response_conversation_id.clone(),
+        _ => path_conversation
+            .clone()
+            .or(response_conversation_id.clone()),
+    };
+
+    // Entries: the turn's inputs and outputs, for successful turns.
+    let is_turn = matches!(
+        base,
+        "conversations.start" | "conversations.append" | "conversations.restart"
+    );
+    let output_agent = outputs.as_ref().and_then(|(outs, _)| {
+        outs.iter()
+            .find_map(|(_, raw)| str_of(raw.get("agent_id")).map(|a| (a, str_of(raw.get("model")))))
+    });
+    let output_model = outputs
+        .as_ref()
+        .and_then(|(outs, _)| outs.iter().find_map(|(_, raw)| str_of(raw.get("model"))));
+    if is_turn && ok {
+        if let Some(inputs) = req_value.and_then(|v| v.get("inputs")) {
+            for (i, (entry, raw)) in inputs_of(inputs).iter().enumerate() {
+                derived
+                    .entries
+                    .push(entry_row(entry, raw, "input", i, "request"));
+            }
+        }
+        if let Some((outs, source)) = &outputs {
+            for (i, (entry, raw)) in outs.iter().enumerate() {
+                derived
+                    .entries
+                    .push(entry_row(entry, raw, "output", i, source));
+            }
+        }
+    }
+
+    // Agent and model of the exchange.
+    let req_agent = str_of(req_value.and_then(|v| v.get("agent_id")));
+    let req_model = str_of(req_value.and_then(|v| v.get("model")));
+    let path_agent = match &path_id {
+        Some(("agents", id)) => Some(id.clone()),
+        _ => None,
+    };
+    row.agent_id = req_agent
+        .clone()
+        .or(path_agent)
+        .or_else(|| response_agent.as_ref().map(|(id, _)| id.clone()))
+        .or_else(|| output_agent.as_ref().map(|(a, _)| a.clone()))
+        .or_else(|| {
+            derived
+                .conversations
+                .first()
+                .filter(|_| base == "conversations.get")
+                .and_then(|c| c.agent_id.clone())
+        });
+    row.model = req_model
+        .clone()
+        .or_else(|| response_agent.as_ref().and_then(|(_, m)| m.clone()))
+        .or_else(|| output_model.clone())
+        .or(response_model)
+        .or_else(|| {
+            derived
+                .conversations
+                .first()
+                .filter(|_| base == "conversations.get")
+                .and_then(|c| c.model.clone())
+        });
+
+    // Conversation lineage.
+    if is_turn
+        && ok
+        && let Some(conv_id) = row.conversation_id.clone()
+    {
+        let mut u = ConvUpdate {
+            id: conv_id,
+            agent_id: req_agent.or_else(|| output_agent.as_ref().map(|(a, _)| a.clone())),
+            agent_version: scalar_text(req_value.and_then(|v| v.get("agent_version"))),
+            model: req_model.or(output_model),
+            exchange_id: Some(row.id.clone()),
+            seen_us: row.started_at_us,
+            turns: 1,
+            ..Default::default()
+        };
+        if base == "conversations.restart" {
+            u.parent_conversation_id = path_conversation;
+            u.from_entry_id = str_of(req_value.and_then(|v| v.get("from_entry_id")));
+        }
+        derived.conversations.push(u);
+    }
+    for c in &mut derived.conversations {
+        if c.seen_us.is_none() {
+            c.seen_us = row.started_at_us;
+        }
+    }
+
+    // Timings.
+    let t = end.timings;
+    row.response_headers_us = t
+        .response_headers_us
+        .or(x.response.as_ref().map(|r| r.at_us))
+        .map(to_i64);
+    row.total_us = Some(to_i64(t.total_us));
+    row.upstream_us = Some(to_i64(t.upstream_us));
+    row.overhead_us = Some(to_i64(t.total_us.saturating_sub(t.upstream_us)));
+
+    derived.exchange = row;
+    derived
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    fn ctx() -> DeriveCtx {
+        DeriveCtx {
+            capture_cap: 1 << 20,
+            redactor: Redactor::default(),
+            max_sse_event: 1 << 20,
+        }
+    }
+
+    fn exchange(
+        method: &str,
+        path: &str,
+        req: &str,
+        status: u16,
+        ct: &str,
+        frames: &[&str],
+    ) -> ExchangeMsgs {
+        let id = ExchangeId::now_v7();
+        let mut x = ExchangeMsgs::new(id);
+        x.push(Msg::Request {
+            info: Box::new(RequestInfo {
+                id,
+                started_at: SystemTime::now(),
+                method: method.into(),
+                path: path.into(),
+                query: None,
+                client_addr: "127.0.0.1:1".into(),
+                headers: vec![("content-type".into(), "application/json".into())],
+                key_fingerprint: None,
+                session: None,
+                tags: vec![],
+            }),
+        });
+        x.request_frames
+            .push(Bytes::copy_from_slice(req.as_bytes()));
+        x.response = Some(ResponseHead {
+            status,
+            headers: vec![("content-type".into(), ct.into())],
+            at_us: 100,
+        });
+        for (i, f) in frames.iter().enumerate() {
+            x.response_frames
+                .push((200 + i as u64, Bytes::copy_from_slice(f.as_bytes())));
+        }
+        x
+    }
+
+    #[test]
+    fn missing_end_is_a_proxy_error() {
+        let x = exchange("GET", "/v1/agents", "", 200, "application/json", &["[]"]);
+        let d = derive(&x, &ctx());
+        assert_eq!(d.exchange.outcome, "proxy_error");
+        assert_eq!(d.exchange.error.as_deref(), Some(STOPPED_EARLY));
+        assert_eq!(d.exchange.total_us, Some(200));
+    }
+
+    #[test]
+    fn chat_stream_usage_and_done_sentinel() {
+        let frames = [
+            "data: {\"id\":\"c\",\"model\":\"m-small\",\"choices\":[]}\n\n",
+            "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4,\"total_tokens\":7}}\n\ndata: [DONE]\n\n",
+        ];
+        let x = exchange(
+            "POST",
+            "/v1/chat/completions",
+            r#"{"stream":true,"messages":[]}"#,
+            200,
+            "text/event-stream",
+            &frames,
+        );
+        let d = derive(&x, &ctx());
+        assert_eq!(d.exchange.operation, "chat.completions_stream");
+        assert_eq!(d.events.len(), 3);
+        assert_eq!(d.events[2].data, "\"[DONE]\"");
+        assert_eq!(d.events[2].parse_error, None);
+        assert_eq!(d.usage.as_ref().unwrap().total_tokens, Some(7));
+        assert_eq!(d.exchange.model.as_deref(), Some("m-small"));
+        assert_eq!(d.exchange.first_event_us, Some(200));
+        assert_eq!(d.events[1].offset_us, 201);
+    }
+
+    #[test]
+    fn failed_turns_record_no_entries() {
+        let x = exchange(
+            "POST",
+            "/v1/conversations",
+            r#"{"inputs":"hi","model":"m"}"#,
+            422,
+            "application/json",
+            &[r#"{"detail":[]}"#],
+        );
+        let d = derive(&x, &ctx());
+        assert!(d.entries.is_empty());
+        assert!(d.conversations.is_empty());
+        assert_eq!(d.exchange.status, Some(422));
+    }
+}

@@ -1,0 +1,260 @@
+//! The database schema, as an ordered list of migrations, and the code that applies the pending
+//! ones when a database is opened.
+//!
+//! Columns documented as JSON are created with DuckDB's `JSON` type when the `json` extension is
+//! built in, and as `VARCHAR` holding JSON text otherwise (the crate's `duckdb` dependency decides;
+//! DuckDB would otherwise try to download the extension). Either way the stored text is valid JSON.
+
+use std::time::SystemTime;
+
+use duckdb::Connection;
+use duckdb::types::{TimeUnit, Value as DbValue};
+
+use super::RecorderError;
+use super::journal::system_time_to_us;
+
+/// Placeholder in the migration SQL for the JSON column type.
+const JSON_TYPE: &str = "{json}";
+
+/// Schema version 1.
+const V1: &str = r#"
+-- One row per HTTP exchange that went through the proxy.
+-- No primary key on purpose (the append-only tables are loaded with appenders, and indexes slow
+-- them down); the recorder itself never writes an id twice.
+CREATE TABLE exchanges (
+    id                   VARCHAR,      -- exchange id: a UUIDv7 (time-ordered) in text form
+    started_at           TIMESTAMPTZ,  -- when the request arrived (wall clock)
+    method               VARCHAR,      -- HTTP method
+    path                 VARCHAR,      -- path without the query string
+    query                VARCHAR,      -- raw query string, if any
+    operation            VARCHAR,      -- API operation, e.g. conversations.append_stream (see ops.rs), or 'other'
+    client_addr          VARCHAR,      -- client socket address
+    request_headers      {json},       -- object name -> value (lowercased names; credentials replaced by [REDACTED])
+    request_body         {json},       -- request body when it parsed as JSON (after --redact)
+    request_body_raw     VARCHAR,      -- request body text when it is not JSON, does not parse, or was truncated
+    request_parse_error  VARCHAR,      -- why request_body_raw is set (parse error, truncation, encoding)
+    request_truncated    BOOLEAN,      -- the body was longer than the capture cap
+    request_bytes        BIGINT,       -- request body bytes on the wire
+    status               INTEGER,      -- upstream HTTP status (NULL when no response arrived)
+    response_headers     {json},       -- like request_headers
+    response_body        {json},       -- response body when JSON (never set for SSE: see sse_events)
+    response_body_raw    VARCHAR,      -- response body text when not JSON / unparsable / truncated
+    response_parse_error VARCHAR,      -- why response_body_raw is set; for streams, an SSE decoding error
+    response_truncated   BOOLEAN,      -- the body was longer than the capture cap
+    response_bytes       BIGINT,       -- response body bytes on the wire (SSE included)
+    is_stream            BOOLEAN,      -- the response was text/event-stream
+    response_headers_us  BIGINT,       -- µs from start until the response head arrived
+    first_event_us       BIGINT,       -- µs from start until the first SSE event was complete
+    total_us             BIGINT,       -- µs from start until the exchange ended
+    upstream_us          BIGINT,       -- µs spent waiting on the upstream
+    overhead_us          BIGINT,       -- total_us - upstream_us, floored at 0
+    outcome              VARCHAR,      -- complete | cancelled_by_client | upstream_error | proxy_error | timeout
+    error                VARCHAR,      -- error text when not complete
+    key_fingerprint      VARCHAR,      -- first 12 hex chars of SHA-256 of the bearer key (never the key)
+    session              VARCHAR,      -- X-Agentcap-Session
+    tags                 {json},       -- object of X-Agentcap-Tag-<name> values
+    conversation_id      VARCHAR,      -- conversation the exchange is about (new id for start/restart)
+    agent_id             VARCHAR,      -- agent involved, when known
+    model                VARCHAR,      -- model involved, when known
+    event_count          INTEGER       -- number of SSE events (NULL for non-streamed responses)
+);
+
+-- One row per SSE event of a streamed response.
+CREATE TABLE sse_events (
+    exchange_id  VARCHAR,  -- exchanges.id
+    seq          INTEGER,  -- position of the event in the stream, from 0
+    event_type   VARCHAR,  -- the event: field (or the data's "type" when the field is missing)
+    data         {json},   -- the data as JSON; when it is not JSON, a JSON string holding the raw text
+    parse_error  VARCHAR,  -- why data is a string (NULL for JSON and for the [DONE] sentinel)
+    offset_us    BIGINT,   -- receive offset (µs from exchange start) of the frame that completed the event
+    size         INTEGER   -- wire bytes the event took (SseEvent::raw_len)
+);
+
+-- Conversation entries: the inputs a turn sent and the outputs it produced.
+CREATE TABLE entries (
+    exchange_id     VARCHAR,  -- exchanges.id
+    conversation_id VARCHAR,  -- conversation the turn belongs to
+    entry_id        VARCHAR,  -- server-assigned id (NULL for inputs the server has not named)
+    direction       VARCHAR,  -- 'input' | 'output'
+    position        INTEGER,  -- index within the turn's inputs or outputs
+    type            VARCHAR,  -- message.input | message.output | function.call | function.result | tool.execution | agent.handoff | …
+    role            VARCHAR,  -- user | assistant (messages)
+    agent_id        VARCHAR,  -- producing agent (outputs); next agent for handoffs
+    model           VARCHAR,  -- producing model (outputs)
+    text            VARCHAR,  -- message text (text chunks concatenated) or function result
+    name            VARCHAR,  -- tool / function name
+    tool_call_id    VARCHAR,  -- function call / result id
+    arguments       VARCHAR,  -- tool / function arguments as a string
+    created_at      VARCHAR,  -- entry created_at as sent by the server (RFC 3339)
+    completed_at    VARCHAR,  -- entry completed_at as sent by the server
+    source          VARCHAR,  -- 'request' | 'response' | 'stream' (rebuilt from the events)
+    raw             {json}    -- the entry itself
+);
+
+-- One row per conversation seen; lineage of restarts.
+CREATE TABLE conversations (
+    id                     VARCHAR PRIMARY KEY,
+    agent_id               VARCHAR,      -- agent, for agent conversations
+    agent_version          VARCHAR,      -- requested agent version (integer or alias), when known
+    model                  VARCHAR,      -- model, for model conversations (or the agent's)
+    first_exchange_id      VARCHAR,      -- first turn seen
+    last_exchange_id       VARCHAR,      -- latest turn seen
+    first_seen             TIMESTAMPTZ,
+    last_seen              TIMESTAMPTZ,
+    turns                  INTEGER,      -- start / append / restart turns recorded
+    parent_conversation_id VARCHAR,      -- for restarts: the conversation branched from
+    from_entry_id          VARCHAR       -- for restarts: the entry branched from
+);
+
+-- One row per agent version seen in an agents API response.
+CREATE TABLE agents (
+    agent_id    VARCHAR,
+    version     INTEGER,
+    snapshot    {json},       -- the agent object as returned
+    first_seen  TIMESTAMPTZ,  -- start of the first exchange that showed this version
+    exchange_id VARCHAR,      -- that exchange
+    PRIMARY KEY (agent_id, version)
+);
+
+-- Token usage per turn / completion.
+CREATE TABLE usage (
+    exchange_id       VARCHAR,
+    conversation_id   VARCHAR,
+    prompt_tokens     BIGINT,
+    completion_tokens BIGINT,
+    total_tokens      BIGINT,
+    connector_tokens  BIGINT,  -- NULL when absent or null
+    connectors        {json}   -- tool name -> call count, NULL when absent
+);
+"#;
+
+/// Every migration, in order; index + 1 is the version.
+pub const MIGRATIONS: &[&str] = &[V1];
+
+/// The latest schema version.
+pub fn latest_version() -> i32 {
+    i32::try_from(MIGRATIONS.len()).unwrap_or(i32::MAX)
+}
+
+/// `true` when the JSON extension is loaded (built in).
+pub fn json_available(conn: &Connection) -> bool {
+    conn.query_row(
+        "SELECT count(*) FROM duckdb_extensions() WHERE extension_name = 'json' AND loaded",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+    .unwrap_or(false)
+}
+
+/// The SQL of a migration with the JSON type filled in.
+pub fn migration_sql(sql: &str, json: bool) -> String {
+    sql.replace(JSON_TYPE, if json { "JSON" } else { "VARCHAR" })
+}
+
+/// Applies the pending migrations, each in its own transaction. Returns the version reached.
+pub fn migrate(conn: &Connection) -> Result<i32, RecorderError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER, applied_at TIMESTAMP)",
+    )?;
+    let current: i32 = conn.query_row(
+        "SELECT COALESCE(max(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    if current > latest_version() {
+        return Err(RecorderError::SchemaTooNew {
+            found: current,
+            supported: latest_version(),
+        });
+    }
+    let json = json_available(conn);
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current.max(0) as usize) {
+        let version = i32::try_from(i + 1).unwrap_or(i32::MAX);
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        let applied = conn
+            .execute_batch(&migration_sql(sql, json))
+            .and_then(|()| {
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?)",
+                    duckdb::params![
+                        version,
+                        DbValue::Timestamp(
+                            TimeUnit::Microsecond,
+                            system_time_to_us(SystemTime::now())
+                        )
+                    ],
+                )
+            })
+            .and_then(|_| conn.execute_batch("COMMIT"));
+        if let Err(e) = applied {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(RecorderError::Migration { version, source: e });
+        }
+    }
+    Ok(latest_version())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use duckdb::Config;
+
+    fn memory() -> Connection {
+        let config = Config::default().enable_autoload_extension(false).unwrap();
+        Connection::open_in_memory_with_flags(config).unwrap()
+    }
+
+    #[test]
+    fn migrations_apply_once() {
+        let conn = memory();
+        assert_eq!(migrate(&conn).unwrap(), latest_version());
+        assert_eq!(migrate(&conn).unwrap(), latest_version());
+        let applied: i64 = conn
+            .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(applied, i64::from(latest_version()));
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM duckdb_tables() WHERE table_name IN \
+                 ('exchanges', 'sse_events', 'entries', 'conversations', 'agents', 'usage')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 6);
+    }
+
+    #[test]
+    fn json_columns_follow_the_extension() {
+        let conn = memory();
+        migrate(&conn).unwrap();
+        let ty: String = conn
+            .query_row(
+                "SELECT data_type FROM information_schema.columns \
+                 WHERE table_name = 'exchanges' AND column_name = 'request_body'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let want = if json_available(&conn) {
+            "JSON"
+        } else {
+            "VARCHAR"
+        };
+        assert_eq!(ty, want);
+        eprintln!("JSON columns are {ty}");
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let conn = memory();
+        migrate(&conn).unwrap();
+        conn.execute_batch("INSERT INTO schema_migrations VALUES (99, NULL)")
+            .unwrap();
+        assert!(matches!(
+            migrate(&conn),
+            Err(RecorderError::SchemaTooNew { found: 99, .. })
+        ));
+    }
+}

@@ -1,0 +1,387 @@
+//! The client-facing listener and the request handler: checks, rewriting, forwarding, recording, errors.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::config::ProxyConfig;
+use crate::exchange::Exchange;
+use crate::forward::{self, UpstreamClient};
+use crate::record::{Msg, Outcome, RequestInfo};
+use crate::recorder::{Durability, RecorderHandle};
+use crate::tee::{BoxError, RequestTee, ResponseTee};
+
+/// Body type of every response the proxy sends.
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+
+/// Shared state of the handler.
+#[derive(Debug)]
+pub struct Shared {
+    /// Configuration.
+    pub cfg: ProxyConfig,
+    /// Upstream client.
+    pub client: UpstreamClient,
+    /// Recorder.
+    pub rec: RecorderHandle,
+    base_path: String,
+}
+
+impl Shared {
+    /// Builds the handler's state.
+    pub fn new(cfg: ProxyConfig, client: UpstreamClient, rec: RecorderHandle) -> Self {
+        let base_path = cfg.base_path().to_string();
+        Self {
+            cfg,
+            client,
+            rec,
+            base_path,
+        }
+    }
+}
+
+fn json_error(status: StatusCode, message: &str, ty: &str, code: &str) -> Response<ProxyBody> {
+    let body =
+        json!({"object": "error", "message": message, "type": ty, "param": null, "code": code})
+            .to_string();
+    let mut r = Response::new(Full::new(Bytes::from(body)).map_err(|n| match n {}).boxed());
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Records a response the proxy made up (502, 504, ...) and ends the exchange.
+fn record_local_response(
+    ex: &Exchange,
+    resp: Response<ProxyBody>,
+    body: &str,
+    outcome: Outcome,
+    error: String,
+) -> Response<ProxyBody> {
+    let at_us = ex.offset_us();
+    ex.response_headers_at(at_us);
+    ex.record(Msg::Response {
+        id: ex.id,
+        seq: ex.next_seq(),
+        status: resp.status().as_u16(),
+        headers: forward::recorded_headers(resp.headers()),
+        at_us,
+    });
+    ex.add_out(body.len());
+    ex.record(Msg::ResponseBody {
+        id: ex.id,
+        seq: ex.next_seq(),
+        at_us,
+        bytes: Bytes::copy_from_slice(body.as_bytes()),
+    });
+    ex.upstream_done();
+    ex.end(outcome, Some(error));
+    resp
+}
+
+fn local(status: StatusCode, message: &str, ty: &str, code: &str) -> (Response<ProxyBody>, String) {
+    let body =
+        json!({"object": "error", "message": message, "type": ty, "param": null, "code": code})
+            .to_string();
+    (json_error(status, message, ty, code), body)
+}
+
+/// Handles one client request.
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let t0 = Instant::now();
+    if req.method() == Method::CONNECT {
+        return Ok(json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "agentcap is not a forward proxy: CONNECT is refused",
+            "invalid_request_error",
+            "agentcap_connect_refused",
+        ));
+    }
+    let (mut parts, body) = req.into_parts();
+    if let Some(token) = &shared.cfg.auth_token {
+        let ok = parts
+            .headers
+            .get("x-agentcap-token")
+            .is_some_and(|v| v.as_bytes() == token.as_bytes());
+        if !ok {
+            return Ok(json_error(
+                StatusCode::UNAUTHORIZED,
+                "agentcap: missing or wrong X-Agentcap-Token",
+                "authentication_error",
+                "agentcap_token_required",
+            ));
+        }
+    }
+    parts.headers.remove("x-agentcap-token");
+
+    // agentcap's own headers: recorded, never forwarded.
+    let session = parts
+        .headers
+        .remove("x-agentcap-session")
+        .and_then(|v| v.to_str().ok().map(str::to_string));
+    let tag_names: Vec<header::HeaderName> = parts
+        .headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-agentcap-tag-"))
+        .cloned()
+        .collect();
+    let mut tags = Vec::with_capacity(tag_names.len());
+    for n in tag_names {
+        let name = n.as_str()["x-agentcap-tag-".len()..].to_string();
+        for v in parts.headers.get_all(&n) {
+            tags.push((
+                name.clone(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            ));
+        }
+        parts.headers.remove(&n);
+    }
+
+    let id = Uuid::now_v7();
+    let key_fingerprint = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .map(forward::key_fingerprint);
+    forward::strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::HOST);
+    let info = RequestInfo {
+        id,
+        started_at: SystemTime::now(),
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        client_addr: peer.to_string(),
+        headers: forward::recorded_headers(&parts.headers),
+        key_fingerprint,
+        session,
+        tags,
+    };
+    shared.rec.send(Msg::Request {
+        info: Box::new(info),
+    });
+    let strict = matches!(shared.cfg.recorder.durability, Durability::Strict);
+    let ex = Arc::new(Exchange::new(id, t0, shared.rec.clone(), strict));
+
+    parts.uri = match forward::upstream_uri(&shared.cfg.upstream, &shared.base_path, &parts.uri) {
+        Ok(u) => u,
+        Err(e) => {
+            let (r, b) = local(
+                StatusCode::BAD_REQUEST,
+                &format!("agentcap: bad request target: {e}"),
+                "invalid_request_error",
+                "agentcap_bad_target",
+            );
+            return Ok(record_local_response(
+                &ex,
+                r,
+                &b,
+                Outcome::ProxyError,
+                e.to_string(),
+            ));
+        }
+    };
+    parts.version = http::Version::HTTP_11;
+    let upstream_req = Request::from_parts(parts, RequestTee::new(body, ex.clone()));
+
+    ex.upstream_sent();
+    let sent = tokio::time::timeout(
+        shared.cfg.response_timeout,
+        shared.client.request(upstream_req),
+    )
+    .await;
+    let resp = match sent {
+        Err(_) => {
+            let msg = format!(
+                "agentcap: the upstream {} did not answer within {:?}",
+                shared.cfg.upstream, shared.cfg.response_timeout
+            );
+            let (r, b) = local(
+                StatusCode::GATEWAY_TIMEOUT,
+                &msg,
+                "upstream_timeout",
+                "agentcap_upstream_timeout",
+            );
+            return Ok(record_local_response(&ex, r, &b, Outcome::Timeout, msg));
+        }
+        Ok(Err(e)) => {
+            let cause = error_chain(&e);
+            let msg = if e.is_connect() {
+                format!(
+                    "agentcap could not reach the upstream {}: {cause}",
+                    shared.cfg.upstream
+                )
+            } else {
+                format!(
+                    "agentcap: the upstream {} failed: {cause}",
+                    shared.cfg.upstream
+                )
+            };
+            let (r, b) = local(
+                StatusCode::BAD_GATEWAY,
+                &msg,
+                "upstream_error",
+                if e.is_connect() {
+                    "agentcap_upstream_unreachable"
+                } else {
+                    "agentcap_upstream_failed"
+                },
+            );
+            return Ok(record_local_response(
+                &ex,
+                r,
+                &b,
+                Outcome::UpstreamError,
+                msg,
+            ));
+        }
+        Ok(Ok(resp)) => resp,
+    };
+
+    let (mut rparts, rbody) = resp.into_parts();
+    let at_us = ex.offset_us();
+    ex.response_headers_at(at_us);
+    ex.record(Msg::Response {
+        id,
+        seq: ex.next_seq(),
+        status: rparts.status.as_u16(),
+        headers: forward::recorded_headers(&rparts.headers),
+        at_us,
+    });
+    forward::strip_hop_by_hop(&mut rparts.headers);
+    let content_length = rparts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let tee = ResponseTee::new(rbody, ex, shared.cfg.idle_timeout, content_length);
+    Ok(Response::from_parts(rparts, tee.boxed()))
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// A TLS acceptor for the client listener, from PEM files.
+pub fn tls_acceptor(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, crate::ProxyError> {
+    use std::io::BufReader;
+    let err =
+        |what: &str, e: &dyn std::fmt::Display| crate::ProxyError::Config(format!("{what}: {e}"));
+    let certs: Vec<_> = rustls_pemfile::certs(&mut BufReader::new(
+        std::fs::File::open(cert).map_err(|e| err("tls cert", &e))?,
+    ))
+    .collect::<Result<_, _>>()
+    .map_err(|e| err("tls cert", &e))?;
+    let key = rustls_pemfile::private_key(&mut BufReader::new(
+        std::fs::File::open(key).map_err(|e| err("tls key", &e))?,
+    ))
+    .map_err(|e| err("tls key", &e))?
+    .ok_or_else(|| crate::ProxyError::Config("tls key: no private key found".into()))?;
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| err("tls", &e))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| err("tls", &e))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+}
+
+/// Accepts connections until `stop` flips, then lets in-flight exchanges finish up to the grace period.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let graceful = GracefulShutdown::new();
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let shared2 = shared.clone();
+                let svc = service_fn(move |req| handle(shared2.clone(), req, peer));
+                match &tls {
+                    None => {
+                        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+                        let fut = graceful.watch(conn);
+                        tokio::spawn(async move {
+                            if let Err(e) = fut.await {
+                                tracing::debug!(error = %e, "client connection ended with an error");
+                            }
+                        });
+                    }
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        let builder = builder.clone();
+                        let watcher = graceful.watcher();
+                        tokio::spawn(async move {
+                            match acceptor.accept(stream).await {
+                                Ok(tls_stream) => {
+                                    let conn = builder.serve_connection(TokioIo::new(tls_stream), svc).into_owned();
+                                    if let Err(e) = watcher.watch(conn).await {
+                                        tracing::debug!(error = %e, "client TLS connection ended with an error");
+                                    }
+                                }
+                                Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
+                            }
+                        });
+                    }
+                }
+            }
+        }
+    }
+    drop(listener);
+    let grace = shared.cfg.shutdown_grace;
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "in-flight exchanges did not finish within the grace period"
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! Body tees: forward every frame untouched and hand a `Bytes` clone plus its receive offset to the recorder.
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use tokio::sync::oneshot;
+use tokio::time::Sleep;
+
+use crate::exchange::Exchange;
+use crate::record::{Msg, Outcome};
+
+/// The error type of bodies the proxy serves.
+pub type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// Wraps the client's request body on its way to the upstream.
+#[derive(Debug)]
+pub struct RequestTee<B> {
+    inner: B,
+    ex: Arc<Exchange>,
+}
+
+impl<B> RequestTee<B> {
+    /// Tees `inner` into `ex`'s record.
+    pub fn new(inner: B, ex: Arc<Exchange>) -> Self {
+        Self { inner, ex }
+    }
+}
+
+impl<B> Body for RequestTee<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match ready!(Pin::new(&mut self.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    self.ex.add_in(data.len());
+                    let seq = self.ex.next_seq();
+                    self.ex.record(Msg::RequestBody {
+                        id: self.ex.id,
+                        seq,
+                        bytes: data.clone(),
+                    });
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Wraps the upstream's response body on its way to the client.
+///
+/// Each frame is returned the moment it arrives. The exchange ends `complete` when the upstream body ends,
+/// `upstream_error` when it fails, `timeout` when it sits idle too long, and `cancelled_by_client` when the
+/// client drops it first. In strict durability the end of the body (and a content-length body's last frame)
+/// is held until the record is durable; earlier frames never wait.
+pub struct ResponseTee<B> {
+    inner: B,
+    ex: Arc<Exchange>,
+    idle: Duration,
+    timer: Pin<Box<Sleep>>,
+    remaining: Option<u64>,
+    held: Option<Frame<Bytes>>,
+    ack: Option<oneshot::Receiver<()>>,
+    done: bool,
+}
+
+impl<B> std::fmt::Debug for ResponseTee<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseTee")
+            .field("exchange", &self.ex.id)
+            .field("done", &self.done)
+            .finish()
+    }
+}
+
+impl<B> ResponseTee<B> {
+    /// Tees `inner` into `ex`'s record; `content_length` lets strict mode spot the last frame.
+    pub fn new(inner: B, ex: Arc<Exchange>, idle: Duration, content_length: Option<u64>) -> Self {
+        Self {
+            inner,
+            ex,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+            remaining: content_length,
+            held: None,
+            ack: None,
+            done: false,
+        }
+    }
+
+    fn finish_ok(&mut self) {
+        self.ex.upstream_done();
+        self.ack = self.ex.end(Outcome::Complete, None);
+    }
+}
+
+impl<B> Body for ResponseTee<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Some(ack) = this.ack.as_mut() {
+            // Strict durability: wait for the record, then release what was held.
+            let _ = ready!(Pin::new(ack).poll(cx));
+            this.ack = None;
+            this.done = true;
+            return Poll::Ready(this.held.take().map(Ok));
+        }
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let at_us = this.ex.offset_us();
+                    this.ex.add_out(data.len());
+                    let seq = this.ex.next_seq();
+                    this.ex.record(Msg::ResponseBody {
+                        id: this.ex.id,
+                        seq,
+                        at_us,
+                        bytes: data.clone(),
+                    });
+                    if let Some(r) = this.remaining.as_mut() {
+                        *r = r.saturating_sub(data.len() as u64);
+                    }
+                }
+                // A sized body's last frame: hyper may never poll again once the length is reached, so the
+                // exchange ends here (in strict durability the frame is held until the record is durable).
+                if this.remaining == Some(0) || this.inner.is_end_stream() {
+                    this.finish_ok();
+                    if this.ack.is_some() {
+                        this.held = Some(frame);
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    this.done = true;
+                    return Poll::Ready(Some(Ok(frame)));
+                }
+                let deadline = tokio::time::Instant::now() + this.idle;
+                this.timer.as_mut().reset(deadline);
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                let e: BoxError = e.into();
+                this.ex.upstream_done();
+                this.ex.end(
+                    Outcome::UpstreamError,
+                    Some(format!("upstream body failed: {e}")),
+                );
+                this.done = true;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.finish_ok();
+                if this.ack.is_some() {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                this.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if this.timer.as_mut().poll(cx).is_ready() {
+                    this.ex.upstream_done();
+                    let msg = format!("the upstream sent nothing for {:?}", this.idle);
+                    this.ex.end(Outcome::Timeout, Some(msg.clone()));
+                    this.done = true;
+                    return Poll::Ready(Some(Err(msg.into())));
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.held.is_none() && self.ack.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for ResponseTee<B> {
+    fn drop(&mut self) {
+        if !self.ex.is_ended() {
+            self.ex.end(
+                Outcome::CancelledByClient,
+                Some("the client went away mid-response".into()),
+            );
+        }
+    }
+}

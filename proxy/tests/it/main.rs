@@ -1,0 +1,7 @@
+//! Integration tests of the recording proxy: real TCP against the twin, a real DuckDB file in a temp dir.
+
+mod forwarding;
+mod harness;
+mod recorder;
+mod transparency;
+mod views;
