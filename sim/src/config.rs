@@ -243,7 +243,7 @@ impl SimConfig {
                 "fault rates add up to {total}, more than 1"
             )));
         }
-        if !(self.latency.tokens_per_sec >= 0.0) {
+        if self.latency.tokens_per_sec.is_nan() || self.latency.tokens_per_sec < 0.0 {
             return Err(SimError::Config("tokens_per_sec must be >= 0".into()));
         }
         if let Some(k) = &self.api_key

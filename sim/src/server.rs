@@ -599,12 +599,14 @@ fn agents_create(ctx: &Ctx, body: &Value) -> Reply {
 
 /// Parses the `metadata` query filter once: a JSON object filters; absent, `null` or a JSON string (the
 /// Python SDK sends its "unset" sentinel as a JSON string on every list call) means no filter.
-fn metadata_filter(ctx: &Ctx, raw: Option<&str>) -> Result<Option<Map<String, Value>>, Reply> {
+fn metadata_filter(raw: Option<&str>) -> Result<Option<Map<String, Value>>, Problems> {
     let Some(text) = raw else { return Ok(None) };
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(m)) => Ok(Some(m)),
         Ok(Value::Null | Value::String(_)) => Ok(None),
-        _ => Err(ctx.invalid(Problems(vec![json!({"type": "json_invalid", "loc": ["query", "metadata"], "msg": "Invalid JSON object", "input": text})]))),
+        _ => Err(Problems(vec![
+            json!({"type": "json_invalid", "loc": ["query", "metadata"], "msg": "Invalid JSON object", "input": text}),
+        ])),
     }
 }
 
@@ -615,32 +617,29 @@ fn metadata_matches(meta: Option<&Value>, filter: Option<&Map<String, Value>>) -
         .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
 }
 
-fn page_params(
-    ctx: &Ctx,
-    q: &Query,
-    default_size: usize,
-    max: usize,
-) -> Result<(usize, usize), Reply> {
-    let parse = |k: &str, d: usize| -> Result<usize, Reply> {
+fn page_params(q: &Query, default_size: usize, max: usize) -> Result<(usize, usize), Problems> {
+    let parse = |k: &str, d: usize| -> Result<usize, Problems> {
         match q.get(k) {
             None => Ok(d),
             Some(s) => s.parse::<usize>().map_err(|_| {
-                ctx.invalid(Problems(vec![json!({"type": "int_parsing", "loc": ["query", k], "msg": "Input should be a valid integer, unable to parse string as an integer", "input": s})]))
+                Problems(vec![json!({"type": "int_parsing", "loc": ["query", k], "msg": "Input should be a valid integer, unable to parse string as an integer", "input": s})])
             }),
         }
     };
     let page = parse("page", 0)?;
     let size = parse("page_size", default_size)?;
     if size == 0 || size > max {
-        return Err(ctx.invalid(Problems(vec![json!({"type": "less_than_equal", "loc": ["query", "page_size"], "msg": format!("Input should be between 1 and {max}"), "input": size.to_string()})])));
+        return Err(Problems(vec![
+            json!({"type": "less_than_equal", "loc": ["query", "page_size"], "msg": format!("Input should be between 1 and {max}"), "input": size.to_string()}),
+        ]));
     }
     Ok((page, size))
 }
 
 fn agents_list(ctx: &Ctx, q: &Query, pages: bool) -> Reply {
-    let (page, size) = match page_params(ctx, q, 20, 1000) {
+    let (page, size) = match page_params(q, 20, 1000) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(p) => return ctx.invalid(p),
     };
     let offset = if pages {
         match q.get("page_token") {
@@ -653,9 +652,9 @@ fn agents_list(ctx: &Ctx, q: &Query, pages: bool) -> Reply {
     } else {
         page * size
     };
-    let meta = match metadata_filter(ctx, q.get("metadata")) {
+    let meta = match metadata_filter(q.get("metadata")) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(p) => return ctx.invalid(p),
     };
     let st = ctx.sim.state.lock();
     let sources = q.all("sources");
@@ -795,9 +794,9 @@ fn agents_switch(ctx: &Ctx, id: &str, q: &Query, body: &Value) -> Reply {
 }
 
 fn agents_versions(ctx: &Ctx, id: &str, q: &Query) -> Reply {
-    let (page, size) = match page_params(ctx, q, 20, 100) {
+    let (page, size) = match page_params(q, 20, 100) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(p) => return ctx.invalid(p),
     };
     let st = ctx.sim.state.lock();
     let Some(rec) = st.agents.get(id) else {
@@ -1074,6 +1073,8 @@ fn speaker_and_instructions(st: &State, party: &Party) -> Option<(Speaker, Strin
 }
 
 /// Runs a turn on a conversation that already holds its input entries (when stored), and answers.
+// The arguments are the turn's distinct inputs; a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 async fn run_turn(
     ctx: Ctx,
     conv_id: String,
@@ -1382,13 +1383,13 @@ async fn conv_restart(ctx: Ctx, id: String, body: Value, stream: bool) -> Reply 
 }
 
 fn conv_list(ctx: &Ctx, q: &Query) -> Reply {
-    let (page, size) = match page_params(ctx, q, 100, 10_000) {
+    let (page, size) = match page_params(q, 100, 10_000) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(p) => return ctx.invalid(p),
     };
-    let meta = match metadata_filter(ctx, q.get("metadata")) {
+    let meta = match metadata_filter(q.get("metadata")) {
         Ok(m) => m,
-        Err(r) => return r,
+        Err(p) => return ctx.invalid(p),
     };
     let st = ctx.sim.state.lock();
     let mut out = Vec::new();

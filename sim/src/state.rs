@@ -87,6 +87,8 @@ impl AgentRecord {
 }
 
 /// Who a conversation talks to.
+// One per stored conversation; boxing the model settings would buy nothing measurable.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Party {
     /// An agent conversation.
