@@ -1150,16 +1150,22 @@ fn handoff_client(body: &Value) -> bool {
     body.get("handoff_execution").and_then(Value::as_str) == Some("client")
 }
 
-async fn conv_start(ctx: Ctx, body: Value, stream: bool) -> Reply {
-    let p = validate::check_body(&body, validate::START);
+/// Validates a start / append / restart body and returns its input entries, normalised.
+fn turn_inputs(body: &Value, fields: &[validate::Field]) -> Result<Vec<Value>, Problems> {
+    let p = validate::check_body(body, fields);
     if !p.is_empty() {
-        return ctx.invalid(p);
+        return Err(p);
     }
     let inputs = normalize_inputs(body.get("inputs"));
     let p = check_input_entries(&inputs);
-    if !p.is_empty() {
-        return ctx.invalid(p);
-    }
+    if p.is_empty() { Ok(inputs) } else { Err(p) }
+}
+
+async fn conv_start(ctx: Ctx, body: Value, stream: bool) -> Reply {
+    let inputs = match turn_inputs(&body, validate::START) {
+        Ok(i) => i,
+        Err(p) => return ctx.invalid(p),
+    };
     let agent_id = body.get("agent_id").and_then(Value::as_str);
     let model = body.get("model").and_then(Value::as_str);
     let store = body.get("store").and_then(Value::as_bool).unwrap_or(true);
@@ -1243,15 +1249,10 @@ async fn conv_start(ctx: Ctx, body: Value, stream: bool) -> Reply {
 }
 
 async fn conv_append(ctx: Ctx, id: String, body: Value, stream: bool) -> Reply {
-    let p = validate::check_body(&body, validate::APPEND);
-    if !p.is_empty() {
-        return ctx.invalid(p);
-    }
-    let inputs = normalize_inputs(body.get("inputs"));
-    let p = check_input_entries(&inputs);
-    if !p.is_empty() {
-        return ctx.invalid(p);
-    }
+    let inputs = match turn_inputs(&body, validate::APPEND) {
+        Ok(i) => i,
+        Err(p) => return ctx.invalid(p),
+    };
     let store = body.get("store").and_then(Value::as_bool).unwrap_or(true);
     let (speaker, instructions, history) = {
         let mut st = ctx.sim.state.lock();
@@ -1286,15 +1287,10 @@ async fn conv_append(ctx: Ctx, id: String, body: Value, stream: bool) -> Reply {
 }
 
 async fn conv_restart(ctx: Ctx, id: String, body: Value, stream: bool) -> Reply {
-    let p = validate::check_body(&body, validate::RESTART);
-    if !p.is_empty() {
-        return ctx.invalid(p);
-    }
-    let inputs = normalize_inputs(body.get("inputs"));
-    let p = check_input_entries(&inputs);
-    if !p.is_empty() {
-        return ctx.invalid(p);
-    }
+    let inputs = match turn_inputs(&body, validate::RESTART) {
+        Ok(i) => i,
+        Err(p) => return ctx.invalid(p),
+    };
     let from = body
         .get("from_entry_id")
         .and_then(Value::as_str)
