@@ -103,7 +103,7 @@ def start_twin(name: str, capture: Path, logs: Path, api_key: str | None = None,
     if not binary.is_file():
         pytest.fail(
             f"twin binary not found at {binary}; build it first "
-            "(cd <repo> && CARGO_TARGET_DIR=$HOME/.cache/agentcap-target cargo build -p agentcap) "
+            "(from the repository root: cargo test --workspace --no-run) "
             "or point AGENTCAP_BIN at it",
             pytrace=False,
         )

@@ -3,7 +3,7 @@
 #
 #   interop/python/run.sh [pytest args...]
 #
-# The twin binary must already be built (cargo build -p agentcap). Environment:
+# The twin binary must already be built (cargo test --workspace --no-run). Environment:
 #   AGENTCAP_VENV         virtualenv to use/create (default: <repo>/.venv)
 #   AGENTCAP_BIN          twin binary (default: ${CARGO_TARGET_DIR:-$HOME/.cache/agentcap-target}/debug/agentcap)
 #   AGENTCAP_CAPTURE_DIR  capture directory shared with the TypeScript suite (default: a pytest temp dir)
@@ -34,7 +34,7 @@ export PYTHONDONTWRITEBYTECODE=1
 unset MISTRAL_API_KEY
 
 if [[ ! -x "$AGENTCAP_BIN" ]]; then
-    echo "twin binary $AGENTCAP_BIN is missing: build it first (cargo build -p agentcap)" >&2
+    echo "twin binary $AGENTCAP_BIN is missing: build it first (cargo test --workspace --no-run)" >&2
     exit 2
 fi
 

@@ -41,7 +41,7 @@ export async function startTwin({ extraArgs = [], captureName = "ts.jsonl" } = {
   if (!existsSync(bin)) {
     throw new Error(
       `twin binary not found at ${bin}; build it first ` +
-        "(cd /work/main && CARGO_TARGET_DIR=$HOME/.cache/agentcap-target cargo build -p agentcap) " +
+        "(from the repository root: cargo test --workspace --no-run) " +
         "or set AGENTCAP_BIN",
     );
   }
