@@ -71,8 +71,7 @@ fn every_listed_set_loads_and_unknown_names_are_none() {
 
 #[test]
 fn sets_readme_states_origin_and_licence() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/sets/README.md")).unwrap();
+    let readme = std::fs::read_to_string(crate::manifest_dir().join("sets/README.md")).unwrap();
     assert!(readme.contains("written by the agentcap team"));
     assert!(readme.contains("Apache License 2.0"));
 }

@@ -73,7 +73,7 @@ fn format_names_round_trip() {
 
 #[test]
 fn the_committed_set_file_loads_through_load_path() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sets/mini-qa.jsonl");
+    let path = crate::manifest_dir().join("sets/mini-qa.jsonl");
     assert_eq!(detect_format(&path).unwrap(), Format::Jsonl);
     assert_eq!(Some(load_path(&path).unwrap()), builtin_set("mini-qa"));
 }

@@ -9,14 +9,19 @@ mod nq_open;
 mod sample;
 mod simpleqa;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Directory holding the shared reference datasets (`<repo>/../shared/datasets`).
-const SHARED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/datasets");
+///
+/// Read at run time, not compile time: a test binary built in another checkout
+/// of the same tree (a shared `CARGO_TARGET_DIR`) must look beside *this* one.
+pub fn manifest_dir() -> PathBuf {
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run through cargo test"))
+}
 
 /// Path of a file under the shared datasets directory; panics with a clear message if missing.
 pub fn shared(rel: &str) -> PathBuf {
-    let path = Path::new(SHARED).join(rel);
+    let path = manifest_dir().join("../../shared/datasets").join(rel);
     assert!(
         path.is_file(),
         "reference file {} is missing; these tests need the shared datasets",

@@ -320,7 +320,7 @@ fn write_in_tx(
     // Agents: first snapshot of each version wins.
     if batch.iter().any(|d| !d.agents.is_empty()) {
         let mut agent_keys = HashSet::new();
-        let mut stmt = conn.prepare(INSERT_AGENT)?;
+        let mut stmt = conn.prepare_cached(INSERT_AGENT)?;
         for d in &batch {
             for a in &d.agents {
                 if !agent_keys.insert((a.agent_id.as_str(), a.version)) {
@@ -353,7 +353,7 @@ fn write_in_tx(
         }
     }
     if !order.is_empty() {
-        let mut stmt = conn.prepare(UPSERT_CONVERSATION)?;
+        let mut stmt = conn.prepare_cached(UPSERT_CONVERSATION)?;
         for id in order {
             let m = &merged[id];
             stmt.execute(params![

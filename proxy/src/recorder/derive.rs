@@ -6,12 +6,16 @@
 //! replay of a journal after a crash and the re-derivation after a long DuckDB outage all produce
 //! the same rows.
 
+use std::borrow::Cow;
+
 use agentcap_wire::{
-    ConversationEvent, ConversationUsageInfo, Entry, EntryAssembler, FunctionArguments, SseDecoder,
-    SseEvent,
+    ConversationEvent, ConversationUsageInfo, DeltaContent, Entry, EntryAssembler,
+    FunctionArguments, Maybe, MessageOutputEvent, Role, SseDecoder, SseEvent,
 };
 use bytes::Bytes;
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::record::{ExchangeId, Msg, OffsetUs, Outcome, RequestInfo, Timings};
 
@@ -364,6 +368,101 @@ fn decode_stream(
     out
 }
 
+/// A `message.output.delta` whose content is a text fragment (the bulk of every stream), read
+/// straight from the event text instead of through a JSON tree. Keys it does not name are skipped:
+/// the assembler does not use them. Anything else goes through the generic path.
+#[derive(Deserialize)]
+struct TextDelta<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    created_at: Maybe<String>,
+    #[serde(default)]
+    output_index: Maybe<u64>,
+    id: String,
+    #[serde(default)]
+    content_index: Maybe<u64>,
+    #[serde(default)]
+    model: Maybe<String>,
+    #[serde(default)]
+    agent_id: Maybe<String>,
+    #[serde(default)]
+    role: Maybe<Role>,
+    #[serde(borrow)]
+    content: Cow<'a, str>,
+}
+
+impl TextDelta<'_> {
+    fn into_event(self) -> ConversationEvent {
+        ConversationEvent::MessageOutputDelta(MessageOutputEvent {
+            created_at: self.created_at,
+            output_index: self.output_index,
+            id: self.id,
+            content_index: self.content_index,
+            model: self.model,
+            agent_id: self.agent_id,
+            role: self.role,
+            content: DeltaContent::Text(self.content.into_owned()),
+            extra: serde_json::Map::new(),
+        })
+    }
+}
+
+/// What the recorder needs from a chat-completion chunk.
+#[derive(Deserialize)]
+struct ChatChunk<'a> {
+    #[serde(default, rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    usage: Option<&'a RawValue>,
+}
+
+/// Handles an event without building a JSON tree when its shape allows (a text delta of a
+/// conversation stream, or a chat chunk). Gives the event back when it does not.
+fn fast_event(
+    ev: SseEvent,
+    row: &mut EventRow,
+    out: &mut StreamResult,
+    assembler: Option<&mut EntryAssembler>,
+    chat_usage: &mut Option<Value>,
+) -> Option<SseEvent> {
+    match assembler {
+        Some(asm) => {
+            if ev.event.as_deref() != Some("message.output.delta") {
+                return Some(ev);
+            }
+            match serde_json::from_str::<TextDelta>(&ev.data) {
+                Ok(d) if d.kind == "message.output.delta" => asm.push(&d.into_event()),
+                _ => return Some(ev),
+            }
+        }
+        None => match serde_json::from_str::<ChatChunk>(&ev.data) {
+            Ok(c) => {
+                if out.model.is_none() {
+                    out.model = c.model.map(Cow::into_owned);
+                }
+                if ev.event.is_none() {
+                    row.event_type = c.kind.map(Cow::into_owned);
+                }
+                if let Some(u) = c.usage
+                    && let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(u.get())
+                {
+                    *chat_usage = Some(v);
+                }
+            }
+            Err(_) => return Some(ev),
+        },
+    }
+    // The data parsed, so it is valid JSON: it is stored as it came.
+    if ev.event.is_some() {
+        row.event_type = ev.event;
+    }
+    row.data = ev.data;
+    None
+}
+
 fn handle_event(
     ev: SseEvent,
     at_us: OffsetUs,
@@ -377,15 +476,28 @@ fn handle_event(
     let offset_us = to_i64(at_us);
     out.first_event_us.get_or_insert(offset_us);
     let done_sentinel = ev.is_done_sentinel();
-    let SseEvent { event, data, .. } = ev;
     let mut row = EventRow {
         seq,
-        event_type: event,
+        event_type: None,
         data: String::new(),
         parse_error: None,
         offset_us,
         size,
     };
+    let mut assembler = assembler;
+    let ev = if ctx.redactor.is_empty() && !done_sentinel {
+        match fast_event(ev, &mut row, out, assembler.as_deref_mut(), chat_usage) {
+            Some(ev) => ev,
+            None => {
+                out.events.push(row);
+                return;
+            }
+        }
+    } else {
+        ev
+    };
+    let SseEvent { event, data, .. } = ev;
+    row.event_type = event;
     match serde_json::from_str::<Value>(&data) {
         Ok(mut v) => {
             if ctx.redactor.is_empty() {
@@ -973,6 +1085,57 @@ mod tests {
         assert_eq!(d.exchange.model.as_deref(), Some("m-small"));
         assert_eq!(d.exchange.first_event_us, Some(200));
         assert_eq!(d.events[1].offset_us, 201);
+    }
+
+    /// The fast paths (no JSON tree) and the generic one (forced by a redaction pattern that
+    /// matches nothing) must derive the same rows.
+    #[test]
+    fn fast_and_generic_event_paths_agree() {
+        let events = [
+            r#"{"type":"conversation.response.started","conversation_id":"c1"}"#,
+            r#"{"type":"message.output.delta","output_index":0,"id":"m1","content_index":0,"model":"m","agent_id":null,"role":"assistant","content":"Hel","extra_key":[1,{"a":2}]}"#,
+            r#"{"type":"message.output.delta","output_index":0,"id":"m1","content_index":0,"content":"lo \u00e9\n"}"#,
+            r#"{"type":"message.output.delta","output_index":0,"id":"m1","content_index":1,"content":{"type":"tool_reference","tool":"web_search","title":"t"}}"#,
+            r#"{"type":"conversation.response.done","usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+        ];
+        let wire: String = events
+            .iter()
+            .map(|e| {
+                let v: Value = serde_json::from_str(e).unwrap();
+                String::from_utf8(agentcap_wire::encode_conversation_event(&v).to_vec()).unwrap()
+            })
+            .collect();
+        let x = exchange(
+            "POST",
+            "/v1/conversations",
+            r#"{"inputs":"hi","stream":true}"#,
+            200,
+            "text/event-stream",
+            &[wire.as_str()],
+        );
+        let fast = derive(&x, &ctx());
+        let mut generic_ctx = ctx();
+        generic_ctx.redactor = Redactor::new(vec![regex::Regex::new("NEVER-MATCHES-x9").unwrap()]);
+        let generic = derive(&x, &generic_ctx);
+        assert_eq!(fast.entries, generic.entries);
+        assert_eq!(fast.usage, generic.usage);
+        assert_eq!(fast.exchange.conversation_id.as_deref(), Some("c1"));
+        assert_eq!(fast.events.len(), 5);
+        for (a, b) in fast.events.iter().zip(&generic.events) {
+            assert_eq!(a.event_type, b.event_type);
+            assert_eq!(a.parse_error, b.parse_error);
+            let (va, vb): (Value, Value) = (
+                serde_json::from_str(&a.data).unwrap(),
+                serde_json::from_str(&b.data).unwrap(),
+            );
+            assert_eq!(va, vb);
+        }
+        let out = fast
+            .entries
+            .iter()
+            .find(|e| e.direction == "output")
+            .unwrap();
+        assert_eq!(out.text.as_deref(), Some("Hello é\n"));
     }
 
     #[test]

@@ -3,10 +3,15 @@
 //!
 //! ```text
 //! hot path ──send()──▶ bounded channel ──▶ writer thread ──▶ journal segment (group-committed)
-//!     │ (channel full)                        │  per-exchange reorder by seq, derive rows
+//!     │ (channel full)                        │  per-exchange reorder by seq
 //!     └──▶ spill queue ──▶ spill thread ──▶ spill file ──(read back when idle)──┘
+//!                                             │  finished exchange ⇄ deriver thread(s): rows
 //!                                             └──▶ DuckDB batches (appenders + upserts)
 //! ```
+//!
+//! Only the writer thread touches DuckDB and the journal; deriving rows (SSE decoding, JSON
+//! parsing, entry assembly) is pure and runs on one deriver thread per spare core, so it overlaps
+//! with journaling and DuckDB writes.
 //!
 //! - [`journal`]: the write-ahead log format (CRC-checked records) and segment files.
 //! - [`derive`]: from one exchange's messages to its rows (pure).
@@ -315,8 +320,8 @@ pub(crate) struct Shared {
     spill_pushed: AtomicU64,
 }
 
-/// The recorder: owns the writer and spill threads. Dropping it without [`Recorder::shutdown`]
-/// leaves the threads running until every handle is gone.
+/// The recorder: owns the writer thread (with its deriver threads) and the spill thread. Dropping
+/// it without [`Recorder::shutdown`] leaves the threads running until every handle is gone.
 pub struct Recorder {
     handle: RecorderHandle,
     writer: Option<JoinHandle<Result<(), RecorderError>>>,

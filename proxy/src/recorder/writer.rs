@@ -3,7 +3,8 @@
 //! Every message from the channel is appended to the current journal segment (group-committed
 //! every `journal_commit_interval`); spilled messages are read back from the spill files when the
 //! channel is empty. Messages are put back in `seq` order per exchange; when an exchange's `End`
-//! and everything before it are in, its rows are derived and queued for the next DuckDB batch.
+//! and everything before it are in, a deriver thread derives its rows and they are queued for the
+//! next DuckDB batch (in the order the exchanges finished).
 //! A journal file is deleted once every exchange with a message in it is committed. When DuckDB
 //! fails, batches stay pending and are retried every 500 ms; past `max_pending_exchanges` the
 //! derived rows are dropped from memory and derived again from the journal on recovery.
@@ -90,11 +91,42 @@ impl Live {
 
 /// A finished exchange waiting for its DuckDB batch.
 struct Pending {
+    /// Position in the queue: consecutive, so a derivation result finds its entry directly.
+    ticket: u64,
     id: ExchangeId,
-    /// `None` once dropped from memory (re-derived from the journal before writing).
+    /// The rows; `None` while a deriver works on them, or once dropped from memory (then
+    /// derived again from the journal before writing).
     derived: Option<Derived>,
+    /// A deriver thread has the messages.
+    deriving: bool,
+    /// Row count (an estimate while deriving).
     rows: usize,
     segs: Vec<SegId>,
+}
+
+/// Work for a deriver thread, and its answer (`None` if derivation panicked).
+type DeriveJob = (u64, ExchangeMsgs);
+type DeriveDone = (u64, Option<Derived>);
+
+/// Derives exchanges off the writer thread, so parsing overlaps journaling and DuckDB writes.
+fn run_deriver(ctx: DeriveCtx, jobs: Receiver<DeriveJob>, done: Sender<DeriveDone>) {
+    for (ticket, msgs) in jobs {
+        let derived =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| derive(&msgs, &ctx))).ok();
+        if done.send((ticket, derived)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Rows for an exchange whose derivation panicked (a bug): at least its id and the failure.
+fn underivable(id: ExchangeId) -> Derived {
+    let mut d = Derived::default();
+    d.exchange.id = id.to_string();
+    d.exchange.operation = "other".to_owned();
+    d.exchange.outcome = "proxy_error".to_owned();
+    d.exchange.error = Some("the recorder failed to derive this exchange's rows".to_owned());
+    d
 }
 
 /// Bookkeeping of one journal file.
@@ -139,6 +171,12 @@ pub(crate) struct Writer {
 
     live: HashMap<ExchangeId, Live>,
     pending: VecDeque<Pending>,
+    next_ticket: u64,
+    /// Derivations handed out and not answered yet.
+    in_flight: usize,
+    jobs_tx: Option<Sender<DeriveJob>>,
+    done_rx: Receiver<DeriveDone>,
+    derivers: Vec<std::thread::JoinHandle<()>>,
     pending_rows: usize,
     pending_since: Option<Instant>,
     acks: Vec<(u64, oneshot::Sender<()>)>,
@@ -156,6 +194,23 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub fn new(init: WriterInit) -> Self {
+        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<DeriveJob>();
+        let (done_tx, done_rx) = crossbeam_channel::unbounded::<DeriveDone>();
+        // One deriver per spare core (at least one, at most four).
+        let n = std::thread::available_parallelism()
+            .map_or(1, |n| n.get().saturating_sub(1))
+            .clamp(1, 4);
+        let derivers = (0..n)
+            .filter_map(|i| {
+                let (ctx, jobs, done) = (init.derive.clone(), jobs_rx.clone(), done_tx.clone());
+                std::thread::Builder::new()
+                    .name(format!("agentcap-derive-{i}"))
+                    .spawn(move || run_deriver(ctx, jobs, done))
+                    .ok()
+            })
+            .collect::<Vec<_>>();
+        // Without any deriver thread, derivation happens inline.
+        let jobs_tx = (!derivers.is_empty()).then_some(jobs_tx);
         Writer {
             cfg: init.cfg,
             dir: init.journal_dir,
@@ -174,6 +229,11 @@ impl Writer {
             segs: BTreeMap::new(),
             live: HashMap::new(),
             pending: VecDeque::new(),
+            next_ticket: 0,
+            in_flight: 0,
+            jobs_tx,
+            done_rx,
+            derivers,
             pending_rows: 0,
             pending_since: None,
             acks: Vec::new(),
@@ -213,6 +273,7 @@ impl Writer {
             if data_rx.is_empty() {
                 self.ingest_spill();
             }
+            self.absorb(None);
             self.maybe_sync();
             self.maybe_commit();
             self.publish_gauge();
@@ -313,7 +374,6 @@ impl Writer {
             return;
         };
         let (msgs, segs, ack, mark) = live.into_msgs();
-        let derived = derive(&msgs, &self.derive);
         if let Some(ack) = ack {
             if mark <= self.synced_writes {
                 let _ = ack.send(());
@@ -321,16 +381,94 @@ impl Writer {
                 self.acks.push((mark, ack));
             }
         }
-        let rows = derived.row_count();
+        let ticket = self.next_ticket;
+        self.next_ticket += 1;
+        // Until derived, count about one row per response frame.
+        let estimate = 1 + msgs.response_frames.len();
+        let job = match &self.jobs_tx {
+            Some(tx) => match tx.send((ticket, msgs)) {
+                Ok(()) => None,
+                Err(crossbeam_channel::SendError((_, msgs))) => Some(msgs),
+            },
+            None => Some(msgs),
+        };
+        let (derived, deriving, rows) = match job {
+            None => {
+                self.in_flight += 1;
+                (None, true, estimate)
+            }
+            Some(msgs) => {
+                let d = derive(&msgs, &self.derive);
+                let rows = d.row_count();
+                (Some(d), false, rows)
+            }
+        };
         self.pending_rows += rows;
         self.pending.push_back(Pending {
+            ticket,
             id,
-            derived: Some(derived),
+            derived,
+            deriving,
             rows,
             segs,
         });
         self.pending_since.get_or_insert_with(Instant::now);
         self.bound_memory();
+    }
+
+    /// Takes in the derivations that are done; with `wait_for`, blocks until the entries up to
+    /// that ticket are all derived.
+    fn absorb(&mut self, wait_for: Option<u64>) {
+        loop {
+            let waiting = wait_for.is_some_and(|t| {
+                self.pending
+                    .iter()
+                    .take_while(|p| p.ticket <= t)
+                    .any(|p| p.deriving)
+            });
+            let next = if waiting {
+                match self.done_rx.recv() {
+                    Ok(d) => d,
+                    Err(_) => {
+                        self.derivers_gone();
+                        return;
+                    }
+                }
+            } else {
+                match self.done_rx.try_recv() {
+                    Ok(d) => d,
+                    Err(_) => return,
+                }
+            };
+            self.in_flight = self.in_flight.saturating_sub(1);
+            let (ticket, derived) = next;
+            let Some(front) = self.pending.front().map(|p| p.ticket) else {
+                continue;
+            };
+            let Some(p) = ticket
+                .checked_sub(front)
+                .and_then(|i| usize::try_from(i).ok())
+                .and_then(|i| self.pending.get_mut(i))
+            else {
+                continue;
+            };
+            let d = derived.unwrap_or_else(|| underivable(p.id));
+            let rows = d.row_count();
+            self.pending_rows = (self.pending_rows + rows).saturating_sub(p.rows);
+            p.rows = rows;
+            p.derived = Some(d);
+            p.deriving = false;
+        }
+    }
+
+    /// Every deriver thread is gone (they only stop when the writer does, or on a bug): what
+    /// they had is derived again from the journal.
+    fn derivers_gone(&mut self) {
+        self.jobs_tx = None;
+        self.in_flight = 0;
+        for p in &mut self.pending {
+            p.deriving = false;
+        }
     }
 
     /// While DuckDB fails, keeps at most `max_pending_exchanges` derived exchanges in memory.
@@ -341,7 +479,7 @@ impl Writer {
         }
         let mut dropped = 0usize;
         for p in &mut self.pending {
-            if p.derived.take().is_some() {
+            if !p.deriving && p.derived.take().is_some() {
                 dropped += 1;
             }
         }
@@ -634,7 +772,15 @@ impl Writer {
                     break;
                 }
             }
-            if self.pending.iter().take(n).any(|p| p.derived.is_none()) {
+            if let Some(last) = self.pending.get(n - 1).map(|p| p.ticket) {
+                self.absorb(Some(last));
+            }
+            if self
+                .pending
+                .iter()
+                .take(n)
+                .any(|p| p.derived.is_none() && !p.deriving)
+            {
                 self.rederive(n)?;
             }
             let result = if self.shared.db_fault.load(Ordering::SeqCst) {
@@ -714,13 +860,18 @@ impl Writer {
         }
         let mut ids = HashSet::new();
         let mut files = BTreeSet::new();
-        for p in self.pending.iter().take(n).filter(|p| p.derived.is_none()) {
+        for p in self
+            .pending
+            .iter()
+            .take(n)
+            .filter(|p| p.derived.is_none() && !p.deriving)
+        {
             ids.insert(p.id);
             files.extend(p.segs.iter().copied());
         }
         let mut loaded = load_exchanges(&self.dir, &files, &ids)?;
         for p in self.pending.iter_mut().take(n) {
-            if p.derived.is_none() {
+            if p.derived.is_none() && !p.deriving {
                 let msgs = loaded
                     .remove(&p.id)
                     .map_or_else(|| ExchangeMsgs::new(p.id), |m| fold(p.id, m));
@@ -797,7 +948,15 @@ impl Writer {
             let _ = w.send(Err(RecorderError::Stopped));
         }
         let _ = self.conn.execute_batch("CHECKPOINT");
+        self.stop_derivers();
         result
+    }
+
+    fn stop_derivers(&mut self) {
+        self.jobs_tx = None;
+        for h in self.derivers.drain(..) {
+            let _ = h.join();
+        }
     }
 
     /// Stops like a crash would: unflushed journal bytes are lost, nothing goes to DuckDB.
@@ -806,6 +965,7 @@ impl Writer {
         if let Some(f) = self.journal.take() {
             f.abandon();
         }
+        self.stop_derivers();
     }
 }
 

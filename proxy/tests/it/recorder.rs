@@ -1156,6 +1156,57 @@ async fn db_fault_keeps_everything_and_recovers() {
 }
 
 #[tokio::test]
+async fn shutdown_while_duckdb_fails_keeps_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::open(config(dir.path())).unwrap();
+    let h = rec.handle();
+    h.set_db_fault(true);
+    let ids: Vec<ExchangeId> = (0..20)
+        .map(|i| {
+            Ex::new("POST", "/v1/conversations")
+                .json(&json!({"inputs": format!("q{i}")}))
+                .reply(200, &turn_response(&format!("conv_s{i}"), small_usage()))
+                .end()
+                .send(&h)
+        })
+        .collect();
+    // One exchange is still open when the proxy stops.
+    let open = Ex::new("GET", "/v1/agents");
+    for m in open.msgs {
+        h.send(m);
+    }
+    match rec.shutdown() {
+        Err(RecorderError::SimulatedFault) => {}
+        other => panic!("shutdown should report the failure: {other:?}"),
+    }
+    drop(h);
+    assert!(!journal_files(dir.path()).is_empty(), "the journal is kept");
+
+    let rec = Recorder::open(config(dir.path())).unwrap();
+    let h = rec.handle();
+    assert_eq!(h.stats().replayed_exchanges, 21);
+    assert_eq!(count(&h, "SELECT count(*) FROM exchanges"), 21);
+    for id in ids {
+        assert_eq!(
+            scalar(
+                &h,
+                &format!("SELECT outcome FROM exchanges WHERE id = '{id}'")
+            ),
+            json!("complete")
+        );
+    }
+    assert_eq!(
+        count(
+            &h,
+            "SELECT count(*) FROM exchanges WHERE outcome = 'proxy_error'"
+        ),
+        1
+    );
+    rec.shutdown().unwrap();
+    assert!(journal_files(dir.path()).is_empty());
+}
+
+#[tokio::test]
 async fn tiny_channel_spills_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path());

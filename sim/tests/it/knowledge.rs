@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::client::twin;
 
 fn simpleqa() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run through cargo test"))
         .join("../../shared/datasets/simpleqa/simple_qa_test_set.csv")
 }
 
