@@ -7,3 +7,4 @@
 //! `ARCHITECTURE.md` describes the design the rest will follow.
 
 pub mod grade;
+pub mod metrics;
