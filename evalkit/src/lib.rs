@@ -8,3 +8,4 @@
 
 pub mod grade;
 pub mod metrics;
+pub mod report;

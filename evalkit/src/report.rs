@@ -1,0 +1,1028 @@
+//! Eval reports: a run's summaries, breakdowns and paired comparisons ([`Report::build`]),
+//! rendered as a terminal table, JSON, Markdown or a self-contained HTML page ([`render`]), and
+//! pass/fail cutoffs over them ([`check_cutoff`]).
+//!
+//! Two labels are never optional: a run against agentcap's twin is marked "simulated upstream"
+//! and an interrupted run "PARTIAL RUN", at the top of every format (and in JSON under
+//! `"labels"`), so such numbers cannot be mistaken for a real, complete evaluation.
+
+use std::fmt::Write as _;
+
+use comfy_table::{CellAlignment, Table, presets};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{self, Interval, ItemResult, Paired, Summary};
+
+/// The label every format shows when the upstream was agentcap's twin.
+pub const SIMULATED_LABEL: &str = "simulated upstream";
+/// The label every format shows when the run did not finish.
+pub const PARTIAL_LABEL: &str = "PARTIAL RUN";
+
+/// What was run, where, and whether it finished.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// The run's id.
+    pub run_id: String,
+    /// Dataset name.
+    pub dataset: String,
+    /// Grader name (`exact`, `judge`, ...).
+    pub grader: String,
+    /// Judge model, when a judge grades.
+    pub judge: Option<String>,
+    /// Start time (RFC 3339).
+    pub started_at: String,
+    /// End time (RFC 3339); `None` while unfinished.
+    pub finished_at: Option<String>,
+    /// Seed for sampling and the bootstrap.
+    pub seed: u64,
+    /// Item limit, if any.
+    pub limit: Option<usize>,
+    /// True when the upstream is agentcap's twin: every format then shows [`SIMULATED_LABEL`].
+    pub simulated_upstream: bool,
+    /// The upstream the answers came from.
+    pub upstream: String,
+    /// False for a partial (interrupted) run: every format then shows [`PARTIAL_LABEL`].
+    pub complete: bool,
+}
+
+/// One configuration's results.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ConfigReport {
+    /// Configuration name.
+    pub name: String,
+    /// Free-text description.
+    pub description: String,
+    /// Over all its items.
+    pub summary: Summary,
+    /// Per topic, sorted by topic.
+    pub by_topic: Vec<(String, Summary)>,
+    /// Per answer type, sorted by answer type.
+    pub by_answer_type: Vec<(String, Summary)>,
+}
+
+/// A whole run's report.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    /// What was run.
+    pub run: RunInfo,
+    /// The baseline configuration's name.
+    pub baseline: String,
+    /// Every configuration, in the given order.
+    pub configs: Vec<ConfigReport>,
+    /// Every non-baseline configuration compared with the baseline, in configuration order.
+    pub comparisons: Vec<Paired>,
+}
+
+impl Report {
+    /// Summaries and breakdowns for every configuration, and every non-baseline configuration
+    /// compared with the baseline (Holm's correction applied across those pairs). All bootstraps
+    /// use `seed`. When no configuration is named `baseline`, there are no comparisons.
+    pub fn build(
+        run: RunInfo,
+        baseline: &str,
+        configs: Vec<(String, String, Vec<ItemResult>)>,
+        seed: u64,
+    ) -> Report {
+        let mut comparisons: Vec<Paired> = match configs.iter().find(|(n, _, _)| n == baseline) {
+            Some((_, _, base_items)) => configs
+                .iter()
+                .filter(|(n, _, _)| n != baseline)
+                .map(|(n, _, items)| metrics::compare_paired(baseline, base_items, n, items, seed))
+                .collect(),
+            None => Vec::new(),
+        };
+        let p: Vec<f64> = comparisons.iter().map(|c| c.mcnemar_p).collect();
+        for (c, adjusted) in comparisons.iter_mut().zip(metrics::holm(&p)) {
+            c.holm_p = adjusted;
+        }
+        let configs = configs
+            .into_iter()
+            .map(|(name, description, items)| ConfigReport {
+                summary: metrics::summarize(&items, seed),
+                by_topic: metrics::breakdown(&items, |i| i.topic.as_deref(), seed),
+                by_answer_type: metrics::breakdown(&items, |i| i.answer_type.as_deref(), seed),
+                name,
+                description,
+            })
+            .collect();
+        Report {
+            run,
+            baseline: baseline.to_string(),
+            configs,
+            comparisons,
+        }
+    }
+
+    /// The labels this report must carry: [`SIMULATED_LABEL`] and/or [`PARTIAL_LABEL`].
+    pub fn labels(&self) -> Vec<&'static str> {
+        let mut labels = Vec::new();
+        if self.run.simulated_upstream {
+            labels.push(SIMULATED_LABEL);
+        }
+        if !self.run.complete {
+            labels.push(PARTIAL_LABEL);
+        }
+        labels
+    }
+
+    /// The configuration named `name`.
+    pub fn config(&self, name: &str) -> Option<&ConfigReport> {
+        self.configs.iter().find(|c| c.name == name)
+    }
+
+    /// The comparison of configuration `candidate` with the baseline.
+    pub fn comparison(&self, candidate: &str) -> Option<&Paired> {
+        self.comparisons.iter().find(|c| c.candidate == candidate)
+    }
+}
+
+/// Output formats of [`render`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Plain-text tables for a terminal.
+    Table,
+    /// The [`Report`] as pretty JSON, with a leading `"labels"` array.
+    Json,
+    /// GitHub-flavoured Markdown.
+    Markdown,
+    /// One self-contained HTML page (inline CSS, no scripts, no external assets).
+    Html,
+}
+
+/// Renders the report in `format`. Every format shows the [`SIMULATED_LABEL`] banner when
+/// `run.simulated_upstream` and the [`PARTIAL_LABEL`] banner when `!run.complete`.
+pub fn render(report: &Report, format: Format) -> String {
+    match format {
+        Format::Table => render_table(report),
+        Format::Json => render_json(report),
+        Format::Markdown => render_markdown(report),
+        Format::Html => render_html_linked(report, &|_, _| None),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared content: banners, run facts and the tables every format shows.
+
+/// The banner sentence for a label.
+fn banner_text(label: &str) -> String {
+    if label == SIMULATED_LABEL {
+        format!(
+            "{SIMULATED_LABEL}: every answer came from agentcap's twin, not from a real model. \
+             These numbers test the harness, not model quality."
+        )
+    } else {
+        format!(
+            "{PARTIAL_LABEL}: the run did not finish; only the items completed so far are counted."
+        )
+    }
+}
+
+/// The run facts as (name, value) pairs.
+fn run_facts(report: &Report) -> Vec<(&'static str, String)> {
+    let run = &report.run;
+    vec![
+        ("run", run.run_id.clone()),
+        ("dataset", run.dataset.clone()),
+        (
+            "grader",
+            match &run.judge {
+                Some(j) => format!("{} (judge: {j})", run.grader),
+                None => run.grader.clone(),
+            },
+        ),
+        ("upstream", run.upstream.clone()),
+        ("baseline", report.baseline.clone()),
+        ("started", run.started_at.clone()),
+        (
+            "finished",
+            run.finished_at
+                .clone()
+                .unwrap_or_else(|| "not finished".into()),
+        ),
+        ("seed", run.seed.to_string()),
+        (
+            "limit",
+            run.limit.map_or_else(|| "none".into(), |l| l.to_string()),
+        ),
+    ]
+}
+
+/// A table as strings; each renderer escapes cells for its format.
+struct Grid {
+    header: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+    /// Columns from this index on are numbers (right-aligned).
+    numeric_from: usize,
+    /// The first column holds configuration names (linked to their section in HTML).
+    config_column: bool,
+}
+
+const DASH: &str = "-";
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+fn pct_ci(x: f64, ci: Interval) -> String {
+    format!("{} [{:.1}, {:.1}]", pct(x), ci.lo * 100.0, ci.hi * 100.0)
+}
+
+fn pp(x: f64) -> String {
+    format!("{:+.1} pp", x * 100.0)
+}
+
+fn pp_ci(ci: Interval) -> String {
+    format!("[{:+.1}, {:+.1}]", ci.lo * 100.0, ci.hi * 100.0)
+}
+
+fn ms(x: Option<f64>) -> String {
+    x.map_or_else(|| DASH.into(), |v| format!("{v:.0}"))
+}
+
+fn signed_ms(x: Option<f64>) -> String {
+    x.map_or_else(|| DASH.into(), |v| format!("{v:+.0}"))
+}
+
+fn p_value(p: f64) -> String {
+    if p < 1e-4 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.4}")
+    }
+}
+
+fn display_name(report: &Report, name: &str) -> String {
+    if name == report.baseline {
+        format!("{name} (baseline)")
+    } else {
+        name.to_string()
+    }
+}
+
+/// Scores per configuration.
+fn quality_grid(report: &Report) -> Grid {
+    Grid {
+        header: vec![
+            "config",
+            "n",
+            "correct",
+            "incorrect",
+            "not attempted",
+            "errors",
+            "unparseable",
+            "accuracy [95% CI]",
+            "accuracy given attempted [95% CI]",
+            "F [95% CI]",
+        ],
+        rows: report
+            .configs
+            .iter()
+            .map(|c| {
+                let s = &c.summary;
+                vec![
+                    c.name.clone(),
+                    s.n.to_string(),
+                    s.correct.to_string(),
+                    s.incorrect.to_string(),
+                    s.not_attempted.to_string(),
+                    s.errors.to_string(),
+                    s.unparseable.to_string(),
+                    pct_ci(s.accuracy, s.accuracy_ci),
+                    pct_ci(s.accuracy_given_attempted, s.accuracy_given_attempted_ci),
+                    pct_ci(s.f_score, s.f_score_ci),
+                ]
+            })
+            .collect(),
+        numeric_from: 1,
+        config_column: true,
+    }
+}
+
+/// Latency, usage and cost per configuration.
+fn cost_grid(report: &Report) -> Grid {
+    Grid {
+        header: vec![
+            "config",
+            "ttft p50 ms",
+            "ttft p90 ms",
+            "total p50 ms",
+            "total p90 ms",
+            "total p99 ms",
+            "prompt tokens",
+            "completion tokens",
+            "connector tokens",
+            "tools / answer",
+            "cost USD",
+        ],
+        rows: report
+            .configs
+            .iter()
+            .map(|c| {
+                let s = &c.summary;
+                vec![
+                    c.name.clone(),
+                    ms(s.ttft_ms.as_ref().map(|p| p.p50)),
+                    ms(s.ttft_ms.as_ref().map(|p| p.p90)),
+                    ms(s.total_ms.as_ref().map(|p| p.p50)),
+                    ms(s.total_ms.as_ref().map(|p| p.p90)),
+                    ms(s.total_ms.as_ref().map(|p| p.p99)),
+                    s.prompt_tokens.to_string(),
+                    s.completion_tokens.to_string(),
+                    s.connector_tokens.to_string(),
+                    format!("{:.2}", s.tool_executions_per_answer),
+                    s.cost_usd
+                        .map_or_else(|| DASH.into(), |c| format!("{c:.4}")),
+                ]
+            })
+            .collect(),
+        numeric_from: 1,
+        config_column: true,
+    }
+}
+
+/// Every comparison with the baseline.
+fn comparison_grid(report: &Report) -> Grid {
+    Grid {
+        header: vec![
+            "config",
+            "paired n",
+            "accuracy delta",
+            "95% CI (paired bootstrap)",
+            "b: lost",
+            "c: gained",
+            "McNemar p",
+            "Holm p",
+            "ttft p50 delta ms",
+            "total p50 delta ms",
+            "total mean delta ms",
+        ],
+        rows: report
+            .comparisons
+            .iter()
+            .map(|p| {
+                vec![
+                    p.candidate.clone(),
+                    p.n_paired.to_string(),
+                    pp(p.accuracy_delta),
+                    pp_ci(p.accuracy_delta_ci),
+                    p.b.to_string(),
+                    p.c.to_string(),
+                    p_value(p.mcnemar_p),
+                    p_value(p.holm_p),
+                    signed_ms(p.ttft_p50_delta_ms),
+                    signed_ms(p.total_p50_delta_ms),
+                    signed_ms(p.total_mean_delta_ms),
+                ]
+            })
+            .collect(),
+        numeric_from: 1,
+        config_column: true,
+    }
+}
+
+/// Which breakdown a grid shows.
+#[derive(Clone, Copy)]
+enum By {
+    Topic,
+    AnswerType,
+}
+
+impl By {
+    fn title(self) -> &'static str {
+        match self {
+            By::Topic => "By topic",
+            By::AnswerType => "By answer type",
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            By::Topic => "topic",
+            By::AnswerType => "answer type",
+        }
+    }
+
+    fn id(self) -> &'static str {
+        match self {
+            By::Topic => "by-topic",
+            By::AnswerType => "by-answer-type",
+        }
+    }
+
+    fn of(self, c: &ConfigReport) -> &[(String, Summary)] {
+        match self {
+            By::Topic => &c.by_topic,
+            By::AnswerType => &c.by_answer_type,
+        }
+    }
+}
+
+/// One breakdown over every configuration (rows grouped by configuration).
+fn breakdown_grid(report: &Report, by: By) -> Grid {
+    let mut rows = Vec::new();
+    for c in &report.configs {
+        for (key, s) in by.of(c) {
+            rows.push(vec![
+                c.name.clone(),
+                key.clone(),
+                s.n.to_string(),
+                s.correct.to_string(),
+                s.incorrect.to_string(),
+                s.not_attempted.to_string(),
+                (s.errors + s.unparseable).to_string(),
+                pct_ci(s.accuracy, s.accuracy_ci),
+                pct(s.accuracy_given_attempted),
+                pct(s.f_score),
+            ]);
+        }
+    }
+    Grid {
+        header: vec![
+            "config",
+            by.column(),
+            "n",
+            "correct",
+            "incorrect",
+            "not attempted",
+            "errors + unparseable",
+            "accuracy [95% CI]",
+            "accuracy given attempted",
+            "F",
+        ],
+        rows,
+        numeric_from: 2,
+        config_column: true,
+    }
+}
+
+const COMPARISON_NOTE: &str = "accuracy delta = candidate - baseline on items graded in both; \
+     b = correct only in the baseline, c = correct only in the candidate; \
+     McNemar exact two-sided p, Holm-adjusted across all comparisons.";
+
+// ---------------------------------------------------------------------------------------------
+// Table (terminal).
+
+fn comfy(grid: &Grid) -> Table {
+    let mut t = Table::new();
+    t.load_style(presets::UTF8_FULL_CONDENSED);
+    t.set_header(grid.header.clone());
+    for row in &grid.rows {
+        t.add_row(row.clone());
+    }
+    for (i, col) in t.column_iter_mut().enumerate() {
+        if i >= grid.numeric_from {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t
+}
+
+fn render_table(report: &Report) -> String {
+    let mut out = String::new();
+    let banners: Vec<String> = report
+        .labels()
+        .into_iter()
+        .map(|l| format!("!! {}", banner_text(l)))
+        .collect();
+    for b in &banners {
+        let _ = writeln!(out, "{b}");
+    }
+    if !banners.is_empty() {
+        out.push('\n');
+    }
+    let facts: Vec<String> = run_facts(report)
+        .into_iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect();
+    let _ = writeln!(out, "{}\n", facts.join(" | "));
+    for c in &report.configs {
+        let name = display_name(report, &c.name);
+        if c.description.is_empty() {
+            let _ = writeln!(out, "  {name}");
+        } else {
+            let _ = writeln!(out, "  {name}: {}", c.description);
+        }
+    }
+    let _ = writeln!(out, "\nScores\n{}", comfy(&quality_grid(report)));
+    let _ = writeln!(
+        out,
+        "\nLatency, usage and cost\n{}",
+        comfy(&cost_grid(report))
+    );
+    if !report.comparisons.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nCompared with baseline {}\n{}\n{COMPARISON_NOTE}",
+            report.baseline,
+            comfy(&comparison_grid(report))
+        );
+    }
+    for by in [By::Topic, By::AnswerType] {
+        let grid = breakdown_grid(report, by);
+        if !grid.rows.is_empty() {
+            let _ = writeln!(out, "\n{}\n{}", by.title(), comfy(&grid));
+        }
+    }
+    // Repeated at the end: the top of a long report scrolls out of view.
+    if !banners.is_empty() {
+        out.push('\n');
+        for b in &banners {
+            let _ = writeln!(out, "{b}");
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON.
+
+fn render_json(report: &Report) -> String {
+    let value = match serde_json::to_value(report) {
+        Ok(serde_json::Value::Object(map)) => {
+            let mut out = serde_json::Map::new();
+            out.insert("labels".into(), serde_json::json!(report.labels()));
+            out.extend(map);
+            serde_json::Value::Object(out)
+        }
+        Ok(other) => other,
+        Err(e) => serde_json::json!({ "labels": report.labels(), "error": e.to_string() }),
+    };
+    let mut text = serde_json::to_string_pretty(&value)
+        .unwrap_or_else(|e| format!("{{\"error\": {:?}}}", e.to_string()));
+    text.push('\n');
+    text
+}
+
+// ---------------------------------------------------------------------------------------------
+// Markdown.
+
+/// Escapes text for a Markdown table cell or line: Markdown punctuation is backslash-escaped
+/// and line breaks become spaces.
+fn md(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '#' | '~' | '&' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            '\r' | '\n' => out.push(' '),
+            _ => out.push(ch),
+        }
+    }
+    out
+}
+
+fn md_table(out: &mut String, grid: &Grid) {
+    let header: Vec<String> = grid.header.iter().map(|h| md(h)).collect();
+    let _ = writeln!(out, "| {} |", header.join(" | "));
+    let align: Vec<&str> = (0..grid.header.len())
+        .map(|i| {
+            if i >= grid.numeric_from {
+                "---:"
+            } else {
+                "---"
+            }
+        })
+        .collect();
+    let _ = writeln!(out, "| {} |", align.join(" | "));
+    for row in &grid.rows {
+        let cells: Vec<String> = row.iter().map(|c| md(c)).collect();
+        let _ = writeln!(out, "| {} |", cells.join(" | "));
+    }
+}
+
+fn render_markdown(report: &Report) -> String {
+    let mut out = String::new();
+    for label in report.labels() {
+        let _ = writeln!(out, "> **⚠ {}**\n", md(&banner_text(label)));
+    }
+    let _ = writeln!(out, "# Eval run {}\n", md(&report.run.run_id));
+    for (k, v) in run_facts(report) {
+        let _ = writeln!(out, "- **{k}**: {}", md(&v));
+    }
+    out.push('\n');
+    for c in &report.configs {
+        let name = md(&display_name(report, &c.name));
+        if c.description.is_empty() {
+            let _ = writeln!(out, "- **{name}**");
+        } else {
+            let _ = writeln!(out, "- **{name}**: {}", md(&c.description));
+        }
+    }
+    out.push_str("\n## Scores\n\n");
+    md_table(&mut out, &quality_grid(report));
+    out.push_str("\n## Latency, usage and cost\n\n");
+    md_table(&mut out, &cost_grid(report));
+    if !report.comparisons.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n## Compared with baseline {}\n",
+            md(&report.baseline)
+        );
+        md_table(&mut out, &comparison_grid(report));
+        let _ = writeln!(out, "\n{}", md(COMPARISON_NOTE));
+    }
+    for by in [By::Topic, By::AnswerType] {
+        let grid = breakdown_grid(report, by);
+        if !grid.rows.is_empty() {
+            let _ = writeln!(out, "\n## {}\n", by.title());
+            md_table(&mut out, &grid);
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTML.
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn html_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(ch),
+        }
+    }
+    out
+}
+
+/// Encodes any string into a fragment of an HTML id that is also safe in a URL fragment:
+/// ASCII letters, digits and `_` stay, every other character becomes `.` plus its code point in
+/// hex plus `.`. The encoding is injective and never produces `-`, so ids joined with `-` do not
+/// collide.
+fn id_part(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        if ch.is_ascii_alphanumeric() || ch == '_' {
+            out.push(ch);
+        } else {
+            let _ = write!(out, ".{:x}.", u32::from(ch));
+        }
+    }
+    out
+}
+
+/// The HTML id of a configuration's section in the [`Format::Html`] page (link with `#` + id).
+pub fn config_anchor(config: &str) -> String {
+    format!("config-{}", id_part(config))
+}
+
+/// The HTML id of the list of item ids of one kind (`became_correct` or `became_incorrect`, as in
+/// [`Paired`]) in a configuration's section.
+pub fn item_list_anchor(config: &str, list: &str) -> String {
+    format!("items-{}-{}", id_part(config), id_part(list))
+}
+
+/// The HTML id of one item's entry in a configuration's section.
+pub fn item_anchor(config: &str, item_id: &str) -> String {
+    format!("item-{}-{}", id_part(config), id_part(item_id))
+}
+
+const CSS: &str = "\
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem;color:#1b1f24;line-height:1.4}
+h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem}h3{font-size:1rem}
+.banner{padding:.8rem 1rem;margin:0 0 1rem;border-radius:6px;font-weight:600;border:2px solid}
+.banner.simulated{background:#fff4ce;border-color:#d4a017}
+.banner.partial{background:#fde2e1;border-color:#c62828}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
+th,td{border:1px solid #d0d7de;padding:.3rem .6rem;text-align:left;vertical-align:top}
+th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
+dl.facts{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dt{font-weight:600}dd{margin:0}
+ul.ids{columns:3;font-family:ui-monospace,monospace;font-size:.85rem}
+.note{color:#57606a;font-size:.85rem}
+";
+
+fn html_table(out: &mut String, grid: &Grid) {
+    out.push_str("<table>\n<thead><tr>");
+    for h in &grid.header {
+        let _ = write!(out, "<th>{}</th>", html_escape(h));
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for row in &grid.rows {
+        out.push_str("<tr>");
+        for (i, cell) in row.iter().enumerate() {
+            if i == 0 && grid.config_column {
+                let _ = write!(
+                    out,
+                    "<td><a href=\"#{}\">{}</a></td>",
+                    config_anchor(cell),
+                    html_escape(cell)
+                );
+            } else if i >= grid.numeric_from {
+                let _ = write!(out, "<td class=\"num\">{}</td>", html_escape(cell));
+            } else {
+                let _ = write!(out, "<td>{}</td>", html_escape(cell));
+            }
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</tbody>\n</table>\n");
+}
+
+fn html_banners(out: &mut String, report: &Report) {
+    for label in report.labels() {
+        let class = if label == SIMULATED_LABEL {
+            "simulated"
+        } else {
+            "partial"
+        };
+        let _ = writeln!(
+            out,
+            "<div class=\"banner {class}\" role=\"alert\">⚠ {}</div>",
+            html_escape(&banner_text(label))
+        );
+    }
+}
+
+/// Like [`render`] with [`Format::Html`], but each item id listed in a configuration's section
+/// is linked to `item_link(config, item_id)` when that returns `Some(url)` (for example the
+/// recorded conversation of that answer). The URL is attribute-escaped, not validated.
+///
+/// Every configuration has a section with id [`config_anchor`]; its lists of item ids have ids
+/// [`item_list_anchor`] and each item entry has id [`item_anchor`], so other pages can link to
+/// them.
+pub fn render_html_linked(
+    report: &Report,
+    item_link: &dyn Fn(&str, &str) -> Option<String>,
+) -> String {
+    let mut out = String::new();
+    let title = match report.labels().as_slice() {
+        [] => format!("Eval run {}", report.run.run_id),
+        labels => format!("Eval run {} ({})", report.run.run_id, labels.join(", ")),
+    };
+    let _ = writeln!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{}</title>\n<style>\n{CSS}</style>\n</head>\n<body>",
+        html_escape(&title)
+    );
+    html_banners(&mut out, report);
+    let _ = writeln!(
+        out,
+        "<h1>Eval run <code>{}</code></h1>\n<dl class=\"facts\">",
+        html_escape(&report.run.run_id)
+    );
+    for (k, v) in run_facts(report) {
+        let _ = writeln!(out, "<dt>{k}</dt><dd>{}</dd>", html_escape(&v));
+    }
+    out.push_str("</dl>\n<h2 id=\"scores\">Scores</h2>\n");
+    html_table(&mut out, &quality_grid(report));
+    out.push_str("<h2 id=\"cost\">Latency, usage and cost</h2>\n");
+    html_table(&mut out, &cost_grid(report));
+    let _ = writeln!(
+        out,
+        "<h2 id=\"comparisons\">Compared with baseline {}</h2>",
+        html_escape(&report.baseline)
+    );
+    if report.comparisons.is_empty() {
+        out.push_str("<p class=\"note\">No comparison: a single configuration, or no baseline among them.</p>\n");
+    } else {
+        html_table(&mut out, &comparison_grid(report));
+        let _ = writeln!(
+            out,
+            "<p class=\"note\">{}</p>",
+            html_escape(COMPARISON_NOTE)
+        );
+    }
+    for by in [By::Topic, By::AnswerType] {
+        let grid = breakdown_grid(report, by);
+        let _ = writeln!(out, "<h2 id=\"{}\">{}</h2>", by.id(), by.title());
+        if grid.rows.is_empty() {
+            out.push_str("<p class=\"note\">No items.</p>\n");
+        } else {
+            html_table(&mut out, &grid);
+        }
+    }
+    out.push_str("<h2 id=\"configs\">Configurations</h2>\n");
+    for c in &report.configs {
+        html_config_section(&mut out, report, c, item_link);
+    }
+    html_banners(&mut out, report);
+    out.push_str("</body>\n</html>\n");
+    out
+}
+
+fn html_config_section(
+    out: &mut String,
+    report: &Report,
+    c: &ConfigReport,
+    item_link: &dyn Fn(&str, &str) -> Option<String>,
+) {
+    let _ = writeln!(
+        out,
+        "<section id=\"{}\">\n<h3>{}</h3>",
+        config_anchor(&c.name),
+        html_escape(&display_name(report, &c.name))
+    );
+    if !c.description.is_empty() {
+        let _ = writeln!(out, "<p>{}</p>", html_escape(&c.description));
+    }
+    let s = &c.summary;
+    let _ = writeln!(
+        out,
+        "<p>{} items: {} correct, {} incorrect, {} not attempted, {} errors, {} unparseable.</p>",
+        s.n, s.correct, s.incorrect, s.not_attempted, s.errors, s.unparseable
+    );
+    let Some(p) = report.comparison(&c.name) else {
+        if c.name == report.baseline {
+            out.push_str(
+                "<p class=\"note\">Baseline: the other configurations are compared with it.</p>\n",
+            );
+        }
+        out.push_str("</section>\n");
+        return;
+    };
+    for (list, title, ids) in [
+        (
+            "became_correct",
+            "Became correct (c: wrong in the baseline, correct here)",
+            &p.became_correct,
+        ),
+        (
+            "became_incorrect",
+            "Became incorrect (b: correct in the baseline, not here)",
+            &p.became_incorrect,
+        ),
+    ] {
+        let _ = writeln!(out, "<h4>{} — {}</h4>", html_escape(title), ids.len());
+        let _ = writeln!(
+            out,
+            "<ul class=\"ids\" id=\"{}\">",
+            item_list_anchor(&c.name, list)
+        );
+        for id in ids {
+            let anchor = item_anchor(&c.name, id);
+            match item_link(&c.name, id) {
+                Some(url) => {
+                    let _ = writeln!(
+                        out,
+                        "<li id=\"{anchor}\"><a href=\"{}\">{}</a></li>",
+                        html_escape(&url),
+                        html_escape(id)
+                    );
+                }
+                None => {
+                    let _ = writeln!(out, "<li id=\"{anchor}\">{}</li>", html_escape(id));
+                }
+            }
+        }
+        out.push_str("</ul>\n");
+    }
+    out.push_str("</section>\n");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cutoffs.
+
+/// Metrics a cutoff can name. Proportions are fractions (0.7, not 70). The last five compare a
+/// configuration with the baseline and exist only for non-baseline configurations.
+pub const CUTOFF_METRICS: &[&str] = &[
+    "n",
+    "correct",
+    "incorrect",
+    "not_attempted",
+    "errors",
+    "unparseable",
+    "graded",
+    "error_rate",
+    "accuracy",
+    "accuracy_ci_lo",
+    "accuracy_ci_hi",
+    "accuracy_given_attempted",
+    "f_score",
+    "f_score_ci_lo",
+    "f_score_ci_hi",
+    "ttft_p50_ms",
+    "ttft_p90_ms",
+    "ttft_p99_ms",
+    "ttft_mean_ms",
+    "total_p50_ms",
+    "total_p90_ms",
+    "total_p99_ms",
+    "total_mean_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "connector_tokens",
+    "tool_executions_per_answer",
+    "cost_usd",
+    "accuracy_delta",
+    "accuracy_delta_ci_lo",
+    "accuracy_delta_ci_hi",
+    "mcnemar_p",
+    "holm_p",
+];
+
+/// A metric's value: `Ok(None)` when it has no value for this configuration.
+fn metric_value(report: &Report, c: &ConfigReport, metric: &str) -> Result<Option<f64>, String> {
+    let s = &c.summary;
+    let count = |x: usize| Ok(Some(x as f64));
+    let pct = |p: &Option<metrics::Percentiles>, f: fn(&metrics::Percentiles) -> f64| {
+        Ok(p.as_ref().map(f))
+    };
+    let paired = |f: fn(&Paired) -> f64| match report.comparison(&c.name) {
+        Some(p) => Ok(Some(f(p))),
+        None => Err(format!(
+            "{metric} compares with the baseline; {:?} is not compared (it is the baseline, or \
+             the baseline is missing)",
+            c.name
+        )),
+    };
+    match metric {
+        "n" => count(s.n),
+        "correct" => count(s.correct),
+        "incorrect" => count(s.incorrect),
+        "not_attempted" => count(s.not_attempted),
+        "errors" => count(s.errors),
+        "unparseable" => count(s.unparseable),
+        "graded" => count(s.graded),
+        "error_rate" => Ok((s.n > 0).then(|| s.errors as f64 / s.n as f64)),
+        "accuracy" => Ok(Some(s.accuracy)),
+        "accuracy_ci_lo" => Ok(Some(s.accuracy_ci.lo)),
+        "accuracy_ci_hi" => Ok(Some(s.accuracy_ci.hi)),
+        "accuracy_given_attempted" => Ok(Some(s.accuracy_given_attempted)),
+        "f_score" => Ok(Some(s.f_score)),
+        "f_score_ci_lo" => Ok(Some(s.f_score_ci.lo)),
+        "f_score_ci_hi" => Ok(Some(s.f_score_ci.hi)),
+        "ttft_p50_ms" => pct(&s.ttft_ms, |p| p.p50),
+        "ttft_p90_ms" => pct(&s.ttft_ms, |p| p.p90),
+        "ttft_p99_ms" => pct(&s.ttft_ms, |p| p.p99),
+        "ttft_mean_ms" => pct(&s.ttft_ms, |p| p.mean),
+        "total_p50_ms" => pct(&s.total_ms, |p| p.p50),
+        "total_p90_ms" => pct(&s.total_ms, |p| p.p90),
+        "total_p99_ms" => pct(&s.total_ms, |p| p.p99),
+        "total_mean_ms" => pct(&s.total_ms, |p| p.mean),
+        "prompt_tokens" => Ok(Some(s.prompt_tokens as f64)),
+        "completion_tokens" => Ok(Some(s.completion_tokens as f64)),
+        "connector_tokens" => Ok(Some(s.connector_tokens as f64)),
+        "tool_executions_per_answer" => Ok(Some(s.tool_executions_per_answer)),
+        "cost_usd" => Ok(s.cost_usd),
+        "accuracy_delta" => paired(|p| p.accuracy_delta),
+        "accuracy_delta_ci_lo" => paired(|p| p.accuracy_delta_ci.lo),
+        "accuracy_delta_ci_hi" => paired(|p| p.accuracy_delta_ci.hi),
+        "mcnemar_p" => paired(|p| p.mcnemar_p),
+        "holm_p" => paired(|p| p.holm_p),
+        _ => Err(format!(
+            "unknown metric {metric:?}; known: {}",
+            CUTOFF_METRICS.join(", ")
+        )),
+    }
+}
+
+/// Evaluates a cutoff `CONFIG.METRIC OP NUMBER`, for example `websearch.accuracy>=0.7` or
+/// `"base.ttft_p50_ms < 800"`. Whitespace around the parts is allowed; the configuration name is
+/// everything before the last `.` of the left side (so names may contain dots). Operators: `>=`,
+/// `>`, `<=`, `<`, `==`, `!=` (exact float comparison). Metrics: [`CUTOFF_METRICS`].
+///
+/// `Err(text)` for a malformed expression, an unknown configuration or metric, a number that is
+/// not finite, or a metric without a value (for example `ttft_p50_ms` of a non-streamed run).
+pub fn check_cutoff(report: &Report, expr: &str) -> Result<bool, String> {
+    let bad = |why: &str| format!("bad cutoff {expr:?}: {why} (expected CONFIG.METRIC>=NUMBER)");
+    let at = expr
+        .find(['<', '>', '=', '!'])
+        .ok_or_else(|| bad("no comparison operator"))?;
+    let (lhs, rest) = expr.split_at(at);
+    let op = [">=", "<=", "==", "!=", ">", "<"]
+        .into_iter()
+        .find(|op| rest.starts_with(op))
+        .ok_or_else(|| bad("unknown operator (use >=, >, <=, <, == or !=)"))?;
+    let rhs = rest[op.len()..].trim();
+    let threshold: f64 = rhs
+        .parse()
+        .map_err(|_| bad(&format!("{rhs:?} is not a number")))?;
+    if !threshold.is_finite() {
+        return Err(bad("the number must be finite"));
+    }
+    let (config, metric) = lhs
+        .trim()
+        .rsplit_once('.')
+        .ok_or_else(|| bad("no CONFIG. before the metric"))?;
+    let (config, metric) = (config.trim(), metric.trim());
+    if config.is_empty() || metric.is_empty() {
+        return Err(bad("empty configuration or metric name"));
+    }
+    let c = report.config(config).ok_or_else(|| {
+        let known: Vec<&str> = report.configs.iter().map(|c| c.name.as_str()).collect();
+        format!(
+            "cutoff {expr:?}: unknown configuration {config:?}; known: {}",
+            known.join(", ")
+        )
+    })?;
+    let value = metric_value(report, c, metric)
+        .map_err(|e| format!("cutoff {expr:?}: {e}"))?
+        .ok_or_else(|| format!("cutoff {expr:?}: {config}.{metric} has no value in this run"))?;
+    Ok(match op {
+        ">=" => value >= threshold,
+        "<=" => value <= threshold,
+        ">" => value > threshold,
+        "<" => value < threshold,
+        "==" => value == threshold,
+        _ => value != threshold,
+    })
+}
