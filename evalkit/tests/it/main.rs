@@ -1,0 +1,5 @@
+//! Integration tests of agentcap-evalkit: one binary, one module per area.
+
+mod grade;
+mod metrics;
+mod report;
