@@ -12,7 +12,8 @@ Environment:
   AGENTCAP_BIN          the agentcap binary (default: ${CARGO_TARGET_DIR:-~/.cache/agentcap-target}/debug/agentcap)
   AGENTCAP_CAPTURE_DIR  where the twin writes its capture files (default: a pytest temporary directory);
                         this suite writes python.jsonl and python-auth.jsonl there (in a subdirectory named
-                        after the target for the proxy targets) and validates every *.jsonl in that directory
+                        after the target for the proxy targets); the direct run validates every *.jsonl at its
+                        top level against the OpenAPI spec
   AGENTCAP_SIM_ARGS     extra arguments appended to every `agentcap sim` command line (split like a shell would)
   AGENTCAP_OPENAPI      the OpenAPI spec used by test_zz_openapi.py
 """
@@ -321,7 +322,7 @@ def capture_dir(tmp_path_factory, target) -> Path:
     configured = os.environ.get("AGENTCAP_CAPTURE_DIR")
     path = Path(configured).resolve() if configured else tmp_path_factory.mktemp("capture")
     if target != "direct":
-        # Each target validates what its own twins sent; the direct run validates the top level.
+        # Keep the direct run's files (which test_zz_openapi.py validates) apart from the proxy runs'.
         path = path / target
     path.mkdir(parents=True, exist_ok=True)
     return path
