@@ -75,6 +75,24 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
+/// Resolves when standard input reaches end of file (or fails): a parent process that dies closes it.
+pub(crate) async fn stdin_closed() {
+    // Blocking read on a dedicated thread: returns at EOF or on error.
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        let mut stdin = std::io::stdin();
+        loop {
+            match std::io::Read::read(&mut stdin, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => continue,
+            }
+        }
+        let _ = tx.send(());
+    });
+    let _ = rx.await;
+}
+
 /// A future that resolves when the process gets SIGINT or SIGTERM. The handlers are installed when this is
 /// called, not when the future is first polled, so a signal that arrives during start-up is not lost.
 pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {

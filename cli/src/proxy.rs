@@ -79,6 +79,10 @@ pub struct ProxyArgs {
     /// On SIGINT/SIGTERM, in-flight exchanges get this long to finish, in milliseconds [default: 30000].
     #[arg(long)]
     shutdown_grace_ms: Option<u64>,
+    /// Also shut down (gracefully, as on SIGTERM) when standard input reaches end of file: lets a parent
+    /// process tie the proxy's life to its own.
+    #[arg(long)]
+    exit_on_stdin_close: bool,
 }
 
 /// The same settings in a config file.
@@ -197,6 +201,17 @@ impl ProxyArgs {
 /// Runs the proxy until SIGINT / SIGTERM, then drains and flushes.
 pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let signal = crate::shutdown_signal();
+    let exit_on_stdin = args.exit_on_stdin_close;
+    let shutdown = async move {
+        if exit_on_stdin {
+            tokio::select! {
+                _ = signal => {},
+                _ = crate::stdin_closed() => {},
+            }
+        } else {
+            signal.await;
+        }
+    };
     let cfg = args.config()?;
     let upstream = cfg.upstream.to_string();
     let db = cfg.recorder.db_path.display().to_string();
@@ -213,7 +228,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
             let _ = writeln!(out, "agentcap proxy listening on {scheme}://{addr} -> {upstream} (db {db}, admin {admin})");
             let _ = out.flush();
         },
-        signal,
+        shutdown,
     )
     .await
     .context("the proxy failed")?;

@@ -146,23 +146,6 @@ impl SimArgs {
     }
 }
 
-async fn stdin_closed() {
-    // Blocking read on a dedicated thread: returns at EOF or on error.
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 256];
-        let mut stdin = std::io::stdin();
-        loop {
-            match std::io::Read::read(&mut stdin, &mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => continue,
-            }
-        }
-        let _ = tx.send(());
-    });
-    let _ = rx.await;
-}
-
 /// Runs the twin until SIGINT / SIGTERM (or stdin EOF with `--exit-on-stdin-close`).
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let cfg = args.config();
@@ -173,7 +156,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
         if exit_on_stdin {
             tokio::select! {
                 _ = signal => {},
-                _ = stdin_closed() => {},
+                _ = crate::stdin_closed() => {},
             }
         } else {
             signal.await;

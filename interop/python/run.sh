@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Run the Python interop suite (official mistralai SDK against the twin) from any directory.
+# Run the Python interop suite (official mistralai SDK against the twin) from any directory, once per target:
+# direct to the twin, through the recording proxy, and through the proxy to the twin over TLS (h2).
 #
 #   interop/python/run.sh [pytest args...]
 #
 # The twin binary must already be built (cargo test --workspace --no-run). Environment:
+#   AGENTCAP_INTEROP_TARGETS  targets to run, in order (default: "direct proxy proxy-tls"; see conftest.py)
 #   AGENTCAP_VENV         virtualenv to use/create (default: <repo>/.venv)
 #   AGENTCAP_BIN          twin binary (default: ${CARGO_TARGET_DIR:-$HOME/.cache/agentcap-target}/debug/agentcap)
 #   AGENTCAP_CAPTURE_DIR  capture directory shared with the TypeScript suite (default: a pytest temp dir)
@@ -39,4 +41,12 @@ if [[ ! -x "$AGENTCAP_BIN" ]]; then
 fi
 
 cd "$repo"
-exec "$venv/bin/python" -m pytest -q "$here" "$@"
+failed=()
+for target in ${AGENTCAP_INTEROP_TARGETS:-direct proxy proxy-tls}; do
+    echo "== python interop suite, target $target" >&2
+    "$venv/bin/python" -m pytest -q "$here" --target "$target" "$@" || failed+=("$target")
+done
+if (( ${#failed[@]} )); then
+    echo "python interop suite failed for: ${failed[*]}" >&2
+    exit 1
+fi

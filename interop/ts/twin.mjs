@@ -6,14 +6,18 @@
 //   AGENTCAP_CAPTURE_DIR   directory for the capture file ts.jsonl (default: a fresh temp dir)
 //   AGENTCAP_SIM_ARGS      extra arguments appended to the sim command line (split on spaces);
 //                          `--latency X` there replaces the default `--latency zero`
-//   AGENTCAP_TWIN_LOG=1    echo the twin's stderr to this process's stderr
+//   AGENTCAP_TWIN_LOG=1    echo the twin's (and proxy's) stderr to this process's stderr
+//   AGENTCAP_INTEROP_TARGET  `direct` (default), `proxy` or `proxy-tls`: every twin gets `agentcap proxy` in
+//                          front of it (recording into a temporary DuckDB file; with proxy-tls the twin serves
+//                          HTTPS and the proxy trusts its CA) and `baseURL` is the proxy's address
 
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import path from "node:path";
 
-const READY_RE = /^agentcap sim \(simulated upstream\) listening on (http:\/\/\S+)\s*$/;
+const READY_RE = /^agentcap sim \(simulated upstream\) listening on (https?:\/\/\S+)\s*$/;
+const PROXY_READY_RE = /^agentcap proxy listening on (http:\/\/\S+) -> \S+ \(db .*, admin http:\/\/\S+\)\s*$/;
 const READY_TIMEOUT_MS = 30_000;
 const STDERR_KEEP = 16_384;
 
@@ -33,8 +37,8 @@ function captureDir() {
 }
 
 /**
- * Spawns the twin on an ephemeral port and resolves once it printed its address.
- * Returns { baseURL, capturePath, captureOffset, stderr(), hasExited(), stop() }.
+ * Spawns the twin on an ephemeral port (and, for the proxy target, the proxy in front of it) and resolves
+ * once they printed their addresses. Returns { baseURL, capturePath, captureOffset, stderr(), hasExited(), stop() }.
  */
 export async function startTwin({ extraArgs = [], captureName = "ts.jsonl" } = {}) {
   const bin = twinBinary();
@@ -60,6 +64,86 @@ export async function startTwin({ extraArgs = [], captureName = "ts.jsonl" } = {
     ...more,
   ];
 
+  const target = interopTarget();
+  if (target === "direct") {
+    const twin = await launch(bin, args, READY_RE, "twin");
+    return { ...twin, capturePath, captureOffset };
+  }
+  // Targets "proxy" and "proxy-tls": the clients talk to `agentcap proxy` in front of this twin, which
+  // records into a DuckDB file of its own; with "proxy-tls" the twin serves HTTPS (h2 by ALPN) and the
+  // proxy trusts the twin's generated CA.
+  const dbDir = mkdtempSync(path.join(tmpdir(), "agentcap-ts-proxy-"));
+  const ca = path.join(dbDir, "twin-ca.pem");
+  const tls = target === "proxy-tls" ? ["--tls", "--tls-ca", ca] : [];
+  let twin;
+  try {
+    twin = await launch(bin, [...args, ...tls], READY_RE, "twin");
+  } catch (err) {
+    rmSync(dbDir, { recursive: true, force: true });
+    throw err;
+  }
+  let proxy;
+  try {
+    const db = path.join(dbDir, "ts.duckdb");
+    proxy = await launch(
+      bin,
+      [
+        "proxy",
+        "--listen", "127.0.0.1:0",
+        "--admin-listen", "127.0.0.1:0",
+        "--upstream", twin.baseURL,
+        "--db", db,
+        "--exit-on-stdin-close",
+        ...(tls.length ? ["--upstream-ca", ca] : []),
+      ],
+      PROXY_READY_RE,
+      "proxy",
+    );
+  } catch (err) {
+    await twin.stop();
+    rmSync(dbDir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    baseURL: proxy.baseURL,
+    directURL: twin.baseURL,
+    capturePath,
+    captureOffset,
+    stderr: () => `${twin.stderr()}\n--- proxy ---\n${proxy.stderr()}`,
+    hasExited: () => twin.hasExited() || proxy.hasExited(),
+    /** Stops the proxy (it must exit 0 having lost no record), then the twin. */
+    async stop() {
+      const exited = await proxy.stop();
+      await twin.stop();
+      rmSync(dbDir, { recursive: true, force: true });
+      const stats = /agentcap proxy stopped: (\{.*\})/.exec(proxy.stderr());
+      if (exited.code !== 0 || !stats) {
+        throw new Error(`the proxy did not stop cleanly (${JSON.stringify(exited)}):\n${proxy.stderr()}`);
+      }
+      const s = JSON.parse(stats[1]);
+      if (s.records_dropped !== 0 || s.exchanges_written === 0) {
+        throw new Error(`the proxy lost records or recorded nothing: ${stats[1]}`);
+      }
+      return exited;
+    },
+  };
+}
+
+/** `direct` (default), `proxy` or `proxy-tls`, from AGENTCAP_INTEROP_TARGET. */
+export function interopTarget() {
+  const t = process.env.AGENTCAP_INTEROP_TARGET || "direct";
+  if (!["direct", "proxy", "proxy-tls"].includes(t)) {
+    throw new Error(`AGENTCAP_INTEROP_TARGET must be direct, proxy or proxy-tls, not ${JSON.stringify(t)}`);
+  }
+  return t;
+}
+
+/**
+ * Spawns `bin args` and resolves once its first stdout line matches `readyRe` (group 1: the base URL).
+ * Returns { baseURL, stderr(), hasExited(), stop() }; stop() closes stdin (--exit-on-stdin-close), then
+ * escalates to SIGTERM and SIGKILL.
+ */
+async function launch(bin, args, readyRe, label) {
   const child = spawn(bin, args, { stdio: ["pipe", "pipe", "pipe"] });
   let stderrTail = "";
   child.stderr.setEncoding("utf8");
@@ -92,15 +176,15 @@ export async function startTwin({ extraArgs = [], captureName = "ts.jsonl" } = {
       child.kill("SIGKILL");
       settle(
         reject,
-        new Error(`${why}\ncommand: ${bin} ${args.join(" ")}\ntwin stderr:\n${stderrTail || "(empty)"}`),
+        new Error(`${why}\ncommand: ${bin} ${args.join(" ")}\n${label} stderr:\n${stderrTail || "(empty)"}`),
       );
     };
     const timer = setTimeout(
-      () => fail(`twin did not print its address within ${READY_TIMEOUT_MS} ms`),
+      () => fail(`${label} did not print its address within ${READY_TIMEOUT_MS} ms`),
       READY_TIMEOUT_MS,
     );
-    child.on("error", (err) => fail(`could not spawn the twin: ${err.message}`));
-    child.on("exit", (code, signal) => fail(`twin exited before it was ready (code ${code}, signal ${signal})`));
+    child.on("error", (err) => fail(`could not spawn the ${label}: ${err.message}`));
+    child.on("exit", (code, signal) => fail(`${label} exited before it was ready (code ${code}, signal ${signal})`));
     child.stdout.setEncoding("utf8");
     child.stdout.on("data", (chunk) => {
       if (settled) return; // keep draining stdout after the first line
@@ -108,9 +192,9 @@ export async function startTwin({ extraArgs = [], captureName = "ts.jsonl" } = {
       const nl = buf.indexOf("\n");
       if (nl < 0) return;
       const first = buf.slice(0, nl).replace(/\r$/, "");
-      const m = READY_RE.exec(first);
+      const m = readyRe.exec(first);
       if (m) settle(resolve, m[1].replace(/\/+$/, ""));
-      else fail(`unexpected first stdout line from the twin: ${JSON.stringify(first)}`);
+      else fail(`unexpected first stdout line from the ${label}: ${JSON.stringify(first)}`);
     });
   });
 
@@ -118,7 +202,7 @@ export async function startTwin({ extraArgs = [], captureName = "ts.jsonl" } = {
     if (exited) return exited;
     // --exit-on-stdin-close: closing stdin is the polite way to stop it.
     child.stdin.end();
-    const polite = await Promise.race([exitPromise, sleep(3_000).then(() => null)]);
+    const polite = await Promise.race([exitPromise, sleep(10_000).then(() => null)]);
     if (polite) return polite;
     child.kill("SIGTERM");
     const termed = await Promise.race([exitPromise, sleep(3_000).then(() => null)]);
@@ -129,8 +213,6 @@ export async function startTwin({ extraArgs = [], captureName = "ts.jsonl" } = {
 
   return {
     baseURL,
-    capturePath,
-    captureOffset,
     stderr: () => stderrTail,
     hasExited: () => exited,
     stop,

@@ -41,6 +41,46 @@ impl Outcome {
     }
 }
 
+/// The HTTP version a response came over (the upstream leg: h2 when ALPN chose it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HttpVersion {
+    /// HTTP/0.9.
+    Http09,
+    /// HTTP/1.0.
+    Http10,
+    /// HTTP/1.1.
+    Http11,
+    /// HTTP/2.
+    Http2,
+    /// HTTP/3.
+    Http3,
+}
+
+impl HttpVersion {
+    /// The version of a response received by hyper (`None` for a version this build does not name).
+    pub fn of(v: http::Version) -> Option<Self> {
+        Some(match v {
+            http::Version::HTTP_09 => HttpVersion::Http09,
+            http::Version::HTTP_10 => HttpVersion::Http10,
+            http::Version::HTTP_11 => HttpVersion::Http11,
+            http::Version::HTTP_2 => HttpVersion::Http2,
+            http::Version::HTTP_3 => HttpVersion::Http3,
+            _ => return None,
+        })
+    }
+
+    /// The name stored in the `upstream_version` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpVersion::Http09 => "HTTP/0.9",
+            HttpVersion::Http10 => "HTTP/1.0",
+            HttpVersion::Http11 => "HTTP/1.1",
+            HttpVersion::Http2 => "HTTP/2",
+            HttpVersion::Http3 => "HTTP/3",
+        }
+    }
+}
+
 /// The request side of an exchange, known when the request arrives.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RequestInfo {
@@ -111,6 +151,8 @@ pub enum Msg {
         headers: Vec<(String, String)>,
         /// Receive offset.
         at_us: OffsetUs,
+        /// The HTTP version the upstream answered over; `None` for a response the proxy made up (502, 504…).
+        upstream_version: Option<HttpVersion>,
     },
     /// A frame of the response body, as forwarded, with its receive offset.
     ResponseBody {

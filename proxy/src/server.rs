@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::config::ProxyConfig;
 use crate::exchange::Exchange;
 use crate::forward::{self, UpstreamClient};
-use crate::record::{Msg, Outcome, RequestInfo};
+use crate::record::{HttpVersion, Msg, Outcome, RequestInfo};
 use crate::recorder::{Durability, RecorderHandle};
 use crate::tee::{BoxError, RequestTee, ResponseTee};
 
@@ -83,6 +83,7 @@ fn record_local_response(
         status: resp.status().as_u16(),
         headers: forward::recorded_headers(resp.headers()),
         at_us,
+        upstream_version: None,
     });
     ex.add_out(body.len());
     ex.record(Msg::ResponseBody {
@@ -267,6 +268,7 @@ pub async fn handle(
         status: rparts.status.as_u16(),
         headers: forward::recorded_headers(&rparts.headers),
         at_us,
+        upstream_version: HttpVersion::of(rparts.version),
     });
     forward::strip_hop_by_hop(&mut rparts.headers);
     let content_length = rparts

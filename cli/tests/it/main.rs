@@ -369,6 +369,48 @@ fn query_and_conversations_through_the_admin_then_from_the_file() {
 }
 
 #[test]
+fn the_proxy_stops_gracefully_when_its_stdin_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("s.duckdb");
+    let err = dir.path().join("proxy.err");
+    let (mut proxy, line) = Kid::start(
+        "proxy",
+        &[
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "http://127.0.0.1:1",
+            "--db",
+            db.to_str().unwrap(),
+            "--exit-on-stdin-close",
+        ],
+        &err,
+    );
+    assert!(line.starts_with("agentcap proxy listening on "), "{line}");
+    drop(proxy.child.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = proxy.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the proxy did not stop when its stdin closed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    assert!(status.success(), "proxy exit: {status}; stderr:\n{stderr}");
+    assert!(
+        stderr.contains("agentcap proxy stopped: "),
+        "a graceful stop reports its stats; stderr:\n{stderr}"
+    );
+}
+
+#[test]
 fn help_mentions_the_flags() {
     let cases: [(&[&str], &[&str]); 5] = [
         (&["--help"], &["query", "conversations", "proxy", "sim"]),

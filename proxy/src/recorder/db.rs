@@ -244,6 +244,7 @@ fn write_in_tx(
                 x.agent_id,
                 x.model,
                 x.event_count,
+                x.upstream_version,
             ])?;
             counts.exchanges += 1;
         }

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::record::{ExchangeId, Msg, OffsetUs, Outcome, RequestInfo, Timings};
+use crate::record::{ExchangeId, HttpVersion, Msg, OffsetUs, Outcome, RequestInfo, Timings};
 
 use super::body::{
     Encoding, Redactor, StoredBody, StreamDecoder, header, headers_json, pairs_json, store_body,
@@ -48,6 +48,8 @@ pub struct ResponseHead {
     pub headers: Vec<(String, String)>,
     /// Receive offset.
     pub at_us: OffsetUs,
+    /// HTTP version of the upstream leg (`None` for a response the proxy made up).
+    pub upstream_version: Option<HttpVersion>,
 }
 
 /// The fields of `Msg::End`.
@@ -104,12 +106,14 @@ impl ExchangeMsgs {
                 status,
                 headers,
                 at_us,
+                upstream_version,
                 ..
             } => {
                 self.response = Some(ResponseHead {
                     status,
                     headers,
                     at_us,
+                    upstream_version,
                 })
             }
             Msg::ResponseBody { at_us, bytes, .. } => self.response_frames.push((at_us, bytes)),
@@ -178,6 +182,7 @@ pub struct ExchangeRow {
     pub agent_id: Option<String>,
     pub model: Option<String>,
     pub event_count: Option<i32>,
+    pub upstream_version: Option<String>,
 }
 
 /// One `sse_events` row (the exchange id comes from the owning [`Derived`]).
@@ -791,6 +796,11 @@ pub fn derive(x: &ExchangeMsgs, ctx: &DeriveCtx) -> Derived {
     let ok = status.is_some_and(|s| (200..300).contains(&s));
     let resp_headers = x.response.as_ref().map_or(&empty, |r| &r.headers);
     row.status = status.map(i32::from);
+    row.upstream_version = x
+        .response
+        .as_ref()
+        .and_then(|r| r.upstream_version)
+        .map(|v| v.as_str().to_owned());
     row.response_headers = x
         .response
         .as_ref()
@@ -1045,6 +1055,7 @@ mod tests {
             status,
             headers: vec![("content-type".into(), ct.into())],
             at_us: 100,
+            upstream_version: None,
         });
         for (i, f) in frames.iter().enumerate() {
             x.response_frames

@@ -10,7 +10,9 @@
 //! ```
 //!
 //! Strings and byte strings are `[u32 length][bytes]`; optional values carry a `u8` 0/1 flag first;
-//! header lists are `[u32 count]` then name/value string pairs. A record whose length runs past the
+//! header lists are `[u32 count]` then name/value string pairs. A response record ends with the
+//! upstream's HTTP version (`u8`, 0 = none); records written before that field existed end at
+//! the headers and read back with no version. A record whose length runs past the
 //! end of the file or whose checksum does not match ends the readable part of the file: that is
 //! the torn tail a crash leaves behind, and everything after it is ignored.
 //!
@@ -25,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use uuid::Uuid;
 
-use crate::record::{Msg, Outcome, RequestInfo, Timings};
+use crate::record::{HttpVersion, Msg, Outcome, RequestInfo, Timings};
 
 use super::body::{REDACTED, is_sensitive_header};
 
@@ -147,6 +149,7 @@ fn encode_payload(msg: &Msg, out: &mut Vec<u8>) {
             status,
             headers,
             at_us,
+            upstream_version,
         } => {
             out.push(KIND_RESPONSE);
             put_uuid(out, id);
@@ -154,6 +157,7 @@ fn encode_payload(msg: &Msg, out: &mut Vec<u8>) {
             out.extend_from_slice(&status.to_le_bytes());
             put_u64(out, *at_us);
             put_headers(out, headers);
+            out.push(upstream_version.map_or(0, version_code));
         }
         Msg::ResponseBody {
             id,
@@ -204,6 +208,28 @@ fn outcome_code(o: Outcome) -> u8 {
         Outcome::ProxyError => 3,
         Outcome::Timeout => 4,
     }
+}
+
+fn version_code(v: HttpVersion) -> u8 {
+    match v {
+        HttpVersion::Http09 => 1,
+        HttpVersion::Http10 => 2,
+        HttpVersion::Http11 => 3,
+        HttpVersion::Http2 => 4,
+        HttpVersion::Http3 => 5,
+    }
+}
+
+fn version_from(code: u8) -> Result<Option<HttpVersion>, DecodeError> {
+    Ok(Some(match code {
+        0 => return Ok(None),
+        1 => HttpVersion::Http09,
+        2 => HttpVersion::Http10,
+        3 => HttpVersion::Http11,
+        4 => HttpVersion::Http2,
+        5 => HttpVersion::Http3,
+        _ => return Err(DecodeError("unknown HTTP version")),
+    }))
 }
 
 fn outcome_from(code: u8) -> Option<Outcome> {
@@ -426,6 +452,12 @@ pub fn decode_payload(payload: &[u8]) -> Result<Msg, DecodeError> {
             status: c.u16()?,
             at_us: c.u64()?,
             headers: c.pairs()?,
+            // Absent in records written before the field existed.
+            upstream_version: if c.pos < payload.len() {
+                version_from(c.u8()?)?
+            } else {
+                None
+            },
         },
         KIND_RESPONSE_BODY => Msg::ResponseBody {
             id: c.uuid()?,
@@ -638,6 +670,7 @@ mod tests {
                 status: 200,
                 headers: vec![("content-type".into(), "text/event-stream".into())],
                 at_us: 1234,
+                upstream_version: Some(HttpVersion::Http2),
             },
             Msg::ResponseBody {
                 id,
@@ -691,6 +724,37 @@ mod tests {
         };
         assert_eq!(info.headers[1].1, REDACTED);
         assert_eq!(info.tags, vec![("run".to_owned(), "7".to_owned())]);
+    }
+
+    #[test]
+    fn response_records_without_a_version_still_decode() {
+        let msg = &sample()[2];
+        let mut payload = Vec::new();
+        encode_payload(msg, &mut payload);
+        let Msg::Response {
+            upstream_version, ..
+        } = decode_payload(&payload).unwrap()
+        else {
+            panic!("not a response")
+        };
+        assert_eq!(upstream_version, Some(HttpVersion::Http2));
+        // The layout before the field existed: the record ends at the headers.
+        payload.pop();
+        let Msg::Response {
+            upstream_version,
+            status,
+            headers,
+            ..
+        } = decode_payload(&payload).unwrap()
+        else {
+            panic!("not a response")
+        };
+        assert_eq!((upstream_version, status, headers.len()), (None, 200, 1));
+        payload.push(99);
+        assert!(
+            decode_payload(&payload).is_err(),
+            "an unknown version code is corruption"
+        );
     }
 
     #[test]

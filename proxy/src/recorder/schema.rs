@@ -128,8 +128,15 @@ CREATE TABLE usage (
 );
 "#;
 
+/// Schema version 2: the upstream leg's HTTP version.
+const V2: &str = r#"
+-- HTTP version the upstream answered over: 'HTTP/1.1', 'HTTP/2' (h2 chosen by ALPN), …;
+-- NULL when no upstream response arrived (the proxy answered 502 / 504 itself).
+ALTER TABLE exchanges ADD COLUMN upstream_version VARCHAR;
+"#;
+
 /// Every migration, in order; index + 1 is the version.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The latest schema version.
 pub fn latest_version() -> i32 {
@@ -244,6 +251,41 @@ mod tests {
         };
         assert_eq!(ty, want);
         eprintln!("JSON columns are {ty}");
+    }
+
+    #[test]
+    fn a_version_1_database_gains_upstream_version() {
+        let conn = memory();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER, applied_at TIMESTAMP)",
+        )
+        .unwrap();
+        conn.execute_batch(&migration_sql(V1, json_available(&conn)))
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO schema_migrations VALUES (1, NULL); \
+             INSERT INTO exchanges (id, outcome) VALUES ('old', 'complete')",
+        )
+        .unwrap();
+        assert_eq!(migrate(&conn).unwrap(), 2);
+        let (id, version): (String, Option<String>) = conn
+            .query_row("SELECT id, upstream_version FROM exchanges", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!((id.as_str(), version), ("old", None));
+        let last: String = conn
+            .query_row(
+                "SELECT column_name FROM information_schema.columns \
+                 WHERE table_name = 'exchanges' ORDER BY ordinal_position DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            last, "upstream_version",
+            "appenders fill columns in table order"
+        );
     }
 
     #[test]

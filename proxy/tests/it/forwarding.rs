@@ -61,6 +61,11 @@ async fn non_stream_and_stream_pass_through_and_are_recorded() {
     );
     assert_eq!(r.one("SELECT count(*) FROM agents"), json!(1));
     assert_eq!(r.one("SELECT turns FROM conversations"), json!(2));
+    assert_eq!(
+        r.rows("SELECT DISTINCT upstream_version FROM exchanges"),
+        vec![vec![json!("HTTP/1.1")]],
+        "a plain-HTTP upstream is spoken to over HTTP/1.1"
+    );
 }
 
 #[tokio::test]
@@ -407,6 +412,17 @@ async fn tls_upstream_over_h2() {
         2,
         "the upstream leg negotiated h2 by ALPN"
     );
+    proxy.recorder().flush().await.unwrap();
+    let versions = proxy
+        .recorder()
+        .query("SELECT upstream_version, count(*) FROM exchanges GROUP BY ALL")
+        .unwrap()
+        .rows;
+    assert_eq!(
+        versions,
+        vec![vec![json!("HTTP/2"), json!(2)]],
+        "each exchange records the upstream leg's protocol"
+    );
     let dir2 = tempfile::tempdir().unwrap();
     let untrusted = agentcap_proxy::start(proxy_config(&twin.url(), dir2.path()))
         .await
@@ -419,6 +435,17 @@ async fn tls_upstream_over_h2() {
         resp.status(),
         StatusCode::BAD_GATEWAY,
         "without --upstream-ca the twin's certificate is not trusted"
+    );
+    untrusted.recorder().flush().await.unwrap();
+    let row = untrusted
+        .recorder()
+        .query("SELECT status, outcome, upstream_version FROM exchanges")
+        .unwrap()
+        .rows;
+    assert_eq!(
+        row,
+        vec![vec![json!(502), json!("upstream_error"), Value::Null]],
+        "a response the proxy made up has no upstream version"
     );
     proxy.shutdown().await.unwrap();
     untrusted.shutdown().await.unwrap();

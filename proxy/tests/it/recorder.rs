@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use agentcap_proxy::record::{ExchangeId, Msg, Outcome, RequestInfo, Timings};
+use agentcap_proxy::record::{ExchangeId, HttpVersion, Msg, Outcome, RequestInfo, Timings};
 use agentcap_proxy::recorder::{
     Durability, Recorder, RecorderConfig, RecorderError, RecorderHandle, query_file_read_only,
 };
@@ -100,6 +100,7 @@ impl Ex {
             status,
             headers: pairs(headers),
             at_us: self.at,
+            upstream_version: Some(HttpVersion::Http11),
         });
         self
     }
@@ -1314,7 +1315,10 @@ async fn queries_are_read_only() {
         Err(e) => panic!("unexpected error: {e}"),
     }
     let schema_version = scalar(&h, "SELECT max(version) FROM schema_migrations");
-    assert_eq!(schema_version, json!(1));
+    assert_eq!(
+        schema_version,
+        json!(agentcap_proxy::recorder::schema::latest_version())
+    );
 
     let db = dir.path().join("rec.duckdb");
     rec.shutdown().unwrap();
@@ -1329,7 +1333,7 @@ async fn queries_are_read_only() {
     let rec = Recorder::open(config(dir.path())).unwrap();
     assert_eq!(
         count(&rec.handle(), "SELECT count(*) FROM schema_migrations"),
-        1
+        i64::from(agentcap_proxy::recorder::schema::latest_version())
     );
     rec.shutdown().unwrap();
 }
