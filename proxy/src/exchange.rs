@@ -57,9 +57,12 @@ impl Exchange {
         self.t0.elapsed().as_micros() as u64
     }
 
-    /// Hands a message to the recorder (never blocks).
+    /// Hands a message to the recorder (never blocks). Nothing is recorded once the exchange has
+    /// ended: its `End` is its last message.
     pub fn record(&self, msg: Msg) {
-        self.rec.send(msg);
+        if !self.is_ended() {
+            self.rec.send(msg);
+        }
     }
 
     /// Counts request body bytes.

@@ -24,7 +24,7 @@ use crate::exchange::Exchange;
 use crate::forward::{self, UpstreamClient};
 use crate::record::{HttpVersion, Msg, Outcome, RequestInfo};
 use crate::recorder::{Durability, RecorderHandle};
-use crate::tee::{BoxError, RequestTee, ResponseTee};
+use crate::tee::{BoxError, RequestTee, ResponseTee, abort_signal, aborted};
 
 /// Body type of every response the proxy sends.
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -39,17 +39,23 @@ pub struct Shared {
     /// Recorder.
     pub rec: RecorderHandle,
     base_path: String,
+    /// Flips to `true` when the shutdown grace period is over: in-flight exchanges end now.
+    abort: watch::Receiver<bool>,
+    abort_tx: watch::Sender<bool>,
 }
 
 impl Shared {
     /// Builds the handler's state.
     pub fn new(cfg: ProxyConfig, client: UpstreamClient, rec: RecorderHandle) -> Self {
         let base_path = cfg.base_path().to_string();
+        let (abort_tx, abort) = watch::channel(false);
         Self {
             cfg,
             client,
             rec,
             base_path,
+            abort,
+            abort_tx,
         }
     }
 }
@@ -206,11 +212,25 @@ pub async fn handle(
     let upstream_req = Request::from_parts(parts, RequestTee::new(body, ex.clone()));
 
     ex.upstream_sent();
-    let sent = tokio::time::timeout(
-        shared.cfg.response_timeout,
-        shared.client.request(upstream_req),
-    )
-    .await;
+    let sent = tokio::select! {
+        sent = tokio::time::timeout(
+            shared.cfg.response_timeout,
+            shared.client.request(upstream_req),
+        ) => sent,
+        () = aborted(shared.abort.clone()) => {
+            let msg = format!(
+                "agentcap shut down: the upstream had not answered when the shutdown grace period ({} ms) ran out",
+                shared.cfg.shutdown_grace.as_millis()
+            );
+            let (r, b) = local(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &msg,
+                "service_unavailable",
+                "agentcap_shutting_down",
+            );
+            return Ok(record_local_response(&ex, r, &b, Outcome::ProxyError, msg));
+        }
+    };
     let resp = match sent {
         Err(_) => {
             let msg = format!(
@@ -276,7 +296,10 @@ pub async fn handle(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let tee = ResponseTee::new(rbody, ex, shared.cfg.idle_timeout, content_length);
+    let tee = ResponseTee::new(rbody, ex, shared.cfg.idle_timeout, content_length).abort_on(
+        abort_signal(shared.abort.clone()),
+        shared.cfg.shutdown_grace,
+    );
     Ok(Response::from_parts(rparts, tee.boxed()))
 }
 
@@ -377,13 +400,25 @@ pub async fn serve(
     }
     drop(listener);
     let grace = shared.cfg.shutdown_grace;
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let shutdown = graceful.shutdown();
+    tokio::pin!(shutdown);
+    if tokio::time::timeout(grace, &mut shutdown).await.is_err() {
         tracing::warn!(
             ?grace,
-            "in-flight exchanges did not finish within the grace period"
+            "in-flight exchanges did not finish within the grace period; ending them as proxy_error"
         );
+        // Every in-flight exchange ends now (recorded with the reason), its client sees an error.
+        let _ = shared.abort_tx.send(true);
+        if tokio::time::timeout(ABORT_WAIT, &mut shutdown)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "client connections still open after the in-flight exchanges were ended"
+            );
+        }
     }
 }
+
+/// After the grace period, how long connections get to close once their exchanges were ended.
+const ABORT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);

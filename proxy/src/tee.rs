@@ -18,6 +18,22 @@ use crate::record::{Msg, Outcome};
 /// The error type of bodies the proxy serves.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
 
+/// Resolves when the proxy stops waiting for in-flight exchanges (the shutdown grace period
+/// ended). Behind a mutex only to be `Sync`; it is polled through `&mut`, never locked.
+pub type AbortSignal = std::sync::Mutex<Pin<Box<dyn Future<Output = ()> + Send>>>;
+
+/// Resolves once `rx` holds `true` (never, if its sender is gone first).
+pub async fn aborted(mut rx: tokio::sync::watch::Receiver<bool>) {
+    if rx.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// An [`AbortSignal`] that resolves once `rx` holds `true`.
+pub fn abort_signal(rx: tokio::sync::watch::Receiver<bool>) -> AbortSignal {
+    std::sync::Mutex::new(Box::pin(aborted(rx)))
+}
+
 /// Wraps the client's request body on its way to the upstream.
 #[derive(Debug)]
 pub struct RequestTee<B> {
@@ -76,10 +92,12 @@ where
 /// Each frame is returned the moment it arrives. The exchange ends `complete` when the upstream body ends,
 /// `upstream_error` when it fails, `timeout` when it sits idle too long, and `cancelled_by_client` when the
 /// client drops it first. In strict durability the end of the body (and a content-length body's last frame)
-/// is held until the record is durable; earlier frames never wait.
+/// is held until the record is durable; earlier frames never wait. When the proxy shuts down and its grace
+/// period ends first, the client's body ends with an error and the exchange as `proxy_error`.
 pub struct ResponseTee<B> {
     inner: B,
     ex: Arc<Exchange>,
+    abort: Option<(AbortSignal, Duration)>,
     idle: Duration,
     timer: Pin<Box<Sleep>>,
     remaining: Option<u64>,
@@ -103,6 +121,7 @@ impl<B> ResponseTee<B> {
         Self {
             inner,
             ex,
+            abort: None,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
             remaining: content_length,
@@ -110,6 +129,12 @@ impl<B> ResponseTee<B> {
             ack: None,
             done: false,
         }
+    }
+
+    /// Ends the body with an error when `signal` resolves (the shutdown `grace` period is over).
+    pub fn abort_on(mut self, signal: AbortSignal, grace: Duration) -> Self {
+        self.abort = Some((signal, grace));
+        self
     }
 
     fn finish_ok(&mut self) {
@@ -193,6 +218,19 @@ where
                 Poll::Ready(None)
             }
             Poll::Pending => {
+                if let Some((signal, grace)) = this.abort.as_mut() {
+                    let signal = signal.get_mut().unwrap_or_else(|e| e.into_inner());
+                    if signal.as_mut().poll(cx).is_ready() {
+                        this.ex.upstream_done();
+                        let msg = format!(
+                            "agentcap shut down: the response had not ended when the shutdown grace period ({} ms) ran out",
+                            grace.as_millis()
+                        );
+                        this.ex.end(Outcome::ProxyError, Some(msg.clone()));
+                        this.done = true;
+                        return Poll::Ready(Some(Err(msg.into())));
+                    }
+                }
                 if this.timer.as_mut().poll(cx).is_ready() {
                     this.ex.upstream_done();
                     let msg = format!("the upstream sent nothing for {:?}", this.idle);

@@ -1,8 +1,13 @@
 //! Crash durability of the recording: kill -9 of a proxy under load, then a restart replays the journal.
+//! Strict mode loses nothing the client received; batched mode loses at most what completed in the last
+//! few group-commit intervals (the test allows ten) before the kill.
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -62,53 +67,71 @@ fn proxy(twin: &str, db: &std::path::Path, mode: &str) -> (Proc, String, String)
     (p, url, admin)
 }
 
-/// Sends `n` requests from 4 threads with plain blocking sockets; returns the ids of conversations whose
-/// response arrived in full.
-fn load(url: &str, n: usize) -> Vec<String> {
-    let addr = url.trim_start_matches("http://").to_string();
-    let handles: Vec<_> = (0..4)
-        .map(|w| {
-            let addr = addr.clone();
-            std::thread::spawn(move || {
-                let mut done = Vec::new();
-                for i in (w..n).step_by(4) {
-                    let body = format!("{{\"model\":\"m\",\"inputs\":\"crash test {i}\"}}");
-                    let req = format!("POST /v1/conversations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-                    let Ok(mut s) = std::net::TcpStream::connect(&addr) else { break };
-                    use std::io::{Read, Write};
-                    if s.write_all(req.as_bytes()).is_err() {
-                        break;
-                    }
-                    let mut resp = Vec::new();
-                    if s.read_to_end(&mut resp).is_err() {
-                        break;
-                    }
-                    let text = String::from_utf8_lossy(&resp);
-                    let Some((head, body)) = text.split_once("\r\n\r\n") else { break };
-                    if !head.starts_with("HTTP/1.1 200") {
-                        break;
-                    }
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
-                        .unwrap_or(0);
-                    if body.len() < len {
-                        break; // not received in full
-                    }
-                    let v: Value = serde_json::from_str(&body[..len]).unwrap();
-                    done.push(v["conversation_id"].as_str().unwrap().to_string());
-                }
-                done
+/// One load thread: non-streamed conversation starts, one connection each, until `stop` is set or
+/// the proxy goes away. Returns each conversation whose response arrived in full, with the moment
+/// it did.
+fn load_thread(addr: String, stop: Arc<AtomicBool>, tag: &'static str) -> Vec<(String, Instant)> {
+    use std::io::{Read, Write};
+    let mut done = Vec::new();
+    let mut i = 0u64;
+    while !stop.load(Ordering::SeqCst) {
+        i += 1;
+        let body = format!("{{\"model\":\"m\",\"inputs\":\"crash test {tag} {i}\"}}");
+        let req = format!(
+            "POST /v1/conversations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let Ok(mut s) = std::net::TcpStream::connect(&addr) else {
+            break;
+        };
+        if s.write_all(req.as_bytes()).is_err() {
+            break;
+        }
+        let mut resp = Vec::new();
+        if s.read_to_end(&mut resp).is_err() {
+            break;
+        }
+        let at = Instant::now();
+        let text = String::from_utf8_lossy(&resp);
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            break;
+        };
+        if !head.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length: ")
+                    .map(|v| v.trim().parse().unwrap())
             })
+            .unwrap_or(0);
+        if body.len() < len {
+            break; // not received in full
+        }
+        let v: Value = serde_json::from_str(&body[..len]).unwrap();
+        done.push((v["conversation_id"].as_str().unwrap().to_string(), at));
+    }
+    done
+}
+
+fn load(
+    url: &str,
+    threads: usize,
+    stop: &Arc<AtomicBool>,
+    tag: &'static str,
+) -> Vec<std::thread::JoinHandle<Vec<(String, Instant)>>> {
+    let addr = url.trim_start_matches("http://").to_string();
+    (0..threads)
+        .map(|_| {
+            let (addr, stop) = (addr.clone(), stop.clone());
+            std::thread::spawn(move || load_thread(addr, stop, tag))
         })
-        .collect();
-    handles
-        .into_iter()
-        .flat_map(|h| h.join().unwrap())
         .collect()
 }
 
-fn recorded_conversations(db: &std::path::Path) -> Vec<String> {
+fn recorded_conversations(db: &std::path::Path) -> HashSet<String> {
     let out = Command::new(env!("CARGO_BIN_EXE_agentcap"))
         .args([
             "query",
@@ -133,7 +156,25 @@ fn recorded_conversations(db: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
-fn kill9_then_restart(mode: &str) -> (usize, usize) {
+/// The journal's group-commit interval (the recorder's default).
+const COMMIT_INTERVAL: Duration = Duration::from_millis(5);
+/// Responses completed this long before the kill must have been journaled.
+const QUIET: Duration = Duration::from_millis(10 * 5);
+
+/// What a kill -9 under load lost.
+struct Loss {
+    /// Responses received in full at least [`QUIET`] before the kill, and of those, not recorded.
+    settled: usize,
+    settled_lost: usize,
+    /// Responses received in full within the last [`QUIET`] before the kill, and of those, not recorded.
+    recent: usize,
+    recent_lost: usize,
+}
+
+/// Three load threads run, then stop; one more keeps the proxy under load through a quiet period
+/// of [`QUIET`] and the kill -9. A restart on the same file replays the journal.
+fn kill9_then_restart(mode: &str) -> Loss {
+    assert_eq!(QUIET, COMMIT_INTERVAL * 10);
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("crash.duckdb");
     let (_twin, line) = spawn(&[
@@ -146,14 +187,24 @@ fn kill9_then_restart(mode: &str) -> (usize, usize) {
     ]);
     let twin = url_after(&line, "listening on ");
     let (mut p, url, _admin) = proxy(&twin, &db, mode);
-    let loader = {
-        let url = url.clone();
-        std::thread::spawn(move || load(&url, 100_000))
-    };
+    let (stop_a, stop_c) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let group_a = load(&url, 3, &stop_a, "a");
+    let group_c = load(&url, 1, &stop_c, "c");
     std::thread::sleep(Duration::from_millis(1500));
+    stop_a.store(true, Ordering::SeqCst);
+    let mut received: Vec<(String, Instant)> = group_a
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    std::thread::sleep(QUIET);
+    let killed_at = Instant::now();
     p.0.kill().unwrap(); // SIGKILL
     p.0.wait().unwrap();
-    let received = loader.join().unwrap();
+    stop_c.store(true, Ordering::SeqCst);
+    received.extend(group_c.into_iter().flat_map(|h| h.join().unwrap()));
     assert!(
         received.len() > 20,
         "some requests completed before the kill: {}",
@@ -173,27 +224,41 @@ fn kill9_then_restart(mode: &str) -> (usize, usize) {
     let status = p2.0.wait().unwrap();
     assert!(status.success(), "the proxy exits 0 on SIGTERM");
     let recorded = recorded_conversations(&db);
-    let missing = received.iter().filter(|c| !recorded.contains(c)).count();
-    (received.len(), missing)
+    let cutoff = killed_at - QUIET;
+    let (settled, recent): (Vec<_>, Vec<_>) = received.iter().partition(|(_, at)| *at < cutoff);
+    let lost = |v: &[&(String, Instant)]| v.iter().filter(|(c, _)| !recorded.contains(c)).count();
+    Loss {
+        settled: settled.len(),
+        settled_lost: lost(&settled),
+        recent: recent.len(),
+        recent_lost: lost(&recent),
+    }
 }
 
 #[test]
 fn strict_durability_survives_kill_9() {
-    let (received, missing) = kill9_then_restart("strict");
+    let l = kill9_then_restart("strict");
+    eprintln!(
+        "strict: lost {} of {} responses completed before the quiet period, {} of {} completed within it",
+        l.settled_lost, l.settled, l.recent_lost, l.recent
+    );
     assert_eq!(
-        missing, 0,
-        "{missing} of {received} fully received responses are missing after kill -9"
+        l.settled_lost + l.recent_lost,
+        0,
+        "strict: every fully received response is recorded after kill -9"
     );
 }
 
 #[test]
-fn batched_durability_recovers_what_was_journaled() {
-    let (received, missing) = kill9_then_restart("batched");
-    eprintln!("batched: {missing} of {received} fully received exchanges lost by kill -9");
-    // What was not yet in the journal when the process died is lost; the figure is reported, and the
-    // restart must still have recovered what was journaled.
-    assert!(
-        missing < received,
-        "{missing} of {received} lost: nothing was recovered"
+fn batched_durability_loses_at_most_the_commit_window() {
+    let l = kill9_then_restart("batched");
+    eprintln!(
+        "batched: lost {} of {} responses completed before the quiet period, {} of {} completed within it",
+        l.settled_lost, l.settled, l.recent_lost, l.recent
+    );
+    assert!(l.settled > 0);
+    assert_eq!(
+        l.settled_lost, 0,
+        "batched: responses completed {QUIET:?} (10 group commits) before kill -9 are all recorded"
     );
 }

@@ -15,6 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
 mod durability;
+mod shutdown;
 
 const BIN: &str = env!("CARGO_BIN_EXE_agentcap");
 
@@ -282,6 +283,14 @@ fn query_and_conversations_through_the_admin_then_from_the_file() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("DELETE statements are not allowed"), "{err}");
+    // Other local files are out of the queries' reach.
+    let other = dir.path().join("other.csv");
+    std::fs::write(&other, "a,b\n1,2\n").unwrap();
+    let read_other = format!("SELECT * FROM read_csv('{}')", other.display());
+    let out = run(&a(&["query", &read_other]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("queries read the recording only"), "{err}");
 
     // conversations list / show.
     let list = stdout_of(&a(&["conversations", "list"]));
@@ -355,6 +364,10 @@ fn query_and_conversations_through_the_admin_then_from_the_file() {
     let out = run(&[&["query", "DROP TABLE exchanges"][..], &nobody[..]].concat());
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("DROP statements are not allowed"));
+    let out = run(&[&["query", read_other.as_str()][..], &nobody[..]].concat());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("queries read the recording only"), "{err}");
     let missing = dir.path().join("none.duckdb");
     let out = run(&[
         "query",

@@ -17,19 +17,26 @@
 //! the torn tail a crash leaves behind, and everything after it is ignored.
 //!
 //! Header values that carry credentials are replaced by `[REDACTED]` while encoding, so no
-//! credential can reach the journal whatever the caller passed in.
+//! credential can reach the journal whatever the caller passed in. The `--redact` patterns are
+//! applied while encoding too: to header values, the query, tags, error texts and body frames.
+//! A body frame is masked when it is UTF-8 text (a character cut at either edge of the frame is
+//! allowed); binary frames (a compressed body) are written as received, and a match that spans two
+//! frames cannot be seen in either. The database copy is masked after decoding and reassembly, so
+//! it has neither limit.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use uuid::Uuid;
 
 use crate::record::{HttpVersion, Msg, Outcome, RequestInfo, Timings};
 
-use super::body::{REDACTED, is_sensitive_header};
+use super::body::{REDACTED, Redactor, is_sensitive_header};
 
 /// Record header size: length + checksum.
 pub const HEADER_LEN: usize = 8;
@@ -110,11 +117,12 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<SegId>> {
 // ---------------------------------------------------------------------------------------------
 // Encoding
 
-/// Appends the full record (header + payload) of `msg` to `out`.
-pub fn encode_record(msg: &Msg, out: &mut Vec<u8>) {
+/// Appends the full record (header + payload) of `msg` to `out`, with `redactor`'s patterns
+/// masked.
+pub fn encode_record(msg: &Msg, out: &mut Vec<u8>, redactor: &Redactor) {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
-    encode_payload(msg, out);
+    encode_payload(msg, out, redactor);
     let payload = &out[start + HEADER_LEN..];
     let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
     let crc = crc32fast::hash(payload);
@@ -122,7 +130,45 @@ pub fn encode_record(msg: &Msg, out: &mut Vec<u8>) {
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
-fn encode_payload(msg: &Msg, out: &mut Vec<u8>) {
+/// Masks `redactor`'s matches in a body frame that is UTF-8 text. A frame may start or end in
+/// the middle of a character (frames split anywhere); those partial characters are kept as they
+/// are. Anything else (a compressed body) is returned unchanged.
+pub fn redact_frame<'a>(redactor: &Redactor, bytes: &'a [u8]) -> Cow<'a, [u8]> {
+    if redactor.is_empty() {
+        return Cow::Borrowed(bytes);
+    }
+    // At most three continuation bytes of a character that began in the previous frame.
+    let head = bytes
+        .iter()
+        .take(3)
+        .take_while(|b| (**b & 0xC0) == 0x80)
+        .count();
+    let rest = &bytes[head..];
+    let (text, tail) = match std::str::from_utf8(rest) {
+        Ok(t) => (t, &[][..]),
+        // A character cut by the end of the frame.
+        Err(e) if e.error_len().is_none() => {
+            let (valid, tail) = rest.split_at(e.valid_up_to());
+            match std::str::from_utf8(valid) {
+                Ok(t) => (t, tail),
+                Err(_) => return Cow::Borrowed(bytes),
+            }
+        }
+        Err(_) => return Cow::Borrowed(bytes),
+    };
+    match redactor.text(text) {
+        Cow::Borrowed(_) => Cow::Borrowed(bytes),
+        Cow::Owned(masked) => {
+            let mut out = Vec::with_capacity(head + masked.len() + tail.len());
+            out.extend_from_slice(&bytes[..head]);
+            out.extend_from_slice(masked.as_bytes());
+            out.extend_from_slice(tail);
+            Cow::Owned(out)
+        }
+    }
+}
+
+fn encode_payload(msg: &Msg, out: &mut Vec<u8>, redactor: &Redactor) {
     match msg {
         Msg::Request { info } => {
             out.push(KIND_REQUEST);
@@ -130,18 +176,21 @@ fn encode_payload(msg: &Msg, out: &mut Vec<u8>) {
             put_i64(out, system_time_to_us(info.started_at));
             put_str(out, &info.method);
             put_str(out, &info.path);
-            put_opt_str(out, info.query.as_deref());
+            put_opt_str(
+                out,
+                info.query.as_deref().map(|q| redactor.text(q)).as_deref(),
+            );
             put_str(out, &info.client_addr);
-            put_headers(out, &info.headers);
+            put_headers(out, &info.headers, redactor);
             put_opt_str(out, info.key_fingerprint.as_deref());
             put_opt_str(out, info.session.as_deref());
-            put_pairs(out, &info.tags);
+            put_pairs(out, &info.tags, redactor);
         }
         Msg::RequestBody { id, seq, bytes } => {
             out.push(KIND_REQUEST_BODY);
             put_uuid(out, id);
             put_u32(out, *seq);
-            put_bytes(out, bytes);
+            put_bytes(out, &redact_frame(redactor, bytes));
         }
         Msg::Response {
             id,
@@ -156,7 +205,7 @@ fn encode_payload(msg: &Msg, out: &mut Vec<u8>) {
             put_u32(out, *seq);
             out.extend_from_slice(&status.to_le_bytes());
             put_u64(out, *at_us);
-            put_headers(out, headers);
+            put_headers(out, headers, redactor);
             out.push(upstream_version.map_or(0, version_code));
         }
         Msg::ResponseBody {
@@ -169,7 +218,7 @@ fn encode_payload(msg: &Msg, out: &mut Vec<u8>) {
             put_uuid(out, id);
             put_u32(out, *seq);
             put_u64(out, *at_us);
-            put_bytes(out, bytes);
+            put_bytes(out, &redact_frame(redactor, bytes));
         }
         Msg::End {
             id,
@@ -184,7 +233,7 @@ fn encode_payload(msg: &Msg, out: &mut Vec<u8>) {
             put_uuid(out, id);
             put_u32(out, *seq);
             out.push(outcome_code(*outcome));
-            put_opt_str(out, error.as_deref());
+            put_opt_str(out, error.as_deref().map(|e| redactor.text(e)).as_deref());
             match timings.response_headers_us {
                 Some(v) => {
                     out.push(1);
@@ -295,27 +344,24 @@ fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-fn put_pairs(out: &mut Vec<u8>, pairs: &[(String, String)]) {
+fn put_pairs(out: &mut Vec<u8>, pairs: &[(String, String)], redactor: &Redactor) {
     put_u32(out, u32::try_from(pairs.len()).unwrap_or(u32::MAX));
     for (k, v) in pairs {
         put_str(out, k);
-        put_str(out, v);
+        put_str(out, &redactor.text(v));
     }
 }
 
 /// Like [`put_pairs`], but credential-carrying headers get `[REDACTED]` as their value.
-fn put_headers(out: &mut Vec<u8>, headers: &[(String, String)]) {
+fn put_headers(out: &mut Vec<u8>, headers: &[(String, String)], redactor: &Redactor) {
     put_u32(out, u32::try_from(headers.len()).unwrap_or(u32::MAX));
     for (k, v) in headers {
         put_str(out, k);
-        put_str(
-            out,
-            if is_sensitive_header(k) {
-                REDACTED
-            } else {
-                v.as_str()
-            },
-        );
+        if is_sensitive_header(k) {
+            put_str(out, REDACTED);
+        } else {
+            put_str(out, &redactor.text(v));
+        }
     }
 }
 
@@ -568,11 +614,12 @@ pub struct SegmentFile {
     /// Bytes known to be on disk (fsynced).
     pub synced_len: u64,
     scratch: Vec<u8>,
+    redactor: Redactor,
 }
 
 impl SegmentFile {
-    /// Creates (or truncates) the file.
-    pub fn create(dir: &Path, id: SegId) -> io::Result<SegmentFile> {
+    /// Creates (or truncates) the file; `redactor`'s patterns are masked in every record.
+    pub fn create(dir: &Path, id: SegId, redactor: Redactor) -> io::Result<SegmentFile> {
         let path = id.path(dir);
         let file = OpenOptions::new()
             .create(true)
@@ -586,6 +633,7 @@ impl SegmentFile {
             len: 0,
             synced_len: 0,
             scratch: Vec::with_capacity(4096),
+            redactor,
         })
     }
 
@@ -597,7 +645,7 @@ impl SegmentFile {
     /// Appends one record; returns its size in bytes.
     pub fn append(&mut self, msg: &Msg) -> io::Result<u64> {
         self.scratch.clear();
-        encode_record(msg, &mut self.scratch);
+        encode_record(msg, &mut self.scratch, &self.redactor);
         self.out.write_all(&self.scratch)?;
         let n = self.scratch.len() as u64;
         self.len += n;
@@ -709,7 +757,7 @@ mod tests {
         let msgs = sample();
         let mut buf = Vec::new();
         for m in &msgs {
-            encode_record(m, &mut buf);
+            encode_record(m, &mut buf, &Redactor::default());
         }
         assert!(!buf.windows(9).any(|w| w == b"TOPSECRET"));
         let parsed = parse_records(&buf);
@@ -730,7 +778,7 @@ mod tests {
     fn response_records_without_a_version_still_decode() {
         let msg = &sample()[2];
         let mut payload = Vec::new();
-        encode_payload(msg, &mut payload);
+        encode_payload(msg, &mut payload, &Redactor::default());
         let Msg::Response {
             upstream_version, ..
         } = decode_payload(&payload).unwrap()
@@ -758,12 +806,80 @@ mod tests {
     }
 
     #[test]
+    fn redact_patterns_are_masked_while_encoding() {
+        let r = Redactor::new(vec![regex::Regex::new("tok-[0-9]{4}").unwrap()]);
+        let masked = |b: &[u8]| redact_frame(&r, b).into_owned();
+        assert_eq!(masked(b"a tok-1234 b"), b"a [REDACTED] b");
+        assert!(matches!(
+            redact_frame(&r, b"nothing here"),
+            Cow::Borrowed(_)
+        ));
+        // Characters cut at either edge of the frame are kept as they are.
+        let text = "é tok-1234 é".as_bytes();
+        let cut = &text[1..text.len() - 1];
+        let mut want = vec![text[1]];
+        want.extend_from_slice(" [REDACTED] ".as_bytes());
+        want.push(text[text.len() - 2]);
+        assert_eq!(masked(cut), want);
+        // Binary (compressed) frames are left alone.
+        let binary = [
+            0x1f, 0x8b, 0xff, b't', b'o', b'k', b'-', b'1', b'2', b'3', b'4',
+        ];
+        assert_eq!(masked(&binary), binary);
+        assert_eq!(
+            redact_frame(&Redactor::default(), b"tok-1234").as_ref(),
+            b"tok-1234"
+        );
+
+        let id = Uuid::now_v7();
+        let mut buf = Vec::new();
+        let msgs = [
+            Msg::Request {
+                info: Box::new(RequestInfo {
+                    id,
+                    started_at: SystemTime::now(),
+                    method: "POST".into(),
+                    path: "/v1/conversations".into(),
+                    query: Some("k=tok-1111".into()),
+                    client_addr: "127.0.0.1:5000".into(),
+                    headers: vec![("x-note".into(), "tok-2222".into())],
+                    key_fingerprint: None,
+                    session: None,
+                    tags: vec![("t".into(), "tok-3333".into())],
+                }),
+            },
+            Msg::RequestBody {
+                id,
+                seq: 1,
+                bytes: Bytes::from_static(b"{\"inputs\":\"tok-4444\"}"),
+            },
+            Msg::End {
+                id,
+                seq: 2,
+                outcome: Outcome::UpstreamError,
+                error: Some("bad tok-5555".into()),
+                timings: Timings::default(),
+                bytes_in: 0,
+                bytes_out: 0,
+            },
+        ];
+        for m in &msgs {
+            encode_record(m, &mut buf, &r);
+        }
+        assert!(
+            !buf.windows(4).any(|w| w == b"tok-"),
+            "a pattern match was journaled"
+        );
+        assert_eq!(parse_records(&buf).msgs.len(), 3);
+    }
+
+    #[test]
     fn torn_tail_is_ignored_at_every_cut() {
         let msgs = sample();
         let mut buf = Vec::new();
         let mut boundaries = vec![0];
         for m in &msgs {
-            encode_record(m, &mut buf);
+            encode_record(m, &mut buf, &Redactor::default());
             boundaries.push(buf.len());
         }
         for cut in 0..buf.len() {
@@ -779,10 +895,10 @@ mod tests {
         let msgs = sample();
         let mut buf = Vec::new();
         for m in &msgs {
-            encode_record(m, &mut buf);
+            encode_record(m, &mut buf, &Redactor::default());
         }
         let mut first = Vec::new();
-        encode_record(&msgs[0], &mut first);
+        encode_record(&msgs[0], &mut first, &Redactor::default());
         // Flip a byte inside the second record's payload.
         buf[first.len() + HEADER_LEN + 3] ^= 0x55;
         let parsed = parse_records(&buf);

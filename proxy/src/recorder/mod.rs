@@ -5,26 +5,31 @@
 //! hot path ──send()──▶ bounded channel ──▶ writer thread ──▶ journal segment (group-committed)
 //!     │ (channel full)                        │  per-exchange reorder by seq
 //!     └──▶ spill queue ──▶ spill thread ──▶ spill file ──(read back when idle)──┘
-//!                                             │  finished exchange ⇄ deriver thread(s): rows
-//!                                             └──▶ DuckDB batches (appenders + upserts)
+//!                                             │  finished exchange ──▶ deriver thread(s): rows
+//!                                             ▼                              │
+//!                                   DuckDB thread ◀──────────────────────────┘
+//!                                   batches (appenders + upserts) ──▶ "committed" back to the writer
 //! ```
 //!
-//! Only the writer thread touches DuckDB and the journal; deriving rows (SSE decoding, JSON
-//! parsing, entry assembly) is pure and runs on one deriver thread per spare core, so it overlaps
-//! with journaling and DuckDB writes.
+//! The writer thread owns the journal and never touches DuckDB; the DuckDB thread owns the
+//! connection. So journaling keeps pace with the hot path however slow DuckDB is, and a crash
+//! loses at most one group-commit interval of messages, not DuckDB's backlog. Deriving rows (SSE
+//! decoding, JSON parsing, entry assembly) is pure and runs on one deriver thread per spare core.
 //!
 //! - [`journal`]: the write-ahead log format (CRC-checked records) and segment files.
 //! - [`derive`]: from one exchange's messages to its rows (pure).
 //! - [`body`]: content decoding, capture cap, JSON parsing, redaction, credential filtering.
 //! - [`schema`]: migrations. [`db`]: batch insertion. [`query`]: read-only SQL.
-//! - `writer` / `spill`: the two threads.
+//! - `writer` / `committer` / `spill`: the threads.
 //!
 //! Durability: every message the writer receives is appended to the current journal segment,
-//! which is fsynced every `journal_commit_interval` (group commit). A segment is deleted once every
-//! exchange with a message in it is committed to DuckDB. On [`Recorder::open`] whatever a previous
-//! run left in the journal is replayed (idempotently) before anything else happens.
+//! which is fsynced every `journal_commit_interval` (group commit). A segment is deleted once the
+//! DuckDB thread reports every exchange with a message in it committed. On [`Recorder::open`]
+//! whatever a previous run left in the journal is replayed before anything else happens; exchanges
+//! DuckDB already has are skipped (by exchange id), so replay is idempotent.
 
 pub mod body;
+mod committer;
 pub mod db;
 pub mod derive;
 pub mod journal;
@@ -56,7 +61,8 @@ pub use query::{QueryResult, query_file_read_only};
 #[serde(rename_all = "snake_case")]
 pub enum Durability {
     /// The journal is group-committed every `journal_commit_interval`; a crash loses at most
-    /// that window (plus whatever sat in the channel).
+    /// about that window (plus whatever sat in the channel, which the writer drains at once: it
+    /// never waits on DuckDB).
     #[default]
     Batched,
     /// As batched, but whenever a [`RecorderHandle::send_durable`] acknowledgement is waiting,
@@ -212,6 +218,9 @@ pub struct RecorderStats {
     pub conversations_written: u64,
     /// Failed DuckDB batch attempts.
     pub db_errors: u64,
+    /// Time the DuckDB thread spent in successful batch transactions, in µs (rows_written per
+    /// second of it is the DuckDB writer's own throughput).
+    pub db_busy_us: u64,
     /// Records lost. Stays 0: the only way to lose one is to send after shutdown.
     pub records_dropped: u64,
     /// Exchanges in memory that are not committed yet (in flight or waiting for a batch).
@@ -234,6 +243,7 @@ struct StatsAtomics {
     agents_written: AtomicU64,
     conversations_written: AtomicU64,
     db_errors: AtomicU64,
+    db_busy_us: AtomicU64,
     records_dropped: AtomicU64,
     pending_exchanges: AtomicU64,
     replayed_exchanges: AtomicU64,
@@ -255,6 +265,7 @@ impl StatsAtomics {
             agents_written: g(&self.agents_written),
             conversations_written: g(&self.conversations_written),
             db_errors: g(&self.db_errors),
+            db_busy_us: g(&self.db_busy_us),
             records_dropped: g(&self.records_dropped),
             pending_exchanges: g(&self.pending_exchanges),
             replayed_exchanges: g(&self.replayed_exchanges),
@@ -312,6 +323,10 @@ pub(crate) struct Shared {
     stats: StatsAtomics,
     db_fault: AtomicBool,
     stopped: AtomicBool,
+    /// The writer can currently write the journal.
+    journal_ok: AtomicBool,
+    /// The writer's journal writes known to be fsynced (its write counter).
+    journal_synced: AtomicU64,
     query_conn: Mutex<Option<Connection>>,
     /// Acknowledgements of durable messages that went through the spill file.
     spill_acks: Mutex<HashMap<(ExchangeId, u32), oneshot::Sender<()>>>,
@@ -320,7 +335,7 @@ pub(crate) struct Shared {
     spill_pushed: AtomicU64,
 }
 
-/// The recorder: owns the writer thread (with its deriver threads) and the spill thread. Dropping
+/// The recorder: owns the writer thread (with its deriver and DuckDB threads) and the spill thread. Dropping
 /// it without [`Recorder::shutdown`] leaves the threads running until every handle is gone.
 pub struct Recorder {
     handle: RecorderHandle,
@@ -353,7 +368,11 @@ impl std::fmt::Debug for RecorderHandle {
 
 fn open_db(path: &Path) -> Result<Connection, RecorderError> {
     // Autoloading would try to download extensions; the recorder must never touch the network.
-    let config = Config::default().enable_autoload_extension(false)?;
+    // No external access: the database (the recording and the queries over it) can read and write
+    // its own file only, never other files (read_csv, COPY, ATTACH, INSTALL / LOAD ...).
+    let config = Config::default()
+        .enable_autoload_extension(false)?
+        .enable_external_access(false)?;
     Ok(Connection::open_with_flags(path, config)?)
 }
 
@@ -388,6 +407,8 @@ impl Recorder {
             stats: StatsAtomics::default(),
             db_fault: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            journal_ok: AtomicBool::new(true),
+            journal_synced: AtomicU64::new(0),
             query_conn: Mutex::new(None),
             spill_acks: Mutex::new(HashMap::new()),
             spill_files: Mutex::new(Vec::new()),
@@ -408,10 +429,31 @@ impl Recorder {
             interval: cfg.journal_commit_interval,
             strict: cfg.durability == Durability::Strict,
             next_no: replay.next_spill_no,
+            redactor: derive_ctx.redactor.clone(),
         };
         let spill = std::thread::Builder::new()
             .name("agentcap-spill".into())
             .spawn(move || spill.run())
+            .map_err(|source| RecorderError::Journal {
+                path: journal_dir.clone(),
+                source,
+            })?;
+        let (db_tx, db_rx) = crossbeam_channel::unbounded();
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        let (committed_tx, committed_rx) = crossbeam_channel::unbounded();
+        let committer = committer::Committer {
+            cfg: cfg.clone(),
+            dir: journal_dir.clone(),
+            derive: derive_ctx.clone(),
+            shared: shared.clone(),
+            conn,
+            rx: db_rx,
+            done_rx,
+            committed_tx,
+        };
+        let committer = std::thread::Builder::new()
+            .name("agentcap-duckdb".into())
+            .spawn(move || committer.run())
             .map_err(|source| RecorderError::Journal {
                 path: journal_dir.clone(),
                 source,
@@ -421,7 +463,10 @@ impl Recorder {
             journal_dir: journal_dir.clone(),
             derive: derive_ctx,
             shared: shared.clone(),
-            conn,
+            db_tx,
+            committed_rx,
+            done_tx,
+            committer,
             data_rx,
             ctl_rx,
             spill_tx: spill_tx.clone(),

@@ -241,8 +241,8 @@ pub fn run_read_only(conn: &Connection, sql: &str) -> Result<QueryResult, Record
 }
 
 fn collect(conn: &Connection, sql: &str) -> Result<QueryResult, RecorderError> {
-    let mut stmt = conn.prepare(sql)?;
-    let mut rows = stmt.query([])?;
+    let mut stmt = conn.prepare(sql).map_err(explain)?;
+    let mut rows = stmt.query([]).map_err(explain)?;
     let (columns, kinds) = {
         let st = rows.as_ref().ok_or_else(|| RecorderError::QueryRefused {
             reason: "the statement returned no result".to_owned(),
@@ -269,7 +269,7 @@ fn collect(conn: &Connection, sql: &str) -> Result<QueryResult, RecorderError> {
         columns,
         rows: Vec::new(),
     };
-    while let Some(row) = rows.next()? {
+    while let Some(row) = rows.next().map_err(explain)? {
         let mut values = Vec::with_capacity(kinds.len());
         for (i, kind) in kinds.iter().enumerate() {
             let value = match kind {
@@ -310,9 +310,28 @@ pub fn query_file_read_only(db_path: &Path, sql: &str) -> Result<QueryResult, Re
     check_read_only(sql)?;
     let config = Config::default()
         .access_mode(AccessMode::ReadOnly)?
-        .enable_autoload_extension(false)?;
+        .enable_autoload_extension(false)?
+        .enable_external_access(false)?;
     let conn = Connection::open_with_flags(db_path, config)?;
     run_read_only(&conn, sql)
+}
+
+/// DuckDB's refusal of file access (external access is disabled on every database agentcap
+/// opens), turned into a clear refusal; other errors pass through.
+fn explain(e: duckdb::Error) -> RecorderError {
+    let text = e.to_string();
+    if text.contains("disabled through configuration")
+        || text.contains("disabled by configuration")
+        || text.starts_with("Permission Error")
+    {
+        RecorderError::QueryRefused {
+            reason: format!(
+                "queries read the recording only: reading or writing other files (read_csv, read_text, COPY, ATTACH, INSTALL, LOAD, ...) is disabled ({text})"
+            ),
+        }
+    } else {
+        RecorderError::Db(e)
+    }
 }
 
 fn value_ref_to_json(v: ValueRef<'_>, is_json: bool) -> Value {

@@ -13,6 +13,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use crate::record::Msg;
 
+use super::body::Redactor;
 use super::journal::{SEGMENT_ROTATE_BYTES, SegId, SegKind, SegmentFile};
 use super::{Item, Shared, SpillFile, SpillItem, StatsAtomics, try_drain};
 
@@ -24,6 +25,8 @@ pub(crate) struct SpillThread {
     pub interval: Duration,
     pub strict: bool,
     pub next_no: u64,
+    /// `--redact` patterns, applied to what goes into the file.
+    pub redactor: Redactor,
 }
 
 struct State {
@@ -138,7 +141,7 @@ impl State {
                 no: self.t.next_no,
             };
             self.t.next_no += 1;
-            let f = SegmentFile::create(&self.t.dir, id)?;
+            let f = SegmentFile::create(&self.t.dir, id, self.t.redactor.clone())?;
             self.t.shared.spill_files.lock().push(SpillFile {
                 no: id.no,
                 synced_len: 0,

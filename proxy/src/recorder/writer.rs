@@ -1,18 +1,18 @@
-//! The writer thread: owns the DuckDB connection and the journal.
+//! The writer thread: owns the journal. It never touches DuckDB, so nothing DuckDB does (large
+//! batches, COMMIT, retries while it fails) delays journaling: the crash-loss window of the
+//! batched mode is the group-commit interval, not DuckDB's lag.
 //!
 //! Every message from the channel is appended to the current journal segment (group-committed
 //! every `journal_commit_interval`); spilled messages are read back from the spill files when the
 //! channel is empty. Messages are put back in `seq` order per exchange; when an exchange's `End`
-//! and everything before it are in, a deriver thread derives its rows and they are queued for the
-//! next DuckDB batch (in the order the exchanges finished).
-//! A journal file is deleted once every exchange with a message in it is committed. When DuckDB
-//! fails, batches stay pending and are retried every 500 ms; past `max_pending_exchanges` the
-//! derived rows are dropped from memory and derived again from the journal on recovery.
+//! and everything before it are in, it gets a ticket, a deriver thread derives its rows and the
+//! DuckDB thread ([`super::committer`]) writes them in ticket order. A journal file is deleted
+//! once the DuckDB thread reports every exchange with a message in it committed.
 //!
 //! [`replay`] is what [`super::Recorder::open`] runs first: it rebuilds the exchanges a previous
 //! run left in the journal and inserts the ones DuckDB does not have yet.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -24,7 +24,9 @@ use tokio::sync::oneshot;
 
 use crate::record::{ExchangeId, Msg};
 
-use super::db::{self, BatchCounts};
+use super::body::Redactor;
+use super::committer::{Committed, DbMsg, DeriveDone, Queued};
+use super::db;
 use super::derive::{DeriveCtx, Derived, ExchangeMsgs, derive};
 use super::journal::{self, SEGMENT_ROTATE_BYTES, SegId, SegKind, SegmentFile};
 use super::{
@@ -32,9 +34,7 @@ use super::{
     try_drain,
 };
 
-/// Delay between DuckDB retries while it fails.
-const RETRY_DELAY: Duration = Duration::from_millis(500);
-/// Exchanges derived per pass when replaying or re-deriving from the journal.
+/// Exchanges derived per pass when replaying the journal.
 const REDERIVE_CHUNK: usize = 2_000;
 
 /// Where a message came from.
@@ -89,24 +89,8 @@ impl Live {
     }
 }
 
-/// A finished exchange waiting for its DuckDB batch.
-struct Pending {
-    /// Position in the queue: consecutive, so a derivation result finds its entry directly.
-    ticket: u64,
-    id: ExchangeId,
-    /// The rows; `None` while a deriver works on them, or once dropped from memory (then
-    /// derived again from the journal before writing).
-    derived: Option<Derived>,
-    /// A deriver thread has the messages.
-    deriving: bool,
-    /// Row count (an estimate while deriving).
-    rows: usize,
-    segs: Vec<SegId>,
-}
-
-/// Work for a deriver thread, and its answer (`None` if derivation panicked).
+/// Work for a deriver thread; its answer goes to the DuckDB thread.
 type DeriveJob = (u64, ExchangeMsgs);
-type DeriveDone = (u64, Option<Derived>);
 
 /// Derives exchanges off the writer thread, so parsing overlaps journaling and DuckDB writes.
 fn run_deriver(ctx: DeriveCtx, jobs: Receiver<DeriveJob>, done: Sender<DeriveDone>) {
@@ -117,16 +101,6 @@ fn run_deriver(ctx: DeriveCtx, jobs: Receiver<DeriveJob>, done: Sender<DeriveDon
             return;
         }
     }
-}
-
-/// Rows for an exchange whose derivation panicked (a bug): at least its id and the failure.
-fn underivable(id: ExchangeId) -> Derived {
-    let mut d = Derived::default();
-    d.exchange.id = id.to_string();
-    d.exchange.operation = "other".to_owned();
-    d.exchange.outcome = "proxy_error".to_owned();
-    d.exchange.error = Some("the recorder failed to derive this exchange's rows".to_owned());
-    d
 }
 
 /// Bookkeeping of one journal file.
@@ -142,7 +116,10 @@ pub(crate) struct WriterInit {
     pub journal_dir: PathBuf,
     pub derive: DeriveCtx,
     pub shared: Arc<Shared>,
-    pub conn: Connection,
+    pub db_tx: Sender<DbMsg>,
+    pub committed_rx: Receiver<Committed>,
+    pub done_tx: Sender<DeriveDone>,
+    pub committer: std::thread::JoinHandle<()>,
     pub data_rx: Receiver<Item>,
     pub ctl_rx: Receiver<Control>,
     pub spill_tx: Sender<SpillItem>,
@@ -154,11 +131,14 @@ pub(crate) struct Writer {
     cfg: RecorderConfig,
     dir: PathBuf,
     derive: DeriveCtx,
+    redactor: Redactor,
     shared: Arc<Shared>,
-    conn: Connection,
     data_rx: Receiver<Item>,
     ctl_rx: Receiver<Control>,
     spill_tx: Sender<SpillItem>,
+    db_tx: Sender<DbMsg>,
+    committed_rx: Receiver<Committed>,
+    committer: Option<std::thread::JoinHandle<()>>,
 
     journal: Option<SegmentFile>,
     next_journal_no: u64,
@@ -170,22 +150,12 @@ pub(crate) struct Writer {
     segs: BTreeMap<SegId, SegState>,
 
     live: HashMap<ExchangeId, Live>,
-    pending: VecDeque<Pending>,
     next_ticket: u64,
-    /// Derivations handed out and not answered yet.
-    in_flight: usize,
+    /// Exchanges handed to the DuckDB thread and not reported committed yet.
+    outstanding: u64,
     jobs_tx: Option<Sender<DeriveJob>>,
-    done_rx: Receiver<DeriveDone>,
     derivers: Vec<std::thread::JoinHandle<()>>,
-    pending_rows: usize,
-    pending_since: Option<Instant>,
     acks: Vec<(u64, oneshot::Sender<()>)>,
-    waiters: Vec<oneshot::Sender<Result<(), RecorderError>>>,
-
-    failing: bool,
-    next_retry: Instant,
-    dedupe: bool,
-    memory_dropped_warned: bool,
 
     spill_no: u64,
     spill_offset: u64,
@@ -195,31 +165,36 @@ pub(crate) struct Writer {
 impl Writer {
     pub fn new(init: WriterInit) -> Self {
         let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<DeriveJob>();
-        let (done_tx, done_rx) = crossbeam_channel::unbounded::<DeriveDone>();
         // One deriver per spare core (at least one, at most four).
         let n = std::thread::available_parallelism()
             .map_or(1, |n| n.get().saturating_sub(1))
             .clamp(1, 4);
         let derivers = (0..n)
             .filter_map(|i| {
-                let (ctx, jobs, done) = (init.derive.clone(), jobs_rx.clone(), done_tx.clone());
+                let (ctx, jobs, done) =
+                    (init.derive.clone(), jobs_rx.clone(), init.done_tx.clone());
                 std::thread::Builder::new()
                     .name(format!("agentcap-derive-{i}"))
                     .spawn(move || run_deriver(ctx, jobs, done))
                     .ok()
             })
             .collect::<Vec<_>>();
+        // Only the derivers hold the sending side: the DuckDB thread sees them all gone.
+        drop(init.done_tx);
         // Without any deriver thread, derivation happens inline.
         let jobs_tx = (!derivers.is_empty()).then_some(jobs_tx);
         Writer {
+            redactor: init.derive.redactor.clone(),
             cfg: init.cfg,
             dir: init.journal_dir,
             derive: init.derive,
             shared: init.shared,
-            conn: init.conn,
             data_rx: init.data_rx,
             ctl_rx: init.ctl_rx,
             spill_tx: init.spill_tx,
+            db_tx: init.db_tx,
+            committed_rx: init.committed_rx,
+            committer: Some(init.committer),
             journal: None,
             next_journal_no: init.next_journal_no,
             writes: 0,
@@ -228,20 +203,11 @@ impl Writer {
             journal_ok: true,
             segs: BTreeMap::new(),
             live: HashMap::new(),
-            pending: VecDeque::new(),
             next_ticket: 0,
-            in_flight: 0,
+            outstanding: 0,
             jobs_tx,
-            done_rx,
             derivers,
-            pending_rows: 0,
-            pending_since: None,
             acks: Vec::new(),
-            waiters: Vec::new(),
-            failing: false,
-            next_retry: Instant::now(),
-            dedupe: false,
-            memory_dropped_warned: false,
             spill_no: init.first_spill_no,
             spill_offset: 0,
             spill_ingested: 0,
@@ -253,6 +219,7 @@ impl Writer {
         let ctl_rx = self.ctl_rx.clone();
         loop {
             let timeout = self.timeout();
+            let committed_rx = self.committed_rx.clone();
             crossbeam_channel::select! {
                 recv(data_rx) -> item => {
                     if let Ok(item) = item {
@@ -268,21 +235,23 @@ impl Writer {
                     }
                     Ok(Control::Shutdown) | Err(_) => return self.shutdown(),
                 },
+                recv(committed_rx) -> done => match done {
+                    Ok(done) => self.committed(done),
+                    // The DuckDB thread is gone (a bug): stop waiting on it.
+                    Err(_) => self.committed_rx = crossbeam_channel::never(),
+                },
                 default(timeout) => {}
             }
             if data_rx.is_empty() {
                 self.ingest_spill();
             }
-            self.absorb(None);
             self.maybe_sync();
-            self.maybe_commit();
             self.publish_gauge();
         }
     }
 
     /// How long the loop may sleep before something is due.
     fn timeout(&self) -> Duration {
-        let now = Instant::now();
         let mut t = Duration::from_millis(250);
         let interval = self.cfg.journal_commit_interval;
         if self.journal.as_ref().is_some_and(SegmentFile::dirty) {
@@ -291,16 +260,6 @@ impl Writer {
             }
             t = t.min(interval.saturating_sub(self.last_sync.elapsed()));
         }
-        if !self.pending.is_empty() {
-            let due = if self.failing {
-                self.next_retry.saturating_duration_since(now)
-            } else {
-                self.pending_since.map_or(Duration::ZERO, |s| {
-                    self.cfg.flush_interval.saturating_sub(s.elapsed())
-                })
-            };
-            t = t.min(due);
-        }
         if self.shared.spill_pushed.load(Ordering::SeqCst) > self.spill_ingested {
             t = t.min(interval.max(Duration::from_millis(1)));
         }
@@ -308,10 +267,26 @@ impl Writer {
     }
 
     fn publish_gauge(&self) {
-        self.shared.stats.pending_exchanges.store(
-            (self.live.len() + self.pending.len()) as u64,
-            Ordering::Relaxed,
-        );
+        self.shared
+            .stats
+            .pending_exchanges
+            .store(self.live.len() as u64 + self.outstanding, Ordering::Relaxed);
+    }
+
+    /// The DuckDB thread committed these exchanges: their journal files may go.
+    fn committed(&mut self, done: Committed) {
+        self.outstanding = self.outstanding.saturating_sub(done.len() as u64);
+        for (id, segs) in done {
+            self.release(id, &segs);
+        }
+        // Drain what else is reported, then start a fresh segment if nothing in it is pending.
+        while let Ok(more) = self.committed_rx.try_recv() {
+            self.outstanding = self.outstanding.saturating_sub(more.len() as u64);
+            for (id, segs) in more {
+                self.release(id, &segs);
+            }
+        }
+        self.rotate_if_idle();
     }
 
     // -----------------------------------------------------------------------------------------
@@ -368,7 +343,7 @@ impl Writer {
         }
     }
 
-    /// Derives a finished (or abandoned) exchange and queues its rows.
+    /// Hands a finished (or abandoned) exchange to a deriver and the DuckDB thread.
     fn finalize(&mut self, id: ExchangeId) {
         let Some(live) = self.live.remove(&id) else {
             return;
@@ -384,7 +359,7 @@ impl Writer {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         // Until derived, count about one row per response frame.
-        let estimate = 1 + msgs.response_frames.len();
+        let rows = 1 + msgs.response_frames.len();
         let job = match &self.jobs_tx {
             Some(tx) => match tx.send((ticket, msgs)) {
                 Ok(()) => None,
@@ -392,103 +367,19 @@ impl Writer {
             },
             None => Some(msgs),
         };
-        let (derived, deriving, rows) = match job {
-            None => {
-                self.in_flight += 1;
-                (None, true, estimate)
-            }
-            Some(msgs) => {
-                let d = derive(&msgs, &self.derive);
-                let rows = d.row_count();
-                (Some(d), false, rows)
-            }
-        };
-        self.pending_rows += rows;
-        self.pending.push_back(Pending {
+        let derived = job.map(|msgs| derive(&msgs, &self.derive));
+        self.outstanding += 1;
+        let queued = Queued {
             ticket,
             id,
-            derived,
-            deriving,
-            rows,
             segs,
-        });
-        self.pending_since.get_or_insert_with(Instant::now);
-        self.bound_memory();
-    }
-
-    /// Takes in the derivations that are done; with `wait_for`, blocks until the entries up to
-    /// that ticket are all derived.
-    fn absorb(&mut self, wait_for: Option<u64>) {
-        loop {
-            let waiting = wait_for.is_some_and(|t| {
-                self.pending
-                    .iter()
-                    .take_while(|p| p.ticket <= t)
-                    .any(|p| p.deriving)
-            });
-            let next = if waiting {
-                match self.done_rx.recv() {
-                    Ok(d) => d,
-                    Err(_) => {
-                        self.derivers_gone();
-                        return;
-                    }
-                }
-            } else {
-                match self.done_rx.try_recv() {
-                    Ok(d) => d,
-                    Err(_) => return,
-                }
-            };
-            self.in_flight = self.in_flight.saturating_sub(1);
-            let (ticket, derived) = next;
-            let Some(front) = self.pending.front().map(|p| p.ticket) else {
-                continue;
-            };
-            let Some(p) = ticket
-                .checked_sub(front)
-                .and_then(|i| usize::try_from(i).ok())
-                .and_then(|i| self.pending.get_mut(i))
-            else {
-                continue;
-            };
-            let d = derived.unwrap_or_else(|| underivable(p.id));
-            let rows = d.row_count();
-            self.pending_rows = (self.pending_rows + rows).saturating_sub(p.rows);
-            p.rows = rows;
-            p.derived = Some(d);
-            p.deriving = false;
-        }
-    }
-
-    /// Every deriver thread is gone (they only stop when the writer does, or on a bug): what
-    /// they had is derived again from the journal.
-    fn derivers_gone(&mut self) {
-        self.jobs_tx = None;
-        self.in_flight = 0;
-        for p in &mut self.pending {
-            p.deriving = false;
-        }
-    }
-
-    /// While DuckDB fails, keeps at most `max_pending_exchanges` derived exchanges in memory.
-    fn bound_memory(&mut self) {
-        if !self.failing || !self.journal_ok || self.pending.len() <= self.cfg.max_pending_exchanges
-        {
-            return;
-        }
-        let mut dropped = 0usize;
-        for p in &mut self.pending {
-            if !p.deriving && p.derived.take().is_some() {
-                dropped += 1;
-            }
-        }
-        if dropped > 0 && !self.memory_dropped_warned {
-            self.memory_dropped_warned = true;
-            tracing::warn!(
-                pending = self.pending.len(),
-                "agentcap recorder: DuckDB still failing; finished exchanges are kept in the journal only and will be derived again when it recovers"
-            );
+            mark,
+            rows,
+            derived,
+        };
+        if self.db_tx.send(DbMsg::Queued(Box::new(queued))).is_err() {
+            // The DuckDB thread is gone (a bug): the exchange stays in the journal for the next start.
+            self.outstanding -= 1;
         }
     }
 
@@ -502,11 +393,18 @@ impl Writer {
                 "agentcap recorder: journal write failed; records still go to DuckDB but are not crash-safe");
         }
         self.journal_ok = false;
+        self.shared.journal_ok.store(false, Ordering::SeqCst);
         if let Some(f) = self.journal.take() {
             let id = f.id;
             f.abandon();
             if let Some(st) = self.segs.get_mut(&id) {
                 st.open = false;
+            }
+            // Their unsynced bytes in that file are gone: their acknowledgements cannot be honoured.
+            for live in self.live.values_mut() {
+                if live.segs.contains(&id) {
+                    live.unjournaled = true;
+                }
             }
         }
         // Acknowledgements that need unsynced writes can no longer be honoured.
@@ -522,8 +420,13 @@ impl Writer {
                 no: self.next_journal_no,
             };
             self.next_journal_no += 1;
-            match SegmentFile::create(&self.dir, id) {
+            match SegmentFile::create(&self.dir, id, self.redactor.clone()) {
                 Ok(f) => {
+                    if !self.journal_ok {
+                        tracing::info!("agentcap recorder: the journal can be written again");
+                        self.journal_ok = true;
+                        self.shared.journal_ok.store(true, Ordering::SeqCst);
+                    }
                     self.segs.insert(
                         id,
                         SegState {
@@ -569,6 +472,9 @@ impl Writer {
         }
         if self.journal_ok {
             self.synced_writes = self.writes;
+            self.shared
+                .journal_synced
+                .store(self.synced_writes, Ordering::SeqCst);
         }
         let synced = self.synced_writes;
         let mut i = 0;
@@ -741,149 +647,6 @@ impl Writer {
     }
 
     // -----------------------------------------------------------------------------------------
-    // DuckDB
-
-    fn maybe_commit(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let due = if self.failing {
-            Instant::now() >= self.next_retry
-        } else {
-            self.pending_rows >= self.cfg.batch_rows
-                || self
-                    .pending_since
-                    .is_some_and(|s| s.elapsed() >= self.cfg.flush_interval)
-        };
-        if due {
-            let _ = self.commit_all();
-        }
-    }
-
-    /// Writes every pending exchange, in batches of about `batch_rows` rows.
-    fn commit_all(&mut self) -> Result<(), RecorderError> {
-        while !self.pending.is_empty() {
-            let mut n = 0;
-            let mut rows = 0;
-            for p in &self.pending {
-                n += 1;
-                rows += p.rows;
-                if rows >= self.cfg.batch_rows {
-                    break;
-                }
-            }
-            if let Some(last) = self.pending.get(n - 1).map(|p| p.ticket) {
-                self.absorb(Some(last));
-            }
-            if self
-                .pending
-                .iter()
-                .take(n)
-                .any(|p| p.derived.is_none() && !p.deriving)
-            {
-                self.rederive(n)?;
-            }
-            let result = if self.shared.db_fault.load(Ordering::SeqCst) {
-                Err(RecorderError::SimulatedFault)
-            } else {
-                let batch: Vec<&Derived> = self
-                    .pending
-                    .iter()
-                    .take(n)
-                    .filter_map(|p| p.derived.as_ref())
-                    .collect();
-                db::write_batch(&self.conn, &batch, self.dedupe)
-            };
-            match result {
-                Ok(counts) => {
-                    self.count(&counts);
-                    let done: Vec<Pending> = self.pending.drain(..n).collect();
-                    for p in done {
-                        self.pending_rows = self.pending_rows.saturating_sub(p.rows);
-                        self.release(p.id, &p.segs);
-                    }
-                }
-                Err(e) => {
-                    self.db_failed(&e);
-                    return Err(e);
-                }
-            }
-        }
-        if self.failing {
-            tracing::info!(
-                "agentcap recorder: DuckDB writes work again; pending exchanges written"
-            );
-        }
-        self.failing = false;
-        self.dedupe = false;
-        self.memory_dropped_warned = false;
-        self.pending_rows = 0;
-        self.pending_since = None;
-        for w in self.waiters.drain(..) {
-            let _ = w.send(Ok(()));
-        }
-        self.rotate_if_idle();
-        Ok(())
-    }
-
-    fn count(&self, c: &BatchCounts) {
-        let s = &self.shared.stats;
-        StatsAtomics::add(&s.exchanges_written, c.exchanges);
-        StatsAtomics::add(&s.rows_written, c.rows());
-        StatsAtomics::add(&s.sse_events_written, c.sse_events);
-        StatsAtomics::add(&s.entries_written, c.entries);
-        StatsAtomics::add(&s.usage_written, c.usage);
-        StatsAtomics::add(&s.agents_written, c.agents);
-        StatsAtomics::add(&s.conversations_written, c.conversations);
-    }
-
-    fn db_failed(&mut self, e: &RecorderError) {
-        StatsAtomics::add(&self.shared.stats.db_errors, 1);
-        if !self.failing {
-            tracing::warn!(error = %e, pending = self.pending.len(),
-                "agentcap recorder: DuckDB write failed; keeping the journal and retrying every 500 ms");
-        }
-        self.failing = true;
-        // A failed COMMIT may or may not have landed: check ids on the next attempts.
-        self.dedupe = true;
-        self.next_retry = Instant::now() + RETRY_DELAY;
-        self.bound_memory();
-    }
-
-    /// Derives the first `n` pending exchanges again from the journal files they are in.
-    fn rederive(&mut self, n: usize) -> Result<(), RecorderError> {
-        if let Some(f) = self.journal.as_mut() {
-            f.flush().map_err(|source| RecorderError::Journal {
-                path: f.path().to_owned(),
-                source,
-            })?;
-        }
-        let mut ids = HashSet::new();
-        let mut files = BTreeSet::new();
-        for p in self
-            .pending
-            .iter()
-            .take(n)
-            .filter(|p| p.derived.is_none() && !p.deriving)
-        {
-            ids.insert(p.id);
-            files.extend(p.segs.iter().copied());
-        }
-        let mut loaded = load_exchanges(&self.dir, &files, &ids)?;
-        for p in self.pending.iter_mut().take(n) {
-            if p.derived.is_none() && !p.deriving {
-                let msgs = loaded
-                    .remove(&p.id)
-                    .map_or_else(|| ExchangeMsgs::new(p.id), |m| fold(p.id, m));
-                let d = derive(&msgs, &self.derive);
-                p.rows = d.row_count();
-                p.derived = Some(d);
-            }
-        }
-        Ok(())
-    }
-
-    // -----------------------------------------------------------------------------------------
     // Control
 
     fn flush(&mut self, reply: oneshot::Sender<Result<(), RecorderError>>) {
@@ -896,11 +659,11 @@ impl Writer {
         let n = rx.len();
         try_drain(&rx, n, |i| self.ingest_item(i));
         self.sync_journal();
-        match self.commit_all() {
-            Ok(()) => {
-                let _ = reply.send(Ok(()));
-            }
-            Err(_) => self.waiters.push(reply),
+        // The DuckDB thread answers once everything queued before the request is committed.
+        if let Err(crossbeam_channel::SendError(DbMsg::Flush(reply))) =
+            self.db_tx.send(DbMsg::Flush(reply))
+        {
+            let _ = reply.send(Err(RecorderError::Stopped));
         }
     }
 
@@ -914,19 +677,18 @@ impl Writer {
             self.finalize(id);
         }
         self.sync_journal();
-        let mut attempts = 0;
-        let result = loop {
-            match self.commit_all() {
-                Ok(()) => break Ok(()),
-                Err(e) => {
-                    attempts += 1;
-                    if attempts >= 3 {
-                        break Err(e);
-                    }
-                    std::thread::sleep(RETRY_DELAY);
-                }
-            }
+        let (tx, done) = crossbeam_channel::bounded(1);
+        let result = if self.db_tx.send(DbMsg::Shutdown(tx)).is_ok() {
+            done.recv().unwrap_or(Err(RecorderError::WriterPanicked))
+        } else {
+            Err(RecorderError::WriterPanicked)
         };
+        if let Some(h) = self.committer.take() {
+            let _ = h.join();
+        }
+        while let Ok(more) = self.committed_rx.try_recv() {
+            self.outstanding = self.outstanding.saturating_sub(more.len() as u64);
+        }
         self.publish_gauge();
         if result.is_ok() {
             // Everything is in DuckDB: no journal file is needed any more.
@@ -943,11 +705,6 @@ impl Writer {
             tracing::warn!(dir = %self.dir.display(),
                 "agentcap recorder: stopped with exchanges not in DuckDB; they stay in the journal and are written on the next start");
         }
-        let stop = self.waiters.drain(..);
-        for w in stop {
-            let _ = w.send(Err(RecorderError::Stopped));
-        }
-        let _ = self.conn.execute_batch("CHECKPOINT");
         self.stop_derivers();
         result
     }
@@ -959,18 +716,22 @@ impl Writer {
         }
     }
 
-    /// Stops like a crash would: unflushed journal bytes are lost, nothing goes to DuckDB.
+    /// Stops like a crash would: unflushed journal bytes are lost, nothing more goes to DuckDB.
     fn abort(&mut self) {
         let _ = self.spill_tx.send(SpillItem::Abort);
+        let _ = self.db_tx.send(DbMsg::Abort);
         if let Some(f) = self.journal.take() {
             f.abandon();
+        }
+        if let Some(h) = self.committer.take() {
+            let _ = h.join();
         }
         self.stop_derivers();
     }
 }
 
 /// Messages of an exchange by `seq`, folded in order.
-fn fold(id: ExchangeId, msgs: BTreeMap<u32, Msg>) -> ExchangeMsgs {
+pub(crate) fn fold(id: ExchangeId, msgs: BTreeMap<u32, Msg>) -> ExchangeMsgs {
     let mut x = ExchangeMsgs::new(id);
     for (_, m) in msgs {
         x.push(m);
@@ -986,7 +747,7 @@ fn journal_err(path: &Path) -> impl FnOnce(std::io::Error) -> RecorderError + '_
 }
 
 /// Reads the messages of the exchanges `ids` from the journal files `files`.
-fn load_exchanges(
+pub(crate) fn load_exchanges(
     dir: &Path,
     files: &BTreeSet<SegId>,
     ids: &HashSet<ExchangeId>,
@@ -1062,8 +823,18 @@ pub(crate) fn replay(
             }
         }
     }
-    // Pass 2: derive and write, a chunk of exchanges at a time.
+    // Pass 2: derive and write, a chunk of exchanges at a time, skipping the exchanges DuckDB
+    // already has (the DuckDB thread had committed them before the crash).
     for chunk in order.chunks(REDERIVE_CHUNK) {
+        let texts: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let have = db::existing_ids(conn, &refs)?;
+        let chunk: Vec<ExchangeId> = chunk
+            .iter()
+            .zip(&texts)
+            .filter(|(_, t)| !have.contains(*t))
+            .map(|(id, _)| *id)
+            .collect();
         let ids: HashSet<ExchangeId> = chunk.iter().copied().collect();
         let files: BTreeSet<SegId> = chunk
             .iter()

@@ -1272,6 +1272,9 @@ async fn queries_are_read_only() {
         "ATTACH 'other.db'",
         "COPY exchanges TO 'out.csv'",
         "PRAGMA enable_profiling",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "EXPLAIN COPY exchanges TO 'out.csv'",
     ] {
         match h.query(sql) {
             Err(RecorderError::QueryRefused { reason }) => {
@@ -1285,13 +1288,46 @@ async fn queries_are_read_only() {
     assert_eq!(count(&h, "SELECT count(*) FROM exchanges"), 1);
     assert_eq!(count(&h, "SELECT count(*) FROM agents"), 1);
 
+    // Table functions cannot reach other local files (external access is off in DuckDB).
+    let other = dir.path().join("other.csv");
+    std::fs::write(&other, "a,b\n1,2\n").unwrap();
+    let file_sql = |p: &Path| {
+        let p = p.display();
+        [
+            format!("SELECT * FROM read_csv('{p}')"),
+            format!("SELECT * FROM read_text('{p}')"),
+            format!("SELECT content FROM read_blob('{p}')"),
+            format!("FROM '{p}'"),
+            format!("SELECT * FROM glob('{p}')"),
+            format!("SELECT * FROM sniff_csv('{p}')"),
+        ]
+    };
+    for sql in file_sql(&other) {
+        match h.query(&sql) {
+            Err(RecorderError::QueryRefused { reason }) => {
+                assert!(
+                    reason.contains("read the recording only"),
+                    "{sql}: {reason}"
+                );
+            }
+            other => panic!("{sql:?} was not refused: {other:?}"),
+        }
+    }
+    // The writer is unaffected.
+    Ex::new("GET", "/v1/agents/ag_2")
+        .reply(200, &agent(0, "y"))
+        .end()
+        .send(&h);
+    h.flush().await.unwrap();
+    assert_eq!(count(&h, "SELECT count(*) FROM exchanges"), 2);
+
     let desc = h.query("DESCRIBE exchanges").unwrap();
     assert!(desc.rows.len() >= 35);
     let tables = h.query("SHOW TABLES").unwrap();
     assert!(tables.rows.iter().any(|r| r[0] == json!("sse_events")));
     let info = h.query("PRAGMA table_info('agents')").unwrap();
     assert_eq!(info.rows.len(), 5);
-    let ts = scalar(&h, "SELECT started_at FROM exchanges");
+    let ts = scalar(&h, "SELECT min(started_at) FROM exchanges");
     assert!(ts.as_str().unwrap().starts_with("2025-06-15T"), "{ts}");
     let typed = h
         .query("SELECT [1, 2] AS l, {'a': 1} AS s, 1.5::DOUBLE AS d, DATE '2024-01-02' AS day, NULL AS n, 'x'::BLOB AS b")
@@ -1323,8 +1359,29 @@ async fn queries_are_read_only() {
     let db = dir.path().join("rec.duckdb");
     rec.shutdown().unwrap();
     assert!(matches!(h.query("SELECT 1"), Err(RecorderError::Stopped)));
-    let r = query_file_read_only(&db, "SELECT operation, status FROM exchanges").unwrap();
-    assert_eq!(r.rows, vec![vec![json!("agents.get"), json!(200)]]);
+    let r = query_file_read_only(
+        &db,
+        "SELECT operation, status FROM exchanges ORDER BY started_at",
+    )
+    .unwrap();
+    assert_eq!(
+        r.rows,
+        vec![
+            vec![json!("agents.get"), json!(200)],
+            vec![json!("agents.get"), json!(200)]
+        ]
+    );
+    for sql in file_sql(&other) {
+        match query_file_read_only(&db, &sql) {
+            Err(RecorderError::QueryRefused { reason }) => {
+                assert!(
+                    reason.contains("read the recording only"),
+                    "{sql}: {reason}"
+                );
+            }
+            other => panic!("{sql:?} was not refused on the file: {other:?}"),
+        }
+    }
     assert!(matches!(
         query_file_read_only(&db, "DELETE FROM exchanges"),
         Err(RecorderError::QueryRefused { .. })
@@ -1422,8 +1479,82 @@ async fn credentials_never_reach_any_file() {
     assert_secret_absent(dir.path(), SECRET.as_bytes());
 }
 
-/// Writer throughput: `cargo test -p agentcap-proxy --test it recorder::throughput -- --ignored --nocapture`
-/// (add `--release` for meaningful numbers). Prints rows/s; asserts nothing about time.
+#[tokio::test]
+async fn redact_patterns_are_masked_in_the_journal_and_spill_files() {
+    const SECRET: &str = "tok-7f3a9c1e5b";
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.redact = vec![regex::Regex::new("tok-[0-9a-f]{10}").unwrap()];
+    cfg.channel_capacity = 2; // most messages go through the spill file
+    let rec = Recorder::open(cfg).unwrap();
+    let h = rec.handle();
+    let exchange = |n: u64| {
+        let mut ex = Ex::with_headers(
+            "POST",
+            &format!("/v1/conversations?q={SECRET}"),
+            &[("content-type", "application/json"), ("x-note", SECRET)],
+        );
+        let seq = ex.next();
+        ex.msgs.push(Msg::RequestBody {
+            id: ex.id,
+            seq,
+            bytes: Bytes::from(format!(
+                r#"{{"inputs":"my key is {SECRET}","stream":true}}"#
+            )),
+        });
+        let events = vec![
+            json!({"type": "conversation.response.started", "conversation_id": format!("conv_r{n}")}),
+            json!({"type": "message.output.delta", "output_index": 0, "id": "msg_r", "content_index": 0,
+                   "model": MODEL, "role": "assistant", "content": format!("café {SECRET} ok")}),
+            json!({"type": "conversation.response.done", "usage": small_usage()}),
+        ];
+        let wire = sse(&events);
+        // Cut the stream inside the two bytes of "é": one frame ends, the next starts, mid-character.
+        let e = wire.windows(2).position(|w| w == "é".as_bytes()).unwrap();
+        ex.response(200, &[("content-type", "text/event-stream")])
+            .frames(vec![wire[..=e].to_vec(), wire[e + 1..].to_vec()])
+    };
+    // One exchange stays open, so its journal segment is still on disk when we look.
+    for m in exchange(0).msgs {
+        h.send(m);
+    }
+    for i in 1..=200u64 {
+        exchange(i)
+            .end_with(
+                Outcome::UpstreamError,
+                Some(format!("failed near {SECRET}").as_str()),
+            )
+            .send(&h);
+    }
+    h.flush().await.unwrap();
+    let s = h.stats();
+    assert!(s.spilled > 0, "{s:?}");
+    let names: Vec<String> = files_under(dir.path())
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().any(|n| n.contains("seg-")), "{names:?}");
+    assert!(names.iter().any(|n| n.contains("spill-")), "{names:?}");
+    assert_secret_absent(dir.path(), SECRET.as_bytes());
+    // The database copy is masked too.
+    let masked = count(
+        &h,
+        "SELECT count(*) FROM sse_events WHERE data::VARCHAR LIKE '%café [REDACTED] ok%'",
+    );
+    assert_eq!(masked, 200);
+    assert_eq!(
+        count(
+            &h,
+            "SELECT count(*) FROM exchanges WHERE error = 'failed near [REDACTED]'"
+        ),
+        200
+    );
+    rec.shutdown().unwrap();
+    assert_secret_absent(dir.path(), SECRET.as_bytes());
+}
+
+/// Writer throughput: `cargo test --workspace -- recorder::throughput --ignored --nocapture`
+/// (an optimised build gives meaningful numbers). Prints rows/s; asserts nothing about time.
 #[tokio::test]
 #[ignore]
 async fn throughput() {
@@ -1461,14 +1592,18 @@ async fn throughput() {
     h.flush().await.unwrap();
     let secs = t0.elapsed().as_secs_f64();
     let s = h.stats();
+    let db_secs = s.db_busy_us as f64 / 1e6;
     println!(
-        "{} exchanges, {} sse_events, {} rows in {secs:.2}s: {:.0} sse_event rows/s, {:.0} rows/s (spilled {})",
+        "{} exchanges, {} sse_events, {} rows in {secs:.2}s: {:.0} sse_event rows/s, {:.0} rows/s (spilled {}); \
+         DuckDB thread busy {db_secs:.2}s: {:.0} sse_event rows/s, {:.0} rows/s of it",
         s.exchanges_written,
         s.sse_events_written,
         s.rows_written,
         s.sse_events_written as f64 / secs,
         s.rows_written as f64 / secs,
-        s.spilled
+        s.spilled,
+        s.sse_events_written as f64 / db_secs,
+        s.rows_written as f64 / db_secs,
     );
     assert_eq!(s.sse_events_written, EXCHANGES * (DELTAS as u64 + 2));
     rec.shutdown().unwrap();

@@ -1,0 +1,475 @@
+//! The DuckDB thread: owns the connection and commits finished exchanges in batches, so that
+//! DuckDB work (appenders, upserts, COMMIT, retries while it fails) never delays journaling.
+//!
+//! The writer thread queues each finished exchange here in the order it finished (a "ticket"),
+//! the deriver threads deliver its rows, and this thread writes them in ticket order, in batches
+//! of about `batch_rows` rows or every `flush_interval`. After each committed batch it tells the
+//! writer which exchanges are in DuckDB, so their journal files can go. When DuckDB fails,
+//! batches stay pending and are retried every 500 ms; past `max_pending_exchanges` the derived
+//! rows of journaled exchanges are dropped from memory and derived again from the journal later.
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use duckdb::Connection;
+use tokio::sync::oneshot;
+
+use crate::record::ExchangeId;
+
+use super::db::{self, BatchCounts};
+use super::derive::{DeriveCtx, Derived, ExchangeMsgs, derive};
+use super::journal::SegId;
+use super::writer::{fold, load_exchanges};
+use super::{RecorderConfig, RecorderError, Shared, StatsAtomics};
+
+/// Delay between DuckDB retries while it fails.
+pub(crate) const RETRY_DELAY: Duration = Duration::from_millis(500);
+
+/// A finished exchange on its way to DuckDB.
+pub(crate) struct Queued {
+    /// Position in finishing order: consecutive, so a derivation result finds its entry directly.
+    pub ticket: u64,
+    pub id: ExchangeId,
+    /// Journal files holding its messages.
+    pub segs: Vec<SegId>,
+    /// The writer's journal write number of its latest journaled message: once the journal is
+    /// synced up to it, the exchange can be derived again from the files.
+    pub mark: u64,
+    /// Row count estimate until derived.
+    pub rows: usize,
+    /// The rows, when the writer derived them itself (no deriver thread).
+    pub derived: Option<Derived>,
+}
+
+/// Requests from the writer thread.
+pub(crate) enum DbMsg {
+    Queued(Box<Queued>),
+    /// Commit everything queued so far; answer once it is in DuckDB.
+    Flush(oneshot::Sender<Result<(), RecorderError>>),
+    /// Commit everything (a few attempts), then stop.
+    Shutdown(Sender<Result<(), RecorderError>>),
+    /// Stop without writing anything (crash simulation).
+    Abort,
+}
+
+/// A deriver's answer: the ticket and its rows (`None` if derivation panicked).
+pub(crate) type DeriveDone = (u64, Option<Derived>);
+
+/// Exchanges committed by one batch, with their journal files.
+pub(crate) type Committed = Vec<(ExchangeId, Vec<SegId>)>;
+
+/// A finished exchange waiting for its batch.
+struct Pending {
+    ticket: u64,
+    id: ExchangeId,
+    /// `None` while a deriver works on it, or once dropped from memory.
+    derived: Option<Derived>,
+    deriving: bool,
+    rows: usize,
+    segs: Vec<SegId>,
+    mark: u64,
+}
+
+pub(crate) struct Committer {
+    pub cfg: RecorderConfig,
+    pub dir: PathBuf,
+    pub derive: DeriveCtx,
+    pub shared: Arc<Shared>,
+    pub conn: Connection,
+    pub rx: Receiver<DbMsg>,
+    pub done_rx: Receiver<DeriveDone>,
+    pub committed_tx: Sender<Committed>,
+}
+
+struct State {
+    c: Committer,
+    pending: VecDeque<Pending>,
+    pending_rows: usize,
+    /// Pending exchanges whose rows are in memory.
+    held: usize,
+    /// Derivations that arrived before their exchange was queued here.
+    early: HashMap<u64, Option<Derived>>,
+    /// Tickets below this are committed.
+    committed_below: u64,
+    pending_since: Option<Instant>,
+    waiters: Vec<oneshot::Sender<Result<(), RecorderError>>>,
+    failing: bool,
+    next_retry: Instant,
+    dedupe: bool,
+    memory_dropped_warned: bool,
+}
+
+/// Rows for an exchange whose derivation panicked (a bug): at least its id and the failure.
+fn underivable(id: ExchangeId) -> Derived {
+    let mut d = Derived::default();
+    d.exchange.id = id.to_string();
+    d.exchange.operation = "other".to_owned();
+    d.exchange.outcome = "proxy_error".to_owned();
+    d.exchange.error = Some("the recorder failed to derive this exchange's rows".to_owned());
+    d
+}
+
+impl Committer {
+    pub fn run(self) {
+        let mut s = State {
+            c: self,
+            pending: VecDeque::new(),
+            pending_rows: 0,
+            held: 0,
+            early: HashMap::new(),
+            committed_below: 0,
+            pending_since: None,
+            waiters: Vec::new(),
+            failing: false,
+            next_retry: Instant::now(),
+            dedupe: false,
+            memory_dropped_warned: false,
+        };
+        let rx = s.c.rx.clone();
+        loop {
+            let timeout = s.timeout();
+            let done_rx = s.c.done_rx.clone();
+            crossbeam_channel::select! {
+                recv(rx) -> msg => match msg {
+                    Ok(DbMsg::Queued(q)) => s.queue(*q),
+                    Ok(DbMsg::Flush(reply)) => s.flush(reply),
+                    Ok(DbMsg::Shutdown(reply)) => {
+                        let _ = reply.send(s.shutdown());
+                        return;
+                    }
+                    Ok(DbMsg::Abort) | Err(_) => return,
+                },
+                recv(done_rx) -> done => match done {
+                    Ok(d) => s.take_derived(d),
+                    Err(_) => s.derivers_gone(),
+                },
+                default(timeout) => {}
+            }
+            s.absorb(None);
+            s.maybe_commit();
+        }
+    }
+}
+
+impl State {
+    /// How long the loop may sleep before a batch is due.
+    fn timeout(&self) -> Duration {
+        if self.pending.is_empty() {
+            return Duration::from_millis(250);
+        }
+        if self.failing {
+            self.next_retry.saturating_duration_since(Instant::now())
+        } else {
+            self.pending_since.map_or(Duration::ZERO, |s| {
+                self.c.cfg.flush_interval.saturating_sub(s.elapsed())
+            })
+        }
+    }
+
+    fn queue(&mut self, mut q: Queued) {
+        if let Some(d) = self.early.remove(&q.ticket) {
+            q.derived = Some(d.unwrap_or_else(|| underivable(q.id)));
+        }
+        let (deriving, rows) = match &q.derived {
+            Some(d) => {
+                self.held += 1;
+                (false, d.row_count())
+            }
+            None => (true, q.rows),
+        };
+        self.pending_rows += rows;
+        self.pending.push_back(Pending {
+            ticket: q.ticket,
+            id: q.id,
+            derived: q.derived,
+            deriving,
+            rows,
+            segs: q.segs,
+            mark: q.mark,
+        });
+        self.pending_since.get_or_insert_with(Instant::now);
+        self.bound_memory();
+    }
+
+    /// Files a deriver's result under its ticket (the writer queues an exchange here and hands
+    /// it to a deriver at about the same time: the result may come first).
+    fn take_derived(&mut self, (ticket, derived): DeriveDone) {
+        let front = self.pending.front().map(|p| p.ticket);
+        let index = front
+            .and_then(|f| ticket.checked_sub(f))
+            .and_then(|i| usize::try_from(i).ok());
+        let Some(p) = index.and_then(|i| self.pending.get_mut(i)) else {
+            if ticket >= self.committed_below {
+                // Not queued yet.
+                self.early.insert(ticket, derived);
+            }
+            return;
+        };
+        if !p.deriving {
+            return;
+        }
+        let d = derived.unwrap_or_else(|| underivable(p.id));
+        let rows = d.row_count();
+        self.pending_rows = (self.pending_rows + rows).saturating_sub(p.rows);
+        p.rows = rows;
+        p.derived = Some(d);
+        p.deriving = false;
+        self.held += 1;
+        self.bound_memory();
+    }
+
+    /// Takes in the derivations that are done; with `wait_for`, blocks until the entries up to
+    /// that ticket are all derived.
+    fn absorb(&mut self, wait_for: Option<u64>) {
+        loop {
+            let waiting = wait_for.is_some_and(|t| {
+                self.pending
+                    .iter()
+                    .take_while(|p| p.ticket <= t)
+                    .any(|p| p.deriving)
+            });
+            let next = if waiting {
+                match self.c.done_rx.recv() {
+                    Ok(d) => d,
+                    Err(_) => {
+                        self.derivers_gone();
+                        return;
+                    }
+                }
+            } else {
+                match self.c.done_rx.try_recv() {
+                    Ok(d) => d,
+                    Err(crossbeam_channel::TryRecvError::Empty) => return,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                        self.derivers_gone();
+                        return;
+                    }
+                }
+            };
+            self.take_derived(next);
+        }
+    }
+
+    /// Every deriver thread is gone (they stop only with the writer, or on a bug): what they had
+    /// is derived again from the journal.
+    fn derivers_gone(&mut self) {
+        self.c.done_rx = crossbeam_channel::never();
+        for p in &mut self.pending {
+            p.deriving = false;
+        }
+    }
+
+    /// Keeps at most `max_pending_exchanges` derived exchanges in memory: beyond that, the rows of
+    /// exchanges whose messages are safely in the journal are dropped and derived again later.
+    fn bound_memory(&mut self) {
+        if self.held <= self.c.cfg.max_pending_exchanges
+            || !self.c.shared.journal_ok.load(Ordering::SeqCst)
+        {
+            return;
+        }
+        let synced = self.c.shared.journal_synced.load(Ordering::SeqCst);
+        let mut dropped = 0usize;
+        for p in &mut self.pending {
+            if !p.deriving && p.mark <= synced && p.derived.take().is_some() {
+                dropped += 1;
+            }
+        }
+        self.held -= dropped;
+        if dropped > 0 && !self.memory_dropped_warned {
+            self.memory_dropped_warned = true;
+            tracing::warn!(
+                pending = self.pending.len(),
+                "agentcap recorder: DuckDB is behind; finished exchanges are kept in the journal only and will be derived again when they are written"
+            );
+        }
+    }
+
+    fn maybe_commit(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let due = if self.failing {
+            Instant::now() >= self.next_retry
+        } else {
+            self.pending_rows >= self.c.cfg.batch_rows
+                || self
+                    .pending_since
+                    .is_some_and(|s| s.elapsed() >= self.c.cfg.flush_interval)
+        };
+        if due {
+            let _ = self.commit_all();
+        }
+    }
+
+    /// Writes every pending exchange, in batches of about `batch_rows` rows.
+    fn commit_all(&mut self) -> Result<(), RecorderError> {
+        while !self.pending.is_empty() {
+            let mut n = 0;
+            let mut rows = 0;
+            for p in &self.pending {
+                n += 1;
+                rows += p.rows;
+                if rows >= self.c.cfg.batch_rows {
+                    break;
+                }
+            }
+            if let Some(last) = self.pending.get(n - 1).map(|p| p.ticket) {
+                self.absorb(Some(last));
+            }
+            if self
+                .pending
+                .iter()
+                .take(n)
+                .any(|p| p.derived.is_none() && !p.deriving)
+                && let Err(e) = self.rederive(n)
+            {
+                self.db_failed(&e);
+                return Err(e);
+            }
+            let result = if self.c.shared.db_fault.load(Ordering::SeqCst) {
+                Err(RecorderError::SimulatedFault)
+            } else {
+                let batch: Vec<&Derived> = self
+                    .pending
+                    .iter()
+                    .take(n)
+                    .filter_map(|p| p.derived.as_ref())
+                    .collect();
+                let t0 = Instant::now();
+                db::write_batch(&self.c.conn, &batch, self.dedupe).inspect(|_| {
+                    let us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+                    StatsAtomics::add(&self.c.shared.stats.db_busy_us, us);
+                })
+            };
+            match result {
+                Ok(counts) => {
+                    self.count(&counts);
+                    let done: Committed = self
+                        .pending
+                        .drain(..n)
+                        .map(|p| {
+                            self.committed_below = self.committed_below.max(p.ticket + 1);
+                            self.pending_rows = self.pending_rows.saturating_sub(p.rows);
+                            self.held -= usize::from(p.derived.is_some());
+                            (p.id, p.segs)
+                        })
+                        .collect();
+                    let _ = self.c.committed_tx.send(done);
+                }
+                Err(e) => {
+                    self.db_failed(&e);
+                    return Err(e);
+                }
+            }
+        }
+        if self.failing {
+            tracing::info!(
+                "agentcap recorder: DuckDB writes work again; pending exchanges written"
+            );
+        }
+        self.failing = false;
+        self.dedupe = false;
+        self.memory_dropped_warned = false;
+        self.pending_rows = 0;
+        self.pending_since = None;
+        for w in self.waiters.drain(..) {
+            let _ = w.send(Ok(()));
+        }
+        Ok(())
+    }
+
+    fn count(&self, c: &BatchCounts) {
+        let s = &self.c.shared.stats;
+        StatsAtomics::add(&s.exchanges_written, c.exchanges);
+        StatsAtomics::add(&s.rows_written, c.rows());
+        StatsAtomics::add(&s.sse_events_written, c.sse_events);
+        StatsAtomics::add(&s.entries_written, c.entries);
+        StatsAtomics::add(&s.usage_written, c.usage);
+        StatsAtomics::add(&s.agents_written, c.agents);
+        StatsAtomics::add(&s.conversations_written, c.conversations);
+    }
+
+    fn db_failed(&mut self, e: &RecorderError) {
+        StatsAtomics::add(&self.c.shared.stats.db_errors, 1);
+        if !self.failing {
+            tracing::warn!(error = %e, pending = self.pending.len(),
+                "agentcap recorder: DuckDB write failed; keeping the journal and retrying every 500 ms");
+        }
+        self.failing = true;
+        // A failed COMMIT may or may not have landed: check ids on the next attempts.
+        self.dedupe = true;
+        self.next_retry = Instant::now() + RETRY_DELAY;
+        self.bound_memory();
+    }
+
+    /// Derives the first `n` pending exchanges again from the journal files they are in.
+    fn rederive(&mut self, n: usize) -> Result<(), RecorderError> {
+        let synced = self.c.shared.journal_synced.load(Ordering::SeqCst);
+        let mut ids = HashSet::new();
+        let mut files = BTreeSet::new();
+        for p in self
+            .pending
+            .iter()
+            .take(n)
+            .filter(|p| p.derived.is_none() && !p.deriving)
+        {
+            if p.mark > synced {
+                // Not on disk yet (only when every deriver died): try again shortly.
+                return Err(RecorderError::Config(
+                    "an exchange to derive again is not journaled yet".into(),
+                ));
+            }
+            ids.insert(p.id);
+            files.extend(p.segs.iter().copied());
+        }
+        let mut loaded = load_exchanges(&self.c.dir, &files, &ids)?;
+        for p in self.pending.iter_mut().take(n) {
+            if p.derived.is_none() && !p.deriving {
+                let msgs = loaded
+                    .remove(&p.id)
+                    .map_or_else(|| ExchangeMsgs::new(p.id), |m| fold(p.id, m));
+                let d = derive(&msgs, &self.c.derive);
+                self.pending_rows = (self.pending_rows + d.row_count()).saturating_sub(p.rows);
+                p.rows = d.row_count();
+                p.derived = Some(d);
+                self.held += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, reply: oneshot::Sender<Result<(), RecorderError>>) {
+        // Derive and write everything queued before the request (and what came with it).
+        match self.commit_all() {
+            Ok(()) => {
+                let _ = reply.send(Ok(()));
+            }
+            Err(_) => self.waiters.push(reply),
+        }
+    }
+
+    fn shutdown(&mut self) -> Result<(), RecorderError> {
+        let mut attempts = 0;
+        let result = loop {
+            match self.commit_all() {
+                Ok(()) => break Ok(()),
+                Err(e) => {
+                    attempts += 1;
+                    if attempts >= 3 {
+                        break Err(e);
+                    }
+                    std::thread::sleep(RETRY_DELAY);
+                }
+            }
+        };
+        for w in self.waiters.drain(..) {
+            let _ = w.send(Err(RecorderError::Stopped));
+        }
+        let _ = self.c.conn.execute_batch("CHECKPOINT");
+        result
+    }
+}
