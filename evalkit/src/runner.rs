@@ -534,12 +534,13 @@ fn golds_target(item: &QaItem) -> String {
 }
 
 /// Runs one (item, config) pair to its end; `None` when the run stopped before it finished.
-pub(crate) async fn run_item(
-    sh: Arc<Shared>,
-    position: usize,
-    item: Arc<QaItem>,
-    ci: usize,
-) -> Option<Outcome> {
+pub(crate) async fn run_item(sh: Arc<Shared>, job: Job) -> Option<Outcome> {
+    let Job {
+        position,
+        item,
+        config: ci,
+        replace,
+    } = job;
     let cfg = &sh.configs[ci];
     let prompt = cfg.variant.render_prompt(&item.question);
     let mut body = cfg.body.clone();
@@ -557,6 +558,7 @@ pub(crate) async fn run_item(
         topic,
         answer_type,
         prompt,
+        replace,
         ..ItemRow::default()
     };
     let client = sh.client.clone();
@@ -718,6 +720,8 @@ pub(crate) struct Job {
     pub position: usize,
     pub item: Arc<QaItem>,
     pub config: usize,
+    /// The pair has an error row that this result replaces (resume --retry-errors).
+    pub replace: bool,
 }
 
 /// Runs `jobs` under the concurrency limit until all finish or the run stops.
@@ -737,7 +741,7 @@ pub(crate) async fn execute(sh: Arc<Shared>, jobs: Vec<Job>) -> SessionStats {
             if sh.stop.is_stopped() {
                 return None;
             }
-            let out = run_item(sh, job.position, job.item, job.config).await;
+            let out = run_item(sh, job).await;
             drop(permit);
             out
         });

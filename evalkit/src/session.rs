@@ -572,6 +572,7 @@ pub async fn run(spec: RunSpec, stop: Stop) -> Result<RunOutcome, EvalError> {
                 position: pos,
                 item: it.clone(),
                 config: ci,
+                replace: false,
             })
         })
         .collect();
@@ -634,15 +635,20 @@ async fn drive(
 }
 
 async fn finish(conn: &Connected, run_id: &str, expected: usize) -> Result<(Report, bool), EvalError> {
+    let t0 = std::time::Instant::now();
     conn.store.flush().await?;
+    let t_store = t0.elapsed();
     if let Some(p) = &conn.proxy
         && let Err(e) = p.recorder().flush().await
     {
         tracing::warn!(error = %e, "the recorder could not flush; exchanges will be linked later");
     }
+    let t_recorder = t0.elapsed();
     if conn.proxy.is_some() {
-        conn.store.link_exchanges(run_id).await?;
+        let n = conn.store.link_exchanges(run_id).await?;
+        tracing::info!(attempts = n, "linked attempts to the proxy's exchanges");
     }
+    let t_link = t0.elapsed();
     let id = run_id.to_string();
     let done: usize = conn
         .store
@@ -672,6 +678,13 @@ async fn finish(conn: &Connected, run_id: &str, expected: usize) -> Result<(Repo
             })
         })
         .await?;
+    tracing::info!(
+        store_flush = ?t_store,
+        recorder_flush = ?(t_recorder - t_store),
+        link = ?(t_link - t_recorder),
+        report = ?(t0.elapsed() - t_link),
+        "run finished"
+    );
     Ok((report, complete))
 }
 
@@ -778,22 +791,26 @@ pub async fn resume(spec: ResumeSpec, stop: Stop) -> Result<RunOutcome, EvalErro
             url: url.to_string(),
         },
     });
-    let finished: std::collections::HashSet<(String, String)> = done
+    // (config, item) -> whether its row is an error.
+    let finished: std::collections::HashMap<(String, String), bool> = done
         .into_iter()
-        .filter(|(_, _, status)| !(spec.retry_errors && status == "error"))
-        .map(|(c, i, _)| (c, i))
+        .map(|(c, i, status)| ((c, i), status == "error"))
         .collect();
     let items: Vec<Arc<agentcap_datasets::QaItem>> = items.into_iter().map(Arc::new).collect();
     let mut jobs = Vec::new();
     for (pos, it) in items.iter().enumerate() {
         for (ci, c) in configs.iter().enumerate() {
-            if !finished.contains(&(c.name.clone(), it.id.clone())) {
-                jobs.push(Job {
-                    position: pos,
-                    item: it.clone(),
-                    config: ci,
-                });
-            }
+            let replace = match finished.get(&(c.name.clone(), it.id.clone())) {
+                None => false,
+                Some(true) if spec.retry_errors => true,
+                Some(_) => continue,
+            };
+            jobs.push(Job {
+                position: pos,
+                item: it.clone(),
+                config: ci,
+                replace,
+            });
         }
     }
     let expected = items.len() * configs.len();

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 pub use duckdb::Connection;
+use duckdb::types::{TimeUnit, Value as DbValue};
 use duckdb::{Config, params};
 
 /// Storage errors.
@@ -77,6 +78,9 @@ CREATE TABLE IF NOT EXISTS eval_configs (
 );
 
 -- One row per (run, config, item) that finished: answered, or failed after retries (status 'error').
+-- eval_items, eval_grades and eval_attempts are loaded with appenders and have no key (DuckDB's
+-- per-row conflict checks cost more than the rest of the harness); the writer keeps
+-- (run_id, config, item_id) unique by deleting an errored row when its retry lands.
 CREATE TABLE IF NOT EXISTS eval_items (
     run_id            VARCHAR,
     config            VARCHAR,
@@ -103,8 +107,7 @@ CREATE TABLE IF NOT EXISTS eval_items (
     cost_usd          DOUBLE,
     error_kind        VARCHAR,   -- class of the last failure (status 'error')
     error             VARCHAR,
-    finished_at       TIMESTAMPTZ,
-    PRIMARY KEY (run_id, config, item_id)
+    finished_at       TIMESTAMPTZ
 );
 
 -- One row per graded item (never for errors).
@@ -119,8 +122,7 @@ CREATE TABLE IF NOT EXISTS eval_grades (
     judge_attempt_id  VARCHAR,
     judge_exchange_id VARCHAR,
     judge_ms          DOUBLE,
-    graded_at         TIMESTAMPTZ,
-    PRIMARY KEY (run_id, config, item_id)
+    graded_at         TIMESTAMPTZ
 );
 
 -- One row per HTTP attempt (answers, judge calls, agent set-up), retries included.
@@ -217,6 +219,8 @@ pub struct ItemRow {
     pub error_kind: Option<String>,
     pub error: Option<String>,
     pub finished_at: String,
+    /// This result replaces an earlier (error) row of the same item.
+    pub replace: bool,
 }
 
 /// One `eval_grades` row.
@@ -256,10 +260,12 @@ pub struct AttemptRow {
     pub conversation_id: Option<String>,
 }
 
-/// A write; `Fn` so that a batch that failed as a whole can be replayed row by row.
+/// A small write (run and config rows); `Fn` so that a failed batch can be replayed row by row.
 type WriteFn = Box<dyn Fn(&Connection) -> duckdb::Result<()> + Send>;
 
 enum Op {
+    Item(Box<ItemRow>, Option<Box<GradeRow>>),
+    Attempt(Box<AttemptRow>),
     Write(WriteFn),
     /// Runs on the writer's connection, outside any batch.
     Call(Box<dyn FnOnce(&Connection) + Send>),
@@ -339,11 +345,7 @@ impl Store {
     }
 
     fn write(&self, f: WriteFn) {
-        if let Some(tx) = &self.tx
-            && tx.send(Op::Write(f)).is_err()
-        {
-            tracing::error!("eval store writer is gone: a result was not written");
-        }
+        self.send(Op::Write(f));
     }
 
     /// Resolves once everything written before is committed; reports a failed batch since the
@@ -443,85 +445,23 @@ impl Store {
         }));
     }
 
-    /// Writes a finished item and, when graded, its grade (replacing an earlier error row).
+    /// Writes a finished item and, when graded, its grade (replacing an earlier error row when
+    /// `replace` is set).
     pub fn put_item(&self, r: ItemRow, grade: Option<GradeRow>) {
-        self.write(Box::new(move |c| {
-            c.prepare_cached(
-                "INSERT OR REPLACE INTO eval_items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ))",
-            )?
-            .execute(params![
-                r.run_id,
-                r.config,
-                r.item_id,
-                as_i64(r.position as u64),
-                r.question,
-                r.golds,
-                r.topic,
-                r.answer_type,
-                r.prompt,
-                r.status,
-                r.answer,
-                r.conversation_id,
-                r.answer_attempt_id,
-                r.attempts,
-                r.ttft_ms,
-                r.total_ms,
-                as_i64(r.prompt_tokens),
-                as_i64(r.completion_tokens),
-                as_i64(r.connector_tokens),
-                r.connectors,
-                r.tool_executions,
-                r.cost_usd,
-                r.error_kind,
-                r.error,
-                r.finished_at,
-            ])?;
-            if let Some(g) = &grade {
-                c.prepare_cached(
-                    "INSERT OR REPLACE INTO eval_grades VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, CAST(? AS TIMESTAMPTZ))",
-                )?
-                .execute(params![
-                    g.run_id,
-                    g.config,
-                    g.item_id,
-                    g.grader,
-                    g.outcome,
-                    g.judge_model,
-                    g.judge_reply,
-                    g.judge_attempt_id,
-                    g.judge_ms,
-                    g.graded_at,
-                ])?;
-            }
-            Ok(())
-        }));
+        self.send(Op::Item(Box::new(r), grade.map(Box::new)));
     }
 
     /// Records one attempt.
     pub fn put_attempt(&self, r: AttemptRow) {
-        self.write(Box::new(move |c| {
-            c.prepare_cached(
-                "INSERT INTO eval_attempts VALUES (?, ?, ?, ?, ?, ?, CAST(? AS TIMESTAMPTZ), ?, ?, ?, ?, ?, ?, ?, ?, NULL)",
-            )?
-            .execute(params![
-                r.attempt_id,
-                r.run_id,
-                r.config,
-                r.item_id,
-                r.phase,
-                r.attempt,
-                r.started_at,
-                r.duration_ms,
-                r.http_status,
-                r.outcome,
-                r.error_class,
-                r.error,
-                r.retry_after_ms,
-                r.backoff_ms,
-                r.conversation_id,
-            ])?;
-            Ok(())
-        }));
+        self.send(Op::Attempt(Box::new(r)));
+    }
+
+    fn send(&self, op: Op) {
+        if let Some(tx) = &self.tx
+            && tx.send(op).is_err()
+        {
+            tracing::error!("eval store writer is gone: a result was not written");
+        }
     }
 
     /// Fills `exchange_id` of the run's attempts, items and grades from the proxy's `exchanges`
@@ -609,27 +549,49 @@ fn link(c: &Connection, run_id: &str) -> Result<usize, StoreError> {
     }
 }
 
+/// How long the writer gathers rows before a transaction.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// What the writer has queued for the next transaction.
+#[derive(Default)]
+struct Batch {
+    writes: Vec<WriteFn>,
+    items: Vec<(ItemRow, Option<GradeRow>)>,
+    attempts: Vec<AttemptRow>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.writes.is_empty() && self.items.is_empty() && self.attempts.is_empty()
+    }
+}
+
 fn writer(conn: Connection, rx: mpsc::Receiver<Op>) {
     let mut failed: Option<String> = None;
+    let mut batch = Batch::default();
     while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < 4096 {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
+        // Gather for a few milliseconds so that one transaction carries many rows.
+        let deadline = std::time::Instant::now() + GATHER;
+        let mut ops = vec![first];
+        while ops.len() < 8192 && !matches!(ops.last(), Some(Op::Flush(_) | Op::Call(_))) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(op) => ops.push(op),
                 Err(_) => break,
             }
         }
-        // Writes are committed in order; a call or a flush first commits the writes before it.
-        let mut writes = Vec::new();
-        for op in batch {
+        // Queued rows are committed in order; a call or a flush first commits what is before it.
+        for op in ops {
             match op {
-                Op::Write(f) => writes.push(f),
+                Op::Item(r, g) => batch.items.push((*r, g.map(|g| *g))),
+                Op::Attempt(a) => batch.attempts.push(*a),
+                Op::Write(f) => batch.writes.push(f),
                 Op::Call(f) => {
-                    commit(&conn, &mut writes, &mut failed);
+                    commit(&conn, &mut batch, &mut failed);
                     f(&conn);
                 }
                 Op::Flush(tx) => {
-                    commit(&conn, &mut writes, &mut failed);
+                    commit(&conn, &mut batch, &mut failed);
                     let _ = tx.send(match failed.take() {
                         Some(e) => Err(e),
                         None => Ok(()),
@@ -637,42 +599,158 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Op>) {
                 }
             }
         }
-        commit(&conn, &mut writes, &mut failed);
+        commit(&conn, &mut batch, &mut failed);
     }
 }
 
-fn commit(conn: &Connection, writes: &mut Vec<WriteFn>, failed: &mut Option<String>) {
-    if writes.is_empty() {
+fn commit(conn: &Connection, batch: &mut Batch, failed: &mut Option<String>) {
+    if batch.is_empty() {
         return;
     }
-    if let Err(e) = run_batch(conn, writes) {
+    let b = std::mem::take(batch);
+    if let Err(e) = write_batch(conn, &b) {
         tracing::error!(error = %e, "writing eval results failed");
         *failed = Some(e);
     }
-    writes.clear();
 }
 
-fn run_batch(conn: &Connection, writes: &[WriteFn]) -> Result<(), String> {
+fn ts(rfc3339: &str) -> DbValue {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| DbValue::Timestamp(TimeUnit::Microsecond, t.timestamp_micros()))
+        .unwrap_or(DbValue::Null)
+}
+
+fn append_items(conn: &Connection, items: &[(ItemRow, Option<GradeRow>)]) -> duckdb::Result<()> {
+    for (r, _) in items.iter().filter(|(r, _)| r.replace) {
+        for table in ["eval_items", "eval_grades"] {
+            conn.prepare_cached(&format!(
+                "DELETE FROM {table} WHERE run_id = ? AND config = ? AND item_id = ?"
+            ))?
+            .execute(params![r.run_id, r.config, r.item_id])?;
+        }
+    }
+    let mut app = conn.appender("eval_items")?;
+    for (r, _) in items {
+        app.append_row(params![
+            r.run_id,
+            r.config,
+            r.item_id,
+            as_i64(r.position as u64),
+            r.question,
+            r.golds,
+            r.topic,
+            r.answer_type,
+            r.prompt,
+            r.status,
+            r.answer,
+            r.conversation_id,
+            DbValue::Null,
+            r.answer_attempt_id,
+            r.attempts,
+            r.ttft_ms,
+            r.total_ms,
+            as_i64(r.prompt_tokens),
+            as_i64(r.completion_tokens),
+            as_i64(r.connector_tokens),
+            r.connectors,
+            r.tool_executions,
+            r.cost_usd,
+            r.error_kind,
+            r.error,
+            ts(&r.finished_at),
+        ])?;
+    }
+    app.flush()?;
+    drop(app);
+    let mut app = conn.appender("eval_grades")?;
+    for g in items.iter().filter_map(|(_, g)| g.as_ref()) {
+        app.append_row(params![
+            g.run_id,
+            g.config,
+            g.item_id,
+            g.grader,
+            g.outcome,
+            g.judge_model,
+            g.judge_reply,
+            g.judge_attempt_id,
+            DbValue::Null,
+            g.judge_ms,
+            ts(&g.graded_at),
+        ])?;
+    }
+    app.flush()
+}
+
+fn append_attempts(conn: &Connection, attempts: &[AttemptRow]) -> duckdb::Result<()> {
+    let mut app = conn.appender("eval_attempts")?;
+    for r in attempts {
+        app.append_row(params![
+            r.attempt_id,
+            r.run_id,
+            r.config,
+            r.item_id,
+            r.phase,
+            r.attempt,
+            ts(&r.started_at),
+            r.duration_ms,
+            r.http_status,
+            r.outcome,
+            r.error_class,
+            r.error,
+            r.retry_after_ms,
+            r.backoff_ms,
+            r.conversation_id,
+            DbValue::Null,
+        ])?;
+    }
+    app.flush()
+}
+
+fn in_transaction(
+    conn: &Connection,
+    f: impl FnOnce() -> duckdb::Result<()>,
+) -> Result<(), String> {
     conn.execute_batch("BEGIN TRANSACTION")
         .map_err(|e| e.to_string())?;
-    let mut bad = false;
-    for w in writes {
-        if w(conn).is_err() {
-            bad = true;
-            break;
+    match f() {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(|e| e.to_string()),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e.to_string())
         }
     }
-    if !bad {
-        return conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+}
+
+fn write_batch(conn: &Connection, b: &Batch) -> Result<(), String> {
+    let whole = in_transaction(conn, || {
+        for w in &b.writes {
+            w(conn)?;
+        }
+        append_items(conn, &b.items)?;
+        append_attempts(conn, &b.attempts)
+    });
+    if whole.is_ok() {
+        return whole;
     }
-    // DuckDB aborts a transaction on the first error: replay the batch row by row so that one bad
-    // row does not lose the others.
-    let _ = conn.execute_batch("ROLLBACK");
+    // One bad row must not lose the others: replay the batch row by row.
     let mut first_err = None;
-    for w in writes {
-        if let Err(e) = w(conn) {
-            first_err.get_or_insert_with(|| e.to_string());
+    let mut note = |r: Result<(), String>| {
+        if let Err(e) = r {
+            first_err.get_or_insert(e);
         }
+    };
+    for w in &b.writes {
+        note(in_transaction(conn, || w(conn)));
+    }
+    for item in &b.items {
+        note(in_transaction(conn, || {
+            append_items(conn, std::slice::from_ref(item))
+        }));
+    }
+    for a in &b.attempts {
+        note(in_transaction(conn, || {
+            append_attempts(conn, std::slice::from_ref(a))
+        }));
     }
     first_err.map_or(Ok(()), Err)
 }
