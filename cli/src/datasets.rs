@@ -70,14 +70,18 @@ pub async fn run(cmd: DatasetsCommand) -> anyhow::Result<()> {
                 } else {
                     "corrupt (fetch again)"
                 };
-                rows.push(json!({"name": m.name, "rows": m.rows, "format": m.format.as_str(),
+                rows.push(
+                    json!({"name": m.name, "rows": m.rows, "format": m.format.as_str(),
                     "licence": m.licence, "state": state, "path": path.display().to_string(),
-                    "source": m.source_url}));
+                    "source": m.source_url}),
+                );
             }
             for name in BUILTIN_SETS {
                 let n = builtin_set(name).map_or(0, |s| s.len());
-                rows.push(json!({"name": name, "rows": n, "format": "jsonl", "licence": "Apache-2.0",
-                    "state": "built in", "path": null, "source": "written by the agentcap team"}));
+                rows.push(
+                    json!({"name": name, "rows": n, "format": "jsonl", "licence": "Apache-2.0",
+                    "state": "built in", "path": null, "source": "written by the agentcap team"}),
+                );
             }
             let mut out = std::io::stdout().lock();
             if a.json {

@@ -143,7 +143,12 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<i32> {
     )?;
     out.write_all(report::render(&outcome.report, Format::Table).as_bytes())?;
     writeln!(out, "HTML report: {}", html.display())?;
-    writeln!(out, "DuckDB file: {} (run {})", db.display(), outcome.run_id)?;
+    writeln!(
+        out,
+        "DuckDB file: {} (run {})",
+        db.display(),
+        outcome.run_id
+    )?;
     writeln!(
         out,
         "next: agentcap eval show {} --db {}   |   agentcap query --db {} \"SELECT config, count(*) FROM eval_items JOIN conversations ON conversations.id = eval_items.conversation_id GROUP BY config\"",

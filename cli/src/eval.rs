@@ -91,7 +91,9 @@ pub struct TargetArgs {
 
 /// Flags of `eval run`.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  agentcap datasets fetch simpleqa\n  agentcap eval run --dataset simpleqa --configs configs.toml --limit 100 --out report.html\n  agentcap eval run --dataset questions.jsonl --configs configs.toml --grader exact --cutoff 'web.accuracy>=0.7'\n\nThe API key is read from MISTRAL_API_KEY (or the variable named by [runner] api_key_env).")]
+#[command(
+    after_help = "Examples:\n  agentcap datasets fetch simpleqa\n  agentcap eval run --dataset simpleqa --configs configs.toml --limit 100 --out report.html\n  agentcap eval run --dataset questions.jsonl --configs configs.toml --grader exact --cutoff 'web.accuracy>=0.7'\n\nThe API key is read from MISTRAL_API_KEY (or the variable named by [runner] api_key_env)."
+)]
 pub struct RunArgs {
     /// simpleqa | nq-open (fetched with `agentcap datasets fetch`), mini-qa (built in), or a file
     /// (SimpleQA CSV, NQ-Open JSONL, JSONL {id, question, answer | answers, metadata}).
@@ -277,7 +279,9 @@ fn stop_on_signal() -> Stop {
     let signal = crate::shutdown_signal();
     tokio::spawn(async move {
         signal.await;
-        eprintln!("agentcap eval: stopping; in-flight items finish, then the partial report is saved");
+        eprintln!(
+            "agentcap eval: stopping; in-flight items finish, then the partial report is saved"
+        );
         s.stop();
     });
     stop
@@ -400,15 +404,15 @@ async fn read<T: Send + 'static>(
     }
     let path = db.to_path_buf();
     let r = tokio::task::spawn_blocking(move || {
-        let c = store::open_read_only(&path).map_err(agentcap_evalkit::EvalError::Store)?;
+        let c = store::open_read_only(&path)?;
         f(&c)
     })
     .await
     .context("the reading thread failed")?;
-    r.map_err(|e| match e {
-        agentcap_evalkit::EvalError::Store(store::StoreError::Open { .. }) => anyhow::anyhow!(
-            "{e} (while a proxy runs it holds the file: stop it, or read a copy)"
-        ),
-        e => anyhow::anyhow!(e),
+    r.map_err(|e| match &e {
+        agentcap_evalkit::EvalError::Store(s) if matches!(**s, store::StoreError::Open { .. }) => {
+            anyhow::anyhow!("{e} (while a proxy runs it holds the file: stop it, or read a copy)")
+        }
+        _ => anyhow::anyhow!(e),
     })
 }

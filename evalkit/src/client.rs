@@ -456,7 +456,11 @@ impl ApiClient {
             text,
             ttft,
             total,
-            usage: turn.usage.as_ref().map(Usage::from_wire).unwrap_or_default(),
+            usage: turn
+                .usage
+                .as_ref()
+                .map(Usage::from_wire)
+                .unwrap_or_default(),
             tool_executions,
         })
     }
@@ -474,7 +478,12 @@ impl ApiClient {
             "messages": [{"role": "user", "content": prompt}],
         });
         let v = self
-            .json(http::Method::POST, "/v1/chat/completions", Some(&body), tags)
+            .json(
+                http::Method::POST,
+                "/v1/chat/completions",
+                Some(&body),
+                tags,
+            )
             .await?;
         let content = v
             .pointer("/choices/0/message/content")

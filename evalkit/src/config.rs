@@ -402,11 +402,10 @@ impl ConfigFile {
             origin: origin.to_string(),
             source,
         })?;
-        cfg.validate()
-            .map_err(|message| ConfigError::Invalid {
-                origin: origin.to_string(),
-                message,
-            })?;
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            origin: origin.to_string(),
+            message,
+        })?;
         Ok(cfg)
     }
 
@@ -419,9 +418,7 @@ impl ConfigFile {
         for v in &self.configs {
             let at = format!("config {:?}", v.name);
             if !is_name(&v.name) {
-                return Err(format!(
-                    "{at}: a name is 1-64 letters, digits, '-' or '_'"
-                ));
+                return Err(format!("{at}: a name is 1-64 letters, digits, '-' or '_'"));
             }
             if !seen.insert(v.name.as_str()) {
                 return Err(format!("{at}: the name is used twice"));
@@ -475,9 +472,13 @@ impl ConfigFile {
             return Err(format!("baseline {b:?} is not a config"));
         }
         for (model, p) in &self.prices {
-            let all = [p.prompt_per_mtok, p.completion_per_mtok, p.connector_per_mtok]
-                .into_iter()
-                .chain(p.per_tool_call.values().copied());
+            let all = [
+                p.prompt_per_mtok,
+                p.completion_per_mtok,
+                p.connector_per_mtok,
+            ]
+            .into_iter()
+            .chain(p.per_tool_call.values().copied());
             for x in all {
                 if !(x.is_finite() && x >= 0.0) {
                     return Err(format!("prices.{model}: prices must be finite and >= 0"));
@@ -576,7 +577,10 @@ concurrency = 4
     #[test]
     fn rejects_what_it_cannot_run() {
         let cases = [
-            ("[[config]]\nname = \"a\"\nmodel = \"m\"\nsurprise = 1\n", "surprise"),
+            (
+                "[[config]]\nname = \"a\"\nmodel = \"m\"\nsurprise = 1\n",
+                "surprise",
+            ),
             ("[[config]]\nname = \"a\"\n", "exactly one of"),
             (
                 "[[config]]\nname = \"a\"\nmodel = \"m\"\nagent_id = \"x\"\n",
@@ -599,8 +603,14 @@ concurrency = 4
                 "[[config]]\nname = \"a\"\nmodel = \"m\"\nagent_version = 1\n",
                 "agent_version",
             ),
-            ("baseline = \"zz\"\n[[config]]\nname = \"a\"\nmodel = \"m\"\n", "baseline"),
-            ("[[config]]\nname = \"a\"\nmodel = \"m\"\nmode = \"batch\"\n", "batch"),
+            (
+                "baseline = \"zz\"\n[[config]]\nname = \"a\"\nmodel = \"m\"\n",
+                "baseline",
+            ),
+            (
+                "[[config]]\nname = \"a\"\nmodel = \"m\"\nmode = \"batch\"\n",
+                "batch",
+            ),
             ("", "no [[config]]"),
             (
                 "[[config]]\nname = \"a\"\nmodel = \"m\"\n[runner]\nconcurrency = 0\n",

@@ -31,7 +31,9 @@ pub enum DataError {
         rows: usize,
     },
     /// The file changed since the run started (resume).
-    #[error("the dataset file {path} changed since the run started (sha256 {found}, run used {expected})")]
+    #[error(
+        "the dataset file {path} changed since the run started (sha256 {found}, run used {expected})"
+    )]
     Changed {
         /// The file.
         path: String,
@@ -200,15 +202,14 @@ impl Dataset {
         cache_dir: &Path,
     ) -> Result<String, DataError> {
         if let Some(p) = explicit {
-            return std::fs::read_to_string(p).map_err(|e| {
-                DataError::Template(format!("grader template {}: {e}", p.display()))
-            });
+            return std::fs::read_to_string(p)
+                .map_err(|e| DataError::Template(format!("grader template {}: {e}", p.display())));
         }
         let m = manifest::find("simpleqa")
             .ok_or_else(|| DataError::Template("no simpleqa manifest".into()))?;
-        let companion = m
-            .file("grader-template")
-            .ok_or_else(|| DataError::Template("the simpleqa manifest has no grader-template".into()))?;
+        let companion = m.file("grader-template").ok_or_else(|| {
+            DataError::Template("the simpleqa manifest has no grader-template".into())
+        })?;
         let mut candidates = Vec::new();
         if let Some(dir) = self.path.as_ref().and_then(|p| p.parent()) {
             candidates.push(dir.join(&companion.file_name));

@@ -110,7 +110,10 @@ pub async fn read_source(source: &str) -> Result<Bytes, String> {
     let mut url = source.to_string();
     for _ in 0..=MAX_REDIRECTS {
         let req = http::Request::get(&url)
-            .header(http::header::USER_AGENT, concat!("agentcap/", env!("CARGO_PKG_VERSION")))
+            .header(
+                http::header::USER_AGENT,
+                concat!("agentcap/", env!("CARGO_PKG_VERSION")),
+            )
             .body(Full::new(Bytes::new()))
             .map_err(|e| format!("{url}: {e}"))?;
         let resp = tokio::time::timeout(Duration::from_secs(60), client.request(req))
@@ -196,7 +199,12 @@ pub fn extract_python_string(source: &str, name: &str) -> Option<String> {
     Some(source[start..start + len].trim().to_string())
 }
 
-async fn fetch_companion(f: &ExtraFile, dir: &Path, from_dir: Option<&Path>, force: bool) -> FetchedFile {
+async fn fetch_companion(
+    f: &ExtraFile,
+    dir: &Path,
+    from_dir: Option<&Path>,
+    force: bool,
+) -> FetchedFile {
     let path = dir.join(&f.file_name);
     let done = |status| FetchedFile {
         file_name: f.file_name.clone(),
@@ -347,6 +355,10 @@ mod tests {
         let sha = sha256_hex(b);
         assert!(check(b, 3, &sha).is_ok());
         assert!(check(b, 4, &sha).unwrap_err().contains("size"));
-        assert!(check(b, 3, &"0".repeat(64)).unwrap_err().contains("checksum"));
+        assert!(
+            check(b, 3, &"0".repeat(64))
+                .unwrap_err()
+                .contains("checksum")
+        );
     }
 }

@@ -62,10 +62,9 @@ pub fn parse_judge_reply(reply: &str, mode: JudgeParse) -> Option<Grade> {
                 _ => None,
             }
         }
-        JudgeParse::SimpleEvalsCompat => reply
-            .chars()
-            .find_map(letter)
-            .or(Some(Grade::NotAttempted)),
+        JudgeParse::SimpleEvalsCompat => {
+            reply.chars().find_map(letter).or(Some(Grade::NotAttempted))
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use crate::EvalError;
 use crate::grade::Grade;
 use crate::metrics::{ItemResult, Outcome};
 use crate::report::{Report, RunInfo};
-use crate::store::{StoreError, has_table};
+use crate::store::has_table;
 
 /// A stored run, as read back.
 #[derive(Debug, Clone, Serialize)]
@@ -360,18 +360,6 @@ pub fn compare(c: &Connection, a: &str, b: &str) -> Result<Report, EvalError> {
         ],
         run_a.seed,
     ))
-}
-
-impl From<StoreError> for EvalError {
-    fn from(e: StoreError) -> Self {
-        EvalError::Store(e)
-    }
-}
-
-impl From<duckdb::Error> for EvalError {
-    fn from(e: duckdb::Error) -> Self {
-        EvalError::Store(StoreError::Db(e))
-    }
 }
 
 /// `eval list` as a text table.

@@ -39,21 +39,21 @@ pub use session::{
     DEFAULT_JUDGE, GraderChoice, ResumeSpec, RunOutcome, RunSpec, Target, resume, run,
 };
 
-/// What can go wrong in an eval (who failed is in the variant).
+/// What can go wrong in an eval (who failed is in the variant; the large ones are boxed).
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     /// The configuration file.
     #[error(transparent)]
-    Config(#[from] ConfigError),
+    Config(Box<ConfigError>),
     /// The dataset.
     #[error(transparent)]
-    Data(#[from] data::DataError),
+    Data(Box<data::DataError>),
     /// The results database.
     #[error(transparent)]
-    Store(store::StoreError),
+    Store(Box<store::StoreError>),
     /// The embedded proxy.
     #[error("embedded proxy: {0}")]
-    Proxy(#[from] agentcap_proxy::ProxyError),
+    Proxy(Box<agentcap_proxy::ProxyError>),
     /// Creating or looking up agents at run start failed.
     #[error("{0}")]
     Setup(String),
@@ -63,4 +63,34 @@ pub enum EvalError {
     /// Anything else the operator asked for that cannot be done.
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<ConfigError> for EvalError {
+    fn from(e: ConfigError) -> Self {
+        EvalError::Config(Box::new(e))
+    }
+}
+
+impl From<data::DataError> for EvalError {
+    fn from(e: data::DataError) -> Self {
+        EvalError::Data(Box::new(e))
+    }
+}
+
+impl From<store::StoreError> for EvalError {
+    fn from(e: store::StoreError) -> Self {
+        EvalError::Store(Box::new(e))
+    }
+}
+
+impl From<duckdb::Error> for EvalError {
+    fn from(e: duckdb::Error) -> Self {
+        EvalError::Store(Box::new(store::StoreError::Db(e)))
+    }
+}
+
+impl From<agentcap_proxy::ProxyError> for EvalError {
+    fn from(e: agentcap_proxy::ProxyError) -> Self {
+        EvalError::Proxy(Box::new(e))
+    }
 }

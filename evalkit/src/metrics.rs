@@ -111,7 +111,11 @@ const B: usize = 2000;
 
 fn f_of(c: usize, i: usize, na: usize) -> f64 {
     let d = 2 * c + 2 * i + na;
-    if d == 0 { 0.0 } else { 2.0 * c as f64 / d as f64 }
+    if d == 0 {
+        0.0
+    } else {
+        2.0 * c as f64 / d as f64
+    }
 }
 
 fn quantile_sorted(v: &[f64], q: f64) -> f64 {
@@ -302,12 +306,12 @@ pub fn compare_paired(
         let xs: Vec<f64> = v.iter().filter_map(f).collect();
         percentiles(&xs)
     };
-    let delta_of = |f: fn(&ItemResult) -> Option<f64>, mean: bool| {
-        match (p50(baseline, f), p50(candidate, f)) {
+    let delta_of =
+        |f: fn(&ItemResult) -> Option<f64>, mean: bool| match (p50(baseline, f), p50(candidate, f))
+        {
             (Some(x), Some(y)) => Some(if mean { y.mean - x.mean } else { y.p50 - x.p50 }),
             _ => None,
-        }
-    };
+        };
     Paired {
         baseline: baseline_name.to_string(),
         candidate: candidate_name.to_string(),

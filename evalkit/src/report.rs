@@ -59,12 +59,7 @@ impl Report {
             .filter(|(n, _, _)| n != baseline)
             .map(|(n, _, v)| metrics::compare_paired(baseline, &base_items, n, v, seed))
             .collect();
-        let adjusted = metrics::holm(
-            &comparisons
-                .iter()
-                .map(|p| p.mcnemar_p)
-                .collect::<Vec<_>>(),
-        );
+        let adjusted = metrics::holm(&comparisons.iter().map(|p| p.mcnemar_p).collect::<Vec<_>>());
         for (p, h) in comparisons.iter_mut().zip(adjusted) {
             p.holm_p = h;
         }
@@ -112,11 +107,7 @@ fn lines(report: &Report) -> Vec<String> {
         report.run.run_id,
         report.run.dataset,
         report.run.grader,
-        if report.run.complete {
-            ""
-        } else {
-            ", PARTIAL"
-        }
+        if report.run.complete { "" } else { ", PARTIAL" }
     ));
     for c in &report.configs {
         let s = &c.summary;
@@ -158,10 +149,7 @@ pub fn render(report: &Report, format: Format) -> String {
     match format {
         Format::Json => serde_json::to_string_pretty(report).unwrap_or_default(),
         Format::Table => lines(report).join("\n") + "\n",
-        Format::Markdown => lines(report)
-            .iter()
-            .map(|l| format!("- {l}\n"))
-            .collect(),
+        Format::Markdown => lines(report).iter().map(|l| format!("- {l}\n")).collect(),
         Format::Html => {
             let body: String = lines(report)
                 .iter()

@@ -57,7 +57,10 @@ impl RunnerOptions {
     pub fn resolve(file: &RunnerSection, concurrency: Option<usize>) -> RunnerOptions {
         let d = RunnerOptions::default();
         RunnerOptions {
-            concurrency: concurrency.or(file.concurrency).unwrap_or(d.concurrency).max(1),
+            concurrency: concurrency
+                .or(file.concurrency)
+                .unwrap_or(d.concurrency)
+                .max(1),
             requests_per_second: file.requests_per_second,
             timeout: file.timeout_s.map_or(d.timeout, Duration::from_secs_f64),
             max_attempts: file.max_attempts.unwrap_or(d.max_attempts).max(1),

@@ -351,21 +351,25 @@ fn version_text(v: &Value) -> Option<String> {
 }
 
 /// Creates the inline agents and looks up the existing ones (recorded as `setup` attempts).
-async fn resolve_configs(
-    sh: &Shared,
-    file: &ConfigFile,
-) -> Result<Vec<ResolvedConfig>, EvalError> {
+async fn resolve_configs(sh: &Shared, file: &ConfigFile) -> Result<Vec<ResolvedConfig>, EvalError> {
     let mut out = Vec::new();
     for v in &file.configs {
         let (agent, model) = match v.kind() {
             VariantKind::Model => (None, v.model.clone()),
             VariantKind::InlineAgent => {
-                let a = v.agent.as_ref().ok_or_else(|| EvalError::Invalid("agent".into()))?;
+                let a = v
+                    .agent
+                    .as_ref()
+                    .ok_or_else(|| EvalError::Invalid("agent".into()))?;
                 let mut body = Map::new();
                 body.insert("model".into(), json!(a.model));
                 body.insert(
                     "name".into(),
-                    json!(a.name.clone().unwrap_or_else(|| format!("agentcap-eval-{}", v.name))),
+                    json!(
+                        a.name
+                            .clone()
+                            .unwrap_or_else(|| format!("agentcap-eval-{}", v.name))
+                    ),
                 );
                 if let Some(d) = &a.description {
                     body.insert("description".into(), json!(d));
@@ -398,11 +402,17 @@ async fn resolve_configs(
             }
             VariantKind::ExistingAgent => {
                 let id = v.agent_id.clone().unwrap_or_default();
-                let found = setup_call(sh, &v.name, http::Method::GET, &format!("/v1/agents/{id}"), None)
-                    .await
-                    .map_err(|e| {
-                        EvalError::Setup(format!("looking up agent {id} of config {}: {e}", v.name))
-                    })?;
+                let found = setup_call(
+                    sh,
+                    &v.name,
+                    http::Method::GET,
+                    &format!("/v1/agents/{id}"),
+                    None,
+                )
+                .await
+                .map_err(|e| {
+                    EvalError::Setup(format!("looking up agent {id} of config {}: {e}", v.name))
+                })?;
                 let version = match &v.agent_version {
                     Some(ver) => version_text(&ver.to_json()),
                     None => found.get("version").and_then(version_text),
@@ -451,11 +461,17 @@ async fn setup_call(
     body: Option<Value>,
 ) -> Result<Value, crate::client::AttemptError> {
     let client = sh.client.clone();
-    sh.call_with_retries(config, "", "setup", |_: &Value| None, |tags: Tags| {
-        let client = client.clone();
-        let (method, body) = (method.clone(), body.clone());
-        async move { client.json(method, path, body.as_ref(), &tags).await }
-    })
+    sh.call_with_retries(
+        config,
+        "",
+        "setup",
+        |_: &Value| None,
+        |tags: Tags| {
+            let client = client.clone();
+            let (method, body) = (method.clone(), body.clone());
+            async move { client.json(method, path, body.as_ref(), &tags).await }
+        },
+    )
     .await
 }
 
@@ -515,7 +531,11 @@ pub async fn run(spec: RunSpec, stop: Stop) -> Result<RunOutcome, EvalError> {
             template,
             judge_model,
             parse,
-        } => (Some(judge_model.clone()), *parse, Some(template.to_string())),
+        } => (
+            Some(judge_model.clone()),
+            *parse,
+            Some(template.to_string()),
+        ),
         Grader::Exact => (None, JudgeParse::Strict, None),
     };
     conn.store.put_run(RunRow {
@@ -634,7 +654,11 @@ async fn drive(
     })
 }
 
-async fn finish(conn: &Connected, run_id: &str, expected: usize) -> Result<(Report, bool), EvalError> {
+async fn finish(
+    conn: &Connected,
+    run_id: &str,
+    expected: usize,
+) -> Result<(Report, bool), EvalError> {
     let t0 = std::time::Instant::now();
     conn.store.flush().await?;
     let t_store = t0.elapsed();
@@ -673,7 +697,7 @@ async fn finish(conn: &Connected, run_id: &str, expected: usize) -> Result<(Repo
         .store
         .read(move |c| {
             history::load_report(c, &id).map_err(|e| match e {
-                EvalError::Store(s) => s,
+                EvalError::Store(s) => *s,
                 other => crate::store::StoreError::Write(other.to_string()),
             })
         })
@@ -725,7 +749,9 @@ pub async fn resume(spec: ResumeSpec, stop: Stop) -> Result<RunOutcome, EvalErro
             let mut stmt =
                 c.prepare("SELECT config, item_id, status FROM eval_items WHERE run_id = ?")?;
             let done: Vec<(String, String, String)> = stmt
-                .query_map(duckdb::params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .query_map(duckdb::params![id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?
                 .collect::<Result<_, _>>()?;
             Ok((run, configs, done))
         })
@@ -773,24 +799,24 @@ pub async fn resume(spec: ResumeSpec, stop: Stop) -> Result<RunOutcome, EvalErro
             let v = file.variant(&sc.name).ok_or_else(|| {
                 EvalError::Invalid(format!("config {} is not in the stored file", sc.name))
             })?;
-            let agent = sc
-                .agent_id
-                .clone()
-                .map(|id| (id, sc.agent_version.clone()));
+            let agent = sc.agent_id.clone().map(|id| (id, sc.agent_version.clone()));
             Ok(resolved(v, &file, agent, sc.model.clone()))
         })
         .collect::<Result<_, EvalError>>()?;
-    let target = spec.target.clone().unwrap_or_else(|| match run.proxy.as_str() {
-        "embedded" => Target::Embedded {
-            upstream: run.upstream.clone(),
-        },
-        "none" => Target::Direct {
-            upstream: run.upstream.clone(),
-        },
-        url => Target::Proxy {
-            url: url.to_string(),
-        },
-    });
+    let target = spec
+        .target
+        .clone()
+        .unwrap_or_else(|| match run.proxy.as_str() {
+            "embedded" => Target::Embedded {
+                upstream: run.upstream.clone(),
+            },
+            "none" => Target::Direct {
+                upstream: run.upstream.clone(),
+            },
+            url => Target::Proxy {
+                url: url.to_string(),
+            },
+        });
     // (config, item) -> whether its row is an error.
     let finished: std::collections::HashMap<(String, String), bool> = done
         .into_iter()

@@ -706,10 +706,7 @@ fn append_attempts(conn: &Connection, attempts: &[AttemptRow]) -> duckdb::Result
     app.flush()
 }
 
-fn in_transaction(
-    conn: &Connection,
-    f: impl FnOnce() -> duckdb::Result<()>,
-) -> Result<(), String> {
+fn in_transaction(conn: &Connection, f: impl FnOnce() -> duckdb::Result<()>) -> Result<(), String> {
     conn.execute_batch("BEGIN TRANSACTION")
         .map_err(|e| e.to_string())?;
     match f() {

@@ -15,7 +15,11 @@ use super::{Kid, agentcap, run, stdout_of};
 fn shared(rel: &str) -> PathBuf {
     let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run through cargo test"));
     let p = dir.join("../../shared/datasets").join(rel);
-    assert!(p.exists(), "{} is missing; these tests need the shared datasets", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing; these tests need the shared datasets",
+        p.display()
+    );
     p
 }
 
@@ -54,7 +58,9 @@ fn serve(body: Vec<u8>, n: usize) -> String {
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for _ in 0..n {
-            let Ok((mut s, _)) = listener.accept() else { return };
+            let Ok((mut s, _)) = listener.accept() else {
+                return;
+            };
             let mut head = Vec::new();
             let mut byte = [0u8; 1];
             while !head.ends_with(b"\r\n\r\n") && s.read(&mut byte).unwrap_or(0) == 1 {
@@ -87,8 +93,14 @@ fn interrupted_by_sigint_then_resumed_listed_shown_compared_and_gated() {
         "--data-dir",
         cache_s,
     ]);
-    assert!(fetched.contains("simple_qa_test_set.csv: fetched from"), "{fetched}");
-    assert!(fetched.contains("grader_template.txt: fetched from"), "{fetched}");
+    assert!(
+        fetched.contains("simple_qa_test_set.csv: fetched from"),
+        "{fetched}"
+    );
+    assert!(
+        fetched.contains("grader_template.txt: fetched from"),
+        "{fetched}"
+    );
 
     // A slow twin (100 ms before each answer and each judge reply), so the run is surely still
     // going when SIGINT arrives; a fast one for the resume.
@@ -142,10 +154,19 @@ fn interrupted_by_sigint_then_resumed_listed_shown_compared_and_gated() {
     };
     let stderr = std::fs::read_to_string(&err_file).unwrap();
     let stdout = std::fs::read_to_string(&out_file).unwrap();
-    assert_eq!(status.code(), Some(130), "stderr:\n{stderr}\nstdout:\n{stdout}");
-    assert!(stdout.contains("no-tools"), "the partial report is printed:\n{stdout}");
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "stderr:\n{stderr}\nstdout:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("no-tools"),
+        "the partial report is printed:\n{stdout}"
+    );
     let marker = "agentcap eval resume ";
-    let at = stderr.find(marker).unwrap_or_else(|| panic!("no resume hint in\n{stderr}"));
+    let at = stderr
+        .find(marker)
+        .unwrap_or_else(|| panic!("no resume hint in\n{stderr}"));
     let run_id = stderr[at + marker.len()..]
         .split_whitespace()
         .next()
@@ -154,7 +175,10 @@ fn interrupted_by_sigint_then_resumed_listed_shown_compared_and_gated() {
     assert!(run_id.starts_with("run_"), "{run_id}");
 
     let list = stdout_of(&["eval", "list", "--db", db_s]);
-    assert!(list.contains(&run_id) && list.contains("interrupted"), "{list}");
+    assert!(
+        list.contains(&run_id) && list.contains("interrupted"),
+        "{list}"
+    );
 
     // Resume against the fast twin.
     let html = dir.path().join("report.html");
@@ -214,7 +238,13 @@ fn interrupted_by_sigint_then_resumed_listed_shown_compared_and_gated() {
 
     // Cutoffs decide the exit code.
     let pass = run(&[
-        "eval", "show", &run_id, "--db", db_s, "--cutoff", "web.accuracy>=0.5",
+        "eval",
+        "show",
+        &run_id,
+        "--db",
+        db_s,
+        "--cutoff",
+        "web.accuracy>=0.5",
     ]);
     assert_eq!(pass.status.code(), Some(0));
     let fail = run(&[
@@ -229,8 +259,18 @@ fn interrupted_by_sigint_then_resumed_listed_shown_compared_and_gated() {
         "no-tools.accuracy>=0.99",
     ]);
     assert_eq!(fail.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&fail.stdout).contains("cutoff FAILED: no-tools.accuracy>=0.99"));
-    let bad = run(&["eval", "show", &run_id, "--db", db_s, "--cutoff", "nope.accuracy>=1"]);
+    assert!(
+        String::from_utf8_lossy(&fail.stdout).contains("cutoff FAILED: no-tools.accuracy>=0.99")
+    );
+    let bad = run(&[
+        "eval",
+        "show",
+        &run_id,
+        "--db",
+        db_s,
+        "--cutoff",
+        "nope.accuracy>=1",
+    ]);
     assert!(!bad.status.success());
     let missing = run(&["eval", "show", "run_nope", "--db", db_s]);
     assert!(!missing.status.success());
@@ -243,8 +283,14 @@ fn datasets_fetch_verifies_checksums_from_a_local_server() {
     let cache = dir.path().join("cache");
     let cache_s = cache.to_str().unwrap();
     let listed = stdout_of(&["datasets", "list", "--data-dir", cache_s]);
-    assert!(listed.contains("simpleqa") && listed.contains("not fetched"), "{listed}");
-    assert!(listed.contains("mini-qa") && listed.contains("built in"), "{listed}");
+    assert!(
+        listed.contains("simpleqa") && listed.contains("not fetched"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("mini-qa") && listed.contains("built in"),
+        "{listed}"
+    );
 
     let csv = std::fs::read(shared("simpleqa/simple_qa_test_set.csv")).unwrap();
     let mut tampered = csv.clone();
@@ -263,7 +309,10 @@ fn datasets_fetch_verifies_checksums_from_a_local_server() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("checksum mismatch"), "{err}");
-    assert!(!cache.join("simpleqa/simple_qa_test_set.csv").exists(), "nothing is put in place");
+    assert!(
+        !cache.join("simpleqa/simple_qa_test_set.csv").exists(),
+        "nothing is put in place"
+    );
 
     let url = serve(csv, 1);
     let fetched = stdout_of(&[
@@ -275,16 +324,38 @@ fn datasets_fetch_verifies_checksums_from_a_local_server() {
         "--data-dir",
         cache_s,
     ]);
-    assert!(fetched.contains("fetched from http://127.0.0.1:"), "{fetched}");
-    assert!(fetched.contains("grader_template.txt: skipped"), "{fetched}");
-    let listed: Value =
-        serde_json::from_str(&stdout_of(&["datasets", "list", "--data-dir", cache_s, "--json"]))
-            .unwrap();
+    assert!(
+        fetched.contains("fetched from http://127.0.0.1:"),
+        "{fetched}"
+    );
+    assert!(
+        fetched.contains("grader_template.txt: skipped"),
+        "{fetched}"
+    );
+    let listed: Value = serde_json::from_str(&stdout_of(&[
+        "datasets",
+        "list",
+        "--data-dir",
+        cache_s,
+        "--json",
+    ]))
+    .unwrap();
     assert_eq!(listed[0]["name"], "simpleqa");
     assert_eq!(listed[0]["state"], "cached");
     // A second fetch finds the verified copy and downloads nothing (the server is gone).
-    let again = stdout_of(&["datasets", "fetch", "simpleqa", "--url", &format!("{url}/x"), "--data-dir", cache_s]);
-    assert!(again.contains("simple_qa_test_set.csv: present, verified"), "{again}");
+    let again = stdout_of(&[
+        "datasets",
+        "fetch",
+        "simpleqa",
+        "--url",
+        &format!("{url}/x"),
+        "--data-dir",
+        cache_s,
+    ]);
+    assert!(
+        again.contains("simple_qa_test_set.csv: present, verified"),
+        "{again}"
+    );
     let unknown = run(&["datasets", "fetch", "nope", "--data-dir", cache_s]);
     assert!(!unknown.status.success());
 }
@@ -308,8 +379,15 @@ fn demo_compares_no_tools_with_web_search_on_the_twin() {
         dir.path().join("empty-cache").to_str().unwrap(),
     ]);
     assert!(out.contains("simulated upstream"), "{out}");
-    assert!(out.contains("no-tools") && out.contains("web-search"), "{out}");
-    assert!(std::fs::read_to_string(out_dir.join("report.html")).unwrap().contains("<html"));
+    assert!(
+        out.contains("no-tools") && out.contains("web-search"),
+        "{out}"
+    );
+    assert!(
+        std::fs::read_to_string(out_dir.join("report.html"))
+            .unwrap()
+            .contains("<html")
+    );
     assert!(out_dir.join("agentcap.duckdb").exists());
     let q = stdout_of(&[
         "query",
@@ -322,7 +400,10 @@ fn demo_compares_no_tools_with_web_search_on_the_twin() {
         "SELECT count(*) AS n FROM eval_items i JOIN conversations c ON c.id = i.conversation_id",
     ]);
     let n: Value = serde_json::from_str(&q).unwrap();
-    assert_eq!(n[0]["n"], 120, "every demo item links to its recorded conversation");
+    assert_eq!(
+        n[0]["n"], 120,
+        "every demo item links to its recorded conversation"
+    );
 
     // Without SimpleQA at hand, the demo falls back to the team-written set.
     let fallback_dir = dir.path().join("demo2");

@@ -101,30 +101,43 @@ max_backoff_ms = 20
     let c = open(&db);
     let q = |sql: &str| count(&c, sql, &run_id);
     assert!(
-        q("SELECT count(*) FROM eval_attempts WHERE run_id = ? AND outcome = 'retry' AND error_class = 'rate_limited' AND http_status = 429 AND retry_after_ms = 1000 AND backoff_ms >= 1000")
-            > 0,
+        q(
+            "SELECT count(*) FROM eval_attempts WHERE run_id = ? AND outcome = 'retry' AND error_class = 'rate_limited' AND http_status = 429 AND retry_after_ms = 1000 AND backoff_ms >= 1000"
+        ) > 0,
         "429s are retried after their Retry-After"
     );
     assert!(
-        q("SELECT count(*) FROM eval_attempts WHERE run_id = ? AND outcome = 'retry' AND error_class IN ('stream', 'connection')") > 0,
+        q(
+            "SELECT count(*) FROM eval_attempts WHERE run_id = ? AND outcome = 'retry' AND error_class IN ('stream', 'connection')"
+        ) > 0,
         "resets are retried"
     );
-    assert!(q("SELECT count(*) FROM eval_attempts WHERE run_id = ? AND outcome = 'retry' AND error_class = 'server_error'") > 0);
+    assert!(
+        q(
+            "SELECT count(*) FROM eval_attempts WHERE run_id = ? AND outcome = 'retry' AND error_class = 'server_error'"
+        ) > 0
+    );
     assert_eq!(
         q("SELECT count(*) FROM eval_items WHERE run_id = ? AND status = 'error'"),
         errors as i64
     );
     assert_eq!(
-        q("SELECT count(*) FROM eval_items i JOIN eval_grades g USING (run_id, config, item_id) WHERE run_id = ? AND i.status = 'error'"),
+        q(
+            "SELECT count(*) FROM eval_items i JOIN eval_grades g USING (run_id, config, item_id) WHERE run_id = ? AND i.status = 'error'"
+        ),
         0,
         "errors are never graded"
     );
     assert_eq!(
-        q("SELECT count(*) FROM eval_items WHERE run_id = ? AND status = 'error' AND attempts IS NOT NULL AND error IS NOT NULL AND error_kind IS NOT NULL"),
+        q(
+            "SELECT count(*) FROM eval_items WHERE run_id = ? AND status = 'error' AND attempts IS NOT NULL AND error IS NOT NULL AND error_kind IS NOT NULL"
+        ),
         errors as i64
     );
     assert_eq!(
-        q("SELECT count(*) FROM eval_attempts a WHERE run_id = ? AND a.exchange_id IS NOT NULL AND a.outcome = 'retry'"),
+        q(
+            "SELECT count(*) FROM eval_attempts a WHERE run_id = ? AND a.exchange_id IS NOT NULL AND a.outcome = 'retry'"
+        ),
         q("SELECT count(*) FROM eval_attempts a WHERE run_id = ? AND a.outcome = 'retry'"),
         "every retried attempt links to the exchange the proxy recorded for it"
     );
@@ -140,7 +153,10 @@ max_backoff_ms = 20
     let resumed = resume(r, Stop::new()).await.unwrap();
     healthy.shutdown().await;
     assert!(resumed.complete);
-    assert_eq!(resumed.stats.scheduled, errors, "only the errored items ran");
+    assert_eq!(
+        resumed.stats.scheduled, errors,
+        "only the errored items ran"
+    );
     for c in &resumed.report.configs {
         assert_eq!((c.summary.n, c.summary.errors), (120, 0));
     }
@@ -166,7 +182,10 @@ async fn a_run_stopped_midway_and_resumed_equals_an_uninterrupted_run() {
     assert!(!first.complete);
     assert!(!first.report.run.complete, "the partial report says so");
     let done = first.stats.finished;
-    assert!((150..400).contains(&done), "{done} finished before the stop");
+    assert!(
+        (150..400).contains(&done),
+        "{done} finished before the stop"
+    );
     let partial_n: usize = first.report.configs.iter().map(|c| c.summary.n).sum();
     assert_eq!(partial_n, done, "the partial report holds what finished");
     let run_id = first.run_id.clone();
@@ -174,7 +193,11 @@ async fn a_run_stopped_midway_and_resumed_equals_an_uninterrupted_run() {
     {
         let c = open(&db);
         let status: String = c
-            .query_row("SELECT status FROM eval_runs WHERE run_id = ?", [&run_id], |r| r.get(0))
+            .query_row(
+                "SELECT status FROM eval_runs WHERE run_id = ?",
+                [&run_id],
+                |r| r.get(0),
+            )
             .unwrap();
         assert_eq!(status, "interrupted");
     }
@@ -217,7 +240,11 @@ async fn a_run_stopped_midway_and_resumed_equals_an_uninterrupted_run() {
     assert!(!a.values().any(|o| o == "error"));
     let c = open(&db);
     assert_eq!(
-        count(&c, "SELECT count(*) FROM eval_items i JOIN conversations c ON c.id = i.conversation_id WHERE i.run_id = ?", &run_id),
+        count(
+            &c,
+            "SELECT count(*) FROM eval_items i JOIN conversations c ON c.id = i.conversation_id WHERE i.run_id = ?",
+            &run_id
+        ),
         400,
         "items of both sessions link to their conversations"
     );

@@ -60,7 +60,10 @@ async fn simpleqa_500_closed_book_vs_web_search_is_graded_significant_and_linked
         "breakdowns by topic and answer type"
     );
     let cmp = &r.comparisons[0];
-    assert_eq!((cmp.baseline.as_str(), cmp.candidate.as_str()), ("closed", "web"));
+    assert_eq!(
+        (cmp.baseline.as_str(), cmp.candidate.as_str()),
+        ("closed", "web")
+    );
     assert_eq!(cmp.n_paired, 500);
     assert!(cmp.accuracy_delta > 0.3 && cmp.accuracy_delta_ci.lo > 0.0);
     assert!(cmp.mcnemar_p < 1e-6 && cmp.holm_p < 1e-6, "{cmp:?}");
@@ -73,7 +76,9 @@ async fn simpleqa_500_closed_book_vs_web_search_is_graded_significant_and_linked
     let c = open(&db);
     let run_id = r.run.run_id.as_str();
     let mut stmt = c
-        .prepare("SELECT item_id FROM eval_items WHERE run_id = ? AND config = 'web' ORDER BY position")
+        .prepare(
+            "SELECT item_id FROM eval_items WHERE run_id = ? AND config = 'web' ORDER BY position",
+        )
         .unwrap();
     let ids: Vec<String> = stmt
         .query_map([run_id], |row| row.get(0))
@@ -88,14 +93,18 @@ async fn simpleqa_500_closed_book_vs_web_search_is_graded_significant_and_linked
     let q = |sql: &str| count(&c, sql, run_id);
     assert_eq!(q("SELECT count(*) FROM eval_items WHERE run_id = ?"), 1000);
     assert_eq!(
-        q("SELECT count(*) FROM eval_items i JOIN conversations c ON c.id = i.conversation_id WHERE i.run_id = ?"),
+        q(
+            "SELECT count(*) FROM eval_items i JOIN conversations c ON c.id = i.conversation_id WHERE i.run_id = ?"
+        ),
         1000,
         "every item links to its recorded conversation"
     );
     assert_eq!(
-        q("SELECT count(*) FROM eval_items i JOIN exchanges e ON e.id = i.exchange_id
+        q(
+            "SELECT count(*) FROM eval_items i JOIN exchanges e ON e.id = i.exchange_id
            WHERE i.run_id = ? AND e.conversation_id = i.conversation_id
-             AND e.operation = 'conversations.start_stream' AND e.session = i.run_id"),
+             AND e.operation = 'conversations.start_stream' AND e.session = i.run_id"
+        ),
         1000,
         "and to the exchange that answered it"
     );
@@ -106,8 +115,10 @@ async fn simpleqa_500_closed_book_vs_web_search_is_graded_significant_and_linked
         "the recorded input is the prompt"
     );
     assert_eq!(
-        q("SELECT count(*) FROM eval_grades g JOIN exchanges e ON e.id = g.judge_exchange_id
-           WHERE g.run_id = ? AND e.operation = 'chat.completions'"),
+        q(
+            "SELECT count(*) FROM eval_grades g JOIN exchanges e ON e.id = g.judge_exchange_id
+           WHERE g.run_id = ? AND e.operation = 'chat.completions'"
+        ),
         1000
     );
     assert_eq!(
@@ -116,8 +127,11 @@ async fn simpleqa_500_closed_book_vs_web_search_is_graded_significant_and_linked
         "the inline agent was created once, at run start"
     );
     assert_eq!(
-        q("SELECT count(*) FROM eval_configs WHERE run_id = ? AND name = 'web' AND agent_id IS NOT NULL AND agent_version = '0'")
-            + q("SELECT count(*) FROM eval_configs WHERE run_id = ? AND name = 'web' AND agent_id IS NOT NULL AND agent_version = '1'"),
+        q(
+            "SELECT count(*) FROM eval_configs WHERE run_id = ? AND name = 'web' AND agent_id IS NOT NULL AND agent_version = '0'"
+        ) + q(
+            "SELECT count(*) FROM eval_configs WHERE run_id = ? AND name = 'web' AND agent_id IS NOT NULL AND agent_version = '1'"
+        ),
         1,
         "with its id and version stored"
     );
@@ -132,11 +146,17 @@ async fn simpleqa_500_closed_book_vs_web_search_is_graded_significant_and_linked
     );
     let correct_web = r.configs[1].summary.correct as i64;
     assert_eq!(
-        q("SELECT count(*) FROM eval_grades WHERE run_id = ? AND config = 'web' AND outcome = 'correct'"),
+        q(
+            "SELECT count(*) FROM eval_grades WHERE run_id = ? AND config = 'web' AND outcome = 'correct'"
+        ),
         correct_web
     );
     let status: String = c
-        .query_row("SELECT status FROM eval_runs WHERE run_id = ?", [run_id], |r| r.get(0))
+        .query_row(
+            "SELECT status FROM eval_runs WHERE run_id = ?",
+            [run_id],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(status, "complete");
 }
@@ -173,7 +193,13 @@ prompt_per_mtok = 1000000.0
 completion_per_mtok = 0.0
 "#;
     let db = dir.path().join("e.duckdb");
-    let mut spec = RunSpec::new("mini-qa", ConfigFile::parse("t", text).unwrap(), text, sim.url(), &db);
+    let mut spec = RunSpec::new(
+        "mini-qa",
+        ConfigFile::parse("t", text).unwrap(),
+        text,
+        sim.url(),
+        &db,
+    );
     spec.limit = Some(10);
     let out = run(spec, Stop::new()).await.unwrap();
     sim.shutdown().await;
@@ -248,7 +274,13 @@ async fn through_an_external_proxy_results_link_by_conversation_id() {
     let proxy = agentcap_proxy::start(pcfg).await.unwrap();
     let text = two_configs("");
     let eval_db = dir.path().join("evals.duckdb");
-    let mut spec = RunSpec::new("x", ConfigFile::parse("t", &text).unwrap(), text, "unused", &eval_db);
+    let mut spec = RunSpec::new(
+        "x",
+        ConfigFile::parse("t", &text).unwrap(),
+        text,
+        "unused",
+        &eval_db,
+    );
     spec.dataset = simpleqa().display().to_string();
     spec.target = Target::Proxy {
         url: format!("http://{}", proxy.addr()),
@@ -262,22 +294,38 @@ async fn through_an_external_proxy_results_link_by_conversation_id() {
     drop(out);
     let c = open(&eval_db);
     assert_eq!(
-        count(&c, "SELECT count(*) FROM eval_items WHERE run_id = ? AND conversation_id IS NOT NULL AND exchange_id IS NULL", &run_id),
+        count(
+            &c,
+            "SELECT count(*) FROM eval_items WHERE run_id = ? AND conversation_id IS NOT NULL AND exchange_id IS NULL",
+            &run_id
+        ),
         40
     );
     let proxy_label: String = c
-        .query_row("SELECT proxy FROM eval_runs WHERE run_id = ?", [&run_id], |r| r.get(0))
+        .query_row(
+            "SELECT proxy FROM eval_runs WHERE run_id = ?",
+            [&run_id],
+            |r| r.get(0),
+        )
         .unwrap();
     assert!(proxy_label.starts_with("http://127.0.0.1:"));
     drop(c);
     let p = open(&proxy_db);
     assert_eq!(
-        count(&p, "SELECT count(*) FROM exchanges WHERE session = ? AND operation = 'conversations.start_stream'", &run_id),
+        count(
+            &p,
+            "SELECT count(*) FROM exchanges WHERE session = ? AND operation = 'conversations.start_stream'",
+            &run_id
+        ),
         40,
         "the proxy recorded the run's traffic under its session"
     );
     assert_eq!(
-        count(&p, "SELECT count(*) FROM exchanges WHERE session = ? AND tags LIKE '%\"eval-config\":\"web\"%'", &run_id),
+        count(
+            &p,
+            "SELECT count(*) FROM exchanges WHERE session = ? AND tags LIKE '%\"eval-config\":\"web\"%'",
+            &run_id
+        ),
         20 + 20 + 1,
         "answers, judge calls and the agent creation of config web are tagged"
     );
@@ -298,7 +346,13 @@ name = "bad"
 model = "m"
 completion_args = { no_such_argument = 1 }
 "#;
-    let mut spec = RunSpec::new(simpleqa().display().to_string(), ConfigFile::parse("t", text).unwrap(), text, sim.url(), &db);
+    let mut spec = RunSpec::new(
+        simpleqa().display().to_string(),
+        ConfigFile::parse("t", text).unwrap(),
+        text,
+        sim.url(),
+        &db,
+    );
     spec.limit = Some(5);
     let out = run(spec, Stop::new()).await.unwrap();
     let bad = &out.report.configs[1].summary;
@@ -309,29 +363,54 @@ completion_args = { no_such_argument = 1 }
 
     // An existing agent that does not exist: the run fails at set-up, before any item.
     let text = "[[config]]\nname = \"ghost\"\nagent_id = \"ag_nope\"\n";
-    let mut spec = RunSpec::new(simpleqa().display().to_string(), ConfigFile::parse("t", text).unwrap(), text, sim.url(), &db);
+    let mut spec = RunSpec::new(
+        simpleqa().display().to_string(),
+        ConfigFile::parse("t", text).unwrap(),
+        text,
+        sim.url(),
+        &db,
+    );
     spec.limit = Some(5);
     let err = run(spec, Stop::new()).await.unwrap_err();
-    assert!(matches!(&err, EvalError::Setup(m) if m.contains("404")), "{err}");
+    assert!(
+        matches!(&err, EvalError::Setup(m) if m.contains("404")),
+        "{err}"
+    );
     sim.shutdown().await;
 
     let c = open(&db);
     assert_eq!(
-        count(&c, "SELECT count(*) FROM eval_attempts WHERE run_id = ? AND config = 'bad' AND outcome = 'failed' AND http_status = 422 AND attempt = 1", &run_id),
+        count(
+            &c,
+            "SELECT count(*) FROM eval_attempts WHERE run_id = ? AND config = 'bad' AND outcome = 'failed' AND http_status = 422 AND attempt = 1",
+            &run_id
+        ),
         5,
         "one attempt each"
     );
     assert_eq!(
-        count(&c, "SELECT count(*) FROM eval_attempts WHERE run_id = ? AND config = 'bad' AND attempt > 1", &run_id),
+        count(
+            &c,
+            "SELECT count(*) FROM eval_attempts WHERE run_id = ? AND config = 'bad' AND attempt > 1",
+            &run_id
+        ),
         0
     );
     assert_eq!(
-        count(&c, "SELECT count(*) FROM eval_items i JOIN eval_grades g USING (run_id, config, item_id) WHERE run_id = ? AND i.config = 'bad'", &run_id),
+        count(
+            &c,
+            "SELECT count(*) FROM eval_items i JOIN eval_grades g USING (run_id, config, item_id) WHERE run_id = ? AND i.config = 'bad'",
+            &run_id
+        ),
         0,
         "errors are never graded"
     );
     let failed: i64 = c
-        .query_row("SELECT count(*) FROM eval_runs WHERE status = 'failed'", [], |r| r.get(0))
+        .query_row(
+            "SELECT count(*) FROM eval_runs WHERE status = 'failed'",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     assert_eq!(failed, 1);
     let _ = (Grade::Correct, Outcome::Error);
