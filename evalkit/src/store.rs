@@ -550,7 +550,7 @@ fn link(c: &Connection, run_id: &str) -> Result<usize, StoreError> {
 }
 
 /// How long the writer gathers rows before a transaction.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(20);
+const GATHER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What the writer has queued for the next transaction.
 #[derive(Default)]
