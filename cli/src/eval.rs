@@ -85,7 +85,7 @@ pub struct TargetArgs {
     #[arg(long)]
     pub proxy: Option<String>,
     /// Talk to --upstream directly, without recording (results only).
-    #[arg(long, conflicts_with = "proxy")]
+    #[arg(long, conflicts_with = "proxy", requires = "upstream")]
     pub no_record: bool,
 }
 
@@ -215,9 +215,6 @@ fn target(t: &TargetArgs) -> Option<Target> {
         }),
         (None, Some(u)) => Some(Target::Embedded {
             upstream: u.clone(),
-        }),
-        (None, None) if t.no_record => Some(Target::Direct {
-            upstream: "https://api.mistral.ai".into(),
         }),
         (None, None) => None,
     }
