@@ -1,6 +1,9 @@
 //! The `agentcap` binary: argument parsing, configuration, tracing, then a call into a crate's `run`.
 
 mod conversations;
+mod datasets;
+mod demo;
+mod eval;
 mod proxy;
 mod query;
 mod sim;
@@ -44,6 +47,18 @@ enum Command {
         #[command(subcommand)]
         command: conversations::ConversationsCommand,
     },
+    /// Evaluate agent configs on a QA dataset: accuracy with CIs, paired comparisons, latency, cost.
+    Eval {
+        #[command(subcommand)]
+        command: eval::EvalCommand,
+    },
+    /// QA datasets: list the known ones, fetch one into the cache (checksum verified).
+    Datasets {
+        #[command(subcommand)]
+        command: datasets::DatasetsCommand,
+    },
+    /// Compare no tools vs web_search on a SimpleQA sample against the twin (simulated upstream).
+    Demo(demo::DemoArgs),
 }
 
 fn init_tracing(filter: &str, format: &str) {
@@ -65,14 +80,22 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let code = rt.block_on(async move {
         match cli.command {
-            Command::Sim(args) => sim::run(args).await,
-            Command::Proxy(args) => proxy::run(args).await,
-            Command::Query(args) => query::run(args).await,
-            Command::Conversations { command } => conversations::run(command).await,
+            Command::Sim(args) => sim::run(args).await.map(|()| 0),
+            Command::Proxy(args) => proxy::run(args).await.map(|()| 0),
+            Command::Query(args) => query::run(args).await.map(|()| 0),
+            Command::Conversations { command } => conversations::run(command).await.map(|()| 0),
+            Command::Eval { command } => eval::run(command).await,
+            Command::Datasets { command } => datasets::run(command).await.map(|()| 0),
+            Command::Demo(args) => demo::run(args).await,
         }
-    })
+    })?;
+    drop(rt);
+    if code != 0 {
+        std::process::exit(code);
+    }
+    Ok(())
 }
 
 /// Resolves when standard input reaches end of file (or fails): a parent process that dies closes it.

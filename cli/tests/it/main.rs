@@ -15,6 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
 mod durability;
+mod eval;
 mod shutdown;
 
 const BIN: &str = env!("CARGO_BIN_EXE_agentcap");

@@ -601,6 +601,15 @@ impl RecorderHandle {
         query::run_read_only(&conn, sql)
     }
 
+    /// A new read-write connection to the recorder's database (the same DuckDB instance, so it
+    /// works while the recorder holds the file), for a program that embeds the proxy and keeps its
+    /// own tables in the same file (the eval runner). It must not write the recorder's tables.
+    /// It stays usable after shutdown; the file is released when the last connection is dropped.
+    pub fn connection(&self) -> Result<Connection, RecorderError> {
+        let guard = self.shared.query_conn.lock();
+        Ok(guard.as_ref().ok_or(RecorderError::Stopped)?.try_clone()?)
+    }
+
     /// `true` once the recorder has been shut down.
     pub fn is_stopped(&self) -> bool {
         self.shared.stopped.load(Ordering::SeqCst)
