@@ -1,5 +1,6 @@
 //! The `agentcap` binary: argument parsing, configuration, tracing, then a call into a crate's `run`.
 
+mod bench;
 mod conversations;
 mod proxy;
 mod query;
@@ -44,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         command: conversations::ConversationsCommand,
     },
+    /// Benchmark an endpoint: streamed conversations timed per event, or fixed-rate load; optionally two side by side.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 fn init_tracing(filter: &str, format: &str) {
@@ -71,6 +77,7 @@ fn main() -> anyhow::Result<()> {
             Command::Proxy(args) => proxy::run(args).await,
             Command::Query(args) => query::run(args).await,
             Command::Conversations { command } => conversations::run(command).await,
+            Command::Bench { command } => bench::run(command).await,
         }
     })
 }
