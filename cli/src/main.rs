@@ -1,5 +1,6 @@
 //! The `agentcap` binary: argument parsing, configuration, tracing, then a call into a crate's `run`.
 
+mod bench;
 mod conversations;
 mod datasets;
 mod demo;
@@ -59,6 +60,11 @@ enum Command {
     },
     /// Compare no tools vs web_search on a SimpleQA sample against the twin (simulated upstream).
     Demo(demo::DemoArgs),
+    /// Benchmark an endpoint: streamed conversations timed per event, or fixed-rate load; optionally two side by side.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
 }
 
 fn init_tracing(filter: &str, format: &str) {
@@ -89,6 +95,7 @@ fn main() -> anyhow::Result<()> {
             Command::Eval { command } => eval::run(command).await,
             Command::Datasets { command } => datasets::run(command).await.map(|()| 0),
             Command::Demo(args) => demo::run(args).await,
+            Command::Bench { command } => bench::run(command).await.map(|()| 0),
         }
     })?;
     drop(rt);
