@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime};
 
-use agentcap_proxy::record::{ExchangeId, Msg, Outcome, RequestInfo, Timings};
+use agentcap_proxy::record::{ExchangeId, HttpVersion, Msg, Outcome, RequestInfo, Timings};
 use agentcap_proxy::recorder::body::Redactor;
 use agentcap_proxy::recorder::derive::{DeriveCtx, ExchangeMsgs, derive};
 use agentcap_proxy::recorder::{Recorder, RecorderConfig};
@@ -194,6 +194,7 @@ fn stream_exchange(deltas: usize, frame: usize) -> Vec<Msg> {
             status: 200,
             headers: vec![("content-type".into(), "text/event-stream".into())],
             at_us: 300,
+            upstream_version: Some(HttpVersion::Http11),
         },
     ];
     let body = wire(&turn_events(deltas));
