@@ -261,16 +261,18 @@ impl Limiter {
         })
     }
 
-    async fn acquire(&self) {
-        let at = {
-            let Ok(mut next) = self.next.lock() else {
-                return;
-            };
-            let now = Instant::now();
-            let at = (*next).max(now);
-            *next = at + self.interval;
-            at
+    /// Reserves the next free slot at or after `now`.
+    fn reserve(&self, now: Instant) -> Instant {
+        let Ok(mut next) = self.next.lock() else {
+            return now;
         };
+        let at = (*next).max(now);
+        *next = at + self.interval;
+        at
+    }
+
+    async fn acquire(&self) {
+        let at = self.reserve(Instant::now());
         tokio::time::sleep_until(at.into()).await;
     }
 }
@@ -797,6 +799,26 @@ mod tests {
         );
         let u = jitter_unit();
         assert!((0.0..1.0).contains(&u));
+    }
+
+    #[test]
+    fn the_rate_limiter_hands_out_evenly_spaced_slots() {
+        assert!(Limiter::new(0.0).is_none());
+        assert!(Limiter::new(f64::NAN).is_none());
+        let l = Limiter::new(4.0).unwrap();
+        let t0 = Instant::now() + Duration::from_secs(10);
+        let slots: Vec<Duration> = (0..3).map(|_| l.reserve(t0) - t0).collect();
+        assert_eq!(
+            slots,
+            [
+                Duration::ZERO,
+                Duration::from_millis(250),
+                Duration::from_millis(500)
+            ]
+        );
+        // After an idle spell the next slot is "now", not a backlog.
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(l.reserve(later), later);
     }
 
     #[test]

@@ -635,13 +635,14 @@ async fn drive(
     db: PathBuf,
 ) -> Result<RunOutcome, EvalError> {
     let names = configs.iter().map(|c| c.name.clone()).collect();
+    let progress_visible = progress;
     let progress = Progress::new(jobs.len(), names, progress);
     let sh = Arc::new(shared(
         &conn, &run_id, configs, grader, opts, stop, observer, progress,
     ));
     let stats = runner::execute(sh.clone(), jobs).await;
     drop(sh);
-    let finished = finish(&conn, &run_id, expected).await;
+    let finished = finish(&conn, &run_id, expected, progress_visible).await;
     let proxy_stats = close(conn).await;
     let (report, complete) = finished?;
     Ok(RunOutcome {
@@ -658,10 +659,17 @@ async fn finish(
     conn: &Connected,
     run_id: &str,
     expected: usize,
+    chatty: bool,
 ) -> Result<(Report, bool), EvalError> {
     let t0 = std::time::Instant::now();
     conn.store.flush().await?;
     let t_store = t0.elapsed();
+    if let Some(p) = &conn.proxy {
+        let pending = p.recorder().stats().pending_exchanges;
+        if chatty && pending > 0 {
+            eprintln!("agentcap eval: the recorder is committing {pending} more exchanges…");
+        }
+    }
     if let Some(p) = &conn.proxy
         && let Err(e) = p.recorder().flush().await
     {

@@ -419,3 +419,93 @@ fn demo_compares_no_tools_with_web_search_on_the_twin() {
     assert!(out.contains("mini-qa"), "{out}");
     assert!(out.contains("simulated upstream"), "{out}");
 }
+
+#[test]
+fn a_run_killed_with_sigkill_is_resumed_from_what_reached_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = shared("simpleqa/simple_qa_test_set.csv");
+    let (_slow, slow_url) = twin(dir.path(), "slow-twin", &["--ttft-ms", "100"]);
+    let (_fast, fast_url) = twin(dir.path(), "fast-twin", &[]);
+    let configs = dir.path().join("configs.toml");
+    std::fs::write(&configs, CONFIGS).unwrap();
+    let db = dir.path().join("evals.duckdb");
+    let db_s = db.to_str().unwrap();
+    let mut child = agentcap()
+        .args([
+            "eval",
+            "run",
+            "--dataset",
+            csv.to_str().unwrap(),
+            "--configs",
+            configs.to_str().unwrap(),
+            "--limit",
+            "60",
+            "--concurrency",
+            "2",
+            "--upstream",
+            &slow_url,
+            "--db",
+            db_s,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // 240 requests of at least 100 ms, two at a time: at least 12 s of work.
+    std::thread::sleep(Duration::from_secs(3));
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let list: Value =
+        serde_json::from_str(&stdout_of(&["eval", "list", "--db", db_s, "--json"])).unwrap();
+    assert_eq!(list[0]["status"], "running", "a crashed run never ended");
+    let run_id = list[0]["run_id"].as_str().unwrap().to_string();
+    let before = list[0]["finished_items"].as_u64().unwrap();
+    assert!(before < 120, "{before}");
+
+    let resumed = run(&[
+        "eval",
+        "resume",
+        &run_id,
+        "--db",
+        db_s,
+        "--upstream",
+        &fast_url,
+        "--format",
+        "json",
+    ]);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let report: Value = serde_json::from_slice(
+        &resumed.stdout[..resumed
+            .stdout
+            .iter()
+            .rposition(|b| *b == b'}')
+            .map_or(0, |i| i + 1)],
+    )
+    .unwrap();
+    assert_eq!(report["run"]["complete"], true);
+    assert_eq!(report["configs"][0]["summary"]["n"], 60);
+    assert_eq!(report["configs"][1]["summary"]["n"], 60);
+    let q = stdout_of(&[
+        "query",
+        "--admin",
+        "http://127.0.0.1:1",
+        "--db",
+        db_s,
+        "--format",
+        "json",
+        "SELECT count(*) AS n, count(DISTINCT (config, item_id)) AS pairs, count(c.id) AS linked FROM eval_items i LEFT JOIN conversations c ON c.id = i.conversation_id",
+    ]);
+    let n: Value = serde_json::from_str(&q).unwrap();
+    assert_eq!(n[0]["n"], 120);
+    assert_eq!(n[0]["pairs"], 120, "no item was written twice");
+    assert_eq!(
+        n[0]["linked"], 120,
+        "the proxy's journal replay recorded the killed session's conversations too"
+    );
+}
