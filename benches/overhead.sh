@@ -8,12 +8,15 @@
 #   benches/overhead.sh [--rates 500,1000,2000] [--duration 10s] [--stream-requests 200]
 #                       [--peers agentcap,nginx,mitmdump] [--out benches/OVERHEAD.md]
 #
+# The raw JSON reports of every run go beside the Markdown file (same name, .jsonl).
+#
 # It installs the peers when missing (nginx with apt-get, mitmproxy with pip in a venv under
 # ${XDG_CACHE_HOME:-$HOME/.cache}/agentcap-bench-venv). AGENTCAP_BIN selects the agentcap binary (default:
 # $CARGO_TARGET_DIR/debug/agentcap, as `cargo test --workspace` builds it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+cmdline="benches/overhead.sh $*"
 rates="1000"
 duration="10s"
 stream_requests=200
@@ -174,9 +177,9 @@ for p in "${peer_list[@]}"; do
   run_bench "$p" stream --requests "$stream_requests" --warmup 5
 done
 
-python3 - "$results" "$out" "$*" <<'PY'
+python3 - "$results" "$out" "$cmdline" "$bin" <<'PY'
 import json, platform, subprocess, sys, datetime, os
-results, out, argv = sys.argv[1], sys.argv[2], sys.argv[3]
+results, out, cmdline, binary = sys.argv[1:5]
 rows = [json.loads(l) for l in open(results)]
 def cpu():
     for l in open("/proc/cpuinfo"):
@@ -187,7 +190,8 @@ mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTota
 f = lambda us: f"{us/1000:.3f} ms"
 o = []
 o.append("# Overhead harness results\n")
-o.append(f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by `benches/overhead.sh {argv}`.\n")
+o.append(f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by `{cmdline}` "
+         f"(binary: {os.path.basename(binary)}, see RESULTS.md for its build profile).\n")
 o.append(f"Machine: {os.cpu_count()} × {cpu()}, {int(mem)//1024} MiB RAM, {platform.system()} {platform.release()}; "
          f"load average at the end {os.getloadavg()[0]:.2f}.\n")
 o.append("Every peer runs interleaved request by request with the twin directly; *added* = peer − direct, "
@@ -227,4 +231,5 @@ if ratios:
 open(out, "w").write("\n".join(o) + "\n")
 print("\n".join(o))
 PY
-echo "== written to $out"
+cp "$results" "${out%.md}.jsonl"
+echo "== written to $out (raw reports: ${out%.md}.jsonl)"
