@@ -84,10 +84,10 @@ pub struct LoadTargetReport {
 /// Target versus baseline.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadComparison {
-    /// Latency from the intended send time: target − compare.
-    pub added_latency: Delta,
+    /// Latency from the intended send time: target − compare (`None` when a side had no successful request).
+    pub added_latency: Option<Delta>,
     /// Service time: target − compare.
-    pub added_service: Delta,
+    pub added_service: Option<Delta>,
     /// Latency: target / compare.
     pub ratio_latency: Ratio,
 }
@@ -421,8 +421,8 @@ pub fn render_table(r: &LoadReport) -> String {
         }
         if let Some(c) = &r.comparison {
             let d = match name {
-                "latency" => Some(&c.added_latency),
-                "service time" => Some(&c.added_service),
+                "latency" => c.added_latency.as_ref(),
+                "service time" => c.added_service.as_ref(),
                 _ => None,
             };
             if let Some(d) = d {
@@ -510,8 +510,8 @@ mod tests {
         assert_eq!(r.targets[1].errors["http 503"], 1);
         assert_eq!(r.targets[1].achieved_rps, 0.5);
         let c = r.comparison.as_ref().unwrap();
-        assert_eq!(c.added_latency.p50_us, 2000.0);
-        assert_eq!(c.added_service.p50_us, 0.0);
+        assert_eq!(c.added_latency.unwrap().p50_us, 2000.0);
+        assert_eq!(c.added_service.unwrap().p50_us, 0.0);
         assert_eq!(c.ratio_latency.p50, Some(3.0));
         let text = render_table(&r);
         for want in [
@@ -523,6 +523,31 @@ mod tests {
         ] {
             assert!(text.contains(want), "{want:?} not in\n{text}");
         }
+    }
+
+    #[test]
+    fn nothing_to_subtract_when_a_side_has_no_success() {
+        let failed = LoadSample {
+            target: 0,
+            latency_ns: 1_000,
+            service_ns: 1_000,
+            send_lag_ns: 0,
+            error: Some("connect".into()),
+        };
+        let ok = LoadSample {
+            target: 1,
+            error: None,
+            ..failed.clone()
+        };
+        let r = report(&opts(10.0), &[failed, ok]);
+        let c = r.comparison.as_ref().unwrap();
+        assert!(c.added_latency.is_none() && c.added_service.is_none());
+        assert_eq!(c.ratio_latency.p50, None);
+        let text = render_table(&r);
+        assert!(
+            text.contains("1 connect") && !text.contains("added  "),
+            "{text}"
+        );
     }
 
     #[test]

@@ -76,16 +76,20 @@ impl Summary {
         Summary::of_ns(&v)
     }
 
-    /// `self − base`, percentile by percentile (what the target adds over the baseline).
-    pub fn minus(&self, base: &Summary) -> Delta {
-        Delta {
+    /// `self − base`, percentile by percentile (what the target adds over the baseline); `None` when either
+    /// side has no samples.
+    pub fn minus(&self, base: &Summary) -> Option<Delta> {
+        if self.n == 0 || base.n == 0 {
+            return None;
+        }
+        Some(Delta {
             p50_us: self.p50_us - base.p50_us,
             p90_us: self.p90_us - base.p90_us,
             p99_us: self.p99_us - base.p99_us,
             p999_us: self.p999_us - base.p999_us,
             max_us: self.max_us - base.max_us,
             mean_us: self.mean_us - base.mean_us,
-        }
+        })
     }
 
     /// `self / base`, percentile by percentile (`None` where the baseline is 0 or either side has no samples).
@@ -195,8 +199,9 @@ mod tests {
     fn differences_and_ratios() {
         let a = Summary::of_ns(&[2000, 4000]);
         let b = Summary::of_ns(&[1000, 2000]);
-        let d = a.minus(&b);
+        let d = a.minus(&b).unwrap();
         assert_eq!((d.p50_us, d.max_us), (1.0, 2.0));
+        assert!(a.minus(&Summary::default()).is_none());
         let r = a.ratio(&b);
         assert_eq!(r.p50, Some(2.0));
         assert_eq!(a.ratio(&Summary::default()).p50, None);

@@ -223,7 +223,8 @@ pub struct EventAdded {
 /// Target versus baseline.
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamComparison {
-    /// Per metric (`headers`, `first_event`, `ttft`, `event_gap`, `total`): target − compare.
+    /// Per metric (`headers`, `first_event`, `ttft`, `event_gap`, `total`): target − compare (metrics without
+    /// samples on either side are left out).
     pub added: BTreeMap<String, Delta>,
     /// Per metric: target / compare.
     pub ratio: BTreeMap<String, Ratio>,
@@ -346,7 +347,7 @@ pub fn report(opts: &StreamOptions, samples: Vec<StreamSample>, wall_s: f64) -> 
         StreamComparison {
             added: metrics
                 .iter()
-                .map(|(k, x, y)| ((*k).to_owned(), x.minus(y)))
+                .filter_map(|(k, x, y)| Some(((*k).to_owned(), x.minus(y)?)))
                 .collect(),
             ratio: metrics
                 .iter()
