@@ -118,10 +118,22 @@ impl ConvMerged {
     }
 }
 
-const UPSERT_CONVERSATION: &str = "
+/// Conversations per upsert statement (11 parameters each).
+const CONVERSATION_CHUNK: usize = 256;
+
+/// The upsert of `rows` conversations (ids unique within the statement: the batch is merged per id).
+fn upsert_conversations_sql(rows: usize) -> String {
+    let tuple = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    let values = vec![tuple; rows].join(", ");
+    format!("{UPSERT_CONVERSATION_HEAD}{values}{UPSERT_CONVERSATION_TAIL}")
+}
+
+const UPSERT_CONVERSATION_HEAD: &str = "
 INSERT INTO conversations (id, agent_id, agent_version, model, first_exchange_id, last_exchange_id,
                            first_seen, last_seen, turns, parent_conversation_id, from_entry_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+VALUES ";
+
+const UPSERT_CONVERSATION_TAIL: &str = "
 ON CONFLICT (id) DO UPDATE SET
     agent_id = COALESCE(agent_id, EXCLUDED.agent_id),
     agent_version = COALESCE(agent_version, EXCLUDED.agent_version),
@@ -353,25 +365,30 @@ fn write_in_tx(
             m.add(u);
         }
     }
-    if !order.is_empty() {
-        let mut stmt = conn.prepare_cached(UPSERT_CONVERSATION)?;
-        for id in order {
+    // One multi-row upsert per chunk: DuckDB's cost is mostly per statement (binding, planning),
+    // and a batch of non-stream turns carries one new conversation per exchange.
+    for chunk in order.chunks(CONVERSATION_CHUNK) {
+        let mut values: Vec<DbValue> = Vec::with_capacity(chunk.len() * 11);
+        for id in chunk {
             let m = &merged[id];
-            stmt.execute(params![
-                m.id,
-                m.agent_id,
-                m.agent_version,
-                m.model,
-                m.first_exchange_id,
-                m.last_exchange_id,
+            let text = |v: &Option<String>| v.clone().map_or(DbValue::Null, DbValue::Text);
+            values.extend([
+                DbValue::Text(m.id.clone()),
+                text(&m.agent_id),
+                text(&m.agent_version),
+                text(&m.model),
+                text(&m.first_exchange_id),
+                text(&m.last_exchange_id),
                 ts(m.first_seen),
                 ts(m.last_seen),
-                m.turns,
-                m.parent,
-                m.from_entry_id,
-            ])?;
-            counts.conversations += 1;
+                DbValue::BigInt(m.turns),
+                text(&m.parent),
+                text(&m.from_entry_id),
+            ]);
         }
+        let mut stmt = conn.prepare_cached(&upsert_conversations_sql(chunk.len()))?;
+        stmt.execute(duckdb::params_from_iter(values))?;
+        counts.conversations += chunk.len() as u64;
     }
     Ok(counts)
 }
