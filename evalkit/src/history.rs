@@ -12,31 +12,8 @@ use crate::metrics::{ItemResult, Outcome};
 use crate::report::{Report, RunInfo};
 use crate::store::has_table;
 
-/// A stored run, as read back.
-#[derive(Debug, Clone, Serialize)]
-#[allow(missing_docs)]
-pub struct StoredRun {
-    pub run_id: String,
-    pub created_at: String,
-    pub finished_at: Option<String>,
-    pub status: String,
-    pub dataset: String,
-    pub dataset_source: String,
-    pub dataset_sha256: Option<String>,
-    pub n_items: usize,
-    pub limit: Option<usize>,
-    pub seed: u64,
-    pub grader: String,
-    pub judge_model: Option<String>,
-    pub judge_parse: String,
-    pub grader_template: Option<String>,
-    pub baseline: String,
-    pub upstream: String,
-    pub proxy: String,
-    pub simulated_upstream: bool,
-    pub configs_toml: String,
-    pub options: String,
-}
+/// A stored run, as read back: the same row the store writes.
+pub use crate::store::RunRow as StoredRun;
 
 /// A stored config row.
 #[derive(Debug, Clone, Serialize)]
@@ -102,7 +79,7 @@ pub fn load_run(c: &Connection, run_id: &str) -> Result<StoredRun, EvalError> {
         "SELECT run_id, CAST(created_at AS VARCHAR), CAST(finished_at AS VARCHAR), status, dataset,
                 dataset_source, dataset_sha256, n_items, limit_k, seed, grader, judge_model,
                 judge_parse, grader_template, baseline, upstream, proxy, simulated_upstream,
-                configs_toml, options
+                configs_toml, options, dataset_rows
          FROM eval_runs WHERE run_id = ?",
         params![run_id],
         |r| {
@@ -114,6 +91,7 @@ pub fn load_run(c: &Connection, run_id: &str) -> Result<StoredRun, EvalError> {
                 dataset: r.get(4)?,
                 dataset_source: r.get(5)?,
                 dataset_sha256: r.get(6)?,
+                dataset_rows: r.get::<_, Option<i64>>(20)?.map_or(0, to_usize),
                 n_items: to_usize(r.get(7)?),
                 limit: r.get::<_, Option<i64>>(8)?.map(to_usize),
                 seed: r.get(9)?,

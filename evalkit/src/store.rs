@@ -147,7 +147,7 @@ CREATE TABLE IF NOT EXISTS eval_attempts (
 "#;
 
 /// One `eval_runs` row.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 #[allow(missing_docs)]
 pub struct RunRow {
     pub run_id: String,
