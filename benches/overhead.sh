@@ -1,42 +1,72 @@
 #!/usr/bin/env bash
-# The overhead harness: the twin at zero latency and, in front of it, agentcap proxy (recording into a real
-# DuckDB file), nginx (a plain reverse proxy, no recording) and mitmdump (flows written to a file, bodies
-# streamed so SSE passes). The same loads run against each peer, each interleaved request by request with the
-# twin directly (`agentcap bench load|stream --target PEER --compare TWIN`), and the figures go to a Markdown
-# report with the machine description and the command.
+# The overhead harness: regenerates benches/RESULTS.md in one run.
+#
+# It starts the twin at zero latency and, in front of it, agentcap proxy (recording into a real DuckDB file),
+# nginx (a plain reverse proxy, no recording) and mitmdump (flows written to a file, bodies streamed so SSE
+# passes). The same loads run against each peer, each interleaved request by request with the twin directly
+# (`agentcap bench load|stream --target PEER --compare TWIN`):
+#   - non-streamed conversation starts, open loop at each --rates value, then closed loop (maximum throughput);
+#   - streamed conversation starts (twin at zero latency: events leave back to back);
+#   - paced streams (twin at --paced-tps tokens/s, so every event is its own frame) for agentcap and nginx;
+# then, for agentcap only:
+#   - N concurrent open streams from a slow twin (--open-streams), proxy RSS and CPU;
+#   - a burst (closed loop, non-streamed, then streamed) and the time its recorder takes to catch up.
+# The micro-bench figures come from the last `cargo bench -p agentcap-benches` (criterion's saved estimates).
 #
 #   benches/overhead.sh [--rates 500,1000,2000] [--duration 10s] [--stream-requests 200]
-#                       [--peers agentcap,nginx,mitmdump] [--out benches/OVERHEAD.md]
+#                       [--peers agentcap,nginx,mitmdump] [--open-streams 1000,10000] [--paced-tps 200]
+#                       [--out benches/RESULTS.md] [--quick]
 #
-# The raw JSON reports of every run go beside the Markdown file (same name, .jsonl).
+# --quick is a smoke mode (seconds): one low rate, few requests, 100 open streams; its figures mean nothing.
+# The raw JSON reports go beside the Markdown file (same name, .jsonl). benches/NOTES.md (the analysis, written
+# by hand) is appended to the generated file.
 #
 # It installs the peers when missing (nginx with apt-get, mitmproxy with pip in a venv under
 # ${XDG_CACHE_HOME:-$HOME/.cache}/agentcap-bench-venv). AGENTCAP_BIN selects the agentcap binary (default:
-# $CARGO_TARGET_DIR/debug/agentcap, as `cargo test --workspace` builds it).
+# the release build when present, else the debug one, under $CARGO_TARGET_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 cmdline="benches/overhead.sh $*"
-rates="1000"
+rates="500,1000,2000"
 duration="10s"
 stream_requests=200
 peers="agentcap,nginx,mitmdump"
-out="benches/OVERHEAD.md"
+open_streams="1000,10000"
+paced_tps=200
+out="benches/RESULTS.md"
+closed_concurrency=64
+burst_duration="5s"
+burst_streams=2000
+quick=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --rates) rates="$2"; shift 2 ;;
     --duration) duration="$2"; shift 2 ;;
     --stream-requests) stream_requests="$2"; shift 2 ;;
     --peers) peers="$2"; shift 2 ;;
+    --open-streams) open_streams="$2"; shift 2 ;;
+    --paced-tps) paced_tps="$2"; shift 2 ;;
     --out) out="$2"; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    --quick) quick=1; shift ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) echo "overhead.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
+if [ "$quick" = 1 ]; then
+  rates="100"; duration="2s"; stream_requests=20; open_streams="100"; burst_duration="1s"; burst_streams=50
+fi
 
 target_dir="${CARGO_TARGET_DIR:-$HOME/.cache/agentcap-target}"
-bin="${AGENTCAP_BIN:-$target_dir/debug/agentcap}"
-[ -x "$bin" ] || { echo "overhead.sh: no agentcap binary at $bin (run cargo test --workspace, or set AGENTCAP_BIN)" >&2; exit 1; }
+if [ -n "${AGENTCAP_BIN:-}" ]; then
+  bin="$AGENTCAP_BIN"
+elif [ -x "$target_dir/release/agentcap" ]; then
+  bin="$target_dir/release/agentcap"
+else
+  bin="$target_dir/debug/agentcap"
+fi
+[ -x "$bin" ] || { echo "overhead.sh: no agentcap binary at $bin (cargo build --release -p agentcap, or set AGENTCAP_BIN)" >&2; exit 1; }
+echo "== agentcap binary: $bin"
 
 work="$(mktemp -d)"
 pids=()
@@ -46,7 +76,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-ulimit -n 65536 2>/dev/null || true
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 
@@ -75,27 +105,44 @@ wait_http() {
 cpu_s() { awk '{print ($14+$15)/100}' "/proc/$1/stat"; }
 rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM/{print $2}' "/proc/$1/status"; }
+metrics() { python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('$1/metrics', timeout=5).read().decode())"; }
 
-echo "== starting the twin"
-start twin "listening on" "$bin" sim --listen 127.0.0.1:0 --latency zero
-twin_url="$(grep -o 'http://[0-9.:]*' "$work/twin.out" | head -1)"
+# A twin: start_twin NAME ARGS...; sets ${NAME}_url.
+start_twin() {
+  local name="$1"; shift
+  start "$name" "listening on" "$bin" sim --listen 127.0.0.1:0 "$@"
+  eval "${name}_url=$(grep -o 'http://[0-9.:]*' "$work/$name.out" | head -1)"
+}
+# An agentcap proxy recording into its own DuckDB file, admin on: start_proxy NAME UPSTREAM.
+start_proxy() {
+  local name="$1" upstream="$2"
+  start "$name" "listening on" "$bin" proxy --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
+    --upstream "$upstream" --db "$work/$name.duckdb"
+  eval "${name}_url=$(grep -o 'listening on http://[0-9.:]*' "$work/$name.out" | sed 's/listening on //')"
+  eval "${name}_admin=$(grep -o 'admin http://[0-9.:]*' "$work/$name.out" | sed 's/admin //')"
+}
+
+echo "== starting the twins"
+start_twin twin --latency zero
+start_twin paced --latency zero --tokens-per-sec "$paced_tps"
 
 declare -A url pid
 IFS=',' read -r -a peer_list <<<"$peers"
+nginx_paced_url=""
 for p in "${peer_list[@]}"; do
   case "$p" in
     agentcap)
-      echo "== starting agentcap proxy (recording into $work/overhead.duckdb)"
-      start agentcap "listening on" "$bin" proxy --listen 127.0.0.1:0 --no-admin --upstream "$twin_url" --db "$work/overhead.duckdb"
-      url[agentcap]="$(grep -o 'listening on http://[0-9.:]*' "$work/agentcap.out" | sed 's/listening on //')"
-      pid[agentcap]="$agentcap_pid"
+      echo "== starting agentcap proxy (recording into $work/agentcap.duckdb)"
+      start_proxy agentcap "$twin_url"
+      url[agentcap]="$agentcap_url"; pid[agentcap]="$agentcap_pid"
+      start_proxy agentcap_paced "$paced_url"
       ;;
     nginx)
       if ! command -v nginx >/dev/null 2>&1; then
         echo "== installing nginx"
         apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
       fi
-      port="$(free_port)"
+      port="$(free_port)"; port2="$(free_port)"
       mkdir -p "$work/nginx/logs"
       cat >"$work/nginx/nginx.conf" <<CONF
 worker_processes 1;
@@ -105,6 +152,7 @@ events { worker_connections 16384; }
 http {
   access_log off;
   upstream twin { server ${twin_url#http://}; keepalive 256; }
+  upstream paced { server ${paced_url#http://}; keepalive 256; }
   server {
     listen 127.0.0.1:$port;
     client_body_buffer_size 1m;
@@ -116,12 +164,24 @@ http {
       proxy_request_buffering off;
     }
   }
+  server {
+    listen 127.0.0.1:$port2;
+    client_body_buffer_size 1m;
+    location / {
+      proxy_pass http://paced;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_request_buffering off;
+    }
+  }
 }
 CONF
-      echo "== starting nginx on $port"
+      echo "== starting nginx on $port (and $port2 for the paced twin)"
       nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' >"$work/nginx.out" 2>"$work/nginx.err" &
       pids+=($!)
       url[nginx]="http://127.0.0.1:$port"
+      nginx_paced_url="http://127.0.0.1:$port2"
       wait_http "${url[nginx]}"
       # The worker does the proxying; measure it.
       pid[nginx]="$(pgrep -P "$!" | head -1)"
@@ -149,94 +209,125 @@ done
 
 results="$work/results.jsonl"
 : >"$results"
-run_bench() { # peer kind args...
-  local peer="$1" kind="$2"; shift 2
-  local p="${pid[$peer]}" c0 c1 t0 t1
+# run_bench SECTION PEER PID KIND ARGS...: one `agentcap bench` run; its JSON report plus the peer's CPU and
+# RSS over the run and the load average go to $results as one line.
+run_bench() {
+  local section="$1" peer="$2" p="$3" kind="$4"; shift 4
+  local c0 c1 t0 t1
   c0="$(cpu_s "$p")"; t0="$(date +%s.%N)"
-  "$bin" bench "$kind" --target "${url[$peer]}" --compare "$twin_url" --format json "$@" >"$work/run.json"
+  "$bin" bench "$kind" --format json "$@" >"$work/run.json"
   t1="$(date +%s.%N)"; c1="$(cpu_s "$p")"
-  python3 - "$work/run.json" "$peer" "$c0" "$c1" "$t0" "$t1" "$(rss_kb "$p")" "$(hwm_kb "$p")" "$*" >>"$results" <<'PY'
-import json, sys
-path, peer, c0, c1, t0, t1, rss, hwm, args = sys.argv[1:]
+  python3 - "$work/run.json" "$section" "$peer" "$c0" "$c1" "$t0" "$t1" "$(rss_kb "$p")" "$(hwm_kb "$p")" "$*" >>"$results" <<'PY'
+import json, os, sys
+path, section, peer, c0, c1, t0, t1, rss, hwm, args = sys.argv[1:]
 r = json.load(open(path))
-r.update(peer=peer, args=args, cpu_s=float(c1) - float(c0), wall_s_total=float(t1) - float(t0),
-         rss_kb=int(rss), hwm_kb=int(hwm))
+r.update(section=section, peer=peer, args=args, cpu_s=float(c1) - float(c0), wall_s_total=float(t1) - float(t0),
+         rss_kb=int(rss), hwm_kb=int(hwm), loadavg=os.getloadavg()[0])
 print(json.dumps(r))
 PY
 }
 
-# Peer by peer (in the order given), each peer's loads then its streams: a peer that is still busy after a load
-# (agentcap's recorder draining its backlog) then only slows its own later runs.
 IFS=',' read -r -a rate_list <<<"$rates"
+# Peer by peer (in the order given), each peer's loads then its streams: a peer that is still busy after a load
+# (agentcap's recorder committing its backlog) then only slows its own later runs.
 for p in "${peer_list[@]}"; do
   for rate in "${rate_list[@]}"; do
     echo "== load: $p vs twin at $rate req/s each for $duration"
-    run_bench "$p" load --rate "$rate" --duration "$duration" --warmup 1s --timeout 10s
+    run_bench load "$p" "${pid[$p]}" load --target "${url[$p]}" --compare "$twin_url" \
+      --rate "$rate" --duration "$duration" --warmup 1s --timeout 10s
   done
   echo "== stream: $p vs twin, $stream_requests requests each"
-  run_bench "$p" stream --requests "$stream_requests" --warmup 5
+  run_bench stream "$p" "${pid[$p]}" stream --target "${url[$p]}" --compare "$twin_url" \
+    --requests "$stream_requests" --warmup 5
 done
 
-python3 - "$results" "$out" "$cmdline" "$bin" <<'PY'
-import json, platform, subprocess, sys, datetime, os
-results, out, cmdline, binary = sys.argv[1:5]
-rows = [json.loads(l) for l in open(results)]
-def cpu():
-    for l in open("/proc/cpuinfo"):
-        if l.startswith("model name"):
-            return l.split(":", 1)[1].strip()
-    return platform.processor()
-mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "?")
-f = lambda us: "–" if us is None else f"{us/1000:.3f} ms"
-o = []
-o.append("# Overhead harness results\n")
-o.append(f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by `{cmdline}` "
-         f"(binary: {os.path.basename(binary)}, see RESULTS.md for its build profile).\n")
-o.append(f"Machine: {os.cpu_count()} × {cpu()}, {int(mem)//1024} MiB RAM, {platform.system()} {platform.release()}; "
-         f"load average at the end {os.getloadavg()[0]:.2f}.\n")
-o.append("Every peer runs interleaved request by request with the twin directly; *added* = peer − direct, "
-         "percentile by percentile. Latency counts from the intended send time (open loop).\n")
-o.append("## Non-streamed conversation starts, open loop\n")
-o.append("| peer | rate/s | ok | errors | added p50 | added p90 | added p99 | peer p99 | direct p99 | CPU s | RSS MiB |")
-o.append("|---|---|---|---|---|---|---|---|---|---|---|")
-def errs(t):
-    return ", ".join(f"{v} {k}" for k, v in t["errors"].items()) or "0"
-for r in rows:
-    if r["bench"] != "load": continue
-    t, d = r["targets"]; a = r["comparison"]["added_latency"]
-    if a is None:  # no successful request on one side: nothing to subtract
-        a = {k: None for k in ("p50_us", "p90_us", "p99_us")}
-    o.append(f"| {r['peer']} | {r['rate_per_target']:.0f} | {t['ok']}/{t['requests']} | {errs(t)} | "
-             f"{f(a['p50_us'])} | {f(a['p90_us'])} | {f(a['p99_us'])} | {f(t['latency']['p99_us'] if t['ok'] else None)} | {f(d['latency']['p99_us'])} | "
-             f"{r['cpu_s']:.2f} | {r['rss_kb']/1024:.0f} |")
-o.append("\n## Streamed conversation starts\n")
-o.append("| peer | ok | TTFT added p50 | TTFT added p99 | per-event added p50 | per-event added p99 | total added p50 | CPU s | RSS MiB |")
-o.append("|---|---|---|---|---|---|---|---|---|")
-for r in rows:
-    if r["bench"] != "stream": continue
-    t, d = r["targets"]; c = r["comparison"]
-    if "ttft" not in c["added"]:
-        c["added"]["ttft"] = c["added"]["total"] = {"p50_us": None, "p99_us": None}
-    o.append(f"| {r['peer']} | {t['ok']}/{t['requests']} | {f(c['added']['ttft']['p50_us'])} | {f(c['added']['ttft']['p99_us'])} | "
-             f"{f(c['per_event']['added']['p50_us'])} | {f(c['per_event']['added']['p99_us'])} | {f(c['added']['total']['p50_us'])} | "
-             f"{r['cpu_s']:.2f} | {r['rss_kb']/1024:.0f} |")
-loads = {(r["peer"], r["rate_per_target"]): r for r in rows if r["bench"] == "load"}
-ratios = []
-for (peer, rate), r in loads.items():
-    if peer != "agentcap": continue
-    if r["comparison"]["added_latency"] is None: continue
-    a = r["comparison"]["added_latency"]["p99_us"]
-    for other in ("nginx", "mitmdump"):
-        o2 = loads.get((other, rate))
-        if o2 and o2["comparison"]["added_latency"] is not None:
-            b = o2["comparison"]["added_latency"]["p99_us"]
-            ratios.append(f"- {rate:.0f} req/s: added p99 agentcap / {other} = "
-                          f"{(a / b) if b > 0 else float('nan'):.2f} ({f(a)} vs {f(b)})")
-if ratios:
-    o.append("\n## Ratios\n")
-    o.extend(ratios)
-open(out, "w").write("\n".join(o) + "\n")
-print("\n".join(o))
+echo "== maximum throughput (closed loop, $closed_concurrency in flight, $duration): the twin alone, then each peer"
+run_bench max direct "$twin_pid" load --target "$twin_url" --rate 0 --concurrency "$closed_concurrency" \
+  --duration "$duration" --warmup 1s --timeout 10s
+for p in "${peer_list[@]}"; do
+  run_bench max "$p" "${pid[$p]}" load --target "${url[$p]}" --rate 0 --concurrency "$closed_concurrency" \
+    --duration "$duration" --warmup 1s --timeout 10s
+done
+
+paced_n=$(( stream_requests / 2 > 10 ? stream_requests / 2 : 10 ))
+if [ -n "${agentcap_paced_url:-}" ]; then
+  echo "== paced streams ($paced_tps tokens/s): agentcap vs twin, $paced_n requests each"
+  run_bench paced agentcap "$agentcap_paced_pid" stream --target "$agentcap_paced_url" --compare "$paced_url" \
+    --requests "$paced_n" --concurrency 8 --warmup 2
+fi
+if [ -n "$nginx_paced_url" ]; then
+  echo "== paced streams ($paced_tps tokens/s): nginx vs twin, $paced_n requests each"
+  run_bench paced nginx "${pid[nginx]}" stream --target "$nginx_paced_url" --compare "$paced_url" \
+    --requests "$paced_n" --concurrency 8 --warmup 2
+fi
+
+if [ -n "${agentcap_url:-}" ]; then
+  # The recorder after a burst: how long from the end of the load until every exchange is in DuckDB.
+  catch_up() { # KIND METRICS_BEFORE T_END: waits for the recorder to commit everything; one line to $results
+    local kind="$1" m0="$2" t_end="$3"
+    local t_done
+    # POST /flush returns once everything the recorder received before it is committed to DuckDB.
+    python3 -c "import urllib.request; urllib.request.urlopen(urllib.request.Request('$agentcap_admin/flush', data=b'', method='POST'), timeout=900).read()"
+    t_done="$(date +%s.%N)"
+    metrics "$agentcap_admin" >"$work/m1.json"
+    python3 - "$kind" "$m0" "$work/m1.json" "$t_end" "$t_done" "$work/run.json" >>"$results" <<'PY'
+import json, sys
+kind, m0, m1, t_end, t_done, run = sys.argv[1:]
+a, b, r = json.load(open(m0)), json.load(open(m1)), json.load(open(run))
+d = {k: b[k] - a[k] for k in ("exchanges_written", "rows_written", "sse_events_written", "db_busy_us", "spilled")}
+print(json.dumps(dict(section="burst", kind=kind, catch_up_s=float(t_done) - float(t_end),
+    load_wall_s=r.get("wall_s", r.get("duration_s")), written=d, records_dropped=b["records_dropped"],
+    pending_after=b["pending_exchanges"], run=r["targets"][0])))
 PY
+  }
+  # Metrics fields used: make sure they exist (fail loudly if the admin API changed).
+  metrics "$agentcap_admin" >"$work/m0.json"
+  python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); [m[k] for k in ("pending_exchanges","exchanges_written","rows_written","sse_events_written","db_busy_us","spilled","records_dropped")]' "$work/m0.json"
+
+  echo "== burst: agentcap, non-streamed, closed loop $closed_concurrency in flight for $burst_duration"
+  "$bin" bench load --format json --target "$agentcap_url" --rate 0 --concurrency "$closed_concurrency" \
+    --duration "$burst_duration" --warmup 0s --timeout 10s >"$work/run.json"
+  catch_up nonstream "$work/m0.json" "$(date +%s.%N)"
+  metrics "$agentcap_admin" >"$work/m0.json"
+  echo "== burst: agentcap, $burst_streams streamed turns, $closed_concurrency in flight"
+  "$bin" bench stream --format json --target "$agentcap_url" --requests "$burst_streams" \
+    --concurrency "$closed_concurrency" --timeout 30s >"$work/run.json"
+  catch_up stream "$work/m0.json" "$(date +%s.%N)"
+fi
+
+if [[ ",$peers," == *",agentcap,"* ]]; then
+  IFS=',' read -r -a open_list <<<"$open_streams"
+  for n in "${open_list[@]}"; do
+    # A slow twin (streams of ~20 s) and a fresh proxy: RSS before, peak RSS and CPU while n streams are open.
+    echo "== $n concurrent open streams through agentcap"
+    start_twin "slow$n" --latency zero --ttft-ms 2000 --tokens-per-sec 2
+    start_proxy "open$n" "$(eval echo "\$slow${n}_url")"
+    ppid="$(eval echo "\$open${n}_pid")"; purl="$(eval echo "\$open${n}_url")"
+    rss0="$(rss_kb "$ppid")"; c0="$(cpu_s "$ppid")"; t0="$(date +%s.%N)"
+    "$bin" bench stream --format json --target "$purl" --requests "$n" --concurrency "$n" --timeout 120s \
+      >"$work/open.json" &
+    bpid=$!
+    peak=0
+    while kill -0 "$bpid" 2>/dev/null; do
+      r="$(rss_kb "$ppid")"; [ "$r" -gt "$peak" ] && peak="$r"
+      sleep 0.2
+    done
+    wait "$bpid" || true
+    t1="$(date +%s.%N)"; c1="$(cpu_s "$ppid")"
+    python3 - "$work/open.json" "$n" "$rss0" "$peak" "$(hwm_kb "$ppid")" "$c0" "$c1" "$t0" "$t1" >>"$results" <<'PY'
+import json, os, sys
+path, n, rss0, peak, hwm, c0, c1, t0, t1 = sys.argv[1:]
+r = json.load(open(path))
+t = r["targets"][0]
+print(json.dumps(dict(section="open", streams=int(n), ok=t["ok"], errors=t["errors"], rss0_kb=int(rss0),
+    peak_rss_kb=int(peak), hwm_kb=int(hwm), cpu_s=float(c1) - float(c0), wall_s=float(t1) - float(t0),
+    events_per_stream=t["events_per_request"]["p50_us"], loadavg=os.getloadavg()[0])))
+PY
+    kill "$ppid" "$(eval echo "\$slow${n}_pid")" 2>/dev/null || true
+  done
+fi
+
 cp "$results" "${out%.md}.jsonl"
+python3 benches/report.py --results "$results" --out "$out" --cmd "$cmdline" --bin "$bin" \
+  --criterion "$target_dir/criterion" --notes benches/NOTES.md
 echo "== written to $out (raw reports: ${out%.md}.jsonl)"

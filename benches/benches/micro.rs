@@ -1,12 +1,24 @@
-//! Criterion micro-benches of the recording path: SSE decoding (MB/s, small and large events, several
-//! chunkings), entry assembly from deltas, deriving an exchange's rows, and the DuckDB writer (event rows/s by
-//! batch size). `cargo bench --bench micro [-- FILTER]` measures with criterion; run any other way (`cargo test
+//! Criterion micro-benches of the recording path and the eval runner's arithmetic: the response tee per
+//! frame (against the same body without it), SSE decoding (MB/s, small and large events, several
+//! chunkings), entry assembly from deltas, deriving an exchange's rows, the DuckDB writer (event rows/s by
+//! batch size; non-streamed exchanges/s), judge-reply parsing and metrics over 10k items. `cargo bench --bench micro [-- FILTER]` measures with criterion; run any other way (`cargo test
 //! --workspace` runs it) it is a smoke run: every case once on small inputs, without criterion's argument
 //! parsing, so libtest arguments (filters, `--test-threads`) pass harmlessly — a filter selects cases by
 //! substring of `group/name`.
 
+use std::collections::VecDeque;
 use std::hint::black_box;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
+
+use agentcap_evalkit::grade::{Grade, JudgeParse, parse_judge_reply};
+use agentcap_evalkit::metrics::{ItemResult, Outcome as ItemOutcome, compare_paired, summarize};
+use agentcap_proxy::exchange::Exchange;
+use agentcap_proxy::tee::ResponseTee;
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
 
 use agentcap_proxy::record::{ExchangeId, HttpVersion, Msg, Outcome, RequestInfo, Timings};
 use agentcap_proxy::recorder::body::Redactor;
@@ -304,12 +316,288 @@ fn writer(full: bool, out: &mut Vec<Case>) {
     }
 }
 
+/// A response body that yields prepared frames (what the upstream connection would hand the tee).
+struct Frames(VecDeque<Bytes>);
+
+impl Body for Frames {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+fn request_msg(id: ExchangeId) -> Msg {
+    Msg::Request {
+        info: Box::new(RequestInfo {
+            id,
+            started_at: SystemTime::now(),
+            method: "POST".into(),
+            path: "/v1/conversations".into(),
+            query: None,
+            client_addr: "127.0.0.1:40000".into(),
+            headers: Vec::new(),
+            key_fingerprint: None,
+            session: None,
+            tags: Vec::new(),
+        }),
+    }
+}
+
+/// The hot path's per-frame cost: a streamed response of one SSE event per frame read through the
+/// response tee (clock, counters, a `Bytes` clone and a send to a real recorder), and the same frames read
+/// without it. Elements are frames; the difference of the two is what the tee adds per event.
+fn tee(full: bool, out: &mut Vec<Case>) {
+    let events: Vec<Bytes> = turn_events(if full { 498 } else { 20 })
+        .iter()
+        .map(encode_conversation_event)
+        .collect();
+    let n = Throughput::Elements(events.len() as u64);
+    for teed in [false, true] {
+        let events = events.clone();
+        let mut state: Option<(tempfile::TempDir, Recorder, tokio::runtime::Runtime)> = None;
+        out.push(Case::new(
+            "tee",
+            if teed {
+                "response_frames"
+            } else {
+                "plain_frames"
+            },
+            n.clone(),
+            move |iters| {
+                let (_, rec, rt) = state.get_or_insert_with(|| {
+                    let dir = tempfile::tempdir().expect("temp dir");
+                    let rec = Recorder::open(RecorderConfig::new(dir.path().join("tee.duckdb")))
+                        .expect("recorder opens");
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    (dir, rec, rt)
+                });
+                let h = rec.handle();
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let body = Frames(events.iter().cloned().collect());
+                    let id = ExchangeId::now_v7();
+                    let t = Instant::now();
+                    let frames = rt.block_on(async {
+                        let mut k = 0usize;
+                        if teed {
+                            h.send(request_msg(id));
+                            let ex = Arc::new(Exchange::new(id, Instant::now(), h.clone(), false));
+                            let mut b = ResponseTee::new(body, ex, Duration::from_secs(60), None);
+                            while let Some(f) = b.frame().await {
+                                black_box(f.expect("frame"));
+                                k += 1;
+                            }
+                        } else {
+                            let mut b = body;
+                            while let Some(f) = b.frame().await {
+                                black_box(f.expect("frame"));
+                                k += 1;
+                            }
+                        }
+                        k
+                    });
+                    total += t.elapsed();
+                    assert_eq!(frames, events.len());
+                }
+                if teed {
+                    rt.block_on(h.flush()).expect("flush");
+                    assert_eq!(h.stats().records_dropped, 0);
+                }
+                total
+            },
+        ));
+    }
+}
+
+/// The messages of one non-streamed conversation start (request, JSON response, end).
+fn sync_exchange() -> Vec<Msg> {
+    let mut m = stream_exchange(0, 1 << 20);
+    let id = match &m[0] {
+        Msg::Request { info } => info.id,
+        _ => unreachable!("stream_exchange starts with the request"),
+    };
+    let body = Bytes::from(
+        json!({"object": "conversation.response", "conversation_id": format!("conv_{}", id.simple()),
+            "outputs": [{"object": "entry", "type": "message.output", "id": "msg_0", "role": "assistant",
+            "content": "A short answer.", "model": "mistral-medium-latest",
+            "created_at": "2026-01-01T00:00:00Z", "completed_at": "2026-01-01T00:00:01Z"}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 4, "total_tokens": 16}})
+        .to_string(),
+    );
+    m.truncate(2);
+    m.push(Msg::Response {
+        id,
+        seq: 2,
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        at_us: 300,
+        upstream_version: Some(HttpVersion::Http11),
+    });
+    let len = body.len() as u64;
+    m.push(Msg::ResponseBody {
+        id,
+        seq: 3,
+        at_us: 320,
+        bytes: body,
+    });
+    m.push(Msg::End {
+        id,
+        seq: 4,
+        outcome: Outcome::Complete,
+        error: None,
+        timings: Timings {
+            response_headers_us: Some(300),
+            total_us: 330,
+            upstream_us: 320,
+        },
+        bytes_in: 64,
+        bytes_out: len,
+    });
+    m
+}
+
+/// The writer end to end for non-streamed exchanges (each: one `exchanges` row, two entries, a conversation
+/// upsert, a usage row). Elements are exchanges.
+fn writer_exchanges(full: bool, out: &mut Vec<Case>) {
+    let per_iter = if full { 2_000 } else { 20 };
+    let mut state: Option<(tempfile::TempDir, Recorder, tokio::runtime::Runtime)> = None;
+    let mut case = Case::new(
+        "writer",
+        format!("sync_exchanges/{per_iter}"),
+        Throughput::Elements(per_iter as u64),
+        move |iters| {
+            let (_, rec, rt) = state.get_or_insert_with(|| {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let rec = Recorder::open(RecorderConfig::new(dir.path().join("bench.duckdb")))
+                    .expect("recorder opens");
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                (dir, rec, rt)
+            });
+            let h = rec.handle();
+            let before = h.stats().exchanges_written;
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let msgs: Vec<Vec<Msg>> = (0..per_iter).map(|_| sync_exchange()).collect();
+                let t = Instant::now();
+                for m in msgs.into_iter().flatten() {
+                    h.send(m);
+                }
+                rt.block_on(h.flush()).expect("flush");
+                total += t.elapsed();
+            }
+            let stats = h.stats();
+            assert_eq!(stats.records_dropped, 0);
+            assert_eq!(
+                stats.exchanges_written - before,
+                iters * per_iter as u64,
+                "{stats:?}"
+            );
+            total
+        },
+    );
+    case.slow = true;
+    out.push(case);
+}
+
+/// Judge replies as they come (mostly bare letters, some words, some unreadable), parsed both ways.
+fn judge(full: bool, out: &mut Vec<Case>) {
+    let kinds = [
+        "A",
+        " B\n",
+        "C",
+        "CORRECT",
+        "NOT_ATTEMPTED",
+        "Based on the gold target, the answer is A",
+        "",
+        "a",
+    ];
+    let n = if full { 10_000 } else { 100 };
+    let replies: Vec<String> = (0..n).map(|i| kinds[i % kinds.len()].to_string()).collect();
+    for (name, mode) in [
+        ("strict", JudgeParse::Strict),
+        ("simple_evals_compat", JudgeParse::SimpleEvalsCompat),
+    ] {
+        let replies = replies.clone();
+        out.push(Case::pure(
+            "judge",
+            format!("parse_{name}/{n}"),
+            Throughput::Elements(n as u64),
+            move || {
+                replies
+                    .iter()
+                    .filter(|r| parse_judge_reply(r, mode).is_some())
+                    .count()
+            },
+        ));
+    }
+}
+
+/// Per-config summary (Wilson CIs, bootstrap F CI, latency percentiles) and the paired comparison
+/// (paired bootstrap, McNemar) over `n` items.
+fn metrics(full: bool, out: &mut Vec<Case>) {
+    let n = if full { 10_000 } else { 200 };
+    let items = |shift: usize| -> Vec<ItemResult> {
+        (0..n)
+            .map(|i| ItemResult {
+                item_id: format!("q{i}"),
+                outcome: match (i * 7 + shift) % 10 {
+                    0..=3 => ItemOutcome::Graded(Grade::Correct),
+                    4..=7 => ItemOutcome::Graded(Grade::Incorrect),
+                    8 => ItemOutcome::Graded(Grade::NotAttempted),
+                    _ => ItemOutcome::Error,
+                },
+                topic: Some(format!("topic{}", i % 10)),
+                answer_type: Some(format!("type{}", i % 4)),
+                ttft_ms: Some((i % 97) as f64),
+                total_ms: Some((i % 997) as f64),
+                prompt_tokens: 20,
+                completion_tokens: 10,
+                ..ItemResult::default()
+            })
+            .collect()
+    };
+    let (a, b) = (items(0), items(3));
+    let el = Throughput::Elements(n as u64);
+    let a2 = a.clone();
+    out.push(Case::pure(
+        "metrics",
+        format!("summarize/{n}"),
+        el.clone(),
+        move || summarize(&a2, 7),
+    ));
+    out.push(Case::pure(
+        "metrics",
+        format!("compare_paired/{n}"),
+        el,
+        move || compare_paired("base", &a, "cand", &b, 7),
+    ));
+}
+
 fn cases(full: bool) -> Vec<Case> {
     let mut v = Vec::new();
+    tee(full, &mut v);
     sse_decode(full, &mut v);
     assemble(full, &mut v);
     derive_rows(full, &mut v);
     writer(full, &mut v);
+    writer_exchanges(full, &mut v);
+    judge(full, &mut v);
+    metrics(full, &mut v);
     v
 }
 

@@ -216,8 +216,11 @@ pub struct EventAdded {
     pub pairs: usize,
     /// Request pairs skipped (an error on either side, or different event counts).
     pub skipped_pairs: usize,
-    /// The differences.
+    /// The differences of offsets from the send time: includes what the request path added.
     pub added: Summary,
+    /// The differences of offsets from each request's own first event (events 2..n): the request path
+    /// cancels out, leaving what forwarding added to the later events.
+    pub after_first: Summary,
 }
 
 /// Target versus baseline.
@@ -404,6 +407,7 @@ pub fn per_event_added(samples: &[StreamSample]) -> EventAdded {
     let a: Vec<&StreamSample> = samples.iter().filter(|s| s.target == 0).collect();
     let b: Vec<&StreamSample> = samples.iter().filter(|s| s.target == 1).collect();
     let mut diffs = Vec::new();
+    let mut rel = Vec::new();
     let (mut pairs, mut skipped) = (0, 0);
     for (x, y) in a.iter().zip(&b) {
         let comparable = x.error.is_none()
@@ -415,9 +419,23 @@ pub fn per_event_added(samples: &[StreamSample]) -> EventAdded {
             continue;
         }
         pairs += 1;
-        for (p, q) in x.event_offsets_ns.iter().zip(&y.event_offsets_ns) {
-            let d = i128::from(*p) - i128::from(*q);
-            diffs.push(i64::try_from(d).unwrap_or(if d < 0 { i64::MIN } else { i64::MAX }));
+        let (x0, y0) = (
+            x.event_offsets_ns.first().copied().unwrap_or(0),
+            y.event_offsets_ns.first().copied().unwrap_or(0),
+        );
+        for (k, (p, q)) in x
+            .event_offsets_ns
+            .iter()
+            .zip(&y.event_offsets_ns)
+            .enumerate()
+        {
+            diffs.push(signed_diff(i128::from(*p), i128::from(*q)));
+            if k > 0 {
+                rel.push(signed_diff(
+                    i128::from(*p) - i128::from(x0),
+                    i128::from(*q) - i128::from(y0),
+                ));
+            }
         }
     }
     skipped += a.len().abs_diff(b.len());
@@ -425,7 +443,13 @@ pub fn per_event_added(samples: &[StreamSample]) -> EventAdded {
         pairs,
         skipped_pairs: skipped,
         added: Summary::of_ns(&diffs),
+        after_first: Summary::of_ns(&rel),
     }
+}
+
+fn signed_diff(a: i128, b: i128) -> i64 {
+    let d = a - b;
+    i64::try_from(d).unwrap_or(if d < 0 { i64::MIN } else { i64::MAX })
 }
 
 /// The report as text: one line per target, then a table of percentiles (and differences and ratios).
@@ -491,6 +515,10 @@ pub fn render_table(r: &StreamReport) -> String {
         ];
         row.extend(SHOWN.iter().map(|(_, f)| cell(s, f(s))));
         table.add_row(row);
+        let s = &c.per_event.after_first;
+        let mut row = vec!["  after first event".to_owned(), String::new()];
+        row.extend(SHOWN.iter().map(|(_, f)| cell(s, f(s))));
+        table.add_row(row);
     }
     for i in 2..2 + SHOWN.len() {
         if let Some(col) = table.column_mut(i) {
@@ -502,7 +530,8 @@ pub fn render_table(r: &StreamReport) -> String {
     if let Some(c) = &r.comparison {
         out.push_str(&format!(
             "added = {} − {}, ratio = {} / {}; per-event added compares the k-th event of the i-th request to each \
-             (offsets from the send time; {} pairs skipped: errors or different event sequences)\n",
+             (offsets from the send time; \"after first event\": from each request's first event, events 2..n; {} \
+             pairs skipped: errors or different event sequences)\n",
             r.targets[0].label,
             r.targets[1].label,
             r.targets[0].label,
@@ -570,6 +599,9 @@ mod tests {
         assert_eq!(e.skipped_pairs, 2);
         assert_eq!(e.added.n, 3);
         assert_eq!((e.added.min_us, e.added.max_us), (1.0, 3.0));
+        // Relative to the first event: (20−10)−(18−9) = 1 µs, (30−10)−(27−9) = 2 µs.
+        assert_eq!(e.after_first.n, 2);
+        assert_eq!((e.after_first.min_us, e.after_first.max_us), (1.0, 2.0));
     }
 
     #[test]
