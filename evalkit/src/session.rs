@@ -91,7 +91,8 @@ pub struct RunSpec {
     pub baseline: Option<String>,
     /// Concurrency flag (wins over the file).
     pub concurrency: Option<usize>,
-    /// Label every output "simulated upstream".
+    /// Label every output "simulated upstream" even if the upstream does not say so (the twin
+    /// does, with its `x-agentcap-upstream` response header, and is labelled without this).
     pub simulated_upstream: bool,
     /// Show a progress bar (only on a terminal).
     pub progress: bool,
