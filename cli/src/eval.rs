@@ -16,7 +16,8 @@ use clap::{Args, Subcommand, ValueEnum};
 pub enum EvalCommand {
     /// Run a dataset through the configs, grade the answers, report accuracy with CIs and latency.
     Run(RunArgs),
-    /// Finish an interrupted run: only the items without a result (and errored ones with --retry-errors).
+    /// Finish an interrupted run: only the items without a result (and errored ones with --retry-errors;
+    /// answers whose judge call failed are graded again).
     Resume(ResumeArgs),
     /// List the runs stored in the database.
     List(ListArgs),
@@ -131,7 +132,8 @@ pub struct RunArgs {
     /// Config every other one is compared with [default: the file's baseline, else the first].
     #[arg(long)]
     pub baseline: Option<String>,
-    /// Label the report "simulated upstream" (the upstream is agentcap's twin).
+    /// Label the report "simulated upstream" even if the upstream does not announce itself (agentcap's
+    /// twin does, on every response, and is labelled without this flag).
     #[arg(long)]
     pub simulated_upstream: bool,
     /// Dataset cache directory [default: $AGENTCAP_DATA_DIR, else ~/.cache/agentcap/datasets].
@@ -149,7 +151,8 @@ pub struct RunArgs {
 pub struct ResumeArgs {
     /// The run (its id, or a unique prefix).
     pub run_id: String,
-    /// Also run again the items that ended in error.
+    /// Also run again the items that ended in error, and grade again (no new conversation) the
+    /// answers whose judge call failed.
     #[arg(long)]
     pub retry_errors: bool,
     /// The DuckDB file holding the run.
@@ -289,11 +292,12 @@ fn finish(outcome: &RunOutcome, db: &Path, out: &OutputArgs) -> anyhow::Result<i
     let passed = emit(&outcome.report, out)?;
     let s = &outcome.stats;
     eprintln!(
-        "run {}: {} of {} items finished this session ({} errors), {} attempts ({} retried), {:.1}s; results in {}",
+        "run {}: {} of {} items finished this session ({} errors, {} judge errors), {} attempts ({} retried), {:.1}s; results in {}",
         outcome.run_id,
         s.finished,
         s.scheduled,
         s.errors,
+        s.judge_errors,
         s.attempts,
         s.retries,
         s.wall.as_secs_f64(),

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use agentcap_wire::{ConversationEvent, ConversationUsageInfo, EntryAssembler, SseDecoder};
@@ -20,6 +21,12 @@ use serde_json::Value;
 pub const SESSION_HEADER: &str = "x-agentcap-session";
 /// Tag header prefix; the rest of the name is the tag (`eval-item`, `eval-config`, `eval-attempt`).
 pub const TAG_PREFIX: &str = "x-agentcap-tag-";
+
+/// The response header agentcap's twin puts on every response (see `docs/twin.md`); seeing it on
+/// any response marks the run "simulated upstream". The embedded proxy passes it through.
+pub const UPSTREAM_HEADER: &str = "x-agentcap-upstream";
+/// The value of [`UPSTREAM_HEADER`] that means the twin.
+pub const UPSTREAM_SIMULATED: &str = "simulated";
 
 /// Largest error body kept, in bytes.
 const MAX_ERROR_BODY: usize = 16 * 1024;
@@ -176,6 +183,8 @@ pub struct ApiClient {
     base: Arc<str>,
     http: Http,
     api_key: Option<Arc<str>>,
+    /// Some response carried [`UPSTREAM_HEADER`]: the upstream is the twin (shared by clones).
+    simulated: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for ApiClient {
@@ -270,12 +279,18 @@ impl ApiClient {
             base: base.trim_end_matches('/').into(),
             http,
             api_key: api_key.map(Into::into),
+            simulated: Arc::new(AtomicBool::new(false)),
         })
     }
 
     /// The base URL.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// Whether any response so far (of this client or a clone) came from agentcap's twin.
+    pub fn saw_simulated_upstream(&self) -> bool {
+        self.simulated.load(Ordering::Relaxed)
     }
 
     fn request(
@@ -321,6 +336,12 @@ impl ApiClient {
             .request(req)
             .await
             .map_err(|e| AttemptError::Connection(error_chain(&e)))?;
+        if resp.headers().get(UPSTREAM_HEADER).is_some_and(|v| {
+            v.as_bytes()
+                .eq_ignore_ascii_case(UPSTREAM_SIMULATED.as_bytes())
+        }) {
+            self.simulated.store(true, Ordering::Relaxed);
+        }
         if resp.status().is_success() {
             return Ok(resp);
         }

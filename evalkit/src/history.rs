@@ -159,13 +159,13 @@ pub fn load_items(
     let rows = stmt.query_map(params![run_id], |r| {
         let status: String = r.get(2)?;
         let grade: Option<String> = r.get(3)?;
-        let outcome = if status == "error" {
-            Outcome::Error
-        } else {
-            match grade.as_deref().and_then(Grade::parse) {
+        let outcome = match status.as_str() {
+            "error" => Outcome::Error,
+            "judge_error" => Outcome::JudgeError,
+            _ => match grade.as_deref().and_then(Grade::parse) {
                 Some(g) => Outcome::Graded(g),
                 None => Outcome::Unparseable,
-            }
+            },
         };
         let config: String = r.get(0)?;
         Ok((

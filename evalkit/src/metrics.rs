@@ -6,8 +6,9 @@
 //! Everything here is pure and deterministic: the bootstrap draws from a small seeded PRNG
 //! ([`SplitMix64`]), so the same items and seed always give the same intervals.
 //!
-//! Denominators follow the agreed definitions: errors (the item failed) and unparseable judge
-//! replies are counted but excluded from every accuracy denominator.
+//! Denominators follow the agreed definitions: errors (the item failed), judge errors (answered,
+//! but the judge call failed) and unparseable judge replies are counted but excluded from every
+//! accuracy denominator.
 //!
 //! ```
 //! use agentcap_evalkit::metrics::{holm, mcnemar_exact, wilson};
@@ -38,8 +39,11 @@ pub enum Outcome {
     Graded(Grade),
     /// The judge replied, but its reply could not be read (strict parsing only).
     Unparseable,
-    /// No answer (the call failed after retries) or no grade (the judge call failed).
+    /// No answer: the call failed after its retries.
     Error,
+    /// An answer, but no grade: the judge call failed after its retries. Counted apart from
+    /// errors and, like them, outside every accuracy denominator.
+    JudgeError,
 }
 
 impl Outcome {
@@ -47,7 +51,7 @@ impl Outcome {
     pub fn grade(&self) -> Option<Grade> {
         match self {
             Outcome::Graded(g) => Some(*g),
-            Outcome::Unparseable | Outcome::Error => None,
+            Outcome::Unparseable | Outcome::Error | Outcome::JudgeError => None,
         }
     }
 }
@@ -140,8 +144,11 @@ pub struct Summary {
     pub incorrect: usize,
     /// Items graded not attempted.
     pub not_attempted: usize,
-    /// Items that failed (no answer or no grade).
+    /// Items that failed (no answer).
     pub errors: usize,
+    /// Items answered whose judge call failed (no grade).
+    #[serde(default)]
+    pub judge_errors: usize,
     /// Items whose judge reply could not be read.
     pub unparseable: usize,
     /// `correct + incorrect + not_attempted`.
@@ -223,6 +230,7 @@ fn ratio(num: usize, den: usize) -> f64 {
 pub fn summarize(items: &[ItemResult], bootstrap_seed: u64) -> Summary {
     let mut counts = Counts::default();
     let mut errors = 0;
+    let mut judge_errors = 0;
     let mut unparseable = 0;
     let mut graded = Vec::with_capacity(items.len());
     for item in items {
@@ -233,6 +241,7 @@ pub fn summarize(items: &[ItemResult], bootstrap_seed: u64) -> Summary {
             }
             Outcome::Unparseable => unparseable += 1,
             Outcome::Error => errors += 1,
+            Outcome::JudgeError => judge_errors += 1,
         }
     }
     let Counts {
@@ -267,6 +276,7 @@ pub fn summarize(items: &[ItemResult], bootstrap_seed: u64) -> Summary {
         incorrect,
         not_attempted,
         errors,
+        judge_errors,
         unparseable,
         graded: graded.len(),
         accuracy: ratio(correct, graded.len()),

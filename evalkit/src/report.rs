@@ -269,6 +269,7 @@ fn quality_grid(report: &Report) -> Grid {
             "incorrect",
             "not attempted",
             "errors",
+            "judge errors",
             "unparseable",
             "accuracy [95% CI]",
             "accuracy given attempted [95% CI]",
@@ -286,6 +287,7 @@ fn quality_grid(report: &Report) -> Grid {
                     s.incorrect.to_string(),
                     s.not_attempted.to_string(),
                     s.errors.to_string(),
+                    s.judge_errors.to_string(),
                     s.unparseable.to_string(),
                     pct_ci(s.accuracy, s.accuracy_ci),
                     pct_ci(s.accuracy_given_attempted, s.accuracy_given_attempted_ci),
@@ -429,7 +431,7 @@ fn breakdown_grid(report: &Report, by: By) -> Grid {
                 s.correct.to_string(),
                 s.incorrect.to_string(),
                 s.not_attempted.to_string(),
-                (s.errors + s.unparseable).to_string(),
+                (s.errors + s.judge_errors + s.unparseable).to_string(),
                 pct_ci(s.accuracy, s.accuracy_ci),
                 pct(s.accuracy_given_attempted),
                 pct(s.f_score),
@@ -444,7 +446,7 @@ fn breakdown_grid(report: &Report, by: By) -> Grid {
             "correct",
             "incorrect",
             "not attempted",
-            "errors + unparseable",
+            "errors + judge errors + unparseable",
             "accuracy [95% CI]",
             "accuracy given attempted",
             "F",
@@ -827,8 +829,8 @@ fn html_config_section(
     let s = &c.summary;
     let _ = writeln!(
         out,
-        "<p>{} items: {} correct, {} incorrect, {} not attempted, {} errors, {} unparseable.</p>",
-        s.n, s.correct, s.incorrect, s.not_attempted, s.errors, s.unparseable
+        "<p>{} items: {} correct, {} incorrect, {} not attempted, {} errors, {} judge errors, {} unparseable.</p>",
+        s.n, s.correct, s.incorrect, s.not_attempted, s.errors, s.judge_errors, s.unparseable
     );
     let Some(p) = report.comparison(&c.name) else {
         if c.name == report.baseline {
@@ -889,6 +891,7 @@ pub const CUTOFF_METRICS: &[&str] = &[
     "incorrect",
     "not_attempted",
     "errors",
+    "judge_errors",
     "unparseable",
     "graded",
     "error_rate",
@@ -940,6 +943,7 @@ fn metric_value(report: &Report, c: &ConfigReport, metric: &str) -> Result<Optio
         "incorrect" => count(s.incorrect),
         "not_attempted" => count(s.not_attempted),
         "errors" => count(s.errors),
+        "judge_errors" => count(s.judge_errors),
         "unparseable" => count(s.unparseable),
         "graded" => count(s.graded),
         "error_rate" => Ok((s.n > 0).then(|| s.errors as f64 / s.n as f64)),

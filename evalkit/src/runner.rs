@@ -184,6 +184,8 @@ pub struct Counts {
     pub unparseable: usize,
     /// Failed after retries.
     pub errors: usize,
+    /// Answered, but the judge call failed after retries.
+    pub judge_errors: usize,
 }
 
 impl Counts {
@@ -194,6 +196,7 @@ impl Counts {
             Outcome::Graded(Grade::NotAttempted) => self.not_attempted += 1,
             Outcome::Unparseable => self.unparseable += 1,
             Outcome::Error => self.errors += 1,
+            Outcome::JudgeError => self.judge_errors += 1,
         }
     }
 }
@@ -223,6 +226,8 @@ pub struct SessionStats {
     pub finished: usize,
     /// Of those, errors.
     pub errors: usize,
+    /// Of those, answered but not graded (the judge call failed).
+    pub judge_errors: usize,
     /// HTTP attempts made (answers, judge calls).
     pub attempts: u64,
     /// Attempts that were retried.
@@ -245,6 +250,8 @@ pub(crate) struct Shared {
     pub progress: Progress,
     pub attempts: AtomicU64,
     pub retries: AtomicU64,
+    /// The run is already marked "simulated upstream" in the store (by this session).
+    pub simulated_marked: AtomicBool,
 }
 
 /// A simple request-rate limiter: one slot every `1 / rate` seconds.
@@ -319,11 +326,12 @@ impl Progress {
                 .zip(c.iter())
                 .map(|(n, c)| {
                     format!(
-                        "{n}: {} correct {} incorrect {} not attempted {} errors",
+                        "{n}: {} correct {} incorrect {} not attempted {} errors {} judge errors",
                         c.correct,
                         c.incorrect,
                         c.not_attempted + c.unparseable,
-                        c.errors
+                        c.errors,
+                        c.judge_errors
                     )
                 })
                 .collect::<Vec<_>>()
@@ -538,6 +546,88 @@ fn golds_target(item: &QaItem) -> String {
     }
 }
 
+/// What grading an answer came to.
+enum Graded {
+    Done(Outcome, GradeRow),
+    /// The judge call failed after its retries.
+    JudgeFailed(AttemptError),
+    Cancelled,
+}
+
+/// Grades `answer` to `item` under the run's grader.
+async fn grade_answer(sh: &Shared, cfg: &ResolvedConfig, item: &QaItem, answer: &str) -> Graded {
+    match &sh.grader {
+        Grader::Exact => {
+            let g = grade::exact_grade(answer, &item.answers);
+            Graded::Done(
+                Outcome::Graded(g),
+                GradeRow {
+                    run_id: sh.run_id.clone(),
+                    config: cfg.name.clone(),
+                    item_id: item.id.clone(),
+                    grader: "exact".into(),
+                    outcome: g.as_str().into(),
+                    judge_model: None,
+                    judge_reply: None,
+                    judge_attempt_id: None,
+                    judge_ms: None,
+                    graded_at: now_rfc3339(),
+                },
+            )
+        }
+        Grader::SimpleQa {
+            template,
+            judge_model,
+            parse,
+        } => {
+            let judge_prompt =
+                grade::render_grader_prompt(template, &item.question, &golds_target(item), answer);
+            let client = sh.client.clone();
+            let judged = sh
+                .with_retries(
+                    &cfg.name,
+                    &item.id,
+                    "judge",
+                    |_: &crate::client::ChatReply| None,
+                    |tags| {
+                        let client = client.clone();
+                        let (model, prompt) = (judge_model.as_str(), judge_prompt.as_str());
+                        async move { client.chat(model, prompt, &tags).await }
+                    },
+                )
+                .await;
+            match judged {
+                Attempted::Cancelled => Graded::Cancelled,
+                Attempted::Failed { error, .. } => Graded::JudgeFailed(error),
+                Attempted::Ok {
+                    value, attempt_id, ..
+                } => {
+                    let parsed = grade::parse_judge_reply(&value.text, *parse);
+                    let outcome = match parsed {
+                        Some(g) => Outcome::Graded(g),
+                        None => Outcome::Unparseable,
+                    };
+                    Graded::Done(
+                        outcome,
+                        GradeRow {
+                            run_id: sh.run_id.clone(),
+                            config: cfg.name.clone(),
+                            item_id: item.id.clone(),
+                            grader: "simpleqa".into(),
+                            outcome: parsed.map_or("unparseable", Grade::as_str).into(),
+                            judge_model: Some(judge_model.clone()),
+                            judge_reply: Some(value.text.clone()),
+                            judge_attempt_id: Some(attempt_id),
+                            judge_ms: Some(ms(value.total)),
+                            graded_at: now_rfc3339(),
+                        },
+                    )
+                }
+            }
+        }
+    }
+}
+
 /// Runs one (item, config) pair to its end; `None` when the run stopped before it finished.
 pub(crate) async fn run_item(sh: Arc<Shared>, job: Job) -> Option<Outcome> {
     let Job {
@@ -545,8 +635,22 @@ pub(crate) async fn run_item(sh: Arc<Shared>, job: Job) -> Option<Outcome> {
         item,
         config: ci,
         replace,
+        regrade,
     } = job;
     let cfg = &sh.configs[ci];
+    if let Some(answer) = regrade {
+        // A stored answer whose judge call failed: grade it again, nothing else changes unless
+        // the grade lands.
+        let outcome = match grade_answer(&sh, cfg, &item, &answer).await {
+            Graded::Cancelled => return None,
+            Graded::JudgeFailed(_) => Outcome::JudgeError,
+            Graded::Done(outcome, grade_row) => {
+                sh.store.put_regrade(grade_row);
+                outcome
+            }
+        };
+        return Some(sh.finished(ci, &item.id, outcome));
+    }
     let prompt = cfg.variant.render_prompt(&item.question);
     let mut body = cfg.body.clone();
     if let Value::Object(o) = &mut body {
@@ -620,93 +724,30 @@ pub(crate) async fn run_item(sh: Arc<Shared>, job: Job) -> Option<Outcome> {
         )
     });
 
-    let (outcome, grade_row) = match &sh.grader {
-        Grader::Exact => {
-            let g = grade::exact_grade(&answer.text, &item.answers);
-            (
-                Outcome::Graded(g),
-                GradeRow {
-                    run_id: sh.run_id.clone(),
-                    config: cfg.name.clone(),
-                    item_id: item.id.clone(),
-                    grader: "exact".into(),
-                    outcome: g.as_str().into(),
-                    judge_model: None,
-                    judge_reply: None,
-                    judge_attempt_id: None,
-                    judge_ms: None,
-                    graded_at: now_rfc3339(),
-                },
-            )
+    let (outcome, grade_row) = match grade_answer(&sh, cfg, &item, &answer.text).await {
+        Graded::Cancelled => return None,
+        Graded::JudgeFailed(error) => {
+            // The answer and its figures stay; the grade is missing and counted apart.
+            row.status = "judge_error".into();
+            row.error_kind = Some(format!("judge_{}", error.class()));
+            row.error = Some(format!("judge: {error}"));
+            (Outcome::JudgeError, None)
         }
-        Grader::SimpleQa {
-            template,
-            judge_model,
-            parse,
-        } => {
-            let judge_prompt = grade::render_grader_prompt(
-                template,
-                &item.question,
-                &golds_target(&item),
-                &answer.text,
-            );
-            let judged = sh
-                .with_retries(
-                    &cfg.name,
-                    &item.id,
-                    "judge",
-                    |_: &crate::client::ChatReply| None,
-                    |tags| {
-                        let client = client.clone();
-                        let (model, prompt) = (judge_model.as_str(), judge_prompt.as_str());
-                        async move { client.chat(model, prompt, &tags).await }
-                    },
-                )
-                .await;
-            match judged {
-                Attempted::Cancelled => return None,
-                Attempted::Failed { error, .. } => {
-                    row.status = "error".into();
-                    row.error_kind = Some(format!("judge_{}", error.class()));
-                    row.error = Some(format!("judge: {error}"));
-                    row.finished_at = now_rfc3339();
-                    sh.store.put_item(row, None);
-                    return Some(sh.finished(ci, &item.id, Outcome::Error));
-                }
-                Attempted::Ok {
-                    value, attempt_id, ..
-                } => {
-                    let parsed = grade::parse_judge_reply(&value.text, *parse);
-                    let outcome = match parsed {
-                        Some(g) => Outcome::Graded(g),
-                        None => Outcome::Unparseable,
-                    };
-                    (
-                        outcome,
-                        GradeRow {
-                            run_id: sh.run_id.clone(),
-                            config: cfg.name.clone(),
-                            item_id: item.id.clone(),
-                            grader: "simpleqa".into(),
-                            outcome: parsed.map_or("unparseable", Grade::as_str).into(),
-                            judge_model: Some(judge_model.clone()),
-                            judge_reply: Some(value.text.clone()),
-                            judge_attempt_id: Some(attempt_id),
-                            judge_ms: Some(ms(value.total)),
-                            graded_at: now_rfc3339(),
-                        },
-                    )
-                }
-            }
-        }
+        Graded::Done(outcome, grade_row) => (outcome, Some(grade_row)),
     };
     row.finished_at = now_rfc3339();
-    sh.store.put_item(row, Some(grade_row));
+    sh.store.put_item(row, grade_row);
     Some(sh.finished(ci, &item.id, outcome))
 }
 
 impl Shared {
     fn finished(&self, ci: usize, item_id: &str, outcome: Outcome) -> Outcome {
+        // The twin announces itself on every response: label the run as soon as it has.
+        if self.client.saw_simulated_upstream()
+            && !self.simulated_marked.swap(true, Ordering::Relaxed)
+        {
+            self.store.mark_simulated(&self.run_id);
+        }
         let n = self.progress.record(ci, &outcome);
         if let Some(obs) = &self.observer {
             obs(&ItemEvent {
@@ -727,6 +768,9 @@ pub(crate) struct Job {
     pub config: usize,
     /// The pair has an error row that this result replaces (resume --retry-errors).
     pub replace: bool,
+    /// The pair is stored as `judge_error` with this answer: only grade it again (resume
+    /// --retry-errors), no new conversation.
+    pub regrade: Option<String>,
 }
 
 /// Runs `jobs` under the concurrency limit until all finish or the run stops.
@@ -759,8 +803,10 @@ pub(crate) async fn execute(sh: Arc<Shared>, jobs: Vec<Job>) -> SessionStats {
         match joined {
             Ok(Some(outcome)) => {
                 stats.finished += 1;
-                if outcome == Outcome::Error {
-                    stats.errors += 1;
+                match outcome {
+                    Outcome::Error => stats.errors += 1,
+                    Outcome::JudgeError => stats.judge_errors += 1,
+                    _ => {}
                 }
             }
             Ok(None) => {}

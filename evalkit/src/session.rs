@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 
 use agentcap_proxy::recorder::{RecorderConfig, RecorderStats};
 use agentcap_proxy::{ProxyConfig, RunningProxy};
@@ -22,6 +22,10 @@ use crate::runner::{
     Shared, Stop,
 };
 use crate::store::{ConfigRow, RunRow, Store};
+
+/// How often the store links finished attempts to the proxy's exchanges while a run goes (see
+/// [`crate::store`]).
+const LINK_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The judge model used unless `--judge` says otherwise.
 pub const DEFAULT_JUDGE: &str = "mistral-large-latest";
@@ -87,7 +91,8 @@ pub struct RunSpec {
     pub baseline: Option<String>,
     /// Concurrency flag (wins over the file).
     pub concurrency: Option<usize>,
-    /// Label every output "simulated upstream".
+    /// Label every output "simulated upstream" even if the upstream does not say so (the twin
+    /// does, with its `x-agentcap-upstream` response header, and is labelled without this).
     pub simulated_upstream: bool,
     /// Show a progress bar (only on a terminal).
     pub progress: bool,
@@ -294,6 +299,7 @@ fn shared(
         progress,
         attempts: AtomicU64::new(0),
         retries: AtomicU64::new(0),
+        simulated_marked: AtomicBool::new(false),
     }
 }
 
@@ -580,6 +586,9 @@ pub async fn run(spec: RunSpec, stop: Stop) -> Result<RunOutcome, EvalError> {
         }
     };
     drop(setup);
+    if conn.client.saw_simulated_upstream() && !spec.simulated_upstream {
+        conn.store.mark_simulated(&run_id);
+    }
     for row in config_rows(&run_id, &configs) {
         conn.store.put_config(row);
     }
@@ -593,6 +602,7 @@ pub async fn run(spec: RunSpec, stop: Stop) -> Result<RunOutcome, EvalError> {
                 item: it.clone(),
                 config: ci,
                 replace: false,
+                regrade: None,
             })
         })
         .collect();
@@ -640,6 +650,9 @@ async fn drive(
     let sh = Arc::new(shared(
         &conn, &run_id, configs, grader, opts, stop, observer, progress,
     ));
+    if conn.proxy.is_some() {
+        conn.store.link_every(&run_id, LINK_EVERY);
+    }
     let stats = runner::execute(sh.clone(), jobs).await;
     drop(sh);
     let finished = finish(&conn, &run_id, expected, progress_visible).await;
@@ -676,7 +689,11 @@ async fn finish(
         tracing::warn!(error = %e, "the recorder could not flush; exchanges will be linked later");
     }
     let t_recorder = t0.elapsed();
+    if conn.client.saw_simulated_upstream() {
+        conn.store.mark_simulated(run_id);
+    }
     if conn.proxy.is_some() {
+        conn.store.stop_linking();
         let n = conn.store.link_exchanges(run_id).await?;
         tracing::info!(attempts = n, "linked attempts to the proxy's exchanges");
     }
@@ -754,11 +771,12 @@ pub async fn resume(spec: ResumeSpec, stop: Stop) -> Result<RunOutcome, EvalErro
             let id = history::resolve_run_id(&c, &wanted)?;
             let run = history::load_run(&c, &id)?;
             let configs = history::load_configs(&c, &id)?;
-            let mut stmt =
-                c.prepare("SELECT config, item_id, status FROM eval_items WHERE run_id = ?")?;
-            let done: Vec<(String, String, String)> = stmt
+            let mut stmt = c.prepare(
+                "SELECT config, item_id, status, answer FROM eval_items WHERE run_id = ?",
+            )?;
+            let done: Vec<(String, String, String, Option<String>)> = stmt
                 .query_map(duckdb::params![id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })?
                 .collect::<Result<_, _>>()?;
             Ok((run, configs, done))
@@ -825,18 +843,22 @@ pub async fn resume(spec: ResumeSpec, stop: Stop) -> Result<RunOutcome, EvalErro
                 url: url.to_string(),
             },
         });
-    // (config, item) -> whether its row is an error.
-    let finished: std::collections::HashMap<(String, String), bool> = done
+    // (config, item) -> (status, answer) of its row.
+    let finished: std::collections::HashMap<(String, String), (String, Option<String>)> = done
         .into_iter()
-        .map(|(c, i, status)| ((c, i), status == "error"))
+        .map(|(c, i, status, answer)| ((c, i), (status, answer)))
         .collect();
     let items: Vec<Arc<agentcap_datasets::QaItem>> = items.into_iter().map(Arc::new).collect();
     let mut jobs = Vec::new();
     for (pos, it) in items.iter().enumerate() {
         for (ci, c) in configs.iter().enumerate() {
-            let replace = match finished.get(&(c.name.clone(), it.id.clone())) {
-                None => false,
-                Some(true) if spec.retry_errors => true,
+            let (replace, regrade) = match finished.get(&(c.name.clone(), it.id.clone())) {
+                None => (false, None),
+                Some((status, _)) if status == "error" && spec.retry_errors => (true, None),
+                // Answered, only the judge failed: grade the stored answer again.
+                Some((status, answer)) if status == "judge_error" && spec.retry_errors => {
+                    (false, Some(answer.clone().unwrap_or_default()))
+                }
                 Some(_) => continue,
             };
             jobs.push(Job {
@@ -844,6 +866,7 @@ pub async fn resume(spec: ResumeSpec, stop: Stop) -> Result<RunOutcome, EvalErro
                 item: it.clone(),
                 config: ci,
                 replace,
+                regrade,
             });
         }
     }

@@ -1,6 +1,18 @@
 //! Eval results in DuckDB: the tables `eval_runs`, `eval_configs`, `eval_items`, `eval_grades` and
 //! `eval_attempts`, written as items finish by one writer thread (batched transactions), in the
 //! same database file as the recording proxy's tables when the proxy is embedded.
+//!
+//! **Exchange links.** Each attempt is tied to the proxy's exchange by the `eval-attempt` tag it
+//! sent. The link is stored (`exchange_id` columns) and filled while the run goes: with
+//! [`Store::link_every`] the writer thread links every few seconds, only when attempts were
+//! written since the last pass or the last pass left some unlinked (their exchange not yet
+//! committed by the recorder), and it touches only rows still unlinked; the session links once
+//! more at the end of a run or resume (after the recorder's flush, which also covers exchanges
+//! replayed from the proxy's journal after a crash). A view joining by tag could never go stale,
+//! but it would decode the tags of every exchange of the run (two per item: answer and judge, so
+//! 16,000+ at 8,000 items) on every read of every report, and readers of the stored columns would
+//! have to change; a pass over the rows still unlinked costs one scan of the run's exchanges
+//! every few seconds, and a crash leaves at most the last few seconds unlinked until a resume.
 
 use std::path::Path;
 use std::sync::mpsc;
@@ -77,7 +89,9 @@ CREATE TABLE IF NOT EXISTS eval_configs (
     PRIMARY KEY (run_id, name)
 );
 
--- One row per (run, config, item) that finished: answered, or failed after retries (status 'error').
+-- One row per (run, config, item) that finished: answered; failed after retries (status 'error',
+-- no answer); or answered but the judge call failed after its retries (status 'judge_error': the
+-- answer and its figures are kept, there is no grade, `eval resume --retry-errors` grades it again).
 -- eval_items, eval_grades and eval_attempts are loaded with appenders and have no key (DuckDB's
 -- per-row conflict checks cost more than the rest of the harness); the writer keeps
 -- (run_id, config, item_id) unique by deleting an errored row when its retry lands.
@@ -91,7 +105,7 @@ CREATE TABLE IF NOT EXISTS eval_items (
     topic             VARCHAR,
     answer_type       VARCHAR,
     prompt            VARCHAR,
-    status            VARCHAR,   -- answered | error
+    status            VARCHAR,   -- answered | error | judge_error
     answer            VARCHAR,
     conversation_id   VARCHAR,   -- joins conversations.id / exchanges.conversation_id
     exchange_id       VARCHAR,   -- the proxy's exchanges.id of the answering request (embedded proxy)
@@ -105,12 +119,12 @@ CREATE TABLE IF NOT EXISTS eval_items (
     connectors        VARCHAR,   -- JSON object tool -> calls
     tool_executions   INTEGER,
     cost_usd          DOUBLE,
-    error_kind        VARCHAR,   -- class of the last failure (status 'error')
+    error_kind        VARCHAR,   -- class of the last failure (status 'error'; 'judge_…' for 'judge_error')
     error             VARCHAR,
     finished_at       TIMESTAMPTZ
 );
 
--- One row per graded item (never for errors).
+-- One row per graded item (never for errors or judge errors).
 CREATE TABLE IF NOT EXISTS eval_grades (
     run_id            VARCHAR,
     config            VARCHAR,
@@ -142,7 +156,7 @@ CREATE TABLE IF NOT EXISTS eval_attempts (
     retry_after_ms  DOUBLE,
     backoff_ms      DOUBLE,    -- wait before the next attempt
     conversation_id VARCHAR,
-    exchange_id     VARCHAR    -- the proxy's exchange (embedded proxy), filled when the run ends
+    exchange_id     VARCHAR    -- the proxy's exchange (embedded proxy), linked while the run goes
 );
 "#;
 
@@ -265,6 +279,10 @@ type WriteFn = Box<dyn Fn(&Connection) -> duckdb::Result<()> + Send>;
 
 enum Op {
     Item(Box<ItemRow>, Option<Box<GradeRow>>),
+    /// A grade for an item stored as `judge_error` (its status becomes `answered`).
+    Regrade(Box<GradeRow>),
+    /// Link the run's attempts to the proxy's exchanges every so often (`None`: stop).
+    LinkEvery(Option<(String, std::time::Duration)>),
     Attempt(Box<AttemptRow>),
     Write(WriteFn),
     /// Runs on the writer's connection, outside any batch.
@@ -451,6 +469,33 @@ impl Store {
         self.send(Op::Item(Box::new(r), grade.map(Box::new)));
     }
 
+    /// Grades an item stored as `judge_error`: writes the grade and marks the item `answered`,
+    /// keeping its answer, conversation and figures.
+    pub fn put_regrade(&self, g: GradeRow) {
+        self.send(Op::Regrade(Box::new(g)));
+    }
+
+    /// Marks a run "simulated upstream" (never unmarks: a resume keeps the label).
+    pub fn mark_simulated(&self, run_id: &str) {
+        let run_id = run_id.to_string();
+        self.write(Box::new(move |c| {
+            c.prepare_cached("UPDATE eval_runs SET simulated_upstream = true WHERE run_id = ?")?
+                .execute(params![run_id])?;
+            Ok(())
+        }));
+    }
+
+    /// From now on, the writer links `run_id`'s attempts to the proxy's exchanges every `every`
+    /// (see the module doc), until [`Store::stop_linking`] or the store closes.
+    pub fn link_every(&self, run_id: &str, every: std::time::Duration) {
+        self.send(Op::LinkEvery(Some((run_id.to_string(), every))));
+    }
+
+    /// Stops the periodic links.
+    pub fn stop_linking(&self) {
+        self.send(Op::LinkEvery(None));
+    }
+
     /// Records one attempt.
     pub fn put_attempt(&self, r: AttemptRow) {
         self.send(Op::Attempt(Box::new(r)));
@@ -474,7 +519,7 @@ impl Store {
             .as_ref()
             .ok_or(StoreError::Closed)?
             .send(Op::Call(Box::new(move |c| {
-                let _ = tx.send(link(c, &run_id));
+                let _ = tx.send(link(c, &run_id).map(|(n, _)| n));
             })))
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
@@ -509,12 +554,14 @@ pub fn has_table(c: &Connection, table: &str) -> Result<bool, StoreError> {
     Ok(n > 0)
 }
 
-fn link(c: &Connection, run_id: &str) -> Result<usize, StoreError> {
+/// Links the run's unlinked attempts (and their items and grades) to committed exchanges.
+/// Returns (attempts linked, attempts still unlinked).
+fn link(c: &Connection, run_id: &str) -> Result<(usize, usize), StoreError> {
     if !has_table(c, "exchanges")? {
-        return Ok(0);
+        return Ok((0, 0));
     }
     c.execute_batch("BEGIN TRANSACTION")?;
-    let r = (|| -> Result<usize, StoreError> {
+    let r = (|| -> Result<(usize, usize), StoreError> {
         let n = c.execute(
             r#"UPDATE eval_attempts SET exchange_id = x.id
                FROM (SELECT id, regexp_extract(CAST(tags AS VARCHAR), '"eval-attempt":"([^"]*)"', 1) AS attempt_id
@@ -526,16 +573,21 @@ fn link(c: &Connection, run_id: &str) -> Result<usize, StoreError> {
         c.execute(
             "UPDATE eval_items SET exchange_id = a.exchange_id FROM eval_attempts a
              WHERE a.attempt_id = eval_items.answer_attempt_id AND eval_items.run_id = ?
-               AND a.exchange_id IS NOT NULL",
+               AND eval_items.exchange_id IS NULL AND a.exchange_id IS NOT NULL",
             params![run_id],
         )?;
         c.execute(
             "UPDATE eval_grades SET judge_exchange_id = a.exchange_id FROM eval_attempts a
              WHERE a.attempt_id = eval_grades.judge_attempt_id AND eval_grades.run_id = ?
-               AND a.exchange_id IS NOT NULL",
+               AND eval_grades.judge_exchange_id IS NULL AND a.exchange_id IS NOT NULL",
             params![run_id],
         )?;
-        Ok(n)
+        let left: i64 = c.query_row(
+            "SELECT count(*) FROM eval_attempts WHERE run_id = ? AND exchange_id IS NULL",
+            params![run_id],
+            |r| r.get(0),
+        )?;
+        Ok((n, usize::try_from(left).unwrap_or(0)))
     })();
     match r {
         Ok(n) => {
@@ -557,19 +609,72 @@ const GATHER: std::time::Duration = std::time::Duration::from_millis(100);
 struct Batch {
     writes: Vec<WriteFn>,
     items: Vec<(ItemRow, Option<GradeRow>)>,
+    regrades: Vec<GradeRow>,
     attempts: Vec<AttemptRow>,
 }
 
 impl Batch {
     fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.items.is_empty() && self.attempts.is_empty()
+        self.writes.is_empty()
+            && self.items.is_empty()
+            && self.regrades.is_empty()
+            && self.attempts.is_empty()
+    }
+}
+
+/// The writer's periodic linking (see the module doc).
+struct AutoLink {
+    run_id: String,
+    every: std::time::Duration,
+    next: std::time::Instant,
+    /// Attempts were written since the last pass, or the last pass left some unlinked.
+    dirty: bool,
+}
+
+impl AutoLink {
+    fn tick(&mut self, conn: &Connection) {
+        let now = std::time::Instant::now();
+        if now < self.next {
+            return;
+        }
+        self.next = now + self.every;
+        if !self.dirty {
+            return;
+        }
+        match link(conn, &self.run_id) {
+            Ok((n, left)) => {
+                tracing::debug!(linked = n, unlinked = left, "linked attempts to exchanges");
+                self.dirty = left > 0;
+            }
+            Err(e) => tracing::warn!(error = %e, "linking attempts to exchanges failed"),
+        }
     }
 }
 
 fn writer(conn: Connection, rx: mpsc::Receiver<Op>) {
     let mut failed: Option<String> = None;
     let mut batch = Batch::default();
-    while let Ok(first) = rx.recv() {
+    let mut auto: Option<AutoLink> = None;
+    loop {
+        let first = match &auto {
+            Some(a) => {
+                match rx.recv_timeout(a.next.saturating_duration_since(std::time::Instant::now())) {
+                    Ok(op) => Some(op),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
+            None => match rx.recv() {
+                Ok(op) => Some(op),
+                Err(_) => break,
+            },
+        };
+        let Some(first) = first else {
+            if let Some(a) = &mut auto {
+                a.tick(&conn);
+            }
+            continue;
+        };
         // Gather for a few milliseconds so that one transaction carries many rows.
         let deadline = std::time::Instant::now() + GATHER;
         let mut ops = vec![first];
@@ -584,7 +689,21 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Op>) {
         for op in ops {
             match op {
                 Op::Item(r, g) => batch.items.push((*r, g.map(|g| *g))),
-                Op::Attempt(a) => batch.attempts.push(*a),
+                Op::Regrade(g) => batch.regrades.push(*g),
+                Op::Attempt(a) => {
+                    if let Some(l) = &mut auto {
+                        l.dirty = true;
+                    }
+                    batch.attempts.push(*a);
+                }
+                Op::LinkEvery(spec) => {
+                    auto = spec.map(|(run_id, every)| AutoLink {
+                        run_id,
+                        every,
+                        next: std::time::Instant::now() + every,
+                        dirty: true,
+                    });
+                }
                 Op::Write(f) => batch.writes.push(f),
                 Op::Call(f) => {
                     commit(&conn, &mut batch, &mut failed);
@@ -600,6 +719,9 @@ fn writer(conn: Connection, rx: mpsc::Receiver<Op>) {
             }
         }
         commit(&conn, &mut batch, &mut failed);
+        if let Some(a) = &mut auto {
+            a.tick(&conn);
+        }
     }
 }
 
@@ -664,21 +786,44 @@ fn append_items(conn: &Connection, items: &[(ItemRow, Option<GradeRow>)]) -> duc
     drop(app);
     let mut app = conn.appender("eval_grades")?;
     for g in items.iter().filter_map(|(_, g)| g.as_ref()) {
-        app.append_row(params![
-            g.run_id,
-            g.config,
-            g.item_id,
-            g.grader,
-            g.outcome,
-            g.judge_model,
-            g.judge_reply,
-            g.judge_attempt_id,
-            DbValue::Null,
-            g.judge_ms,
-            ts(&g.graded_at),
-        ])?;
+        append_grade(&mut app, g)?;
     }
     app.flush()
+}
+
+fn apply_regrades(conn: &Connection, grades: &[GradeRow]) -> duckdb::Result<()> {
+    for g in grades {
+        conn.prepare_cached(
+            "DELETE FROM eval_grades WHERE run_id = ? AND config = ? AND item_id = ?",
+        )?
+        .execute(params![g.run_id, g.config, g.item_id])?;
+        conn.prepare_cached(
+            "UPDATE eval_items SET status = 'answered', error_kind = NULL, error = NULL
+             WHERE run_id = ? AND config = ? AND item_id = ? AND status = 'judge_error'",
+        )?
+        .execute(params![g.run_id, g.config, g.item_id])?;
+    }
+    let mut app = conn.appender("eval_grades")?;
+    for g in grades {
+        append_grade(&mut app, g)?;
+    }
+    app.flush()
+}
+
+fn append_grade(app: &mut duckdb::Appender<'_>, g: &GradeRow) -> duckdb::Result<()> {
+    app.append_row(params![
+        g.run_id,
+        g.config,
+        g.item_id,
+        g.grader,
+        g.outcome,
+        g.judge_model,
+        g.judge_reply,
+        g.judge_attempt_id,
+        DbValue::Null,
+        g.judge_ms,
+        ts(&g.graded_at),
+    ])
 }
 
 fn append_attempts(conn: &Connection, attempts: &[AttemptRow]) -> duckdb::Result<()> {
@@ -724,6 +869,7 @@ fn write_batch(conn: &Connection, b: &Batch) -> Result<(), String> {
             w(conn)?;
         }
         append_items(conn, &b.items)?;
+        apply_regrades(conn, &b.regrades)?;
         append_attempts(conn, &b.attempts)
     });
     if whole.is_ok() {
@@ -742,6 +888,11 @@ fn write_batch(conn: &Connection, b: &Batch) -> Result<(), String> {
     for item in &b.items {
         note(in_transaction(conn, || {
             append_items(conn, std::slice::from_ref(item))
+        }));
+    }
+    for g in &b.regrades {
+        note(in_transaction(conn, || {
+            apply_regrades(conn, std::slice::from_ref(g))
         }));
     }
     for a in &b.attempts {

@@ -54,7 +54,17 @@ pub struct ConversationSummary {
     pub parent_conversation_id: Option<String>,
     /// The parent's entry the branch starts after.
     pub from_entry_id: Option<String>,
+    /// Some exchange of it was answered by agentcap's twin (its responses carry
+    /// [`SIMULATED_HEADER_JSON`]): what it shows is a "simulated upstream".
+    pub simulated_upstream: bool,
 }
+
+/// How the twin's `x-agentcap-upstream: simulated` response header (see `docs/twin.md`) reads in
+/// `exchanges.response_headers` (compact JSON, lowercased names).
+pub const SIMULATED_HEADER_JSON: &str = r#""x-agentcap-upstream":"simulated""#;
+
+/// The label of conversations answered by the twin.
+pub const SIMULATED_LABEL: &str = "simulated upstream";
 
 /// Where a branch comes from: one step of the ancestor chain, root first.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -224,7 +234,8 @@ fn summary_sql(filter: &str, limit: Option<usize>) -> String {
          COUNT(*) FILTER (WHERE {FAILED} OR ev.exchange_id IS NOT NULL) AS errors,
          MIN(e.started_at) AS first_started,
          MAX(e.started_at) AS last_started,
-         arg_max(e.total_us, e.started_at) AS last_total_us
+         arg_max(e.total_us, e.started_at) AS last_total_us,
+         COUNT(*) FILTER (WHERE CAST(e.response_headers AS VARCHAR) LIKE {simulated}) AS simulated
   FROM exchanges e LEFT JOIN ev ON ev.exchange_id = e.id
   WHERE e.conversation_id IS NOT NULL
   GROUP BY e.conversation_id
@@ -247,12 +258,14 @@ SELECT c.id AS conversation_id,
        CAST(COALESCE(x.exchanges, 0) AS BIGINT) AS exchanges,
        CAST(COALESCE(x.errors, 0) AS BIGINT) AS errors,
        c.parent_conversation_id,
-       c.from_entry_id
+       c.from_entry_id,
+       CAST(COALESCE(x.simulated, 0) AS BIGINT) AS simulated_exchanges
 FROM conversations c
 LEFT JOIN x ON x.conversation_id = c.id
 LEFT JOIN u ON u.conversation_id = c.id
 {filter}
-ORDER BY c.last_seen DESC NULLS LAST, c.first_seen DESC NULLS LAST, c.id DESC{limit}"
+ORDER BY c.last_seen DESC NULLS LAST, c.first_seen DESC NULLS LAST, c.id DESC{limit}",
+        simulated = sql_str(&format!("%{SIMULATED_HEADER_JSON}%"))
     )
 }
 
@@ -479,6 +492,7 @@ pub fn summaries(r: &QueryResult) -> Vec<ConversationSummary> {
                 errors: c.int(row, "errors").unwrap_or(0),
                 parent_conversation_id: c.text(row, "parent_conversation_id"),
                 from_entry_id: c.text(row, "from_entry_id"),
+                simulated_upstream: c.int(row, "simulated_exchanges").unwrap_or(0) > 0,
             }
         })
         .collect()
@@ -770,6 +784,7 @@ pub fn render_list(rows: &[ConversationSummary]) -> String {
         "exchanges",
         "errors",
         "parent",
+        "upstream",
     ]);
     for r in rows {
         let parent = match (&r.parent_conversation_id, &r.from_entry_id) {
@@ -789,13 +804,24 @@ pub fn render_list(rows: &[ConversationSummary]) -> String {
             r.exchanges.to_string(),
             r.errors.to_string(),
             parent,
+            if r.simulated_upstream {
+                SIMULATED_LABEL.to_string()
+            } else {
+                String::new()
+            },
         ]);
     }
     for column in [3, 4, 7, 8, 9] {
         right_align(&mut t, column, true);
     }
+    let simulated = rows.iter().filter(|r| r.simulated_upstream).count();
+    let note = match simulated {
+        0 => String::new(),
+        n if n == rows.len() => format!(", all from a {SIMULATED_LABEL}"),
+        n => format!(", {n} from a {SIMULATED_LABEL}"),
+    };
     format!(
-        "{t}\n({} conversation{})",
+        "{t}\n({} conversation{}{note})",
         rows.len(),
         if rows.len() == 1 { "" } else { "s" }
     )
@@ -835,6 +861,9 @@ fn draw(out: &mut String, nodes: &[Node], prefix: &str) {
 
 fn summary_label(c: &ConversationSummary) -> String {
     let mut parts = vec![c.id.clone()];
+    if c.simulated_upstream {
+        parts.push(format!("({SIMULATED_LABEL})"));
+    }
     match (&c.agent_id, &c.agent_version) {
         (Some(a), Some(v)) => parts.push(format!("agent {a} v{v}")),
         (Some(a), None) => parts.push(format!("agent {a}")),
@@ -1086,6 +1115,7 @@ mod tests {
                 "last_total_us",
                 "exchanges",
                 "errors",
+                "simulated_exchanges",
             ],
             vec![vec![
                 json!("conv_1"),
@@ -1097,10 +1127,13 @@ mod tests {
                 json!(500_000),
                 json!(3),
                 json!(0),
+                json!(0),
             ]],
         );
         let s = summaries(&r);
         assert_eq!(s.len(), 1);
+        assert!(!s[0].simulated_upstream);
+        assert!(!render_list(&s).contains(SIMULATED_LABEL));
         assert_eq!(s[0].id, "conv_1");
         assert_eq!(s[0].total_tokens, 150);
         assert_eq!(s[0].duration_us, Some(1_500_000));

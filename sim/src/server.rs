@@ -167,7 +167,10 @@ pub async fn start(cfg: SimConfig) -> Result<RunningSim, SimError> {
                     let sim = sim2.clone();
                     let tls = tls.clone();
                     tokio::spawn(async move {
-                        let svc = service_fn(move |req| handle(sim.clone(), req));
+                        let svc = service_fn(move |req| {
+                            let sim = sim.clone();
+                            async move { handle(sim, req).await.map(announce) }
+                        });
                         let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                         let served = match tls {
                             None => builder.serve_connection(TokioIo::new(stream), svc).await,
@@ -193,6 +196,15 @@ pub async fn start(cfg: SimConfig) -> Result<RunningSim, SimError> {
         task,
         sim,
     })
+}
+
+/// Marks a response as the twin's ([`crate::UPSTREAM_HEADER`]), whatever the route or status.
+fn announce(mut r: Response<Body>) -> Response<Body> {
+    r.headers_mut().insert(
+        crate::UPSTREAM_HEADER,
+        HeaderValue::from_static(crate::UPSTREAM_SIMULATED),
+    );
+    r
 }
 
 /// What a handler returns: a response, or a cut connection.

@@ -313,6 +313,13 @@ fn datasets_fetch_verifies_checksums_from_a_local_server() {
         !cache.join("simpleqa/simple_qa_test_set.csv").exists(),
         "nothing is put in place"
     );
+    assert!(
+        match std::fs::read_dir(cache.join("simpleqa")) {
+            Ok(mut d) => d.next().is_none(),
+            Err(_) => true,
+        },
+        "no partial file is left either"
+    );
 
     let url = serve(csv, 1);
     let fetched = stdout_of(&[

@@ -296,7 +296,13 @@ fn query_and_conversations_through_the_admin_then_from_the_file() {
 
     // conversations list / show.
     let list = stdout_of(&a(&["conversations", "list"]));
-    for want in [conv.as_str(), branch.as_str(), "(2 conversations)"] {
+    // The twin announces itself in a response header: every conversation is labelled.
+    for want in [
+        conv.as_str(),
+        branch.as_str(),
+        "simulated upstream",
+        "(2 conversations, all from a simulated upstream)",
+    ] {
         assert!(list.contains(want), "{want:?} not in\n{list}");
     }
     let lj: Value = serde_json::from_str(&stdout_of(&a(&[
@@ -311,8 +317,12 @@ fn query_and_conversations_through_the_admin_then_from_the_file() {
     assert_eq!(lj.as_array().unwrap().len(), 1);
     assert_eq!(lj[0]["id"], branch.as_str(), "newest first");
     assert_eq!(lj[0]["parent_conversation_id"], conv.as_str());
+    assert_eq!(lj[0]["simulated_upstream"], true);
     let tree = stdout_of(&a(&["conversations", "show", &conv]));
-    assert!(tree.starts_with(&format!("conversation {conv}")), "{tree}");
+    assert!(
+        tree.starts_with(&format!("conversation {conv} · (simulated upstream) · ")),
+        "{tree}"
+    );
     for want in [
         format!("[{first_answer}]"),
         format!("⑂ branch {branch}"),

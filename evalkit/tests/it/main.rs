@@ -12,6 +12,7 @@ mod metrics;
 mod report;
 mod resume;
 mod run;
+mod upstream;
 
 /// Directory holding the shared reference datasets (`<repo>/../shared/datasets`), found from the
 /// manifest directory read at run time (a shared target dir may be used from another checkout).

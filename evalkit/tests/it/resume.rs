@@ -86,16 +86,23 @@ max_backoff_ms = 20
     assert!(out.complete, "the run finishes despite the faults");
     let run_id = out.report.run.run_id.clone();
     let errors: usize = out.report.configs.iter().map(|c| c.summary.errors).sum();
+    let judge_errors: usize = out
+        .report
+        .configs
+        .iter()
+        .map(|c| c.summary.judge_errors)
+        .sum();
     assert!(errors > 0, "some items exhausted their attempts");
+    assert!(judge_errors > 0, "some judge calls exhausted theirs");
     assert!(out.stats.retries > 0);
     for c in &out.report.configs {
         let s = &c.summary;
         assert_eq!(s.n, 120);
         assert_eq!(
-            s.correct + s.incorrect + s.not_attempted + s.unparseable + s.errors,
+            s.correct + s.incorrect + s.not_attempted + s.unparseable + s.errors + s.judge_errors,
             120
         );
-        assert_eq!(s.graded + s.unparseable + s.errors, 120);
+        assert_eq!(s.graded + s.unparseable + s.errors + s.judge_errors, 120);
     }
     drop(out);
     let c = open(&db);
@@ -130,6 +137,14 @@ max_backoff_ms = 20
     );
     assert_eq!(
         q(
+            "SELECT count(*) FROM eval_items i LEFT JOIN eval_grades g USING (run_id, config, item_id)
+             WHERE run_id = ? AND i.status = 'judge_error' AND i.answer IS NOT NULL AND g.outcome IS NULL"
+        ),
+        judge_errors as i64,
+        "a failed judge keeps the answer and has no grade"
+    );
+    assert_eq!(
+        q(
             "SELECT count(*) FROM eval_items WHERE run_id = ? AND status = 'error' AND attempts IS NOT NULL AND error IS NOT NULL AND error_kind IS NOT NULL"
         ),
         errors as i64
@@ -154,11 +169,15 @@ max_backoff_ms = 20
     healthy.shutdown().await;
     assert!(resumed.complete);
     assert_eq!(
-        resumed.stats.scheduled, errors,
-        "only the errored items ran"
+        resumed.stats.scheduled,
+        errors + judge_errors,
+        "only the errored items ran (and the ungraded ones were graded)"
     );
     for c in &resumed.report.configs {
-        assert_eq!((c.summary.n, c.summary.errors), (120, 0));
+        assert_eq!(
+            (c.summary.n, c.summary.errors, c.summary.judge_errors),
+            (120, 0, 0)
+        );
     }
 }
 

@@ -400,6 +400,10 @@ async fn list_gives_one_row_per_conversation_newest_first() {
     );
     let top2 = views::list(query(&r), 2).unwrap();
     assert_eq!(top2, rows[..2].to_vec());
+    assert!(
+        rows.iter().all(|c| c.simulated_upstream),
+        "the twin's responses carry its header, so every conversation is labelled"
+    );
 
     let by_id = |id: &str| rows.iter().find(|c| c.id == id).unwrap();
     let root = by_id(&st.root);
@@ -466,9 +470,13 @@ async fn list_gives_one_row_per_conversation_newest_first() {
         table.contains(&format!("{} @ {}", st.root, st.first_answer)),
         "{table}"
     );
-    assert!(table.contains("(4 conversations)"), "{table}");
+    assert!(
+        table.contains("(4 conversations, all from a simulated upstream)"),
+        "{table}"
+    );
 
     let j = serde_json::to_value(&rows).unwrap();
     assert_eq!(j[3]["id"], st.root.as_str());
     assert_eq!(j[3]["errors"], 1);
+    assert_eq!(j[3]["simulated_upstream"], true);
 }

@@ -176,3 +176,94 @@ async fn random_faults_follow_the_rate() {
         );
     }
 }
+
+#[tokio::test]
+async fn every_response_announces_the_simulated_upstream() {
+    let t = twin(SimConfig {
+        api_key: Some("sk-test".into()),
+        ..SimConfig::default()
+    })
+    .await;
+    let auth = ("authorization", "Bearer sk-test");
+    let body = json!({"model": "m", "inputs": "x"});
+    let mut replies = vec![
+        ("401", t.call(Method::GET, "/v1/agents", None).await),
+        (
+            "json",
+            t.send(Method::GET, "/v1/agents", None, &[auth])
+                .await
+                .unwrap(),
+        ),
+        (
+            "404",
+            t.send(Method::GET, "/v1/conversations/nope", None, &[auth])
+                .await
+                .unwrap(),
+        ),
+        (
+            "422",
+            t.send(
+                Method::POST,
+                "/v1/conversations",
+                Some(json!({"inputs": "x", "bogus": 1})),
+                &[auth],
+            )
+            .await
+            .unwrap(),
+        ),
+        (
+            "429",
+            t.send(
+                Method::POST,
+                "/v1/chat/completions",
+                Some(json!({"model": "m", "messages": [{"role": "user", "content": "x"}]})),
+                &[auth, ("x-agentcap-sim-fault", "429")],
+            )
+            .await
+            .unwrap(),
+        ),
+        (
+            "sse",
+            t.send(
+                Method::POST,
+                "/v1/conversations",
+                Some(json!({"model": "m", "inputs": "x", "stream": true})),
+                &[auth],
+            )
+            .await
+            .unwrap(),
+        ),
+    ];
+    let started = t
+        .send(Method::POST, "/v1/conversations", Some(body), &[auth])
+        .await
+        .unwrap();
+    let id = started.json()["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    replies.push((
+        "204",
+        t.send(
+            Method::DELETE,
+            &format!("/v1/conversations/{id}"),
+            None,
+            &[auth],
+        )
+        .await
+        .unwrap(),
+    ));
+    replies.push(("start", started));
+    let statuses: Vec<u16> = replies.iter().map(|(_, r)| r.status.as_u16()).collect();
+    assert_eq!(statuses, [401, 200, 404, 422, 429, 200, 204, 200]);
+    assert_eq!(replies[5].1.headers["content-type"], "text/event-stream");
+    for (what, r) in &replies {
+        assert_eq!(
+            r.headers
+                .get(agentcap_sim::UPSTREAM_HEADER)
+                .map(|v| v.to_str().unwrap()),
+            Some(agentcap_sim::UPSTREAM_SIMULATED),
+            "{what}"
+        );
+    }
+}
