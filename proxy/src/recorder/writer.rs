@@ -36,6 +36,10 @@ use super::{
 
 /// Exchanges derived per pass when replaying the journal.
 const REDERIVE_CHUNK: usize = 2_000;
+/// How often the writer looks at the data channel while traffic flows (see `Writer::run`).
+const BUSY_POLL: Duration = Duration::from_millis(1);
+/// Without data for this long, the writer goes back to blocking on the data channel.
+const IDLE_AFTER: Duration = Duration::from_millis(50);
 
 /// Where a message came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,30 +221,59 @@ impl Writer {
     pub fn run(mut self) -> Result<(), RecorderError> {
         let data_rx = self.data_rx.clone();
         let ctl_rx = self.ctl_rx.clone();
+        // While traffic flows the loop polls the data channel every `BUSY_POLL` instead of blocking on
+        // it: a receiver blocked on a channel makes every `send` on the hot path pay a thread wake-up
+        // (a futex call, then a context switch on a busy core). Polling costs this thread at most one
+        // wake-up per `BUSY_POLL`; after `IDLE_AFTER` without data it blocks on the channel again.
+        let mut last_data = Instant::now()
+            .checked_sub(IDLE_AFTER)
+            .unwrap_or_else(Instant::now);
         loop {
             let timeout = self.timeout();
             let committed_rx = self.committed_rx.clone();
-            crossbeam_channel::select! {
-                recv(data_rx) -> item => {
-                    if let Ok(item) = item {
-                        self.ingest_item(item);
-                        try_drain(&data_rx, 1024, |i| self.ingest_item(i));
-                    }
+            if last_data.elapsed() < IDLE_AFTER {
+                crossbeam_channel::select! {
+                    recv(ctl_rx) -> ctl => match ctl {
+                        Ok(Control::Flush(reply)) => self.flush(reply),
+                        Ok(Control::Abort) => {
+                            self.abort();
+                            return Ok(());
+                        }
+                        Ok(Control::Shutdown) | Err(_) => return self.shutdown(),
+                    },
+                    recv(committed_rx) -> done => match done {
+                        Ok(done) => self.committed(done),
+                        Err(_) => self.committed_rx = crossbeam_channel::never(),
+                    },
+                    default(timeout.min(BUSY_POLL)) => {}
                 }
-                recv(ctl_rx) -> ctl => match ctl {
-                    Ok(Control::Flush(reply)) => self.flush(reply),
-                    Ok(Control::Abort) => {
-                        self.abort();
-                        return Ok(());
+                if try_drain(&data_rx, 4096, |i| self.ingest_item(i)) > 0 {
+                    last_data = Instant::now();
+                }
+            } else {
+                crossbeam_channel::select! {
+                    recv(data_rx) -> item => {
+                        if let Ok(item) = item {
+                            self.ingest_item(item);
+                            try_drain(&data_rx, 1024, |i| self.ingest_item(i));
+                            last_data = Instant::now();
+                        }
                     }
-                    Ok(Control::Shutdown) | Err(_) => return self.shutdown(),
-                },
-                recv(committed_rx) -> done => match done {
-                    Ok(done) => self.committed(done),
-                    // The DuckDB thread is gone (a bug): stop waiting on it.
-                    Err(_) => self.committed_rx = crossbeam_channel::never(),
-                },
-                default(timeout) => {}
+                    recv(ctl_rx) -> ctl => match ctl {
+                        Ok(Control::Flush(reply)) => self.flush(reply),
+                        Ok(Control::Abort) => {
+                            self.abort();
+                            return Ok(());
+                        }
+                        Ok(Control::Shutdown) | Err(_) => return self.shutdown(),
+                    },
+                    recv(committed_rx) -> done => match done {
+                        Ok(done) => self.committed(done),
+                        // The DuckDB thread is gone (a bug): stop waiting on it.
+                        Err(_) => self.committed_rx = crossbeam_channel::never(),
+                    },
+                    default(timeout) => {}
+                }
             }
             if data_rx.is_empty() {
                 self.ingest_spill();
