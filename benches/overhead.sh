@@ -329,5 +329,5 @@ fi
 
 cp "$results" "${out%.md}.jsonl"
 python3 benches/report.py --results "$results" --out "$out" --cmd "$cmdline" --bin "$bin" \
-  --criterion "$target_dir/criterion" --notes benches/NOTES.md
+  --criterion "$target_dir/criterion" --notes benches/NOTES.md --fd-limit "$(ulimit -n)"
 echo "== written to $out (raw reports: ${out%.md}.jsonl)"

@@ -19,6 +19,7 @@ p.add_argument("--cmd", required=True)
 p.add_argument("--bin", required=True)
 p.add_argument("--criterion")
 p.add_argument("--notes")
+p.add_argument("--fd-limit", default="?")
 a = p.parse_args()
 
 rows = [json.loads(line) for line in open(a.results) if line.strip()]
@@ -256,7 +257,8 @@ op = sec("open")
 if op:
     o.append("\n## Concurrent open streams through agentcap\n")
     o.append("A slow twin (first token after 2 s, then 2 tokens/s: each stream stays open ~20 s), a fresh proxy "
-             "recording into its own file, all streams opened at once.\n")
+             "recording into its own file, all streams opened at once. File descriptors per process: "
+             f"{a.fd_limit} (the proxy needs two per stream, plus its own).\n")
     o.append("| open streams | ok | errors | RSS before | peak RSS | proxy CPU s | wall s | CPU ms per stream |")
     o.append("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in op:
