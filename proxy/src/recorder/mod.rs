@@ -453,7 +453,10 @@ impl Recorder {
         };
         let committer = std::thread::Builder::new()
             .name("agentcap-duckdb".into())
-            .spawn(move || committer.run())
+            .spawn(move || {
+                background_priority();
+                committer.run()
+            })
             .map_err(|source| RecorderError::Journal {
                 path: journal_dir.clone(),
                 source,
@@ -617,6 +620,21 @@ impl RecorderHandle {
 }
 
 /// Drains a receiver without blocking, up to `max` items.
+/// Lowers the calling thread's scheduling priority (nice about 9 on Linux). The DuckDB thread and
+/// the derivers call it: on a machine whose cores are busy, the forwarding threads (tokio's workers)
+/// then get a core first, and recording, which is off the hot path and backed by the journal, catches
+/// up when they are idle. The journal writer keeps the normal priority, so durability does not wait.
+/// Failing to change the priority is harmless and only logged.
+pub(crate) fn background_priority() {
+    use thread_priority::{ThreadPriority, ThreadPriorityValue};
+    let Ok(p) = ThreadPriorityValue::try_from(25u8) else {
+        return;
+    };
+    if let Err(e) = thread_priority::set_current_thread_priority(ThreadPriority::Crossplatform(p)) {
+        tracing::debug!(error = ?e, "agentcap recorder: could not lower a background thread's priority");
+    }
+}
+
 fn try_drain<T>(rx: &Receiver<T>, max: usize, mut f: impl FnMut(T)) -> usize {
     let mut n = 0;
     while n < max {

@@ -179,7 +179,10 @@ impl Writer {
                     (init.derive.clone(), jobs_rx.clone(), init.done_tx.clone());
                 std::thread::Builder::new()
                     .name(format!("agentcap-derive-{i}"))
-                    .spawn(move || run_deriver(ctx, jobs, done))
+                    .spawn(move || {
+                        super::background_priority();
+                        run_deriver(ctx, jobs, done)
+                    })
                     .ok()
             })
             .collect::<Vec<_>>();
