@@ -54,7 +54,9 @@ def errs(t):
 mem_mib = next((int(l.split()[1]) // 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
 profile = "release profile (`cargo build --release -p agentcap`)" if "/release/" in a.bin else \
     "dev profile (debug build: not representative of a production binary)"
-dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else ""
+# The harness's own outputs do not count as changes to the code measured.
+dirty = " (with uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                             ":!benches/RESULTS.md", ":!benches/RESULTS.jsonl") else ""
 loads = [r["loadavg"] for r in rows if "loadavg" in r]
 
 o = []
