@@ -172,6 +172,24 @@ fn assemble(full: bool, out: &mut Vec<Case>) {
     }));
 }
 
+/// A recorder on a fresh DuckDB file in a temp dir, and a runtime to await its `flush` on; made on
+/// a case's first run and kept for its later ones.
+type BenchRecorder = (tempfile::TempDir, Recorder, tokio::runtime::Runtime);
+
+fn bench_recorder(batch_rows: Option<usize>) -> BenchRecorder {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cfg = RecorderConfig::new(dir.path().join("bench.duckdb"));
+    if let Some(b) = batch_rows {
+        cfg.batch_rows = b;
+    }
+    let rec = Recorder::open(cfg).expect("recorder opens");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    (dir, rec, rt)
+}
+
 /// The messages the hot path sends for one streamed conversation start with `deltas` delta events,
 /// cut into frames of about `frame` bytes.
 fn stream_exchange(deltas: usize, frame: usize) -> Vec<Msg> {
@@ -268,25 +286,13 @@ fn writer(full: bool, out: &mut Vec<Case>) {
         &[1_000]
     };
     for &batch_rows in sizes {
-        let mut state: Option<(tempfile::TempDir, Recorder, tokio::runtime::Runtime)> = None;
+        let mut state: Option<BenchRecorder> = None;
         let mut case = Case::new(
             "writer",
             format!("event_rows/batch_{batch_rows}"),
             Throughput::Elements(events_per_iter),
             move |iters| {
-                let (_, rec, rt) = state.get_or_insert_with(|| {
-                    let dir = tempfile::tempdir().expect("temp dir");
-                    let rec = Recorder::open(RecorderConfig {
-                        batch_rows,
-                        ..RecorderConfig::new(dir.path().join("bench.duckdb"))
-                    })
-                    .expect("recorder opens");
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("runtime");
-                    (dir, rec, rt)
-                });
+                let (_, rec, rt) = state.get_or_insert_with(|| bench_recorder(Some(batch_rows)));
                 let h = rec.handle();
                 let before = h.stats().sse_events_written;
                 let mut total = Duration::ZERO;
@@ -363,7 +369,7 @@ fn tee(full: bool, out: &mut Vec<Case>) {
     let n = Throughput::Elements(events.len() as u64);
     for teed in [false, true] {
         let events = events.clone();
-        let mut state: Option<(tempfile::TempDir, Recorder, tokio::runtime::Runtime)> = None;
+        let mut state: Option<BenchRecorder> = None;
         out.push(Case::new(
             "tee",
             if teed {
@@ -373,16 +379,7 @@ fn tee(full: bool, out: &mut Vec<Case>) {
             },
             n.clone(),
             move |iters| {
-                let (_, rec, rt) = state.get_or_insert_with(|| {
-                    let dir = tempfile::tempdir().expect("temp dir");
-                    let rec = Recorder::open(RecorderConfig::new(dir.path().join("tee.duckdb")))
-                        .expect("recorder opens");
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                        .expect("runtime");
-                    (dir, rec, rt)
-                });
+                let (_, rec, rt) = state.get_or_insert_with(|| bench_recorder(None));
                 let h = rec.handle();
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
@@ -472,22 +469,13 @@ fn sync_exchange() -> Vec<Msg> {
 /// upsert, a usage row). Elements are exchanges.
 fn writer_exchanges(full: bool, out: &mut Vec<Case>) {
     let per_iter = if full { 2_000 } else { 20 };
-    let mut state: Option<(tempfile::TempDir, Recorder, tokio::runtime::Runtime)> = None;
+    let mut state: Option<BenchRecorder> = None;
     let mut case = Case::new(
         "writer",
         format!("sync_exchanges/{per_iter}"),
         Throughput::Elements(per_iter as u64),
         move |iters| {
-            let (_, rec, rt) = state.get_or_insert_with(|| {
-                let dir = tempfile::tempdir().expect("temp dir");
-                let rec = Recorder::open(RecorderConfig::new(dir.path().join("bench.duckdb")))
-                    .expect("recorder opens");
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                (dir, rec, rt)
-            });
+            let (_, rec, rt) = state.get_or_insert_with(|| bench_recorder(None));
             let h = rec.handle();
             let before = h.stats().exchanges_written;
             let mut total = Duration::ZERO;

@@ -232,51 +232,39 @@ impl Writer {
             .checked_sub(IDLE_AFTER)
             .unwrap_or_else(Instant::now);
         loop {
-            let timeout = self.timeout();
             let committed_rx = self.committed_rx.clone();
-            if last_data.elapsed() < IDLE_AFTER {
-                crossbeam_channel::select! {
-                    recv(ctl_rx) -> ctl => match ctl {
-                        Ok(Control::Flush(reply)) => self.flush(reply),
-                        Ok(Control::Abort) => {
-                            self.abort();
-                            return Ok(());
-                        }
-                        Ok(Control::Shutdown) | Err(_) => return self.shutdown(),
-                    },
-                    recv(committed_rx) -> done => match done {
-                        Ok(done) => self.committed(done),
-                        Err(_) => self.committed_rx = crossbeam_channel::never(),
-                    },
-                    default(timeout.min(BUSY_POLL)) => {}
-                }
-                if try_drain(&data_rx, 4096, |i| self.ingest_item(i)) > 0 {
-                    last_data = Instant::now();
-                }
+            let busy = last_data.elapsed() < IDLE_AFTER;
+            // Busy: never block on the data channel (see above), look at it after the select.
+            let (data_sel, timeout) = if busy {
+                (crossbeam_channel::never(), self.timeout().min(BUSY_POLL))
             } else {
-                crossbeam_channel::select! {
-                    recv(data_rx) -> item => {
-                        if let Ok(item) = item {
-                            self.ingest_item(item);
-                            try_drain(&data_rx, 1024, |i| self.ingest_item(i));
-                            last_data = Instant::now();
-                        }
+                (data_rx.clone(), self.timeout())
+            };
+            crossbeam_channel::select! {
+                recv(data_sel) -> item => {
+                    if let Ok(item) = item {
+                        self.ingest_item(item);
+                        try_drain(&data_rx, 1024, |i| self.ingest_item(i));
+                        last_data = Instant::now();
                     }
-                    recv(ctl_rx) -> ctl => match ctl {
-                        Ok(Control::Flush(reply)) => self.flush(reply),
-                        Ok(Control::Abort) => {
-                            self.abort();
-                            return Ok(());
-                        }
-                        Ok(Control::Shutdown) | Err(_) => return self.shutdown(),
-                    },
-                    recv(committed_rx) -> done => match done {
-                        Ok(done) => self.committed(done),
-                        // The DuckDB thread is gone (a bug): stop waiting on it.
-                        Err(_) => self.committed_rx = crossbeam_channel::never(),
-                    },
-                    default(timeout) => {}
                 }
+                recv(ctl_rx) -> ctl => match ctl {
+                    Ok(Control::Flush(reply)) => self.flush(reply),
+                    Ok(Control::Abort) => {
+                        self.abort();
+                        return Ok(());
+                    }
+                    Ok(Control::Shutdown) | Err(_) => return self.shutdown(),
+                },
+                recv(committed_rx) -> done => match done {
+                    Ok(done) => self.committed(done),
+                    // The DuckDB thread is gone (a bug): stop waiting on it.
+                    Err(_) => self.committed_rx = crossbeam_channel::never(),
+                },
+                default(timeout) => {}
+            }
+            if busy && try_drain(&data_rx, 4096, |i| self.ingest_item(i)) > 0 {
+                last_data = Instant::now();
             }
             if data_rx.is_empty() {
                 self.ingest_spill();
