@@ -23,7 +23,7 @@ use http_body_util::BodyExt;
 use agentcap_proxy::record::{ExchangeId, HttpVersion, Msg, Outcome, RequestInfo, Timings};
 use agentcap_proxy::recorder::body::Redactor;
 use agentcap_proxy::recorder::derive::{DeriveCtx, ExchangeMsgs, derive};
-use agentcap_proxy::recorder::{Recorder, RecorderConfig};
+use agentcap_proxy::recorder::{Recorder, RecorderConfig, RecorderHandle};
 use agentcap_wire::{ConversationEvent, EntryAssembler, SseDecoder, encode_conversation_event};
 use bytes::Bytes;
 use criterion::{Criterion, SamplingMode, Throughput};
@@ -190,6 +190,27 @@ fn bench_recorder(batch_rows: Option<usize>) -> BenchRecorder {
     (dir, rec, rt)
 }
 
+/// Times `iters` rounds of sending what `batch` builds (built before the clock starts) and waiting
+/// until the recorder reports it committed.
+fn timed_flushes(
+    h: &RecorderHandle,
+    rt: &tokio::runtime::Runtime,
+    iters: u64,
+    mut batch: impl FnMut() -> Vec<Msg>,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let msgs = batch();
+        let t = Instant::now();
+        for m in msgs {
+            h.send(m);
+        }
+        rt.block_on(h.flush()).expect("flush");
+        total += t.elapsed();
+    }
+    total
+}
+
 /// The messages the hot path sends for one streamed conversation start with `deltas` delta events,
 /// cut into frames of about `frame` bytes.
 fn stream_exchange(deltas: usize, frame: usize) -> Vec<Msg> {
@@ -295,18 +316,11 @@ fn writer(full: bool, out: &mut Vec<Case>) {
                 let (_, rec, rt) = state.get_or_insert_with(|| bench_recorder(Some(batch_rows)));
                 let h = rec.handle();
                 let before = h.stats().sse_events_written;
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let msgs: Vec<Vec<Msg>> = (0..exchanges)
-                        .map(|_| stream_exchange(deltas, 1460))
-                        .collect();
-                    let t = Instant::now();
-                    for m in msgs.into_iter().flatten() {
-                        h.send(m);
-                    }
-                    rt.block_on(h.flush()).expect("flush");
-                    total += t.elapsed();
-                }
+                let total = timed_flushes(&h, rt, iters, || {
+                    (0..exchanges)
+                        .flat_map(|_| stream_exchange(deltas, 1460))
+                        .collect()
+                });
                 let stats = h.stats();
                 assert_eq!(stats.records_dropped, 0);
                 assert_eq!(
@@ -478,16 +492,9 @@ fn writer_exchanges(full: bool, out: &mut Vec<Case>) {
             let (_, rec, rt) = state.get_or_insert_with(|| bench_recorder(None));
             let h = rec.handle();
             let before = h.stats().exchanges_written;
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let msgs: Vec<Vec<Msg>> = (0..per_iter).map(|_| sync_exchange()).collect();
-                let t = Instant::now();
-                for m in msgs.into_iter().flatten() {
-                    h.send(m);
-                }
-                rt.block_on(h.flush()).expect("flush");
-                total += t.elapsed();
-            }
+            let total = timed_flushes(&h, rt, iters, || {
+                (0..per_iter).flat_map(|_| sync_exchange()).collect()
+            });
             let stats = h.stats();
             assert_eq!(stats.records_dropped, 0);
             assert_eq!(
