@@ -57,7 +57,7 @@ if [ "$quick" = 1 ]; then
   rates="100"; duration="2s"; stream_requests=20; open_streams="100"; burst_duration="1s"; burst_streams=50
 fi
 
-target_dir="${CARGO_TARGET_DIR:-$HOME/.cache/agentcap-target}"
+target_dir="$("$(dirname "$0")/../scripts/target-dir")"
 if [ -n "${AGENTCAP_BIN:-}" ]; then
   bin="$AGENTCAP_BIN"
 elif [ -x "$target_dir/release/agentcap" ]; then

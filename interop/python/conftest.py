@@ -9,7 +9,7 @@ Targets (`--target`, or the AGENTCAP_INTEROP_TARGET environment variable; defaul
 Every fixture hands out the address clients should use (`Twin.url`); the tests are the same for every target.
 
 Environment:
-  AGENTCAP_BIN          the agentcap binary (default: ${CARGO_TARGET_DIR:-~/.cache/agentcap-target}/debug/agentcap)
+  AGENTCAP_BIN          the agentcap binary (default: <cargo target dir>/debug/agentcap, see scripts/target-dir)
   AGENTCAP_CAPTURE_DIR  where the twin writes its capture files (default: a pytest temporary directory);
                         this suite writes python.jsonl and python-auth.jsonl there (in a subdirectory named
                         after the target for the proxy targets); the direct run validates every *.jsonl at its
@@ -63,7 +63,10 @@ def twin_binary() -> Path:
     explicit = os.environ.get("AGENTCAP_BIN")
     if explicit:
         return Path(explicit)
-    target = os.environ.get("CARGO_TARGET_DIR") or str(Path.home() / ".cache" / "agentcap-target")
+    repo = Path(__file__).resolve().parents[2]
+    target = subprocess.run(
+        [str(repo / "scripts" / "target-dir")], check=True, capture_output=True, text=True
+    ).stdout.strip()
     return Path(target) / "debug" / "agentcap"
 
 

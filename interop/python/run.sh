@@ -7,7 +7,7 @@
 # The twin binary must already be built (cargo test --workspace --no-run). Environment:
 #   AGENTCAP_INTEROP_TARGETS  targets to run, in order (default: "direct proxy proxy-tls"; see conftest.py)
 #   AGENTCAP_VENV         virtualenv to use/create (default: <repo>/.venv)
-#   AGENTCAP_BIN          twin binary (default: ${CARGO_TARGET_DIR:-$HOME/.cache/agentcap-target}/debug/agentcap)
+#   AGENTCAP_BIN          twin binary (default: <cargo target dir>/debug/agentcap, see scripts/target-dir)
 #   AGENTCAP_CAPTURE_DIR  capture directory shared with the TypeScript suite (default: a pytest temp dir)
 #   AGENTCAP_OPENAPI      OpenAPI spec (default: <repo>/../shared/spec/openapi.yaml)
 set -euo pipefail
@@ -29,7 +29,7 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
     echo "$want" > "$stamp"
 fi
 
-export AGENTCAP_BIN="${AGENTCAP_BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/agentcap-target}/debug/agentcap}"
+export AGENTCAP_BIN="${AGENTCAP_BIN:-$("$repo/scripts/target-dir")/debug/agentcap}"
 export AGENTCAP_OPENAPI="${AGENTCAP_OPENAPI:-$repo/../shared/spec/openapi.yaml}"
 export PYTHONDONTWRITEBYTECODE=1
 # The SDK would otherwise fall back to a real key from the environment.

@@ -11,10 +11,11 @@
 //                          front of it (recording into a temporary DuckDB file; with proxy-tls the twin serves
 //                          HTTPS and the proxy trusts its CA) and `baseURL` is the proxy's address
 
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
-import { homedir, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 
 const READY_RE = /^agentcap sim \(simulated upstream\) listening on (https?:\/\/\S+)\s*$/;
 const PROXY_READY_RE = /^agentcap proxy listening on (http:\/\/\S+) -> \S+ \(db .*, admin http:\/\/\S+\)\s*$/;
@@ -23,7 +24,8 @@ const STDERR_KEEP = 16_384;
 
 export function twinBinary() {
   if (process.env.AGENTCAP_BIN) return process.env.AGENTCAP_BIN;
-  const target = process.env.CARGO_TARGET_DIR || path.join(homedir(), ".cache", "agentcap-target");
+  const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+  const target = execFileSync(path.join(repo, "scripts", "target-dir"), { encoding: "utf8" }).trim();
   return path.join(target, "debug", "agentcap");
 }
 
