@@ -114,7 +114,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<i32> {
     eprintln!(
         "agentcap demo: {n} {} questions x 2 configs against the twin ({}; right {p_closed} closed-book, {p_search} with web_search), recorded through the embedded proxy, graded by {}",
         dataset.label,
-        agentcap_sim::SIMULATED_LABEL,
+        agentcap_wire::vocab::SIMULATED_LABEL,
         match grader {
             GraderChoice::SimpleQa => "the SimpleQA judge (simulated)",
             GraderChoice::Exact => "exact match",
@@ -139,7 +139,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<i32> {
         "agentcap demo on {} ({} items) — {}: these numbers come from agentcap's twin, not from a real model.",
         dataset.label,
         n,
-        agentcap_sim::SIMULATED_LABEL
+        agentcap_wire::vocab::SIMULATED_LABEL
     )?;
     out.write_all(report::render(&outcome.report, Format::Table).as_bytes())?;
     writeln!(out, "HTML report: {}", html.display())?;

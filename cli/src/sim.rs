@@ -170,7 +170,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
             let _ = writeln!(
                 out,
                 "agentcap sim ({}) listening on {scheme}://{addr}",
-                agentcap_sim::SIMULATED_LABEL
+                agentcap_wire::vocab::SIMULATED_LABEL
             );
             let _ = out.flush();
         },

@@ -17,16 +17,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
-/// Headers the recording proxy records (in `exchanges.session` / `exchanges.tags`) and strips.
-pub const SESSION_HEADER: &str = "x-agentcap-session";
-/// Tag header prefix; the rest of the name is the tag (`eval-item`, `eval-config`, `eval-attempt`).
-pub const TAG_PREFIX: &str = "x-agentcap-tag-";
-
-/// The response header agentcap's twin puts on every response (see `docs/twin.md`); seeing it on
-/// any response marks the run "simulated upstream". The embedded proxy passes it through.
-pub const UPSTREAM_HEADER: &str = "x-agentcap-upstream";
-/// The value of [`UPSTREAM_HEADER`] that means the twin.
-pub const UPSTREAM_SIMULATED: &str = "simulated";
+// The proxy records `SESSION` and `TAG_PREFIX` headers (in `exchanges.session` / `exchanges.tags`) and strips
+// them; tags: `eval-item`, `eval-config`, `eval-attempt`, `eval-phase`. The twin puts `UPSTREAM` on every
+// response (see `docs/twin.md`); seeing it on any response marks the run "simulated upstream".
+use agentcap_wire::vocab::headers::{SESSION, TAG_PREFIX, UPSTREAM, UPSTREAM_SIMULATED};
 
 /// Largest error body kept, in bytes.
 const MAX_ERROR_BODY: usize = 16 * 1024;
@@ -183,7 +177,7 @@ pub struct ApiClient {
     base: Arc<str>,
     http: Http,
     api_key: Option<Arc<str>>,
-    /// Some response carried [`UPSTREAM_HEADER`]: the upstream is the twin (shared by clones).
+    /// Some response carried the twin's `x-agentcap-upstream` header: the upstream is the twin (shared by clones).
     simulated: Arc<AtomicBool>,
 }
 
@@ -304,7 +298,7 @@ impl ApiClient {
             .method(method)
             .uri(format!("{}{path}", self.base))
             .header(header::ACCEPT, "application/json, text/event-stream")
-            .header(SESSION_HEADER, tags.run_id.as_str())
+            .header(SESSION, tags.run_id.as_str())
             .header(format!("{TAG_PREFIX}eval-attempt"), tags.attempt.as_str())
             .header(format!("{TAG_PREFIX}eval-phase"), tags.phase);
         if !tags.item.is_empty() {
@@ -336,7 +330,7 @@ impl ApiClient {
             .request(req)
             .await
             .map_err(|e| AttemptError::Connection(error_chain(&e)))?;
-        if resp.headers().get(UPSTREAM_HEADER).is_some_and(|v| {
+        if resp.headers().get(UPSTREAM).is_some_and(|v| {
             v.as_bytes()
                 .eq_ignore_ascii_case(UPSTREAM_SIMULATED.as_bytes())
         }) {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::{self, Interval, ItemResult, Paired, Summary};
 
 /// The label every format shows when the upstream was agentcap's twin.
-pub const SIMULATED_LABEL: &str = "simulated upstream";
+pub use agentcap_wire::vocab::SIMULATED_LABEL;
 /// The label every format shows when the run did not finish.
 pub const PARTIAL_LABEL: &str = "PARTIAL RUN";
 

@@ -33,15 +33,13 @@ pub enum SimError {
     Io(String),
 }
 
-/// The label every user-visible output of the twin carries.
-pub const SIMULATED_LABEL: &str = "simulated upstream";
-
+/// The label every user-visible output of the twin carries (the workspace's one definition).
+pub use agentcap_wire::vocab::SIMULATED_LABEL;
 /// The response header the twin puts on every response (errors and streams included), so that a
 /// client or the recording can tell the twin from a real upstream; the official SDKs ignore it.
-pub const UPSTREAM_HEADER: &str = "x-agentcap-upstream";
-
+pub use agentcap_wire::vocab::headers::UPSTREAM as UPSTREAM_HEADER;
 /// The value of [`UPSTREAM_HEADER`].
-pub const UPSTREAM_SIMULATED: &str = "simulated";
+pub use agentcap_wire::vocab::headers::UPSTREAM_SIMULATED;
 
 /// Runs the twin until `shutdown` resolves; `on_ready` gets the bound address once it accepts connections.
 pub async fn run(

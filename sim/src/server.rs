@@ -26,9 +26,10 @@ use crate::state::{AgentRecord, AgentVersion, Alias, Conversation, Party, State}
 use crate::turn::{self, Emitter, Ended};
 use crate::validate::{self, Problems};
 use crate::{SimError, chat};
+use agentcap_wire::vocab::{Operation, headers};
 
 /// Header that injects a fault into one request.
-pub const FAULT_HEADER: &str = "x-agentcap-sim-fault";
+pub const FAULT_HEADER: &str = headers::SIM_FAULT;
 
 /// The twin's shared state and configuration.
 #[derive(Debug)]
@@ -198,11 +199,11 @@ pub async fn start(cfg: SimConfig) -> Result<RunningSim, SimError> {
     })
 }
 
-/// Marks a response as the twin's ([`crate::UPSTREAM_HEADER`]), whatever the route or status.
+/// Marks a response as the twin's (`x-agentcap-upstream: simulated`), whatever the route or status.
 fn announce(mut r: Response<Body>) -> Response<Body> {
     r.headers_mut().insert(
-        crate::UPSTREAM_HEADER,
-        HeaderValue::from_static(crate::UPSTREAM_SIMULATED),
+        headers::UPSTREAM,
+        HeaderValue::from_static(headers::UPSTREAM_SIMULATED),
     );
     r
 }
@@ -247,38 +248,17 @@ impl Ctx {
     }
 }
 
-fn operation(method: &Method, segs: &[&str], stream: bool) -> &'static str {
-    match (method.as_str(), segs) {
-        ("POST", ["v1", "agents"]) => "agents_api_v1_agents_create",
-        ("GET", ["v1", "agents"]) => "agents_api_v1_agents_list",
-        ("GET", ["v1", "agents", "pages"]) => "agents_api_v1_agents_list_pages",
-        ("GET", ["v1", "agents", _]) => "agents_api_v1_agents_get",
-        ("PATCH", ["v1", "agents", _]) => "agents_api_v1_agents_update",
-        ("DELETE", ["v1", "agents", _]) => "agents_api_v1_agents_delete",
-        ("PATCH", ["v1", "agents", _, "version"]) => "agents_api_v1_agents_update_version",
-        ("GET", ["v1", "agents", _, "versions"]) => "agents_api_v1_agents_list_versions",
-        ("GET", ["v1", "agents", _, "versions", _]) => "agents_api_v1_agents_get_version",
-        ("PUT", ["v1", "agents", _, "aliases"]) => "agents_api_v1_agents_create_or_update_alias",
-        ("GET", ["v1", "agents", _, "aliases"]) => "agents_api_v1_agents_list_version_aliases",
-        ("DELETE", ["v1", "agents", _, "aliases"]) => "agents_api_v1_agents_delete_alias",
-        ("POST", ["v1", "conversations"]) if stream => "agents_api_v1_conversations_start_stream",
-        ("POST", ["v1", "conversations"]) => "agents_api_v1_conversations_start",
-        ("GET", ["v1", "conversations"]) => "agents_api_v1_conversations_list",
-        ("GET", ["v1", "conversations", _]) => "agents_api_v1_conversations_get",
-        ("DELETE", ["v1", "conversations", _]) => "agents_api_v1_conversations_delete",
-        ("POST", ["v1", "conversations", _]) if stream => {
-            "agents_api_v1_conversations_append_stream"
-        }
-        ("POST", ["v1", "conversations", _]) => "agents_api_v1_conversations_append",
-        ("GET", ["v1", "conversations", _, "history"]) => "agents_api_v1_conversations_history",
-        ("GET", ["v1", "conversations", _, "messages"]) => "agents_api_v1_conversations_messages",
-        ("POST", ["v1", "conversations", _, "restart"]) if stream => {
-            "agents_api_v1_conversations_restart_stream"
-        }
-        ("POST", ["v1", "conversations", _, "restart"]) => "agents_api_v1_conversations_restart",
-        ("POST", ["v1", "chat", "completions"]) => "chat_completion_v1_chat_completions_post",
-        _ => "unknown",
+/// The operation a request is, for the operations the twin serves ([`Operation::Other`] otherwise).
+fn operation(method: &Method, path: &str, stream: bool) -> Operation {
+    match Operation::classify(method.as_str(), path, stream) {
+        Operation::AgentsCompletions | Operation::AgentsCompletionsStream => Operation::Other,
+        op => op,
     }
+}
+
+/// The OpenAPI operation id the capture file names (`unknown` for what the twin does not serve).
+fn operation_id(op: Operation) -> &'static str {
+    op.operation_id().unwrap_or("unknown")
 }
 
 fn known_path(segs: &[&str]) -> bool {
@@ -321,7 +301,7 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Reply {
             let origin = Origin {
                 method: parts.method.to_string(),
                 path: path.clone(),
-                operation: operation(&parts.method, &segs, false),
+                operation: operation_id(operation(&parts.method, &path, false)),
             };
             if let Some(c) = &sim.capture {
                 c.json(&origin, 401, &v);
@@ -347,34 +327,25 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Reply {
         .and_then(|v| v.get("stream"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let op = operation(&parts.method, &segs, stream);
+    let op = operation(&parts.method, &path, stream);
     let forced: Option<FaultKind> = parts
         .headers
-        .get(FAULT_HEADER)
+        .get(headers::SIM_FAULT)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok());
-    let eligible = matches!(
-        op,
-        "agents_api_v1_conversations_start"
-            | "agents_api_v1_conversations_start_stream"
-            | "agents_api_v1_conversations_append"
-            | "agents_api_v1_conversations_append_stream"
-            | "agents_api_v1_conversations_restart"
-            | "agents_api_v1_conversations_restart_stream"
-            | "chat_completion_v1_chat_completions_post"
-    );
+    let eligible = op.is_turn() || op.base() == Operation::ChatCompletions;
     let fault = forced.or_else(|| if eligible { sim.draw_fault() } else { None });
     let ctx = Ctx {
         sim: sim.clone(),
         origin: Origin {
             method: parts.method.to_string(),
             path: path.clone(),
-            operation: op,
+            operation: operation_id(op),
         },
         fault,
     };
 
-    if op == "unknown" {
+    if op == Operation::Other {
         if known_path(&segs) {
             return ctx.json(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -427,36 +398,29 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Reply {
     };
 
     let id = segs.get(2).copied().unwrap_or("");
-    match op {
-        "agents_api_v1_agents_create" => agents_create(&ctx, &body),
-        "agents_api_v1_agents_list" => agents_list(&ctx, &query, false),
-        "agents_api_v1_agents_list_pages" => agents_list(&ctx, &query, true),
-        "agents_api_v1_agents_get" => agents_get(&ctx, id, query.get("agent_version")),
-        "agents_api_v1_agents_update" => agents_update(&ctx, id, &body),
-        "agents_api_v1_agents_delete" => agents_delete(&ctx, id),
-        "agents_api_v1_agents_update_version" => agents_switch(&ctx, id, &query, &body),
-        "agents_api_v1_agents_list_versions" => agents_versions(&ctx, id, &query),
-        "agents_api_v1_agents_get_version" => agents_get(&ctx, id, segs.get(4).copied()),
-        "agents_api_v1_agents_create_or_update_alias" => alias_put(&ctx, id, &query),
-        "agents_api_v1_agents_list_version_aliases" => alias_list(&ctx, id),
-        "agents_api_v1_agents_delete_alias" => alias_delete(&ctx, id, &query),
-        "agents_api_v1_conversations_start" | "agents_api_v1_conversations_start_stream" => {
-            conv_start(ctx, body, stream).await
-        }
-        "agents_api_v1_conversations_list" => conv_list(&ctx, &query),
-        "agents_api_v1_conversations_get" => conv_get(&ctx, id),
-        "agents_api_v1_conversations_delete" => conv_delete(&ctx, id),
-        "agents_api_v1_conversations_append" | "agents_api_v1_conversations_append_stream" => {
-            conv_append(ctx, id.to_string(), body, stream).await
-        }
-        "agents_api_v1_conversations_history" => conv_history(&ctx, id, false),
-        "agents_api_v1_conversations_messages" => conv_history(&ctx, id, true),
-        "agents_api_v1_conversations_restart" | "agents_api_v1_conversations_restart_stream" => {
-            conv_restart(ctx, id.to_string(), body, stream).await
-        }
-        "chat_completion_v1_chat_completions_post" => {
-            chat::completions(&ctx.sim, &ctx.origin, ctx.fault, body).await
-        }
+    use Operation as O;
+    match op.base() {
+        O::AgentsCreate => agents_create(&ctx, &body),
+        O::AgentsList => agents_list(&ctx, &query, false),
+        O::AgentsListPages => agents_list(&ctx, &query, true),
+        O::AgentsGet => agents_get(&ctx, id, query.get("agent_version")),
+        O::AgentsUpdate => agents_update(&ctx, id, &body),
+        O::AgentsDelete => agents_delete(&ctx, id),
+        O::AgentsUpdateVersion => agents_switch(&ctx, id, &query, &body),
+        O::AgentsListVersions => agents_versions(&ctx, id, &query),
+        O::AgentsGetVersion => agents_get(&ctx, id, segs.get(4).copied()),
+        O::AgentsAliasUpsert => alias_put(&ctx, id, &query),
+        O::AgentsAliasList => alias_list(&ctx, id),
+        O::AgentsAliasDelete => alias_delete(&ctx, id, &query),
+        O::ConversationsStart => conv_start(ctx, body, stream).await,
+        O::ConversationsList => conv_list(&ctx, &query),
+        O::ConversationsGet => conv_get(&ctx, id),
+        O::ConversationsDelete => conv_delete(&ctx, id),
+        O::ConversationsAppend => conv_append(ctx, id.to_string(), body, stream).await,
+        O::ConversationsHistory => conv_history(&ctx, id, false),
+        O::ConversationsMessages => conv_history(&ctx, id, true),
+        O::ConversationsRestart => conv_restart(ctx, id.to_string(), body, stream).await,
+        O::ChatCompletions => chat::completions(&ctx.sim, &ctx.origin, ctx.fault, body).await,
         _ => ctx.json(StatusCode::NOT_FOUND, json!({"detail": "Not Found"})),
     }
 }

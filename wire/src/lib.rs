@@ -8,6 +8,8 @@
 //!   integers stay integers.
 //! - [`sse`]: [`SseDecoder`] (chunks split anywhere) and the encoders.
 //! - [`assemble`]: [`EntryAssembler`] rebuilds a streamed turn's entries.
+//! - [`vocab`]: the shared vocabulary: [`Operation`] (recorded name, OpenAPI id, turn or not), agentcap's
+//!   header names, the secret headers and the simulated-upstream label.
 //!
 //! Comparing JSON: with the `preserve_order` feature a [`serde_json::Map`] keeps insertion
 //! order, but its equality is still order-insensitive (it compares like the underlying
@@ -44,6 +46,7 @@ pub mod assemble;
 pub mod maybe;
 pub mod sse;
 pub mod types;
+pub mod vocab;
 
 pub use assemble::{AssembledTurn, EntryAssembler, assemble_turn, comparable, same_outputs};
 pub use maybe::Maybe;
@@ -90,3 +93,4 @@ pub use types::tools::{
     FunctionTool, Tool, ToolConfiguration,
 };
 pub use types::usage::ConversationUsageInfo;
+pub use vocab::{Operation, SIMULATED_LABEL};
