@@ -15,7 +15,7 @@ use crate::config::FaultKind;
 use crate::engine::{content_text, split_deltas, tokens};
 use crate::http::{Body, error_body, json_response};
 use crate::knowledge::{is_abstention, normalize_question};
-use crate::server::Sim;
+use crate::twin::Sim;
 use crate::validate;
 
 type Reply = Result<Response<Body>, std::io::Error>;

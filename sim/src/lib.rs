@@ -5,22 +5,27 @@
 //! knowledge file the twin answers dataset questions right with configured probabilities. See
 //! `docs/twin.md` for the triggers and fault injection.
 
+pub mod agents;
 pub mod capture;
 pub mod chat;
 pub mod config;
+pub mod conversations;
 pub mod det;
 pub mod engine;
 pub mod http;
 pub mod ids;
 pub mod knowledge;
+pub mod route;
 pub mod server;
 pub mod state;
 pub mod tls;
 pub mod turn;
+pub mod twin;
 pub mod validate;
 
 pub use config::{FaultKind, FaultRate, LatencyModel, LatencyPreset, SimConfig};
-pub use server::{FAULT_HEADER, RunningSim, Sim, start};
+pub use server::{RunningSim, start};
+pub use twin::{FAULT_HEADER, Sim};
 
 /// What can go wrong starting the twin.
 #[derive(Debug, thiserror::Error)]

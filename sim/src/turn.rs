@@ -12,7 +12,7 @@ use crate::capture::Origin;
 use crate::config::FaultKind;
 use crate::engine::{Piece, Plan, Step, StepKind, split_deltas, tokens};
 use crate::ids;
-use crate::server::Sim;
+use crate::twin::Sim;
 
 /// The frames of a streamed body; an `Err` makes the server cut the connection.
 pub type FrameTx = mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>;
