@@ -30,6 +30,7 @@ pub mod jsonl;
 pub mod manifest;
 pub mod nq_open;
 pub mod pyliteral;
+pub mod rng;
 pub mod sample;
 pub mod simpleqa;
 

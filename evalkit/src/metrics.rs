@@ -560,31 +560,5 @@ pub fn bootstrap_interval(n: usize, seed: u64, stat: impl Fn(&[usize]) -> f64) -
     })
 }
 
-/// SplitMix64 (Steele, Lea & Flood 2014): a tiny, fast, seedable PRNG; good enough for
-/// bootstrap resampling and fully reproducible across platforms.
-#[derive(Clone, Debug)]
-pub struct SplitMix64 {
-    state: u64,
-}
-
-impl SplitMix64 {
-    /// A generator starting from `seed`.
-    pub fn new(seed: u64) -> Self {
-        SplitMix64 { state: seed }
-    }
-
-    /// The next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` by multiply-shift reduction (Lemire); its bias is at most `n / 2^64`,
-    /// negligible here. Returns 0 when `n` is 0.
-    pub fn below(&mut self, n: usize) -> usize {
-        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
-    }
-}
+/// The seeded generator of the bootstrap (the workspace's one SplitMix64).
+pub use agentcap_datasets::rng::SplitMix64;

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use agentcap_datasets::QaItem;
+use agentcap_datasets::rng::AtomicSplitMix64;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{Notify, Semaphore};
@@ -369,25 +370,12 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-static JITTER: AtomicU64 = AtomicU64::new(0);
+/// The jitter generator, seeded from the clock on first use; concurrent retries draw distinct values.
+static JITTER: std::sync::OnceLock<AtomicSplitMix64> = std::sync::OnceLock::new();
 
-/// A number in [0, 1) for jitter (SplitMix64 over a time-seeded counter).
+/// A number in [0, 1) for jitter.
 fn jitter_unit() -> f64 {
-    let mut seed = JITTER.load(Ordering::Relaxed);
-    if seed == 0 {
-        seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
-            | 1;
-    }
-    let s = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    JITTER.store(s, Ordering::Relaxed);
-    let mut z = s;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^= z >> 31;
-    (z >> 11) as f64 / (1u64 << 53) as f64
+    JITTER.get_or_init(AtomicSplitMix64::from_clock).next_unit()
 }
 
 /// The wait before retry number `retry` (1 = after the first failure): exponential from

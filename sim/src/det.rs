@@ -1,7 +1,7 @@
 //! Deterministic draws: hashes of (seed, inputs) mapped to numbers, and a seeded counter RNG.
 
+use agentcap_datasets::rng::AtomicSplitMix64;
 use sha2::{Digest, Sha256};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A 64-bit hash of the concatenated parts (length-prefixed, so `["ab","c"]` ≠ `["a","bc"]`).
 pub fn hash64(parts: &[&[u8]]) -> u64 {
@@ -24,30 +24,19 @@ pub fn index(parts: &[&[u8]], n: usize) -> usize {
     (hash64(parts) % n as u64) as usize
 }
 
-/// A thread-safe splitmix64 sequence: reproducible for a seed, cheap, lock-free.
+/// A thread-safe sequence, reproducible for a seed (the workspace's one SplitMix64, shared by threads).
 #[derive(Debug)]
-pub struct SeqRng {
-    state: AtomicU64,
-}
+pub struct SeqRng(AtomicSplitMix64);
 
 impl SeqRng {
     /// A sequence starting from `seed`.
     pub fn new(seed: u64) -> Self {
-        Self {
-            state: AtomicU64::new(seed ^ 0x9E37_79B9_7F4A_7C15),
-        }
+        Self(AtomicSplitMix64::new(seed ^ 0x9E37_79B9_7F4A_7C15))
     }
 
     /// The next draw in `[0, 1)`.
     pub fn next_unit(&self) -> f64 {
-        let mut z = self
-            .state
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
+        self.0.next_unit()
     }
 }
 

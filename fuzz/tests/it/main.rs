@@ -8,22 +8,25 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};
 
-/// A small, fast, seedable generator (SplitMix64).
-pub struct Rng(u64);
+use agentcap_datasets::rng::SplitMix64;
+
+/// The workspace's seeded generator, with the helpers the mutator needs.
+pub struct Rng(SplitMix64);
 
 impl Rng {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(SplitMix64::new(seed))
+    }
+
     /// The next 64 random bits.
     pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// A number in `0..n` (`n` > 0).
     pub fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
+        self.0.below(n)
     }
 
     /// True with probability 1/n.
@@ -164,7 +167,7 @@ pub fn fuzz(name: &str, seeds: &[&[u8]], target: impl Fn(&[u8])) {
 }
 
 fn run(name: &str, seeds: &[&[u8]], budget: Budget, seed: u64, target: impl Fn(&[u8])) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let seeds: Vec<Vec<u8>> = seeds.iter().map(|s| s.to_vec()).collect();
     let started = Instant::now();
     let mut n: u64 = 0;
