@@ -51,18 +51,13 @@ pub fn parse_grader_prompt(text: &str) -> Option<GradeRequest<'_>> {
     })
 }
 
-/// SQuAD-style normalisation: lowercase, no punctuation, no articles, single spaces.
+/// SQuAD-style normalisation: lower-case, punctuation deleted (so "5,679" reads "5679" and "U.S."
+/// reads "us"), the articles `a`, `an`, `the` dropped, whitespace collapsed to single spaces.
 pub fn normalize_answer(s: &str) -> String {
-    let lower = s.to_lowercase();
-    let no_punct: String = lower
+    let no_punct: String = s
+        .to_lowercase()
         .chars()
-        .map(|c| {
-            if c.is_alphanumeric() || c.is_whitespace() {
-                c
-            } else {
-                ' '
-            }
-        })
+        .filter(|c| c.is_alphanumeric() || c.is_whitespace())
         .collect();
     no_punct
         .split_whitespace()
@@ -71,17 +66,39 @@ pub fn normalize_answer(s: &str) -> String {
         .join(" ")
 }
 
-/// The simulated judge: `C` for abstentions, `A` when the normalised gold target appears in the normalised
-/// prediction, `B` otherwise.
+/// The separator the eval runner puts between several gold answers in the grader prompt's
+/// `Gold target:` line.
+pub const TARGET_SEPARATOR: &str = " OR ";
+
+/// The acceptable answers of a gold target: split on [`TARGET_SEPARATOR`], each normalised with
+/// [`normalize_answer`]; answers that normalise to nothing are dropped.
+pub fn target_answers(target: &str) -> Vec<String> {
+    target
+        .split(TARGET_SEPARATOR)
+        .map(normalize_answer)
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
+/// Whether `predicted` gives one of `target`'s answers: its normalised form equals the normalised
+/// form of one of them. Whole answers are compared, never substrings, so "5,679" does not give "5"
+/// and "Not Paris" does not give "Paris".
+pub fn gives_target(predicted: &str, target: &str) -> bool {
+    let p = normalize_answer(predicted);
+    !p.is_empty() && target_answers(target).contains(&p)
+}
+
+/// The simulated judge: `A` when the prediction gives one of the target's answers
+/// ([`gives_target`]), else `C` for an empty answer or an abstention, else `B`.
+///
+/// A gold match wins over an abstention, so a gold answer of "Unknown" can be answered correctly.
+/// The twin's own answers are bare (a gold answer, another question's gold answer, or an
+/// abstention), which this grades exactly; a real judge would be needed for sentence-long answers.
 pub fn grade(g: &GradeRequest<'_>) -> &'static str {
-    if g.predicted.trim().is_empty() || is_abstention(g.predicted) {
-        return "C";
-    }
-    let gold = normalize_answer(g.target);
-    let pred = normalize_answer(g.predicted);
-    let padded = format!(" {pred} ");
-    if !gold.is_empty() && (pred == gold || padded.contains(&format!(" {gold} "))) {
+    if gives_target(g.predicted, g.target) {
         "A"
+    } else if g.predicted.trim().is_empty() || is_abstention(g.predicted) {
+        "C"
     } else {
         "B"
     }
@@ -290,8 +307,11 @@ mod tests {
                 predicted: p,
             })
         };
-        assert_eq!(g("Paris", "The answer is Paris."), "A");
+        assert_eq!(g("Paris", "Paris."), "A");
         assert_eq!(g("The Beatles", "beatles"), "A");
+        assert_eq!(g("5", "5,679"), "B");
+        assert_eq!(g("Paris", "Not Paris"), "B");
+        assert_eq!(g("Lyon OR Paris", "paris"), "A");
         assert_eq!(g("Paris", "Lyon"), "B");
         assert_eq!(g("1947", "19470"), "B");
         assert_eq!(g("Paris", "I don't know."), "C");

@@ -161,7 +161,9 @@ impl Knowledge {
             .get(&answer_type(item))
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        let gold_norm = gold.to_lowercase();
+        // A wrong answer must neither give a gold answer nor read as an abstention, as the
+        // simulated judge reads them.
+        let target = item.answers.join(crate::chat::TARGET_SEPARATOR);
         for attempt in 0u8..8 {
             if pool.is_empty() {
                 break;
@@ -172,7 +174,10 @@ impl Knowledge {
                 .first()
                 .map(|s| s.trim().to_string())
                 .unwrap_or_default();
-            if !cand.is_empty() && cand.to_lowercase() != gold_norm {
+            if !cand.is_empty()
+                && !is_abstention(&cand)
+                && !crate::chat::gives_target(&cand, &target)
+            {
                 return Verdict::Wrong(cand);
             }
         }

@@ -41,6 +41,28 @@ fn twin(dir: &Path, name: &'static str, extra: &[&str]) -> (Kid, String) {
     (kid, url)
 }
 
+/// Judge replies the twin has sent, read from its `--capture` file.
+fn judge_replies(capture: &Path) -> usize {
+    std::fs::read_to_string(capture)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(r#""operation":"chat_completion_v1_chat_completions_post""#))
+        .count()
+}
+
+/// Waits until the twin has sent at least `n` judge replies; fails after two minutes.
+fn until_judge_replies(capture: &Path, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while judge_replies(capture) < n {
+        assert!(
+            Instant::now() < deadline,
+            "the twin sent only {} judge replies",
+            judge_replies(capture)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 const CONFIGS: &str = r#"
 [[config]]
 name = "no-tools"
@@ -104,7 +126,12 @@ fn interrupted_by_sigint_then_resumed_listed_shown_compared_and_gated() {
 
     // A slow twin (100 ms before each answer and each judge reply), so the run is surely still
     // going when SIGINT arrives; a fast one for the resume.
-    let (_slow, slow_url) = twin(dir.path(), "slow-twin", &["--ttft-ms", "100"]);
+    let capture = dir.path().join("slow.capture.jsonl");
+    let (_slow, slow_url) = twin(
+        dir.path(),
+        "slow-twin",
+        &["--ttft-ms", "100", "--capture", capture.to_str().unwrap()],
+    );
     let (_fast, fast_url) = twin(dir.path(), "fast-twin", &[]);
     let configs = dir.path().join("configs.toml");
     std::fs::write(&configs, CONFIGS).unwrap();
@@ -137,8 +164,10 @@ fn interrupted_by_sigint_then_resumed_listed_shown_compared_and_gated() {
         .stderr(std::fs::File::create(&err_file).unwrap())
         .spawn()
         .unwrap();
-    // 400 requests of at least 100 ms, two at a time: at least 20 s of work.
-    std::thread::sleep(Duration::from_secs(3));
+    // Two pairs run at once and a pair ends with its judge reply: once three replies were sent,
+    // a third pair had started, so one had finished (and is written by the graceful stop). 400
+    // requests of at least 100 ms, two at a time, are at least 20 s of work: the run goes on.
+    until_judge_replies(&capture, 3);
     let sent = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -179,6 +208,10 @@ fn interrupted_by_sigint_then_resumed_listed_shown_compared_and_gated() {
         list.contains(&run_id) && list.contains("interrupted"),
         "{list}"
     );
+    let list: Value =
+        serde_json::from_str(&stdout_of(&["eval", "list", "--db", db_s, "--json"])).unwrap();
+    let before = list[0]["finished_items"].as_u64().unwrap();
+    assert!(before > 0 && before < 200, "{before}");
 
     // Resume against the fast twin.
     let html = dir.path().join("report.html");
@@ -431,7 +464,12 @@ fn demo_compares_no_tools_with_web_search_on_the_twin() {
 fn a_run_killed_with_sigkill_is_resumed_from_what_reached_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let csv = shared("simpleqa/simple_qa_test_set.csv");
-    let (_slow, slow_url) = twin(dir.path(), "slow-twin", &["--ttft-ms", "100"]);
+    let capture = dir.path().join("slow.capture.jsonl");
+    let (_slow, slow_url) = twin(
+        dir.path(),
+        "slow-twin",
+        &["--ttft-ms", "100", "--capture", capture.to_str().unwrap()],
+    );
     let (_fast, fast_url) = twin(dir.path(), "fast-twin", &[]);
     let configs = dir.path().join("configs.toml");
     std::fs::write(&configs, CONFIGS).unwrap();
@@ -459,8 +497,11 @@ fn a_run_killed_with_sigkill_is_resumed_from_what_reached_the_database() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // 240 requests of at least 100 ms, two at a time: at least 12 s of work.
-    std::thread::sleep(Duration::from_secs(3));
+    // 240 requests of at least 100 ms, two at a time: at least 12 s of work. A pair ends with its
+    // judge reply and two run at once, so after the 20th reply the first pairs had finished
+    // at least eight pairs (1.6 s of twin latency) earlier; the results writer commits every
+    // 100 ms.
+    until_judge_replies(&capture, 20);
     child.kill().unwrap();
     child.wait().unwrap();
 
@@ -469,7 +510,7 @@ fn a_run_killed_with_sigkill_is_resumed_from_what_reached_the_database() {
     assert_eq!(list[0]["status"], "running", "a crashed run never ended");
     let run_id = list[0]["run_id"].as_str().unwrap().to_string();
     let before = list[0]["finished_items"].as_u64().unwrap();
-    assert!(before < 120, "{before}");
+    assert!(before > 0 && before < 120, "{before}");
 
     let resumed = run(&[
         "eval",
@@ -515,4 +556,251 @@ fn a_run_killed_with_sigkill_is_resumed_from_what_reached_the_database() {
         n[0]["linked"], 120,
         "the proxy's journal replay recorded the killed session's conversations too"
     );
+}
+
+/// A scripted judge in front of a twin, on 127.0.0.1:0: chat completions (the judge) get the
+/// script's reply for the grader prompt's question, or a 500 while that question is `down`;
+/// everything else is passed to the twin. Stops when dropped.
+struct ScriptedJudge {
+    url: String,
+    state: std::sync::Arc<JudgeState>,
+    _rt: tokio::runtime::Runtime,
+}
+
+struct JudgeState {
+    script: std::collections::HashMap<String, String>,
+    down: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+type FrontBody = http_body_util::combinators::BoxBody<bytes::Bytes, hyper::Error>;
+
+fn front_response(status: u16, body: String) -> http::Response<FrontBody> {
+    use http_body_util::BodyExt;
+    let mut r = http::Response::new(
+        http_body_util::Full::new(bytes::Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+impl ScriptedJudge {
+    fn start(twin: &str, state: JudgeState) -> ScriptedJudge {
+        use http_body_util::BodyExt;
+        use hyper_util::client::legacy::Client;
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let state = std::sync::Arc::new(state);
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (twin, st) = (twin.to_string(), state.clone());
+        rt.spawn(async move {
+            let client = Client::builder(TokioExecutor::new())
+                .build_http::<http_body_util::Full<bytes::Bytes>>();
+            while let Ok((stream, _)) = listener.accept().await {
+                let (client, twin, st) = (client.clone(), twin.clone(), st.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let (client, twin, st) = (client.clone(), twin.clone(), st.clone());
+                        async move {
+                            let (mut parts, body) = req.into_parts();
+                            let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+                                return Ok::<_, std::convert::Infallible>(front_response(502, "{}".into()));
+                            };
+                            if parts.uri.path() == "/v1/chat/completions" {
+                                let req: Value = serde_json::from_slice(&body).unwrap_or_default();
+                                let prompt = req.pointer("/messages/0/content").and_then(Value::as_str).unwrap_or("");
+                                let question = agentcap_sim::chat::parse_grader_prompt(prompt)
+                                    .map(|g| g.question.to_string())
+                                    .unwrap_or_default();
+                                if st.down.lock().unwrap().contains(&question) {
+                                    return Ok(front_response(500, r#"{"object":"error","message":"scripted judge down","type":"server_error"}"#.into()));
+                                }
+                                let reply = st.script.get(&question).map_or("no script", String::as_str);
+                                let v = serde_json::json!({
+                                    "id": "scripted", "object": "chat.completion", "model": "judge", "created": 0,
+                                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                                    "choices": [{"index": 0, "finish_reason": "stop",
+                                                 "message": {"role": "assistant", "content": reply}}],
+                                });
+                                return Ok(front_response(200, v.to_string()));
+                            }
+                            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+                            parts.uri = format!("{twin}{path}").parse().unwrap();
+                            parts.headers.remove(http::header::HOST);
+                            Ok(match client
+                                .request(http::Request::from_parts(parts, http_body_util::Full::new(body)))
+                                .await
+                            {
+                                Ok(resp) => resp.map(BodyExt::boxed),
+                                Err(_) => front_response(502, "{}".into()),
+                            })
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        ScriptedJudge {
+            url,
+            state,
+            _rt: rt,
+        }
+    }
+}
+
+/// The scripted judge's replies by an item's position in the sample (cycled). Strictly read:
+/// correct, incorrect, not attempted, correct (the template's word), unparseable. Read as
+/// simple-evals does (first `A`, `B` or `C` anywhere, else `C`): A, B, C, C, C.
+const SCRIPT: [&str; 5] = ["A", "B", "C", "CORRECT", "the grade is a"];
+
+/// (correct, incorrect, not attempted, unparseable, judge errors) of a JSON report's first config.
+fn counts(report: &Value) -> (u64, u64, u64, u64, u64) {
+    let s = &report["configs"][0]["summary"];
+    let n = |k: &str| s[k].as_u64().unwrap_or_else(|| panic!("{k} in {s}"));
+    (
+        n("correct"),
+        n("incorrect"),
+        n("not_attempted"),
+        n("unparseable"),
+        n("judge_errors"),
+    )
+}
+
+/// The JSON report a command printed (the last `}` ends it).
+fn json_report(stdout: &[u8]) -> Value {
+    let end = stdout.iter().rposition(|b| *b == b'}').map_or(0, |i| i + 1);
+    serde_json::from_slice(&stdout[..end])
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(stdout)))
+}
+
+#[test]
+fn simple_evals_compat_is_stored_with_the_run_and_read_again_by_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = shared("simpleqa/simple_qa_test_set.csv");
+    let items = agentcap_datasets::load_path(&csv).unwrap();
+    let n = 10;
+    let sample = agentcap_datasets::sample::simple_evals_sample(items.len(), n, 0);
+    let question = |pos: usize| items[sample[pos]].question.clone();
+    let script = (0..n)
+        .map(|p| (question(p), SCRIPT[p % 5].to_string()))
+        .collect();
+    // The judge is down, at first, for the two replies the modes read differently.
+    let down = (0..n).filter(|p| p % 5 >= 3).map(question).collect();
+    let (_twin, twin_url) = twin(dir.path(), "twin", &[]);
+    let judge = ScriptedJudge::start(
+        &twin_url,
+        JudgeState {
+            script,
+            down: std::sync::Mutex::new(down),
+        },
+    );
+    let configs = dir.path().join("configs.toml");
+    std::fs::write(
+        &configs,
+        "[[config]]\nname = \"closed\"\nmodel = \"m\"\nmode = \"sync\"\n[runner]\nmax_attempts = 1\n",
+    )
+    .unwrap();
+    let eval_run = |db: &Path, compat: bool| -> (String, Value) {
+        let mut args = vec![
+            "eval",
+            "run",
+            "--dataset",
+            csv.to_str().unwrap(),
+            "--configs",
+            configs.to_str().unwrap(),
+            "--limit",
+            "10",
+            "--upstream",
+            &judge.url,
+            "--db",
+            db.to_str().unwrap(),
+            "--format",
+            "json",
+        ];
+        if compat {
+            args.push("--simple-evals-compat");
+        }
+        let out = run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{stderr}");
+        let run_id = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("run ")?.split(':').next())
+            .unwrap_or_else(|| panic!("no run line in\n{stderr}"))
+            .to_string();
+        (run_id, json_report(&out.stdout))
+    };
+
+    // Compat: the first run keeps 4 answers ungraded (judge errors); the resume grades them, in the
+    // mode stored with the run. Read strictly they would be 2 correct and 2 unparseable.
+    let db = dir.path().join("compat.duckdb");
+    let (run_id, first) = eval_run(&db, true);
+    assert_eq!(counts(&first), (2, 2, 2, 0, 4));
+    judge.state.down.lock().unwrap().clear();
+    let resumed = run(&[
+        "eval",
+        "resume",
+        &run_id,
+        "--retry-errors",
+        "--db",
+        db.to_str().unwrap(),
+        "--upstream",
+        &judge.url,
+        "--format",
+        "json",
+    ]);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert_eq!(counts(&json_report(&resumed.stdout)), (2, 2, 6, 0, 0));
+    let shown = json_report(
+        &run(&[
+            "eval",
+            "show",
+            &run_id,
+            "--db",
+            db.to_str().unwrap(),
+            "--format",
+            "json",
+        ])
+        .stdout,
+    );
+    assert_eq!(counts(&shown), (2, 2, 6, 0, 0));
+    let q = stdout_of(&[
+        "query",
+        "--admin",
+        "http://127.0.0.1:1",
+        "--db",
+        db.to_str().unwrap(),
+        "--format",
+        "json",
+        "SELECT r.judge_parse, count(*) AS n, count(*) FILTER (WHERE g.judge_reply = 'CORRECT' AND g.outcome = 'not_attempted') AS quirk FROM eval_runs r JOIN eval_grades g USING (run_id) GROUP BY ALL",
+    ]);
+    let q: Value = serde_json::from_str(&q).unwrap();
+    assert_eq!(q[0]["judge_parse"], "simple-evals-compat");
+    assert_eq!(
+        (q[0]["n"].as_u64(), q[0]["quirk"].as_u64()),
+        (Some(10), Some(2))
+    );
+
+    // Strict (the default), everything up: the reply that is no grade is reported as unparseable.
+    let db = dir.path().join("strict.duckdb");
+    let (_, strict) = eval_run(&db, false);
+    assert_eq!(counts(&strict), (4, 2, 2, 2, 0));
 }

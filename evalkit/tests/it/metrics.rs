@@ -181,6 +181,42 @@ fn bootstrap_and_prng() {
     assert_eq!(bootstrap_interval(0, 1, mean), None);
 }
 
+/// The bootstrap's intervals, pinned for fixed seeds: they change if the PRNG, the resampling,
+/// the number of resamples or the quantile rule changes. The values were computed independently
+/// of this crate by a separate re-implementation of the documented algorithm (SplitMix64, Lemire's
+/// multiply-shift reduction, 2000 resamples of n indices, linear-interpolation 2.5% and 97.5%
+/// quantiles) in Python.
+#[test]
+fn bootstrap_intervals_are_pinned_for_a_seed() {
+    let mean = |s: &[usize]| s.iter().sum::<usize>() as f64 / s.len() as f64;
+    assert_eq!(
+        bootstrap_interval(100, 1, mean),
+        Some(Interval {
+            lo: 44.09975,
+            hi: 55.423749999999984
+        })
+    );
+    // The F-score over the table's 8 graded items (C C C C I I NA C), seed 42.
+    let s = summarize(&table(), 42);
+    assert_eq!(
+        s.f_score_ci,
+        Interval {
+            lo: 2.0 / 7.0,
+            hi: 14.0 / 15.0
+        }
+    );
+    // The paired accuracy delta over a b c d e g, seed 11.
+    let (base, cand) = paired_sides();
+    let p = compare_paired("base", &base, "cand", &cand, 11);
+    assert_eq!(
+        p.accuracy_delta_ci,
+        Interval {
+            lo: -1.0 / 3.0,
+            hi: 5.0 / 6.0
+        }
+    );
+}
+
 #[test]
 fn degenerate_summaries() {
     let s = summarize(&[], 1);

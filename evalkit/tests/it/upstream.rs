@@ -1,13 +1,16 @@
 //! The upstream as the runner sees it: the twin labelled "simulated upstream" from its response
 //! header (no flag), a judge that fails for good (the answer kept, the grade missing, graded again
-//! by `resume --retry-errors`), and attempts linked to their exchanges while a run goes.
+//! by `resume --retry-errors`), a scripted judge whose fixed replies give exact counts in both
+//! reading modes, and attempts linked to their exchanges while a run goes.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use agentcap_evalkit::grade::JudgeParse;
 use agentcap_evalkit::report::{Format, render};
 use agentcap_evalkit::store::{AttemptRow, ItemRow, Store};
 use agentcap_evalkit::{ConfigFile, ResumeSpec, RunSpec, Stop, resume, run};
@@ -29,6 +32,9 @@ struct Front {
     /// The twin's `x-agentcap-upstream` response header is taken off (an upstream that does not
     /// announce itself).
     hide_twin: bool,
+    /// When not empty, chat completions (the judge) never reach the twin: the reply is this map's
+    /// text for the question of the grader prompt (`"no script"` for a question it lacks).
+    script: HashMap<String, String>,
 }
 
 /// A plain HTTP front to the twin on 127.0.0.1:0 that applies `front`; stops with the runtime.
@@ -74,6 +80,9 @@ async fn pass(
     let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
         return bad_gateway();
     };
+    if parts.uri.path() == "/v1/chat/completions" && !front.script.is_empty() {
+        return scripted_reply(&front.script, &body);
+    }
     if parts.uri.path() == "/v1/chat/completions" && front.judge_fails.load(Ordering::SeqCst) {
         parts
             .headers
@@ -95,6 +104,34 @@ async fn pass(
         }
         Err(_) => bad_gateway(),
     }
+}
+
+/// The chat completion a scripted judge answers: the script's reply for the grader prompt's question.
+fn scripted_reply(script: &HashMap<String, String>, body: &[u8]) -> Response<Body> {
+    let req: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let prompt = req
+        .pointer("/messages/0/content")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("");
+    let reply = agentcap_sim::chat::parse_grader_prompt(prompt)
+        .and_then(|g| script.get(g.question))
+        .map_or("no script", String::as_str);
+    let v = serde_json::json!({
+        "id": "scripted", "object": "chat.completion", "model": "judge", "created": 0,
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": reply}}],
+    });
+    let mut r = Response::new(
+        Full::new(Bytes::from(v.to_string()))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 const ONE_CONFIG: &str = r#"
@@ -278,6 +315,98 @@ async fn a_failed_judge_keeps_the_answer_and_retry_errors_grades_it_again() {
     sim.shutdown().await;
 }
 
+/// The scripted judge's replies, by an item's position in the sample (cycled). Read strictly they
+/// are correct, incorrect, not attempted, correct (the template's word), unparseable; read as
+/// simple-evals does (first `A`, `B` or `C` anywhere, else `C`) they are A, B, C, C (the `C` of
+/// "CORRECT"), C (no capital letter: the default).
+const SCRIPT: [&str; 5] = ["A", "B", " C\n", "CORRECT", "the grade is a"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scripted_judge_gives_exact_counts_in_both_reading_modes() {
+    let sim = twin(Some(simpleqa()), &[]).await;
+    let items = agentcap_datasets::load_path(&simpleqa()).unwrap();
+    let n = 23;
+    let sample = agentcap_datasets::sample::simple_evals_sample(items.len(), n, 0);
+    let script: HashMap<String, String> = sample
+        .iter()
+        .enumerate()
+        .map(|(pos, &i)| (items[i].question.clone(), SCRIPT[pos % 5].to_string()))
+        .collect();
+    assert_eq!(script.len(), n, "the sample's questions are distinct");
+    // Positions 0..23 by reply: 5 x "A", 5 x "B", 5 x " C", 4 x "CORRECT", 4 x "the grade is a".
+    let f = Arc::new(Front {
+        script,
+        ..Front::default()
+    });
+    let url = format!("http://{}", front(sim.url(), f).await);
+    let dir = tempfile::tempdir().unwrap();
+    for (parse, want) in [
+        // (correct, incorrect, not attempted, unparseable)
+        (JudgeParse::Strict, (9, 5, 5, 4)),
+        (JudgeParse::SimpleEvalsCompat, (5, 5, 13, 0)),
+    ] {
+        let db = dir.path().join(format!("{parse:?}.duckdb"));
+        let mut s = spec(&url, &db, n);
+        s.judge_parse = parse;
+        let out = run(s, Stop::new()).await.unwrap();
+        assert!(out.complete);
+        let s = &out.report.configs[0].summary;
+        assert_eq!(
+            (s.correct, s.incorrect, s.not_attempted, s.unparseable),
+            want,
+            "{parse:?}"
+        );
+        assert_eq!((s.n, s.errors, s.judge_errors), (n, 0, 0), "{parse:?}");
+        assert_eq!(s.graded, want.0 + want.1 + want.2);
+        assert_eq!(s.accuracy, want.0 as f64 / s.graded as f64, "{parse:?}");
+        assert_eq!(
+            s.accuracy_given_attempted,
+            want.0 as f64 / (want.0 + want.1) as f64,
+            "{parse:?}"
+        );
+        let run_id = out.run_id.clone();
+        drop(out);
+        // Every reply is stored verbatim, next to the outcome it was read as.
+        let c = open(&db);
+        let mut stmt = c
+            .prepare(
+                "SELECT judge_reply, outcome, count(*) FROM eval_grades WHERE run_id = ?
+                 GROUP BY ALL ORDER BY judge_reply",
+            )
+            .unwrap();
+        let rows: Vec<(String, String, i64)> = stmt
+            .query_map([&run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let outcomes: [&str; 5] = match parse {
+            JudgeParse::Strict => [
+                "correct",
+                "incorrect",
+                "not_attempted",
+                "correct",
+                "unparseable",
+            ],
+            JudgeParse::SimpleEvalsCompat => [
+                "correct",
+                "incorrect",
+                "not_attempted",
+                "not_attempted",
+                "not_attempted",
+            ],
+        };
+        let mut expected: Vec<(String, String, i64)> = SCRIPT
+            .iter()
+            .zip(outcomes)
+            .zip([5, 5, 5, 4, 4])
+            .map(|((reply, outcome), k)| (reply.to_string(), outcome.to_string(), k))
+            .collect();
+        expected.sort();
+        assert_eq!(rows, expected, "{parse:?}");
+    }
+    sim.shutdown().await;
+}
+
 fn attempt(run_id: &str, attempt_id: &str) -> AttemptRow {
     AttemptRow {
         attempt_id: attempt_id.into(),
@@ -373,5 +502,37 @@ async fn attempts_link_to_their_exchanges_while_the_run_goes() {
     )
     .await;
     store.stop_linking();
+    store.close();
+}
+
+/// A real DuckDB failure, not an injected one: a results file opened in DuckDB's read-only mode
+/// refuses the store's schema statements, and the store reports DuckDB's refusal as an error
+/// (no panic, no half-started writer); the file is unchanged and opens for writing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_results_file_is_a_clear_store_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ro.duckdb");
+    let store = Store::open(&db).unwrap();
+    store.put_attempt(attempt("run_ro", "a"));
+    store.flush().await.unwrap();
+    store.close();
+
+    let conn = agentcap_evalkit::store::open_read_only(&db).unwrap();
+    let err = match Store::new(conn) {
+        Ok(_) => panic!("a read-only connection cannot host the store"),
+        Err(e) => e,
+    };
+    assert!(
+        matches!(err, agentcap_evalkit::store::StoreError::Db(_)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("read-only"), "{err}");
+
+    let store = Store::open(&db).unwrap();
+    let n: i64 = store
+        .read(|c| Ok(c.query_row("SELECT count(*) FROM eval_attempts", [], |r| r.get(0))?))
+        .await
+        .unwrap();
+    assert_eq!(n, 1, "the file is intact");
     store.close();
 }

@@ -20,6 +20,8 @@ impl Rng {
     }
 
     /// The next 64 random bits.
+    // Not an iterator (it never ends); the short name is used throughout the driver and targets.
+    #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> u64 {
         self.0.next_u64()
     }

@@ -13,11 +13,17 @@ use super::derive::{ConvUpdate, Derived};
 /// Rows written by one batch, per table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BatchCounts {
+    /// `exchanges` rows.
     pub exchanges: u64,
+    /// `sse_events` rows.
     pub sse_events: u64,
+    /// `entries` rows.
     pub entries: u64,
+    /// `usage` rows.
     pub usage: u64,
+    /// `agents` rows.
     pub agents: u64,
+    /// `conversations` rows.
     pub conversations: u64,
     /// Exchanges skipped because they were already in the database.
     pub skipped: u64,

@@ -103,3 +103,113 @@ async fn answers_simpleqa_at_the_configured_rates_and_grades_them() {
         "deterministic per (seed, question, tools)"
     );
 }
+
+/// The simulated judge's letter for one (target, predicted) pair.
+fn judge(target: &str, predicted: &str) -> &'static str {
+    agentcap_sim::chat::grade(&agentcap_sim::chat::GradeRequest {
+        question: "q",
+        target,
+        predicted,
+    })
+}
+
+#[test]
+fn the_judge_compares_normalised_answers_not_substrings() {
+    // A wrong answer that contains the gold is wrong.
+    assert_eq!(judge("5", "5,679"), "B");
+    assert_eq!(judge("Paris", "Paris, Texas"), "B");
+    assert_eq!(judge("1947", "May 1947"), "B");
+    // The fallback wrong answer of knowledge mode is wrong.
+    assert_eq!(judge("Paris", "Not Paris"), "B");
+    assert_eq!(judge("Michelle Obama", "Not Michelle Obama"), "B");
+    // Normalisation: case, punctuation, articles, digit grouping, surrounding spaces.
+    assert_eq!(judge("The Beatles", "beatles"), "A");
+    assert_eq!(judge("Paris", "  Paris. "), "A");
+    assert_eq!(judge("5,679", "5679"), "A");
+    assert_eq!(judge("U.S. Navy", "US Navy"), "A");
+    assert_eq!(judge("Paris", "Lyon"), "B");
+    assert_eq!(judge("1947", "19470"), "B");
+    // Abstentions and empty answers are not attempted.
+    assert_eq!(judge("Paris", "I don't know."), "C");
+    assert_eq!(judge("Paris", "   "), "C");
+    // A gold answer that reads like an abstention can still be answered correctly.
+    assert_eq!(judge("Unknown", "unknown"), "A");
+}
+
+#[test]
+fn the_judge_splits_multi_answer_targets_on_or() {
+    // The eval runner joins several gold answers with " OR " (NQ-Open).
+    assert_eq!(judge("Nile OR Amazon", "Amazon"), "A");
+    assert_eq!(judge("Nile OR Amazon", "the Nile"), "A");
+    assert_eq!(judge("Nile OR Amazon OR Yangtze", "Yangtze."), "A");
+    assert_eq!(judge("Nile OR Amazon", "Danube"), "B");
+    // Only the upper-case separator splits: "or" inside an answer is part of it.
+    assert_eq!(judge("Bride or Die", "Bride or Die"), "A");
+    assert_eq!(judge("Bride or Die", "Die"), "B");
+}
+
+/// Knowledge mode over the whole SimpleQA set, every item forced down one branch: the simulated
+/// judge must grade each answer as what it is (right A, wrong B, abstention C), in closed-book
+/// and web-search mode.
+#[test]
+fn the_judge_grades_every_knowledge_answer_of_the_full_set_as_what_it_is() {
+    use agentcap_sim::knowledge::{Knowledge, Verdict};
+    let items = agentcap_datasets::load_path(&simpleqa()).expect("the shared SimpleQA file loads");
+    assert_eq!(items.len(), 4326);
+    let mut misgraded = Vec::new();
+    for (p, abstain, want) in [(1.0, 0.0, "A"), (0.0, 0.0, "B"), (0.0, 1.0, "C")] {
+        let k = Knowledge::new(items.clone(), 11, p, p, abstain);
+        for it in &items {
+            let target = it.answers.join(" OR ");
+            for search in [false, true] {
+                let v = k.answer(it, search);
+                let kind = match &v {
+                    Verdict::Correct(_) => "A",
+                    Verdict::Wrong(_) => "B",
+                    Verdict::Abstain(_) => "C",
+                };
+                assert_eq!(kind, want, "{v:?}");
+                let got = judge(&target, v.text());
+                if got != want {
+                    misgraded.push(format!(
+                        "item {} ({}): gold {target:?}, answer {:?} graded {got}",
+                        it.id,
+                        if search { "search" } else { "closed" },
+                        v.text()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        misgraded.is_empty(),
+        "{} answers misgraded:\n{}",
+        misgraded.len(),
+        misgraded.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn the_judge_endpoint_reads_a_multi_answer_target() {
+    let t = twin(SimConfig::default()).await;
+    let mut letters = Vec::new();
+    for predicted in ["Amazon", "Nile", "Danube", "I don't know"] {
+        let prompt = format!(
+            "Grade this.\n```\nQuestion: Which river?\nGold target: Nile OR Amazon\nPredicted answer: {predicted}\n```\nJust return the letters"
+        );
+        let g = t
+            .ok(
+                Method::POST,
+                "/v1/chat/completions",
+                Some(json!({"model": "judge", "messages": [{"role": "user", "content": prompt}]})),
+            )
+            .await;
+        letters.push(
+            g["choices"][0]["message"]["content"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(letters, ["A", "A", "B", "C"]);
+}
