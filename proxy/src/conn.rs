@@ -292,6 +292,8 @@ where
     let builder = Arc::new(builder(&l.limits));
     let mut backoff = Duration::ZERO;
     let mut fd_reported: Option<std::time::Instant> = None;
+    // Read now: once descriptors have run out, reading the limit needs one too.
+    let fd_limit = open_file_limit();
     let mut failing = 0u64;
     'accept: loop {
         // At the cap, wait for a slot instead of accepting: new connections queue in the backlog.
@@ -327,7 +329,7 @@ where
                         .min(MAX_ACCEPT_BACKOFF);
                     if is_fd_exhaustion(&e) {
                         l.counters.fd_exhausted.fetch_add(1, Ordering::Relaxed);
-                        report_fd_exhaustion(&l, &e, &mut fd_reported);
+                        report_fd_exhaustion(&l, &e, fd_limit, &mut fd_reported);
                     } else {
                         l.counters.accept_errors.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(listener = l.name, error = %e, "accept failed");
@@ -398,9 +400,10 @@ where
 fn report_fd_exhaustion(
     l: &Listener,
     e: &std::io::Error,
+    fd_limit: Option<u64>,
     reported: &mut Option<std::time::Instant>,
 ) {
-    let limit = open_file_limit().map_or_else(|| "unknown".to_string(), |n| n.to_string());
+    let limit = fd_limit.map_or_else(|| "unknown".to_string(), |n| n.to_string());
     match reported {
         None => tracing::error!(
             listener = l.name,
@@ -475,7 +478,8 @@ async fn connection<I, H, F, B>(
                     let timed_out = e
                         .downcast_ref::<hyper::Error>()
                         .is_some_and(hyper::Error::is_timeout);
-                    if timed_out {
+                    // Counted once: the watchdog may have counted this connection already.
+                    if timed_out && close_by.is_none() {
                         counters.header_timeouts.fetch_add(1, Ordering::Relaxed);
                     }
                     tracing::debug!(%peer, error = %e, "client connection ended with an error");

@@ -30,7 +30,8 @@ fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
 
 #[test]
 fn out_of_descriptors_the_proxy_says_so_once_and_recovers() {
-    let dir = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let (_twin, line) = Kid::start(
         "twin",
         &[
