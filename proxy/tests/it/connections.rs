@@ -76,6 +76,27 @@ async fn a_silent_connection_is_closed_after_the_header_read_timeout() {
 }
 
 #[tokio::test]
+async fn a_stalled_tls_handshake_is_cut_off_after_the_header_read_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let r = rig_with(SimConfig::default(), |c| {
+        c.header_read_timeout = Duration::from_millis(300);
+        c.keep_alive_timeout = Duration::from_secs(120);
+        c.tls_cert = Some(cert);
+        c.tls_key = Some(key);
+    })
+    .await;
+    let mut s = connect(&r).await;
+    // The start of a TLS record header, then silence.
+    s.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+    read_until_closed(&mut s, "stalled TLS handshake").await;
+    assert!(r.proxy().client_connections().header_timeouts >= 1);
+}
+
+#[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout() {
     let r = short_timeouts(120_000, 300, None).await;
     let mut s = connect(&r).await;
