@@ -462,6 +462,8 @@ async fn connection<I, H, F, B>(
         conn.as_mut().graceful_shutdown();
     }
     let mut close_by: Option<Instant> = None;
+    // Whether the watchdog already counted this connection's close (hyper's header timeout may follow).
+    let mut counted = false;
     loop {
         // The deadline this connection is held to now: none while a request is in flight.
         let deadline = if activity.in_flight.load(Ordering::Acquire) > 0 {
@@ -479,7 +481,7 @@ async fn connection<I, H, F, B>(
                         .downcast_ref::<hyper::Error>()
                         .is_some_and(hyper::Error::is_timeout);
                     // Counted once: the watchdog may have counted this connection already.
-                    if timed_out && close_by.is_none() {
+                    if timed_out && !counted {
                         counters.header_timeouts.fetch_add(1, Ordering::Relaxed);
                     }
                     tracing::debug!(%peer, error = %e, "client connection ended with an error");
@@ -493,20 +495,26 @@ async fn connection<I, H, F, B>(
             }
             () = activity.changed.notified() => {}
             () = sleep_until_some(wake) => {
-                if close_by.is_some() {
-                    tracing::debug!(%peer, "connection did not close in time after a graceful close; dropped");
-                    return;
+                if close_by.take().is_some() {
+                    // A request that slipped in before the close took effect is left to finish.
+                    if activity.in_flight.load(Ordering::Acquire) == 0 {
+                        tracing::debug!(%peer, "connection did not close in time after a graceful close; dropped");
+                        return;
+                    }
+                    continue;
                 }
                 // Re-check: a request may have started since the deadline was computed.
                 let still_due = activity.in_flight.load(Ordering::Acquire) == 0 && deadline.is_some_and(|d| d <= Instant::now());
                 if still_due {
-                    if activity.served.load(Ordering::Relaxed) == 0 {
+                    // Counted once, even when a request slipped in and the close is asked for again.
+                    if !counted && activity.served.load(Ordering::Relaxed) == 0 {
                         counters.header_timeouts.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(%peer, "no request head in time; closing the connection");
-                    } else {
+                    } else if !counted {
                         counters.idle_closed.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(%peer, "connection idle; closing it");
                     }
+                    counted = true;
                     conn.as_mut().graceful_shutdown();
                     close_by = Some(Instant::now() + CLOSE_GRACE);
                 }
