@@ -79,6 +79,18 @@ pub struct ProxyArgs {
     /// On SIGINT/SIGTERM, in-flight exchanges get this long to finish, in milliseconds [default: 30000].
     #[arg(long)]
     shutdown_grace_ms: Option<u64>,
+    /// A client connection must send each request head within this, in milliseconds; the first one counts
+    /// from the accept (TLS handshake included) [default: 10000].
+    #[arg(long)]
+    header_read_timeout_ms: Option<u64>,
+    /// A client connection with no request in flight is closed this long after its last response, in
+    /// milliseconds [default: 60000].
+    #[arg(long)]
+    keep_alive_timeout_ms: Option<u64>,
+    /// Most client connections open at once; at the cap new ones wait in the kernel's backlog
+    /// [default: 10000, or what the open-file limit holds: (ulimit -n - 64) / 2].
+    #[arg(long, env = "AGENTCAP_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
     /// Also shut down (gracefully, as on SIGTERM) when standard input reaches end of file: lets a parent
     /// process tie the proxy's life to its own.
     #[arg(long)]
@@ -105,6 +117,9 @@ struct FileConfig {
     response_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
+    header_read_timeout_ms: Option<u64>,
+    keep_alive_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -188,6 +203,17 @@ impl ProxyArgs {
             f.shutdown_grace_ms,
             &mut cfg.shutdown_grace,
         );
+        ms(
+            self.header_read_timeout_ms,
+            f.header_read_timeout_ms,
+            &mut cfg.header_read_timeout,
+        );
+        ms(
+            self.keep_alive_timeout_ms,
+            f.keep_alive_timeout_ms,
+            &mut cfg.keep_alive_timeout,
+        );
+        cfg.max_connections = self.max_connections.or(f.max_connections);
         if !cfg.listen.ip().is_loopback() {
             tracing::warn!(listen = %cfg.listen, "the proxy listens beyond loopback: anyone who reaches it can use your upstream");
         }

@@ -9,12 +9,10 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::conn;
 use crate::recorder::RecorderHandle;
 
 /// What the admin endpoints read.
@@ -102,21 +100,12 @@ async fn handle(
     })
 }
 
-/// Serves the admin endpoints until `stop` flips.
-pub async fn serve(listener: TcpListener, st: Arc<AdminState>, mut stop: watch::Receiver<bool>) {
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let st = st.clone();
-                let builder = builder.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(st.clone(), req));
-                    let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
-                });
-            }
-        }
-    }
+/// Serves the admin endpoints until `stop` flips (under the listener's limits, see [`crate::conn`]).
+pub async fn serve(listener: conn::Listener, st: Arc<AdminState>, stop: watch::Receiver<bool>) {
+    let drain = conn::serve(listener, stop, move |req, _peer| handle(st.clone(), req)).await;
+    drain.start();
+    let _ = tokio::time::timeout(ADMIN_DRAIN, drain.finished()).await;
 }
+
+/// On shutdown, how long admin requests in progress get to finish.
+const ADMIN_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);

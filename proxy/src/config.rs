@@ -7,7 +7,13 @@ use std::time::Duration;
 use http::Uri;
 
 use crate::ProxyError;
+use crate::conn::{self, ConnLimits};
 use crate::recorder::RecorderConfig;
+
+/// The client listener's connection cap unless configured (or lowered to fit the open-file limit).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// The admin listener's connection cap.
+pub const ADMIN_MAX_CONNECTIONS: usize = 64;
 
 /// Everything `agentcap proxy` needs.
 #[derive(Debug, Clone)]
@@ -34,6 +40,14 @@ pub struct ProxyConfig {
     pub idle_timeout: Duration,
     /// On SIGINT/SIGTERM, in-flight exchanges get this long to finish.
     pub shutdown_grace: Duration,
+    /// A client connection must deliver each request head within this (the first one counted from the
+    /// accept, TLS handshake included; on HTTP/1.1 later ones from the end of the previous response).
+    pub header_read_timeout: Duration,
+    /// A client connection without a request in flight is closed this long after its last response ended.
+    pub keep_alive_timeout: Duration,
+    /// Most client connections open at once (accepting pauses at the cap). `None`: [`DEFAULT_MAX_CONNECTIONS`],
+    /// or fewer if the open-file limit cannot hold that many (see [`ProxyConfig::max_connections`]).
+    pub max_connections: Option<usize>,
     /// The recorder.
     pub recorder: RecorderConfig,
 }
@@ -53,6 +67,9 @@ impl ProxyConfig {
             response_timeout: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(600),
             shutdown_grace: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(60),
+            max_connections: None,
             recorder,
         }
     }
@@ -95,12 +112,45 @@ impl ProxyConfig {
             ("connect timeout", self.connect_timeout),
             ("response timeout", self.response_timeout),
             ("idle timeout", self.idle_timeout),
+            ("header read timeout", self.header_read_timeout),
+            ("keep-alive timeout", self.keep_alive_timeout),
         ] {
             if d.is_zero() {
                 return bad(format!("{name} must be positive"));
             }
         }
+        if self.max_connections == Some(0) {
+            return bad("--max-connections must be positive".into());
+        }
         Ok(())
+    }
+
+    /// The client listener's connection cap: `max_connections` when set, otherwise
+    /// [`DEFAULT_MAX_CONNECTIONS`] or, when the open-file limit is lower, what fits in it (two descriptors per
+    /// connection, one to the client and one to the upstream, plus a reserve).
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
+            .unwrap_or_else(|| match conn::open_file_limit() {
+                Some(l) => DEFAULT_MAX_CONNECTIONS.min(conn::fitting_max_connections(l)),
+                None => DEFAULT_MAX_CONNECTIONS,
+            })
+    }
+
+    /// The limits of the client listener.
+    pub fn client_limits(&self) -> ConnLimits {
+        ConnLimits {
+            header_read_timeout: self.header_read_timeout,
+            keep_alive_timeout: self.keep_alive_timeout,
+            max_connections: self.max_connections(),
+        }
+    }
+
+    /// The limits of the admin listener: the client's timeouts, at most [`ADMIN_MAX_CONNECTIONS`] connections.
+    pub fn admin_limits(&self) -> ConnLimits {
+        ConnLimits {
+            max_connections: ADMIN_MAX_CONNECTIONS,
+            ..self.client_limits()
+        }
     }
 
     /// The upstream's base path without a trailing slash ("" for none).

@@ -1,7 +1,7 @@
 //! Per-exchange bookkeeping shared by the handler and the body tees: id, clock, sequence numbers, outcome.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use tokio::sync::oneshot;
@@ -27,6 +27,7 @@ pub struct Exchange {
     response_headers_us: AtomicU64,
     upstream_sent: Mutex<Option<Instant>>,
     upstream_done: Mutex<Option<Instant>>,
+    client_failure: OnceLock<(Outcome, String)>,
 }
 
 impl Exchange {
@@ -44,7 +45,19 @@ impl Exchange {
             response_headers_us: AtomicU64::new(NONE),
             upstream_sent: Mutex::new(None),
             upstream_done: Mutex::new(None),
+            client_failure: OnceLock::new(),
         }
+    }
+
+    /// Notes that the client's request body failed (the client went away, or sent a malformed body), so a
+    /// failure of the upstream leg that follows is put down to the client. The first call wins.
+    pub fn client_body_failed(&self, outcome: Outcome, why: String) {
+        let _ = self.client_failure.set((outcome, why));
+    }
+
+    /// The outcome and reason noted by [`Exchange::client_body_failed`], if the client's body failed.
+    pub fn client_failure(&self) -> Option<(Outcome, String)> {
+        self.client_failure.get().cloned()
     }
 
     /// The next sequence number of this exchange's messages.

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod conn;
 pub mod exchange;
 pub mod forward;
 pub mod record;
@@ -54,6 +55,8 @@ pub struct RunningProxy {
     admin: Option<JoinHandle<()>>,
     recorder: Option<Recorder>,
     handle: RecorderHandle,
+    client_conns: Arc<conn::ConnCounters>,
+    admin_conns: Arc<conn::ConnCounters>,
 }
 
 impl RunningProxy {
@@ -70,6 +73,16 @@ impl RunningProxy {
     /// The recorder (stats, flush, queries, test hooks).
     pub fn recorder(&self) -> &RecorderHandle {
         &self.handle
+    }
+
+    /// The client listener's connection counters.
+    pub fn client_connections(&self) -> conn::ConnStats {
+        self.client_conns.snapshot()
+    }
+
+    /// The admin listener's connection counters (all zero when it is disabled).
+    pub fn admin_connections(&self) -> conn::ConnStats {
+        self.admin_conns.snapshot()
     }
 
     /// Stops accepting, lets in-flight exchanges finish (up to the grace period), flushes the recorder.
@@ -120,7 +133,20 @@ pub async fn start(cfg: ProxyConfig) -> Result<RunningProxy, ProxyError> {
         .map_err(|e| ProxyError::Config(format!("recorder start panicked: {e}")))??;
     let handle = recorder.handle();
     let (stop, stop_rx) = watch::channel(false);
-    let admin = admin_listener.map(|l| {
+    let client_conns = Arc::new(conn::ConnCounters::default());
+    let admin_conns = Arc::new(conn::ConnCounters::default());
+    let client_limits = cfg.client_limits();
+    report_connection_cap(&cfg, client_limits.max_connections);
+    let admin_limits = cfg.admin_limits();
+    let admin = admin_listener.map(|tcp| {
+        let l = conn::Listener {
+            tcp,
+            name: "admin",
+            limits: admin_limits,
+            tls: None,
+            counters: admin_conns.clone(),
+            cap_flag: "the admin listener's cap",
+        };
         let st = Arc::new(admin::AdminState {
             rec: handle.clone(),
             started: Instant::now(),
@@ -130,7 +156,15 @@ pub async fn start(cfg: ProxyConfig) -> Result<RunningProxy, ProxyError> {
         tokio::spawn(admin::serve(l, st, stop_rx.clone()))
     });
     let shared = Arc::new(server::Shared::new(cfg, client, handle.clone()));
-    let serve = tokio::spawn(server::serve(listener, shared, tls, stop_rx));
+    let listener = conn::Listener {
+        tcp: listener,
+        name: "client",
+        limits: client_limits,
+        tls,
+        counters: client_conns.clone(),
+        cap_flag: "--max-connections",
+    };
+    let serve = tokio::spawn(server::serve(listener, shared, stop_rx));
     Ok(RunningProxy {
         addr,
         admin_addr,
@@ -139,7 +173,28 @@ pub async fn start(cfg: ProxyConfig) -> Result<RunningProxy, ProxyError> {
         admin,
         recorder: Some(recorder),
         handle,
+        client_conns,
+        admin_conns,
     })
+}
+
+/// Says at start when the connection cap and the open-file limit do not agree.
+fn report_connection_cap(cfg: &ProxyConfig, cap: usize) {
+    let Some(limit) = conn::open_file_limit() else {
+        return;
+    };
+    let fits = conn::fitting_max_connections(limit);
+    match cfg.max_connections {
+        Some(n) if n > fits => tracing::warn!(
+            "--max-connections {n} is more than the open-file limit (ulimit -n: {limit}) can hold (about {fits}: \
+             two descriptors per connection plus {} in reserve); the proxy may run out of descriptors",
+            conn::FD_RESERVE
+        ),
+        None if cap < config::DEFAULT_MAX_CONNECTIONS => tracing::info!(
+            "at most {cap} client connections (the open-file limit, ulimit -n, is {limit}); raise the limit or set --max-connections"
+        ),
+        _ => {}
+    }
 }
 
 /// Runs the proxy until `shutdown` resolves; `on_ready` gets the client and admin addresses.

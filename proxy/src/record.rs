@@ -26,6 +26,8 @@ pub enum Outcome {
     ProxyError,
     /// The upstream did not answer in time.
     Timeout,
+    /// The client sent a malformed request body (bad chunk framing, an HTTP/2 stream error of its own making).
+    ClientError,
 }
 
 impl Outcome {
@@ -37,6 +39,7 @@ impl Outcome {
             Outcome::UpstreamError => "upstream_error",
             Outcome::ProxyError => "proxy_error",
             Outcome::Timeout => "timeout",
+            Outcome::ClientError => "client_error",
         }
     }
 }

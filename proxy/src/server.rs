@@ -11,20 +11,17 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::config::ProxyConfig;
+use crate::conn;
 use crate::exchange::Exchange;
 use crate::forward::{self, UpstreamClient};
 use crate::record::{HttpVersion, Msg, Outcome, RequestInfo};
 use crate::recorder::{Durability, RecorderHandle};
-use crate::tee::{BoxError, RequestTee, ResponseTee, abort_signal, aborted};
+use crate::tee::{BoxError, RequestTee, ResponseTee, abort_signal, aborted, error_chain};
 
 /// Body type of every response the proxy sends.
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -245,6 +242,19 @@ pub async fn handle(
             );
             return Ok(record_local_response(&ex, r, &b, Outcome::Timeout, msg));
         }
+        Ok(Err(_)) if ex.client_failure().is_some() => {
+            // The upstream leg failed because the client's request body did (malformed, or the client left).
+            let (outcome, why) = ex.client_failure().expect("checked by the guard");
+            let msg =
+                format!("agentcap: the request body could not be read from the client: {why}");
+            let (r, b) = local(
+                StatusCode::BAD_REQUEST,
+                &msg,
+                "invalid_request_error",
+                "agentcap_bad_request_body",
+            );
+            return Ok(record_local_response(&ex, r, &b, outcome, msg));
+        }
         Ok(Err(e)) => {
             let cause = error_chain(&e);
             let msg = if e.is_connect() {
@@ -303,17 +313,6 @@ pub async fn handle(
     Ok(Response::from_parts(rparts, tee.boxed()))
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 /// A TLS acceptor for the client listener, from PEM files.
 pub fn tls_acceptor(
     cert: &std::path::Path,
@@ -344,72 +343,24 @@ pub fn tls_acceptor(
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 
-/// Accepts connections until `stop` flips, then lets in-flight exchanges finish up to the grace period.
-pub async fn serve(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let graceful = GracefulShutdown::new();
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let shared2 = shared.clone();
-                let svc = service_fn(move |req| handle(shared2.clone(), req, peer));
-                match &tls {
-                    None => {
-                        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                        let fut = graceful.watch(conn);
-                        tokio::spawn(async move {
-                            if let Err(e) = fut.await {
-                                tracing::debug!(error = %e, "client connection ended with an error");
-                            }
-                        });
-                    }
-                    Some(acceptor) => {
-                        let acceptor = acceptor.clone();
-                        let builder = builder.clone();
-                        let watcher = graceful.watcher();
-                        tokio::spawn(async move {
-                            match acceptor.accept(stream).await {
-                                Ok(tls_stream) => {
-                                    let conn = builder.serve_connection(TokioIo::new(tls_stream), svc).into_owned();
-                                    if let Err(e) = watcher.watch(conn).await {
-                                        tracing::debug!(error = %e, "client TLS connection ended with an error");
-                                    }
-                                }
-                                Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
-                            }
-                        });
-                    }
-                }
-            }
-        }
-    }
-    drop(listener);
+/// Accepts connections until `stop` flips (under the listener's limits, see [`crate::conn`]), then lets
+/// in-flight exchanges finish up to the grace period.
+pub async fn serve(listener: conn::Listener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let s2 = shared.clone();
+    let drain = conn::serve(listener, stop, move |req, peer| {
+        handle(s2.clone(), req, peer)
+    })
+    .await;
+    drain.start();
     let grace = shared.cfg.shutdown_grace;
-    let shutdown = graceful.shutdown();
-    tokio::pin!(shutdown);
-    if tokio::time::timeout(grace, &mut shutdown).await.is_err() {
+    if tokio::time::timeout(grace, drain.finished()).await.is_err() {
         tracing::warn!(
             ?grace,
             "in-flight exchanges did not finish within the grace period; ending them as proxy_error"
         );
         // Every in-flight exchange ends now (recorded with the reason), its client sees an error.
         let _ = shared.abort_tx.send(true);
-        if tokio::time::timeout(ABORT_WAIT, &mut shutdown)
+        if tokio::time::timeout(ABORT_WAIT, drain.finished())
             .await
             .is_err()
         {

@@ -73,7 +73,12 @@ where
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Some(Err(e)) => Poll::Ready(Some(Err(e.into()))),
+            Some(Err(e)) => {
+                let e: BoxError = e.into();
+                let outcome = client_body_outcome(&*e);
+                self.ex.client_body_failed(outcome, error_chain(&*e));
+                Poll::Ready(Some(Err(e)))
+            }
             None => Poll::Ready(None),
         }
     }
@@ -85,6 +90,55 @@ where
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// How a failure of the client's request body is recorded: `cancelled_by_client` when the client went away
+/// (connection closed or reset mid-body, HTTP/2 stream cancelled), `client_error` when it sent a malformed
+/// body (bad chunk framing, an HTTP/2 protocol error).
+pub fn client_body_outcome(e: &(dyn StdError + 'static)) -> Outcome {
+    use std::io::ErrorKind;
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                ErrorKind::UnexpectedEof
+                | ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe => Outcome::CancelledByClient,
+                _ => Outcome::ClientError,
+            };
+        }
+        if let Some(h) = c.downcast_ref::<h2::Error>() {
+            let gone = h.is_io()
+                || (h.is_remote()
+                    && (h.is_go_away()
+                        || matches!(h.reason(), Some(h2::Reason::CANCEL | h2::Reason::NO_ERROR))));
+            return if gone {
+                Outcome::CancelledByClient
+            } else {
+                Outcome::ClientError
+            };
+        }
+        if let Some(h) = c.downcast_ref::<hyper::Error>()
+            && h.is_incomplete_message()
+        {
+            return Outcome::CancelledByClient;
+        }
+        cur = c.source();
+    }
+    Outcome::ClientError
+}
+
+/// An error and its sources, joined by ": ".
+pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 /// Wraps the upstream's response body on its way to the client.
@@ -201,10 +255,12 @@ where
             Poll::Ready(Some(Err(e))) => {
                 let e: BoxError = e.into();
                 this.ex.upstream_done();
-                this.ex.end(
-                    Outcome::UpstreamError,
-                    Some(format!("upstream body failed: {e}")),
-                );
+                // The upstream leg may fail because the client's request body did: blame the client then.
+                let (outcome, why) = match this.ex.client_failure() {
+                    Some((o, why)) => (o, format!("the client's request body failed: {why}")),
+                    None => (Outcome::UpstreamError, format!("upstream body failed: {e}")),
+                };
+                this.ex.end(outcome, Some(why));
                 this.done = true;
                 Poll::Ready(Some(Err(e)))
             }

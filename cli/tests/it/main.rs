@@ -15,6 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
 mod bench;
+mod connections;
 mod durability;
 mod eval;
 mod shutdown;
@@ -39,8 +40,14 @@ impl Drop for Kid {
 impl Kid {
     /// Starts `agentcap ARGS`, stderr into `err_file`, and returns it with its first stdout line.
     fn start(name: &'static str, args: &[&str], err_file: &Path) -> (Kid, String) {
-        let child = agentcap()
-            .args(args)
+        let mut cmd = agentcap();
+        cmd.args(args);
+        Kid::start_cmd(name, cmd, err_file)
+    }
+
+    /// Starts `cmd` (stdin piped, stderr into `err_file`) and returns it with its first stdout line.
+    fn start_cmd(name: &'static str, mut cmd: Command, err_file: &Path) -> (Kid, String) {
+        let child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(err_file).unwrap())

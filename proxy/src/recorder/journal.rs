@@ -256,6 +256,7 @@ fn outcome_code(o: Outcome) -> u8 {
         Outcome::UpstreamError => 2,
         Outcome::ProxyError => 3,
         Outcome::Timeout => 4,
+        Outcome::ClientError => 5,
     }
 }
 
@@ -288,6 +289,7 @@ fn outcome_from(code: u8) -> Option<Outcome> {
         2 => Outcome::UpstreamError,
         3 => Outcome::ProxyError,
         4 => Outcome::Timeout,
+        5 => Outcome::ClientError,
         _ => return None,
     })
 }

@@ -48,7 +48,7 @@ CREATE TABLE exchanges (
     total_us             BIGINT,       -- µs from start until the exchange ended
     upstream_us          BIGINT,       -- µs spent waiting on the upstream
     overhead_us          BIGINT,       -- total_us - upstream_us, floored at 0
-    outcome              VARCHAR,      -- complete | cancelled_by_client | upstream_error | proxy_error | timeout
+    outcome              VARCHAR,      -- complete | cancelled_by_client | client_error | upstream_error | proxy_error | timeout
     error                VARCHAR,      -- error text when not complete
     key_fingerprint      VARCHAR,      -- first 12 hex chars of SHA-256 of the bearer key (never the key)
     session              VARCHAR,      -- X-Agentcap-Session

@@ -1,5 +1,6 @@
 //! Integration tests of the recording proxy: real TCP against the twin, a real DuckDB file in a temp dir.
 
+mod connections;
 mod forwarding;
 mod harness;
 mod recorder;
