@@ -3,5 +3,6 @@
 mod forwarding;
 mod harness;
 mod recorder;
+mod strict;
 mod transparency;
 mod views;
