@@ -3,9 +3,10 @@
 use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -17,6 +18,42 @@ use crate::recorder::DurableAck;
 
 /// Strict durability: how long a response's end waits for its record to be durable at most.
 pub const STRICT_ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// At most one log line per interval for an event that can happen on every request.
+struct RateLimitedLog {
+    /// Milliseconds since the first call at the last line (0: never logged).
+    last_ms: AtomicU64,
+    skipped: AtomicU64,
+}
+
+static NOT_DURABLE_LOG: RateLimitedLog = RateLimitedLog {
+    last_ms: AtomicU64::new(0),
+    skipped: AtomicU64::new(0),
+};
+
+impl RateLimitedLog {
+    const EVERY_MS: u64 = 10_000;
+
+    /// `Some(lines skipped since the last one)` when a line may be logged now.
+    fn allow(&self) -> Option<u64> {
+        static START: OnceLock<Instant> = OnceLock::new();
+        let now = START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1;
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < Self::EVERY_MS {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        if self
+            .last_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(self.skipped.swap(0, Ordering::Relaxed))
+    }
+}
 
 /// The error type of bodies the proxy serves.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
@@ -160,8 +197,10 @@ impl<B> ResponseTee<B> {
         self.held = None;
         self.done = true;
         self.ex.not_durable();
-        tracing::error!(exchange = %self.ex.id, reason = why,
-            "agentcap: strict durability: the response's record is not durable; ending the client's stream with an error");
+        if let Some(skipped) = NOT_DURABLE_LOG.allow() {
+            tracing::error!(exchange = %self.ex.id, reason = why, not_logged_since_last = skipped,
+                "agentcap: strict durability: a response's record is not durable; ending the client's stream with an error (one line per 10 s at most; `strict_not_durable` in /metrics counts them all)");
+        }
         Poll::Ready(Some(Err(format!(
             "agentcap: the response was not completed because its recording could not be made durable (--durability strict): {why}"
         )
