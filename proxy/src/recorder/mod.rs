@@ -103,6 +103,10 @@ pub struct RecorderConfig {
     /// 100 000); beyond that they are dropped from memory and derived again from the journal when
     /// DuckDB recovers.
     pub max_pending_exchanges: usize,
+    /// An exchange whose `End` arrived but which still misses an earlier message after this long
+    /// (default 30 s) is written with what arrived, its durable acknowledgement failing: no wait
+    /// on a message that may never come is unbounded.
+    pub message_gap_limit: Duration,
 }
 
 impl Default for RecorderConfig {
@@ -119,6 +123,7 @@ impl Default for RecorderConfig {
             redact: Vec::new(),
             max_sse_event: agentcap_wire::DEFAULT_MAX_EVENT_SIZE,
             max_pending_exchanges: 100_000,
+            message_gap_limit: Duration::from_secs(30),
         }
     }
 }

@@ -15,8 +15,8 @@
 //! line per 10 s, and fails the durable acknowledgements it cannot honour.
 //!
 //! Architecture Invariant: every wait is bounded. An exchange whose `End` arrived but which
-//! still misses an earlier message after [`GAP_LIMIT`] (with no spilled message pending) is
-//! written with what arrived, and its acknowledgement fails.
+//! still misses an earlier message after `message_gap_limit` (with no spilled message pending)
+//! is written with what arrived, and its acknowledgement fails.
 //!
 //! [`replay`] is what [`super::Recorder::open`] runs first: it rebuilds the exchanges a previous
 //! run left in the journal and inserts the ones DuckDB does not have yet. A damaged file (anything
@@ -57,8 +57,6 @@ const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// While the journal keeps failing, at most one log line per this interval.
 const FAIL_LOG_EVERY: Duration = Duration::from_secs(10);
-/// An ended exchange still missing a message after this long is written with what it has.
-pub(crate) const GAP_LIMIT: Duration = Duration::from_secs(30);
 
 /// Where a message came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,9 +320,10 @@ impl Writer {
         }
     }
 
-    /// Writes the ended exchanges that have waited [`GAP_LIMIT`] for a missing message.
+    /// Writes the ended exchanges that have waited `message_gap_limit` for a missing message.
     fn sweep_gaps(&mut self) {
-        if self.last_sweep.elapsed() < Duration::from_secs(1) {
+        let limit = self.cfg.message_gap_limit;
+        if self.last_sweep.elapsed() < (limit / 2).min(Duration::from_secs(1)) {
             return;
         }
         self.last_sweep = Instant::now();
@@ -335,7 +334,7 @@ impl Writer {
         let stuck: Vec<ExchangeId> = self
             .live
             .iter()
-            .filter(|(_, l)| l.gap_since.is_some_and(|t| t.elapsed() >= GAP_LIMIT))
+            .filter(|(_, l)| l.gap_since.is_some_and(|t| t.elapsed() >= limit))
             .map(|(id, _)| *id)
             .collect();
         for id in stuck {

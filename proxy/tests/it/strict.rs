@@ -146,3 +146,55 @@ async fn a_frame_numbered_before_the_end_is_recorded_after_it() {
     drop(ex);
     recorder.shutdown().unwrap();
 }
+
+/// A message that never comes (a bug upstream of the recorder) does not pin the exchange: after
+/// the gap limit it is written with what arrived and its strict acknowledgement fails.
+#[tokio::test]
+async fn a_missing_message_never_pins_an_exchange() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = RecorderConfig {
+        db_path: dir.path().join("rec.duckdb"),
+        durability: Durability::Strict,
+        message_gap_limit: Duration::from_millis(100),
+        ..RecorderConfig::default()
+    };
+    let recorder = Recorder::open(cfg).unwrap();
+    let h = recorder.handle();
+    let id = ExchangeId::now_v7();
+    let ex = Exchange::new(id, std::time::Instant::now(), h.clone(), true);
+    h.send(Msg::Request {
+        info: Box::new(RequestInfo {
+            id,
+            started_at: SystemTime::now(),
+            method: "GET".into(),
+            path: "/v1/agents".into(),
+            query: None,
+            client_addr: "127.0.0.1:40000".into(),
+            headers: Vec::new(),
+            key_fingerprint: None,
+            session: None,
+            tags: Vec::new(),
+        }),
+    });
+    // Number 1 is taken and never sent.
+    let _lost = ex.next_seq();
+    let ack = ex.end(Outcome::Complete, None).expect("the first end");
+    let got = tokio::time::timeout(Duration::from_secs(60), ack).await;
+    assert!(
+        matches!(
+            got,
+            Ok(Err(agentcap_proxy::recorder::NotDurable::Incomplete))
+        ),
+        "{got:?}"
+    );
+    assert_eq!(h.stats().exchanges_incomplete, 1);
+    h.flush().await.unwrap();
+    let q = h
+        .query(&format!(
+            "SELECT count(*) AS n FROM exchanges WHERE id = '{id}'"
+        ))
+        .unwrap();
+    assert_eq!(q.get(0, "n"), Some(&json!(1)));
+    drop(ex);
+    recorder.shutdown().unwrap();
+}
