@@ -1,15 +1,22 @@
 //! Per-exchange bookkeeping shared by the handler and the body tees: id, clock, sequence numbers, outcome.
+//!
+//! Architecture Invariant: a sequence number taken before the exchange's `End` always reaches
+//! the recorder, and nothing numbered after it does. Taking a number and testing "ended" happen
+//! on one atomic word ([`Exchange::try_next_seq`], [`Exchange::end`]), so a request-body frame
+//! polled while the response ends can never leave a gap the writer would wait on.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
-use tokio::sync::oneshot;
-
 use crate::record::{ExchangeId, Msg, Outcome, Timings};
-use crate::recorder::RecorderHandle;
+use crate::recorder::{DurableAck, RecorderHandle};
 
 const NONE: u64 = u64::MAX;
+/// The low half of [`Exchange`]'s state word: the next sequence number.
+const SEQ_MASK: u64 = 0xFFFF_FFFF;
+/// Sequence numbers stop growing here, so the `End`'s number + 1 always fits the high half.
+const SEQ_LIMIT: u64 = SEQ_MASK - 1;
 
 /// One exchange in flight. Shared (`Arc`) between the handler, the request tee and the response tee; the
 /// first of them to end it decides the outcome, and dropping the last one ends it as cancelled.
@@ -18,10 +25,11 @@ pub struct Exchange {
     /// Exchange id (UUIDv7).
     pub id: ExchangeId,
     t0: Instant,
-    seq: AtomicU32,
+    /// Low 32 bits: the next sequence number. High 32 bits: the `End`'s sequence number + 1, or 0
+    /// while the exchange runs.
+    state: AtomicU64,
     rec: RecorderHandle,
     strict: bool,
-    ended: AtomicBool,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     response_headers_us: AtomicU64,
@@ -36,10 +44,9 @@ impl Exchange {
         Self {
             id,
             t0,
-            seq: AtomicU32::new(1),
+            state: AtomicU64::new(1),
             rec,
             strict,
-            ended: AtomicBool::new(false),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             response_headers_us: AtomicU64::new(NONE),
@@ -60,9 +67,27 @@ impl Exchange {
         self.client_failure.get().cloned()
     }
 
-    /// The next sequence number of this exchange's messages.
+    /// The next sequence number of this exchange's messages. A number taken after the end is
+    /// never recorded (see [`Exchange::record`]); prefer [`Exchange::try_next_seq`].
     pub fn next_seq(&self) -> u32 {
-        self.seq.fetch_add(1, Ordering::Relaxed)
+        let prev = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                ((s & SEQ_MASK) < SEQ_LIMIT).then_some(s + 1)
+            })
+            .unwrap_or_else(|s| s);
+        (prev & SEQ_MASK) as u32
+    }
+
+    /// The next sequence number, or `None` once the exchange has ended: one atomic step, so a
+    /// number it returns is below the `End`'s and its message is always recorded.
+    pub fn try_next_seq(&self) -> Option<u32> {
+        self.state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                (s >> 32 == 0 && (s & SEQ_MASK) < SEQ_LIMIT).then_some(s + 1)
+            })
+            .ok()
+            .map(|prev| (prev & SEQ_MASK) as u32)
     }
 
     /// Microseconds since the exchange started.
@@ -70,12 +95,19 @@ impl Exchange {
         self.t0.elapsed().as_micros() as u64
     }
 
-    /// Hands a message to the recorder (never blocks). Nothing is recorded once the exchange has
-    /// ended: its `End` is its last message.
+    /// Hands a message to the recorder (never blocks). A message numbered before the `End` is
+    /// always recorded, even when it is handed over after the end (the writer waits for it); one
+    /// numbered after the `End` never is: the `End` is the exchange's last message.
     pub fn record(&self, msg: Msg) {
-        if !self.is_ended() {
+        let end = self.state.load(Ordering::Acquire) >> 32;
+        if end == 0 || u64::from(msg.seq()) < end - 1 {
             self.rec.send(msg);
         }
+    }
+
+    /// Counts a strict-mode response ended with an error because its record was not durable.
+    pub fn not_durable(&self) {
+        self.rec.count_not_durable();
     }
 
     /// Counts request body bytes.
@@ -113,15 +145,23 @@ impl Exchange {
 
     /// Whether the exchange has ended.
     pub fn is_ended(&self) -> bool {
-        self.ended.load(Ordering::Acquire)
+        self.state.load(Ordering::Acquire) >> 32 != 0
     }
 
-    /// Ends the exchange once (later calls do nothing and return `None`). In strict mode the returned receiver
-    /// resolves when the record is durable.
-    pub fn end(&self, outcome: Outcome, error: Option<String>) -> Option<oneshot::Receiver<()>> {
-        if self.ended.swap(true, Ordering::AcqRel) {
-            return None;
-        }
+    /// Ends the exchange once (later calls do nothing and return `None`); the `End` takes the
+    /// next sequence number in the same atomic step that marks the exchange ended. In strict mode
+    /// the returned acknowledgement resolves when the record is durable, or fails.
+    pub fn end(&self, outcome: Outcome, error: Option<String>) -> Option<DurableAck> {
+        let prev = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                (s >> 32 == 0).then(|| {
+                    let seq = s & SEQ_MASK;
+                    ((seq + 1) << 32) | (seq + 1).min(SEQ_LIMIT)
+                })
+            })
+            .ok()?;
+        let end_seq = (prev & SEQ_MASK) as u32;
         self.upstream_done();
         let now = Instant::now();
         let sent = *self.upstream_sent.lock().expect("not poisoned");
@@ -133,7 +173,7 @@ impl Exchange {
         let rh = self.response_headers_us.load(Ordering::Relaxed);
         let msg = Msg::End {
             id: self.id,
-            seq: self.next_seq(),
+            seq: end_seq,
             outcome,
             error,
             timings: Timings {

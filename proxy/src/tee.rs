@@ -3,17 +3,57 @@
 use std::error::Error as StdError;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
 use crate::exchange::Exchange;
 use crate::record::{Msg, Outcome};
+use crate::recorder::DurableAck;
+
+/// Strict durability: how long a response's end waits for its record to be durable at most.
+pub const STRICT_ACK_WAIT: Duration = Duration::from_secs(30);
+
+/// At most one log line per interval for an event that can happen on every request.
+struct RateLimitedLog {
+    /// Milliseconds since the first call at the last line (0: never logged).
+    last_ms: AtomicU64,
+    skipped: AtomicU64,
+}
+
+static NOT_DURABLE_LOG: RateLimitedLog = RateLimitedLog {
+    last_ms: AtomicU64::new(0),
+    skipped: AtomicU64::new(0),
+};
+
+impl RateLimitedLog {
+    const EVERY_MS: u64 = 10_000;
+
+    /// `Some(lines skipped since the last one)` when a line may be logged now.
+    fn allow(&self) -> Option<u64> {
+        static START: OnceLock<Instant> = OnceLock::new();
+        let now = START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1;
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if last != 0 && now.saturating_sub(last) < Self::EVERY_MS {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        if self
+            .last_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+        {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(self.skipped.swap(0, Ordering::Relaxed))
+    }
+}
 
 /// The error type of bodies the proxy serves.
 pub type BoxError = Box<dyn StdError + Send + Sync>;
@@ -64,12 +104,15 @@ where
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     self.ex.add_in(data.len());
-                    let seq = self.ex.next_seq();
-                    self.ex.record(Msg::RequestBody {
-                        id: self.ex.id,
-                        seq,
-                        bytes: data.clone(),
-                    });
+                    // Numbered and tested for "ended" in one step: a frame read after the response
+                    // ended is forwarded but not recorded; one numbered before it always is.
+                    if let Some(seq) = self.ex.try_next_seq() {
+                        self.ex.record(Msg::RequestBody {
+                            id: self.ex.id,
+                            seq,
+                            bytes: data.clone(),
+                        });
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
@@ -146,8 +189,10 @@ pub fn error_chain(e: &(dyn StdError + 'static)) -> String {
 /// Each frame is returned the moment it arrives. The exchange ends `complete` when the upstream body ends,
 /// `upstream_error` when it fails, `timeout` when it sits idle too long, and `cancelled_by_client` when the
 /// client drops it first. In strict durability the end of the body (and a content-length body's last frame)
-/// is held until the record is durable; earlier frames never wait. When the proxy shuts down and its grace
-/// period ends first, the client's body ends with an error and the exchange as `proxy_error`.
+/// is held until the record is durable; earlier frames never wait. If the record cannot be made durable (the
+/// journal fails) or is not within [`STRICT_ACK_WAIT`], the body ends with an error instead, so the client
+/// never sees a clean end the recording cannot back. When the proxy shuts down and its grace period ends
+/// first, the client's body ends with an error and the exchange as `proxy_error`.
 pub struct ResponseTee<B> {
     inner: B,
     ex: Arc<Exchange>,
@@ -156,7 +201,7 @@ pub struct ResponseTee<B> {
     timer: Pin<Box<Sleep>>,
     remaining: Option<u64>,
     held: Option<Frame<Bytes>>,
-    ack: Option<oneshot::Receiver<()>>,
+    ack: Option<DurableAck>,
     done: bool,
 }
 
@@ -194,6 +239,26 @@ impl<B> ResponseTee<B> {
     fn finish_ok(&mut self) {
         self.ex.upstream_done();
         self.ack = self.ex.end(Outcome::Complete, None);
+        if self.ack.is_some() {
+            let deadline = tokio::time::Instant::now() + STRICT_ACK_WAIT;
+            self.timer.as_mut().reset(deadline);
+        }
+    }
+
+    /// Strict durability: the record is not durable, so the held end is not released.
+    fn not_durable(&mut self, why: &str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.ack = None;
+        self.held = None;
+        self.done = true;
+        self.ex.not_durable();
+        if let Some(skipped) = NOT_DURABLE_LOG.allow() {
+            tracing::error!(exchange = %self.ex.id, reason = why, not_logged_since_last = skipped,
+                "agentcap: strict durability: a response's record is not durable; ending the client's stream with an error (one line per 10 s at most; `strict_not_durable` in /metrics counts them all)");
+        }
+        Poll::Ready(Some(Err(format!(
+            "agentcap: the response was not completed because its recording could not be made durable (--durability strict): {why}"
+        )
+        .into())))
     }
 }
 
@@ -211,11 +276,20 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         if let Some(ack) = this.ack.as_mut() {
-            // Strict durability: wait for the record, then release what was held.
-            let _ = ready!(Pin::new(ack).poll(cx));
-            this.ack = None;
-            this.done = true;
-            return Poll::Ready(this.held.take().map(Ok));
+            // Strict durability: wait for the record (at most `STRICT_ACK_WAIT`), then release what
+            // was held, or end with an error if the record is not durable.
+            return match Pin::new(ack).poll(cx) {
+                Poll::Ready(Ok(())) => {
+                    this.ack = None;
+                    this.done = true;
+                    Poll::Ready(this.held.take().map(Ok))
+                }
+                Poll::Ready(Err(why)) => this.not_durable(&why.to_string()),
+                Poll::Pending if this.timer.as_mut().poll(cx).is_ready() => {
+                    this.not_durable(&format!("not durable within {STRICT_ACK_WAIT:?}"))
+                }
+                Poll::Pending => Poll::Pending,
+            };
         }
         if this.done {
             return Poll::Ready(None);
@@ -225,13 +299,14 @@ where
                 if let Some(data) = frame.data_ref() {
                     let at_us = this.ex.offset_us();
                     this.ex.add_out(data.len());
-                    let seq = this.ex.next_seq();
-                    this.ex.record(Msg::ResponseBody {
-                        id: this.ex.id,
-                        seq,
-                        at_us,
-                        bytes: data.clone(),
-                    });
+                    if let Some(seq) = this.ex.try_next_seq() {
+                        this.ex.record(Msg::ResponseBody {
+                            id: this.ex.id,
+                            seq,
+                            at_us,
+                            bytes: data.clone(),
+                        });
+                    }
                     if let Some(r) = this.remaining.as_mut() {
                         *r = r.saturating_sub(data.len() as u64);
                     }

@@ -2,19 +2,30 @@
 //! segment files (`seg-<n>.log`, written by the writer; `spill-<n>.log`, written by the spill
 //! thread), and the code that reads them back.
 //!
-//! Record layout (all integers little-endian):
+//! File layout (all integers little-endian):
 //!
 //! ```text
-//! [u32 payload length][u32 CRC-32 of the payload][payload]
+//! segment = [header][record]*
+//! header  = ["ACJRNL\r\n" (8 bytes)][u32 format version][u32 CRC-32 of the 12 bytes before]
+//! record  = [u32 magic A7 1C C4 9E][u32 payload length][u32 CRC-32 of length + payload]
+//!           [u32 CRC-32 of the 12 bytes before][payload]
 //! payload = [u8 kind][fields of that kind…]
 //! ```
 //!
 //! Strings and byte strings are `[u32 length][bytes]`; optional values carry a `u8` 0/1 flag first;
 //! header lists are `[u32 count]` then name/value string pairs. A response record ends with the
 //! upstream's HTTP version (`u8`, 0 = none); records written before that field existed end at
-//! the headers and read back with no version. A record whose length runs past the
-//! end of the file or whose checksum does not match ends the readable part of the file: that is
-//! the torn tail a crash leaves behind, and everything after it is ignored.
+//! the headers and read back with no version.
+//!
+//! Reading ([`parse_segment`]) never stops at the first bad record: it scans forward for the next
+//! record magic whose header and payload validate and resumes there, reporting the bytes it
+//! skipped as damage. Bad bytes after the last valid record form the file's tail: in the newest
+//! file of a family that is the torn tail a crash leaves behind; anywhere else it is corruption
+//! (the caller decides, see `writer::replay`). A length field is only believed once the record's
+//! header checksum matches and the record fits in the buffer, so no input can make the reader
+//! allocate more than the input's size. Files of format version 1 (no file header, records
+//! `[u32 length][u32 CRC][payload]`) are still read; a file whose header names a version this
+//! build does not know is refused ([`UnsupportedVersion`]), never guessed at.
 //!
 //! Header values that carry credentials are replaced by `[REDACTED]` while encoding, so no
 //! credential can reach the journal whatever the caller passed in. The `--redact` patterns are
@@ -25,7 +36,8 @@
 //! it has neither limit.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -38,10 +50,22 @@ use crate::record::{HttpVersion, Msg, Outcome, RequestInfo, Timings};
 
 use super::body::{REDACTED, Redactor, is_sensitive_header};
 
-/// Record header size: length + checksum.
-pub const HEADER_LEN: usize = 8;
+/// The first 8 bytes of every segment file.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"ACJRNL\r\n";
+/// The format version this build writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// Segment header size: magic, version, checksum.
+pub const SEGMENT_HEADER_LEN: usize = 16;
+/// The first 4 bytes of every record (format version 2).
+pub const RECORD_MAGIC: [u8; 4] = [0xA7, 0x1C, 0xC4, 0x9E];
+/// Record header size: magic, length, payload checksum, header checksum.
+pub const HEADER_LEN: usize = 16;
+/// Record header size in format version 1: length, checksum.
+const V1_HEADER_LEN: usize = 8;
 /// Records longer than this are treated as corruption.
 pub const MAX_RECORD: usize = 1 << 30;
+/// Segment numbers above this are not ours (so `no + 1` can never overflow).
+pub const MAX_SEGMENT_NO: u64 = u64::MAX >> 1;
 /// Segments are closed once they grow past this size.
 pub const SEGMENT_ROTATE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -84,21 +108,57 @@ impl SegId {
         dir.join(format!("{}{:08}.log", self.kind.prefix(), self.no))
     }
 
-    /// Parses a file name produced by [`SegId::path`].
+    /// Parses a file name produced by [`SegId::path`]: the prefix, 1 to 20 ASCII digits for a
+    /// number no larger than [`MAX_SEGMENT_NO`], then `.log`. Anything else is `None`, never a panic.
     pub fn parse(name: &str) -> Option<SegId> {
         let stem = name.strip_suffix(".log")?;
         for kind in [SegKind::Journal, SegKind::Spill] {
             if let Some(n) = stem.strip_prefix(kind.prefix()) {
-                return n.parse().ok().map(|no| SegId { kind, no });
+                if n.is_empty() || n.len() > 20 || !n.bytes().all(|b| b.is_ascii_digit()) {
+                    return None;
+                }
+                return n
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|no| *no <= MAX_SEGMENT_NO)
+                    .map(|no| SegId { kind, no });
             }
         }
         None
     }
+
+    /// The number after this one (saturating at [`MAX_SEGMENT_NO`]` + 1`, never overflowing).
+    pub fn next_no(self) -> u64 {
+        self.no.saturating_add(1)
+    }
+}
+
+/// `true` for a name that looks like a journal file (`seg-…log`, `spill-…log`) but that
+/// [`SegId::parse`] refuses: an odd number, a number too large, a sign.
+pub fn is_odd_segment_name(name: &str) -> bool {
+    SegId::parse(name).is_none()
+        && name.ends_with(".log")
+        && (name.starts_with(SegKind::Journal.prefix())
+            || name.starts_with(SegKind::Spill.prefix()))
+}
+
+/// The journal files of a directory.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Journal files, sorted (journal segments first, then spill files, each by number).
+    pub segments: Vec<SegId>,
+    /// Names that look like journal files but do not parse (see [`is_odd_segment_name`]).
+    pub odd: Vec<String>,
 }
 
 /// Lists the journal files in `dir`, sorted (journal segments first, then spill files, each by number).
 pub fn list_segments(dir: &Path) -> io::Result<Vec<SegId>> {
-    let mut out = Vec::new();
+    list_dir(dir).map(|l| l.segments)
+}
+
+/// Lists the journal files in `dir` and the odd names beside them.
+pub fn list_dir(dir: &Path) -> io::Result<Listing> {
+    let mut out = Listing::default();
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
@@ -106,12 +166,33 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<SegId>> {
     };
     for entry in entries {
         let entry = entry?;
-        if let Some(id) = entry.file_name().to_str().and_then(SegId::parse) {
-            out.push(id);
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        if let Some(id) = SegId::parse(&name) {
+            out.segments.push(id);
+        } else if is_odd_segment_name(&name) {
+            out.odd.push(name);
         }
     }
-    out.sort();
+    out.segments.sort();
+    out.odd.sort();
     Ok(out)
+}
+
+/// The segment header this build writes.
+pub fn segment_header() -> [u8; SEGMENT_HEADER_LEN] {
+    encode_segment_header(FORMAT_VERSION)
+}
+
+/// A segment header naming `version` (tests write other versions with it).
+pub fn encode_segment_header(version: u32) -> [u8; SEGMENT_HEADER_LEN] {
+    let mut h = [0; SEGMENT_HEADER_LEN];
+    h[..8].copy_from_slice(&SEGMENT_MAGIC);
+    h[8..12].copy_from_slice(&version.to_le_bytes());
+    let crc = crc32fast::hash(&h[..12]);
+    h[12..].copy_from_slice(&crc.to_le_bytes());
+    h
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -123,11 +204,21 @@ pub fn encode_record(msg: &Msg, out: &mut Vec<u8>, redactor: &Redactor) {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
     encode_payload(msg, out, redactor);
-    let payload = &out[start + HEADER_LEN..];
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
-    let crc = crc32fast::hash(payload);
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    let len = u32::try_from(out.len() - start - HEADER_LEN).unwrap_or(u32::MAX);
+    let crc = payload_crc(len, &out[start + HEADER_LEN..]);
+    let h = &mut out[start..start + HEADER_LEN];
+    h[..4].copy_from_slice(&RECORD_MAGIC);
+    h[4..8].copy_from_slice(&len.to_le_bytes());
+    h[8..12].copy_from_slice(&crc.to_le_bytes());
+    let hcrc = crc32fast::hash(&h[..12]);
+    h[12..16].copy_from_slice(&hcrc.to_le_bytes());
+}
+
+fn payload_crc(len: u32, payload: &[u8]) -> u32 {
+    let mut c = crc32fast::Hasher::new();
+    c.update(&len.to_le_bytes());
+    c.update(payload);
+    c.finalize()
 }
 
 /// Masks `redactor`'s matches in a body frame that is UTF-8 text. A frame may start or end in
@@ -541,86 +632,253 @@ pub fn decode_payload(payload: &[u8]) -> Result<Msg, DecodeError> {
     Ok(msg)
 }
 
-/// What [`parse_records`] found in a buffer.
+/// A file header names a format version this build cannot read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "journal format version {0} is not one this build reads (1 to {FORMAT_VERSION}); a newer agentcap wrote it"
+)]
+pub struct UnsupportedVersion(pub u32);
+
+/// What [`parse_segment`] / [`parse_records`] found in a buffer.
 #[derive(Debug, Default)]
 pub struct Parsed {
+    /// The file's format version (1: no file header).
+    pub version: u32,
     /// The decoded messages, in file order.
     pub msgs: Vec<Msg>,
-    /// Bytes of `buf` made of complete, valid records.
+    /// The byte range of each decoded record in the buffer (same order as `msgs`).
+    pub spans: Vec<Range<usize>>,
+    /// Byte ranges skipped between valid records: corruption wherever the file is.
+    pub damage: Vec<Range<usize>>,
+    /// Invalid or incomplete bytes after the last valid record (to the end of the buffer): the
+    /// torn tail a crash leaves in the newest file, corruption in any other.
+    pub tail: Option<Range<usize>>,
+    /// End of the last valid record (or of the file header when there is none).
     pub valid_len: usize,
-    /// `true` when something followed the valid part: a torn or corrupt tail.
-    pub torn: bool,
 }
 
-/// Decodes consecutive records from `buf`, stopping at the first incomplete or corrupt one.
+impl Parsed {
+    /// `true` when the buffer ends with something other than a complete record.
+    pub fn torn(&self) -> bool {
+        self.tail.is_some()
+    }
+
+    /// Bytes skipped between valid records.
+    pub fn damaged_bytes(&self) -> usize {
+        self.damage.iter().map(ExactSizeIterator::len).sum()
+    }
+}
+
+/// The record starting at `pos`, if one does: magic, header checksum, length within the buffer,
+/// payload checksum and decoding all check out. Returns it with its end.
+fn record_at(buf: &[u8], pos: usize) -> Option<(Msg, usize)> {
+    let h = buf.get(pos..pos.checked_add(HEADER_LEN)?)?;
+    if h[..4] != RECORD_MAGIC {
+        return None;
+    }
+    let word = |i: usize| u32::from_le_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]);
+    if crc32fast::hash(&h[..12]) != word(12) {
+        return None;
+    }
+    let len = word(4);
+    if len as usize > MAX_RECORD {
+        return None;
+    }
+    let start = pos + HEADER_LEN;
+    let end = start.checked_add(len as usize)?;
+    let payload = buf.get(start..end)?;
+    if payload_crc(len, payload) != word(8) {
+        return None;
+    }
+    decode_payload(payload).ok().map(|m| (m, end))
+}
+
+/// The next position at or after `from` where a valid record starts.
+fn resync(buf: &[u8], from: usize) -> Option<(usize, Msg, usize)> {
+    let mut at = from;
+    while at < buf.len() {
+        let rel = buf[at..]
+            .windows(RECORD_MAGIC.len())
+            .position(|w| w == RECORD_MAGIC)?;
+        let cand = at + rel;
+        if let Some((m, end)) = record_at(buf, cand) {
+            return Some((cand, m, end));
+        }
+        at = cand + 1;
+    }
+    None
+}
+
+/// Decodes the records of `buf` (format version 2, no file header) from byte `start`. A bad
+/// record does not stop it: it resumes at the next valid record and reports what it skipped.
 pub fn parse_records(buf: &[u8]) -> Parsed {
-    let mut out = Parsed::default();
-    let mut pos = 0;
+    parse_from(buf, 0)
+}
+
+fn parse_from(buf: &[u8], start: usize) -> Parsed {
+    let mut out = Parsed {
+        version: FORMAT_VERSION,
+        valid_len: start,
+        ..Parsed::default()
+    };
+    let mut pos = start;
     while pos < buf.len() {
-        let rest = &buf[pos..];
-        if rest.len() < HEADER_LEN {
-            out.torn = true;
-            break;
+        if let Some((m, end)) = record_at(buf, pos) {
+            out.msgs.push(m);
+            out.spans.push(pos..end);
+            out.valid_len = end;
+            pos = end;
+            continue;
         }
-        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        let crc = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
-        if len > MAX_RECORD || rest.len() - HEADER_LEN < len {
-            out.torn = true;
-            break;
-        }
-        let payload = &rest[HEADER_LEN..HEADER_LEN + len];
-        if crc32fast::hash(payload) != crc {
-            out.torn = true;
-            break;
-        }
-        match decode_payload(payload) {
-            Ok(m) => out.msgs.push(m),
-            Err(_) => {
-                out.torn = true;
+        match resync(buf, pos + 1) {
+            Some((at, m, end)) => {
+                out.damage.push(pos..at);
+                out.msgs.push(m);
+                out.spans.push(at..end);
+                out.valid_len = end;
+                pos = end;
+            }
+            None => {
+                out.tail = Some(pos..buf.len());
                 break;
             }
         }
-        pos += HEADER_LEN + len;
+    }
+    out
+}
+
+/// A version 1 record at the start of `rest`, with its size.
+fn v1_record(rest: &[u8]) -> Option<(Msg, usize)> {
+    let h = rest.get(..V1_HEADER_LEN)?;
+    let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize;
+    let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    if len > MAX_RECORD {
+        return None;
+    }
+    let payload = rest.get(V1_HEADER_LEN..V1_HEADER_LEN.checked_add(len)?)?;
+    if crc32fast::hash(payload) != crc {
+        return None;
+    }
+    decode_payload(payload)
+        .ok()
+        .map(|m| (m, V1_HEADER_LEN + len))
+}
+
+/// Format version 1: `[u32 length][u32 CRC][payload]`, no file header, reading stops at the
+/// first bad record (that format has nothing to resynchronise on).
+fn parse_v1(buf: &[u8]) -> Parsed {
+    let mut out = Parsed {
+        version: 1,
+        ..Parsed::default()
+    };
+    let mut pos = 0;
+    while pos < buf.len() {
+        let ok = v1_record(&buf[pos..]);
+        let Some((m, n)) = ok else {
+            out.tail = Some(pos..buf.len());
+            break;
+        };
+        out.msgs.push(m);
+        out.spans.push(pos..pos + n);
+        pos += n;
     }
     out.valid_len = pos;
     out
 }
 
-/// Reads a whole journal file (see [`parse_records`]).
-pub fn read_file(path: &Path) -> io::Result<Parsed> {
-    let buf = fs::read(path)?;
-    Ok(parse_records(&buf))
+/// Reads a whole journal file's bytes: its header, then every valid record, resynchronising
+/// after damage (see the module documentation). The pure entry point of the reader: it never
+/// panics and allocates no more than about the input's size, whatever the input.
+pub fn parse_segment(buf: &[u8]) -> Result<Parsed, UnsupportedVersion> {
+    if buf.len() >= SEGMENT_HEADER_LEN && buf[..8] == SEGMENT_MAGIC {
+        let h = &buf[..SEGMENT_HEADER_LEN];
+        let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
+        let crc = u32::from_le_bytes([h[12], h[13], h[14], h[15]]);
+        if crc32fast::hash(&h[..12]) == crc {
+            if version != FORMAT_VERSION {
+                return Err(UnsupportedVersion(version));
+            }
+            return Ok(parse_from(buf, SEGMENT_HEADER_LEN));
+        }
+    }
+    // A header cut short by a crash right after the file was created.
+    if buf.len() < SEGMENT_HEADER_LEN && segment_header().starts_with(buf) {
+        let mut p = Parsed {
+            version: FORMAT_VERSION,
+            ..Parsed::default()
+        };
+        if !buf.is_empty() {
+            p.tail = Some(0..buf.len());
+        }
+        return Ok(p);
+    }
+    // No (valid) header: a version 1 file, or a version 2 file whose header is damaged (its
+    // bytes then come out as damage before the first record, or as the tail).
+    let v2 = parse_from(buf, 0);
+    if v2.msgs.is_empty() {
+        let v1 = parse_v1(buf);
+        if !v1.msgs.is_empty() {
+            return Ok(v1);
+        }
+    }
+    Ok(v2)
 }
 
-/// Reads the records in `path` between byte `from` and byte `to` (both record boundaries).
+fn invalid(e: UnsupportedVersion) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// Reads a whole journal file (see [`parse_segment`]); an unknown format version is an
+/// `InvalidData` error wrapping [`UnsupportedVersion`].
+pub fn read_file(path: &Path) -> io::Result<Parsed> {
+    let buf = fs::read(path)?;
+    parse_segment(&buf).map_err(invalid)
+}
+
+/// Reads the records in `path` between byte `from` and byte `to` (both record boundaries, or 0
+/// for the start of the file, header included). Offsets in the result are relative to `from`.
 pub fn read_range(path: &Path, from: u64, to: u64) -> io::Result<Parsed> {
     let mut f = File::open(path)?;
     f.seek(SeekFrom::Start(from))?;
     let mut buf = Vec::with_capacity(usize::try_from(to.saturating_sub(from)).unwrap_or(0));
     f.take(to.saturating_sub(from)).read_to_end(&mut buf)?;
-    Ok(parse_records(&buf))
+    if from == 0 {
+        parse_segment(&buf).map_err(invalid)
+    } else {
+        Ok(parse_records(&buf))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Writing
 
-/// An append-only journal file with buffered writes and explicit group commits.
+/// Buffered bytes are handed to the OS once they reach this size.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// An append-only journal file with buffered writes and explicit group commits. After a failed
+/// write or sync, [`SegmentFile::rollback`] cuts the file back to its last commit so it can be
+/// written again (no new file per failure).
 #[derive(Debug)]
 pub struct SegmentFile {
     /// Which file this is.
     pub id: SegId,
     path: PathBuf,
-    out: BufWriter<File>,
-    /// Bytes appended so far (buffered ones included).
+    file: File,
+    /// Bytes appended but not yet handed to the OS.
+    buf: Vec<u8>,
+    /// Bytes appended so far (buffered ones and the file header included).
     pub len: u64,
     /// Bytes known to be on disk (fsynced).
     pub synced_len: u64,
-    scratch: Vec<u8>,
+    /// Records appended so far (rolled-back ones excluded).
+    pub records: u64,
+    synced_records: u64,
     redactor: Redactor,
 }
 
 impl SegmentFile {
-    /// Creates (or truncates) the file; `redactor`'s patterns are masked in every record.
+    /// Creates (or truncates) the file and appends its header; `redactor`'s patterns are masked
+    /// in every record.
     pub fn create(dir: &Path, id: SegId, redactor: Redactor) -> io::Result<SegmentFile> {
         let path = id.path(dir);
         let file = OpenOptions::new()
@@ -628,13 +886,17 @@ impl SegmentFile {
             .write(true)
             .truncate(true)
             .open(&path)?;
+        let mut buf = Vec::with_capacity(4096);
+        buf.extend_from_slice(&segment_header());
         Ok(SegmentFile {
             id,
             path,
-            out: BufWriter::with_capacity(256 * 1024, file),
-            len: 0,
+            file,
+            len: buf.len() as u64,
+            buf,
             synced_len: 0,
-            scratch: Vec::with_capacity(4096),
+            records: 0,
+            synced_records: 0,
             redactor,
         })
     }
@@ -646,13 +908,13 @@ impl SegmentFile {
 
     /// Appends one record; returns its size in bytes.
     pub fn append(&mut self, msg: &Msg) -> io::Result<u64> {
-        self.scratch.clear();
-        encode_record(msg, &mut self.scratch, &self.redactor);
-        self.out.write_all(&self.scratch)?;
-        let n = self.scratch.len() as u64;
+        let start = self.buf.len();
+        encode_record(msg, &mut self.buf, &self.redactor);
+        let n = (self.buf.len() - start) as u64;
         self.len += n;
-        if self.scratch.capacity() > 1 << 20 {
-            self.scratch = Vec::with_capacity(4096);
+        self.records += 1;
+        if self.buf.len() >= WRITE_BUFFER {
+            self.flush()?;
         }
         Ok(n)
     }
@@ -664,7 +926,14 @@ impl SegmentFile {
 
     /// Hands buffered bytes to the OS (readable by other file handles, not yet durable).
     pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        if !self.buf.is_empty() {
+            self.file.write_all(&self.buf)?;
+            self.buf.clear();
+            if self.buf.capacity() > 4 * WRITE_BUFFER {
+                self.buf = Vec::with_capacity(4096);
+            }
+        }
+        Ok(())
     }
 
     /// Group commit: flush and fsync.
@@ -672,15 +941,37 @@ impl SegmentFile {
         if !self.dirty() {
             return Ok(());
         }
-        self.out.flush()?;
-        self.out.get_ref().sync_data()?;
+        self.flush()?;
+        self.file.sync_data()?;
         self.synced_len = self.len;
+        self.synced_records = self.records;
+        Ok(())
+    }
+
+    /// After a failed write or sync: forgets what was appended since the last commit and cuts
+    /// the file back to it, so the next append continues a well-formed file.
+    pub fn rollback(&mut self) -> io::Result<()> {
+        self.buf.clear();
+        let keep = if self.synced_len < SEGMENT_HEADER_LEN as u64 {
+            0
+        } else {
+            self.synced_len
+        };
+        self.file.set_len(keep)?;
+        self.file.seek(SeekFrom::Start(keep))?;
+        self.synced_len = keep;
+        self.len = keep;
+        self.records = self.synced_records;
+        if keep == 0 {
+            self.buf.extend_from_slice(&segment_header());
+            self.len = SEGMENT_HEADER_LEN as u64;
+        }
         Ok(())
     }
 
     /// Drops the file handle WITHOUT flushing buffered bytes, as a crash would (tests).
     pub fn abandon(self) {
-        let (_file, _unflushed) = self.out.into_parts();
+        drop(self.file);
     }
 }
 
@@ -763,7 +1054,8 @@ mod tests {
         }
         assert!(!buf.windows(9).any(|w| w == b"TOPSECRET"));
         let parsed = parse_records(&buf);
-        assert!(!parsed.torn);
+        assert!(!parsed.torn());
+        assert!(parsed.damage.is_empty());
         assert_eq!(parsed.valid_len, buf.len());
         assert_eq!(parsed.msgs.len(), msgs.len());
         for (a, b) in msgs.iter().zip(&parsed.msgs).skip(1) {
@@ -888,25 +1180,111 @@ mod tests {
             let parsed = parse_records(&buf[..cut]);
             let whole = boundaries.iter().filter(|&&b| b <= cut).count() - 1;
             assert_eq!(parsed.msgs.len(), whole, "cut at {cut}");
-            assert_eq!(parsed.torn, !boundaries.contains(&cut));
+            assert_eq!(parsed.torn(), !boundaries.contains(&cut));
+            assert!(parsed.damage.is_empty(), "a cut is a tail, not damage");
         }
     }
 
-    #[test]
-    fn corrupt_byte_stops_reading() {
-        let msgs = sample();
+    fn encoded(msgs: &[Msg]) -> (Vec<u8>, Vec<usize>) {
         let mut buf = Vec::new();
-        for m in &msgs {
+        let mut boundaries = vec![0];
+        for m in msgs {
             encode_record(m, &mut buf, &Redactor::default());
+            boundaries.push(buf.len());
         }
-        let mut first = Vec::new();
-        encode_record(&msgs[0], &mut first, &Redactor::default());
-        // Flip a byte inside the second record's payload.
-        buf[first.len() + HEADER_LEN + 3] ^= 0x55;
+        (buf, boundaries)
+    }
+
+    #[test]
+    fn a_corrupt_byte_is_skipped_and_reading_resumes() {
+        let msgs = sample();
+        let (mut buf, b) = encoded(&msgs);
+        // Flip a byte inside the second record's payload, then one in the fourth's header.
+        buf[b[1] + HEADER_LEN + 3] ^= 0x55;
+        buf[b[3] + 5] ^= 0x01;
         let parsed = parse_records(&buf);
-        assert!(parsed.torn);
-        assert_eq!(parsed.msgs.len(), 1);
-        assert_eq!(parsed.valid_len, first.len());
+        assert!(!parsed.torn());
+        assert_eq!(parsed.damage, vec![b[1]..b[2], b[3]..b[4]]);
+        assert_eq!(parsed.msgs.len(), 3);
+        assert_eq!(parsed.spans, vec![b[0]..b[1], b[2]..b[3], b[4]..b[5]]);
+        assert!(same(&parsed.msgs[1], &msgs[2]));
+        assert!(same(&parsed.msgs[2], &msgs[4]));
+        assert_eq!(parsed.damaged_bytes(), (b[2] - b[1]) + (b[4] - b[3]));
+        // Garbage inserted between records is skipped too.
+        let (mut buf, b) = encoded(&msgs);
+        buf.splice(b[2]..b[2], b"\xa7\x1c\xc4\x9e garbage".iter().copied());
+        let parsed = parse_records(&buf);
+        assert_eq!(parsed.msgs.len(), msgs.len());
+        assert_eq!(parsed.damage.len(), 1);
+        // A length field cannot make the reader believe a record runs past the buffer.
+        let (mut buf, b) = encoded(&msgs);
+        buf[b[1] + 7] = 0x7f;
+        let parsed = parse_records(&buf);
+        assert_eq!(parsed.msgs.len(), msgs.len() - 1);
+    }
+
+    #[test]
+    fn segment_header_versions() {
+        let msgs = sample();
+        let (records, _) = encoded(&msgs);
+        let mut file = segment_header().to_vec();
+        file.extend_from_slice(&records);
+        let p = parse_segment(&file).unwrap();
+        assert_eq!((p.version, p.msgs.len(), p.valid_len), (2, 5, file.len()));
+        assert!(p.damage.is_empty() && !p.torn());
+        // A crash right after creating the file: a header cut short is a torn tail.
+        for cut in 0..SEGMENT_HEADER_LEN {
+            let p = parse_segment(&file[..cut]).unwrap();
+            assert!(p.msgs.is_empty());
+            assert_eq!(p.torn(), cut > 0);
+        }
+        // An unknown version is refused, not guessed at.
+        let mut future = file.clone();
+        future[..SEGMENT_HEADER_LEN].copy_from_slice(&encode_segment_header(3));
+        assert_eq!(parse_segment(&future).unwrap_err(), UnsupportedVersion(3));
+        // A damaged header is damage: every record is still read.
+        let mut hurt = file.clone();
+        hurt[9] ^= 0xff;
+        let p = parse_segment(&hurt).unwrap();
+        assert_eq!(p.msgs.len(), 5);
+        assert_eq!(p.damage, vec![0..SEGMENT_HEADER_LEN]);
+        // Version 1 files (no header, [len][crc][payload]) still read.
+        let mut v1 = Vec::new();
+        for m in &msgs {
+            let mut payload = Vec::new();
+            encode_payload(m, &mut payload, &Redactor::default());
+            v1.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+            v1.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+            v1.extend_from_slice(&payload);
+        }
+        let p = parse_segment(&v1).unwrap();
+        assert_eq!((p.version, p.msgs.len()), (1, 5));
+        let p = parse_segment(&v1[..v1.len() - 1]).unwrap();
+        assert_eq!((p.version, p.msgs.len(), p.torn()), (1, 4, true));
+    }
+
+    #[test]
+    fn a_segment_rolls_back_to_its_last_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = SegId {
+            kind: SegKind::Journal,
+            no: 1,
+        };
+        let msgs = sample();
+        let mut f = SegmentFile::create(dir.path(), id, Redactor::default()).unwrap();
+        f.rollback().unwrap();
+        f.append(&msgs[0]).unwrap();
+        f.sync().unwrap();
+        f.append(&msgs[1]).unwrap();
+        f.flush().unwrap();
+        f.rollback().unwrap();
+        f.append(&msgs[2]).unwrap();
+        f.sync().unwrap();
+        let p = read_file(f.path()).unwrap();
+        assert!(p.damage.is_empty() && !p.torn());
+        assert_eq!(p.msgs.len(), 2);
+        assert!(same(&p.msgs[1], &msgs[2]));
+        assert_eq!(f.records, 2);
     }
 
     #[test]
@@ -927,6 +1305,19 @@ mod tests {
         );
         assert_eq!(SegId::parse("seg-x.log"), None);
         assert_eq!(SegId::parse("other.txt"), None);
+        for odd in [
+            "seg-18446744073709551615.log",
+            "seg-99999999999999999999999.log",
+            "seg-+3.log",
+            "seg-.log",
+            "spill--1.log",
+        ] {
+            assert_eq!(SegId::parse(odd), None, "{odd}");
+            assert!(is_odd_segment_name(odd), "{odd}");
+        }
+        assert!(!is_odd_segment_name("notes.txt"));
+        let top = SegId::parse(&format!("seg-{MAX_SEGMENT_NO}.log")).unwrap();
+        assert_eq!(top.next_no(), MAX_SEGMENT_NO + 1);
     }
 
     #[test]

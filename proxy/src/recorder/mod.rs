@@ -40,9 +40,12 @@ mod spill;
 mod writer;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -68,6 +71,8 @@ pub enum Durability {
     /// As batched, but whenever a [`RecorderHandle::send_durable`] acknowledgement is waiting,
     /// the writer commits the journal as soon as it has drained what is queued, instead of
     /// waiting for the interval. Acknowledgements are still grouped, never one fsync per message.
+    /// An acknowledgement the journal cannot honour fails ([`NotDurable`]); the proxy then ends
+    /// the response with an error instead of releasing its last frame.
     Strict,
 }
 
@@ -98,6 +103,10 @@ pub struct RecorderConfig {
     /// 100 000); beyond that they are dropped from memory and derived again from the journal when
     /// DuckDB recovers.
     pub max_pending_exchanges: usize,
+    /// An exchange whose `End` arrived but which still misses an earlier message after this long
+    /// (default 30 s) is written with what arrived, its durable acknowledgement failing: no wait
+    /// on a message that may never come is unbounded.
+    pub message_gap_limit: Duration,
 }
 
 impl Default for RecorderConfig {
@@ -114,6 +123,7 @@ impl Default for RecorderConfig {
             redact: Vec::new(),
             max_sse_event: agentcap_wire::DEFAULT_MAX_EVENT_SIZE,
             max_pending_exchanges: 100_000,
+            message_gap_limit: Duration::from_secs(30),
         }
     }
 }
@@ -177,6 +187,16 @@ pub enum RecorderError {
         /// Why.
         reason: String,
     },
+    /// A journal file was written by a newer agentcap: it is left in place, untouched.
+    #[error(
+        "journal file {path} has format version {version}, which this build cannot read; run a newer agentcap or move the file away"
+    )]
+    JournalVersion {
+        /// The file.
+        path: PathBuf,
+        /// The version in its header.
+        version: u32,
+    },
     /// The database is unavailable because [`RecorderHandle::set_db_fault`] is on.
     #[error("simulated DuckDB failure: the database is read-only")]
     SimulatedFault,
@@ -227,6 +247,17 @@ pub struct RecorderStats {
     pub pending_exchanges: u64,
     /// Exchanges recovered from a previous run's journal when opening.
     pub replayed_exchanges: u64,
+    /// Journal files found damaged (anything but a torn tail of the newest file), kept aside
+    /// under `<journal>/corrupt/` once their readable records were replayed.
+    pub journal_corrupt_segments: u64,
+    /// Bytes of damaged journal data skipped while reading (the records in them are lost).
+    pub journal_corrupt_bytes: u64,
+    /// Strict durability: responses whose record could not be made durable, ended with an error
+    /// for the client instead of a clean end.
+    pub strict_not_durable: u64,
+    /// Exchanges whose `End` arrived but some earlier message never did within the bound; they
+    /// were written with what had arrived.
+    pub exchanges_incomplete: u64,
 }
 
 #[derive(Debug, Default)]
@@ -247,6 +278,10 @@ struct StatsAtomics {
     records_dropped: AtomicU64,
     pending_exchanges: AtomicU64,
     replayed_exchanges: AtomicU64,
+    journal_corrupt_segments: AtomicU64,
+    journal_corrupt_bytes: AtomicU64,
+    strict_not_durable: AtomicU64,
+    exchanges_incomplete: AtomicU64,
 }
 
 impl StatsAtomics {
@@ -269,6 +304,10 @@ impl StatsAtomics {
             records_dropped: g(&self.records_dropped),
             pending_exchanges: g(&self.pending_exchanges),
             replayed_exchanges: g(&self.replayed_exchanges),
+            journal_corrupt_segments: g(&self.journal_corrupt_segments),
+            journal_corrupt_bytes: g(&self.journal_corrupt_bytes),
+            strict_not_durable: g(&self.strict_not_durable),
+            exchanges_incomplete: g(&self.exchanges_incomplete),
         }
     }
 
@@ -277,14 +316,47 @@ impl StatsAtomics {
     }
 }
 
+/// Why a [`DurableAck`] failed: the exchange's record is not known to be on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotDurable {
+    /// The journal could not be written (a full disk, an I/O error).
+    #[error("the journal could not be written")]
+    JournalFailed,
+    /// Some of the exchange's messages never reached the recorder.
+    #[error("some of the exchange's messages never reached the recorder")]
+    Incomplete,
+    /// The recorder stopped before the record was durable.
+    #[error("the recorder stopped")]
+    Stopped,
+}
+
+/// The sending side of a durable acknowledgement.
+pub(crate) type AckTx = oneshot::Sender<Result<(), NotDurable>>;
+
+/// Resolves once a [`RecorderHandle::send_durable`] message (and every earlier message of its
+/// exchange) is fsynced, or with the reason it cannot be.
+#[derive(Debug)]
+pub struct DurableAck(oneshot::Receiver<Result<(), NotDurable>>);
+
+impl Future for DurableAck {
+    type Output = Result<(), NotDurable>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(NotDurable::Stopped)))
+    }
+}
+
 /// A message on its way to the writer, with the acknowledgement of `send_durable`.
 pub(crate) enum Item {
     Plain(Msg),
-    Durable(Msg, oneshot::Sender<()>),
+    Durable(Msg, AckTx),
 }
 
 impl Item {
-    fn into_parts(self) -> (Msg, Option<oneshot::Sender<()>>) {
+    fn into_parts(self) -> (Msg, Option<AckTx>) {
         match self {
             Item::Plain(m) => (m, None),
             Item::Durable(m, a) => (m, Some(a)),
@@ -322,6 +394,8 @@ pub(crate) struct SpillFile {
 pub(crate) struct Shared {
     stats: StatsAtomics,
     db_fault: AtomicBool,
+    /// Test hook: every journal write fails as on a full disk.
+    journal_fault: AtomicBool,
     stopped: AtomicBool,
     /// The writer can currently write the journal.
     journal_ok: AtomicBool,
@@ -329,7 +403,7 @@ pub(crate) struct Shared {
     journal_synced: AtomicU64,
     query_conn: Mutex<Option<Connection>>,
     /// Acknowledgements of durable messages that went through the spill file.
-    spill_acks: Mutex<HashMap<(ExchangeId, u32), oneshot::Sender<()>>>,
+    spill_acks: Mutex<HashMap<(ExchangeId, u32), AckTx>>,
     spill_files: Mutex<Vec<SpillFile>>,
     /// Messages handed to the spill thread.
     spill_pushed: AtomicU64,
@@ -406,6 +480,7 @@ impl Recorder {
         let shared = Arc::new(Shared {
             stats: StatsAtomics::default(),
             db_fault: AtomicBool::new(false),
+            journal_fault: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             journal_ok: AtomicBool::new(true),
             journal_synced: AtomicU64::new(0),
@@ -416,6 +491,11 @@ impl Recorder {
         });
         let replay = writer::replay(&conn, &journal_dir, &derive_ctx, cfg.batch_rows)?;
         StatsAtomics::add(&shared.stats.replayed_exchanges, replay.exchanges);
+        StatsAtomics::add(
+            &shared.stats.journal_corrupt_segments,
+            replay.corrupt_segments,
+        );
+        StatsAtomics::add(&shared.stats.journal_corrupt_bytes, replay.corrupt_bytes);
         *shared.query_conn.lock() = Some(conn.try_clone()?);
 
         let (data_tx, data_rx) = crossbeam_channel::bounded(cfg.channel_capacity);
@@ -561,13 +641,19 @@ impl RecorderHandle {
         self.enqueue(Item::Plain(msg));
     }
 
-    /// Like [`RecorderHandle::send`]; the receiver resolves once every message of this
-    /// exchange (up to this one, normally its `End`) is fsynced in the journal or spill file.
-    /// It fails (the sender is dropped) if the recorder stops first.
-    pub fn send_durable(&self, msg: Msg) -> oneshot::Receiver<()> {
+    /// Like [`RecorderHandle::send`]; the acknowledgement resolves `Ok` once every message of
+    /// this exchange (up to this one, normally its `End`) is fsynced in the journal or spill
+    /// file, and with [`NotDurable`] when that cannot happen (the journal failed, a message is
+    /// missing, the recorder stopped).
+    pub fn send_durable(&self, msg: Msg) -> DurableAck {
         let (tx, rx) = oneshot::channel();
         self.enqueue(Item::Durable(msg, tx));
-        rx
+        DurableAck(rx)
+    }
+
+    /// Counts a strict-mode response ended with an error because its record was not durable.
+    pub(crate) fn count_not_durable(&self) {
+        StatsAtomics::add(&self.shared.stats.strict_not_durable, 1);
     }
 
     /// Current counters.
@@ -590,6 +676,12 @@ impl RecorderHandle {
     /// stay in the journal and are written when it is cleared.
     pub fn set_db_fault(&self, fail: bool) {
         self.shared.db_fault.store(fail, Ordering::SeqCst);
+    }
+
+    /// Test hook: while `true`, every write, commit or creation of a journal segment fails as
+    /// on a full disk (`StorageFull`). Forwarding goes on; strict acknowledgements fail.
+    pub fn set_journal_fault(&self, fail: bool) {
+        self.shared.journal_fault.store(fail, Ordering::SeqCst);
     }
 
     /// Runs one read-only statement (SELECT / WITH / SHOW / DESCRIBE / SUMMARIZE / EXPLAIN / FROM /

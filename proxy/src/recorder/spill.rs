@@ -140,7 +140,7 @@ impl State {
                 kind: SegKind::Spill,
                 no: self.t.next_no,
             };
-            self.t.next_no += 1;
+            self.t.next_no = id.next_no();
             let f = SegmentFile::create(&self.t.dir, id, self.t.redactor.clone())?;
             self.t.shared.spill_files.lock().push(SpillFile {
                 no: id.no,
@@ -163,6 +163,10 @@ impl State {
             self.warned = true;
             tracing::warn!(error = %e, dir = %self.t.dir.display(),
                 "agentcap recorder: cannot write the spill file; handing messages to the writer directly");
+        }
+        // Cut the file back to its last commit, so the reader finds no half-written record.
+        if let Some(f) = self.cur.as_mut() {
+            let _ = f.rollback();
         }
         self.close();
         for msg in std::mem::take(&mut self.unsynced) {

@@ -9,10 +9,22 @@
 //! DuckDB thread ([`super::committer`]) writes them in ticket order. A journal file is deleted
 //! once the DuckDB thread reports every exchange with a message in it committed.
 //!
+//! When the journal cannot be written (a full disk), forwarding goes on: the writer keeps the
+//! current segment, backs off exponentially (10 ms to 5 s) before trying again, cuts the segment
+//! back to its last commit before the next append, logs the first failure and then at most one
+//! line per 10 s, and fails the durable acknowledgements it cannot honour.
+//!
+//! Architecture Invariant: every wait is bounded. An exchange whose `End` arrived but which
+//! still misses an earlier message after `message_gap_limit` (with no spilled message pending)
+//! is written with what arrived, and its acknowledgement fails.
+//!
 //! [`replay`] is what [`super::Recorder::open`] runs first: it rebuilds the exchanges a previous
-//! run left in the journal and inserts the ones DuckDB does not have yet.
+//! run left in the journal and inserts the ones DuckDB does not have yet. A damaged file (anything
+//! but the torn tail of the newest file of its family) is logged at ERROR, counted, replayed
+//! around the damage and then moved to `<journal>/corrupt/` instead of being deleted.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -30,8 +42,8 @@ use super::db;
 use super::derive::{DeriveCtx, Derived, ExchangeMsgs, derive};
 use super::journal::{self, SEGMENT_ROTATE_BYTES, SegId, SegKind, SegmentFile};
 use super::{
-    Control, Durability, Item, RecorderConfig, RecorderError, Shared, SpillItem, StatsAtomics,
-    try_drain,
+    AckTx, Control, Durability, Item, NotDurable, RecorderConfig, RecorderError, Shared, SpillItem,
+    StatsAtomics, try_drain,
 };
 
 /// Exchanges derived per pass when replaying the journal.
@@ -40,6 +52,11 @@ const REDERIVE_CHUNK: usize = 2_000;
 const BUSY_POLL: Duration = Duration::from_millis(1);
 /// Without data for this long, the writer goes back to blocking on the data channel.
 const IDLE_AFTER: Duration = Duration::from_millis(50);
+/// First and longest pause before writing the journal again after a failure.
+const BACKOFF_MIN: Duration = Duration::from_millis(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// While the journal keeps failing, at most one log line per this interval.
+const FAIL_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Where a message came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,11 +74,14 @@ struct Live {
     early: BTreeMap<u32, Msg>,
     end_seq: Option<u32>,
     segs: Vec<SegId>,
-    ack: Option<oneshot::Sender<()>>,
+    ack: Option<AckTx>,
     /// Journal write number of the latest message journaled for it.
     mark: u64,
-    /// A message of it could not be journaled: its acknowledgement cannot be honoured.
-    unjournaled: bool,
+    /// Why its acknowledgement cannot be honoured (a message could not be journaled, or never
+    /// arrived).
+    failure: Option<NotDurable>,
+    /// When its `End` arrived while an earlier message was still missing.
+    gap_since: Option<Instant>,
 }
 
 impl Live {
@@ -74,7 +94,8 @@ impl Live {
             segs: Vec::new(),
             ack: None,
             mark: 0,
-            unjournaled: false,
+            failure: None,
+            gap_since: None,
         }
     }
 
@@ -83,13 +104,20 @@ impl Live {
     }
 
     /// All messages received, the ones after a gap included (for exchanges that never completed).
-    fn into_msgs(mut self) -> (ExchangeMsgs, Vec<SegId>, Option<oneshot::Sender<()>>, u64) {
+    /// A failed exchange's acknowledgement is answered here, and its mark is "never journaled".
+    fn into_msgs(mut self) -> (ExchangeMsgs, Vec<SegId>, Option<AckTx>, u64) {
         for (_, m) in std::mem::take(&mut self.early) {
             self.msgs.push(m);
         }
-        // Dropping the sender tells the waiter that durability could not be ensured.
-        let ack = if self.unjournaled { None } else { self.ack };
-        (self.msgs, self.segs, ack, self.mark)
+        match self.failure {
+            Some(why) => {
+                if let Some(ack) = self.ack {
+                    let _ = ack.send(Err(why));
+                }
+                (self.msgs, self.segs, None, u64::MAX)
+            }
+            None => (self.msgs, self.segs, self.ack, self.mark),
+        }
     }
 }
 
@@ -151,6 +179,16 @@ pub(crate) struct Writer {
     synced_writes: u64,
     last_sync: Instant,
     journal_ok: bool,
+    /// After a failure: no journal write before this instant.
+    retry_at: Instant,
+    backoff: Duration,
+    /// The current segment holds bytes of a failed write: cut it back before appending.
+    needs_rollback: bool,
+    /// Failures since the journal last worked, and since the last log line.
+    failures: u64,
+    failures_unlogged: u64,
+    last_fail_log: Instant,
+    last_sweep: Instant,
     segs: BTreeMap<SegId, SegState>,
 
     live: HashMap<ExchangeId, Live>,
@@ -159,7 +197,7 @@ pub(crate) struct Writer {
     outstanding: u64,
     jobs_tx: Option<Sender<DeriveJob>>,
     derivers: Vec<std::thread::JoinHandle<()>>,
-    acks: Vec<(u64, oneshot::Sender<()>)>,
+    acks: Vec<(u64, AckTx)>,
 
     spill_no: u64,
     spill_offset: u64,
@@ -208,6 +246,13 @@ impl Writer {
             synced_writes: 0,
             last_sync: Instant::now(),
             journal_ok: true,
+            retry_at: Instant::now(),
+            backoff: BACKOFF_MIN,
+            needs_rollback: false,
+            failures: 0,
+            failures_unlogged: 0,
+            last_fail_log: Instant::now(),
+            last_sweep: Instant::now(),
             segs: BTreeMap::new(),
             live: HashMap::new(),
             next_ticket: 0,
@@ -270,15 +315,59 @@ impl Writer {
                 self.ingest_spill();
             }
             self.maybe_sync();
+            self.sweep_gaps();
             self.publish_gauge();
         }
+    }
+
+    /// Writes the ended exchanges that have waited `message_gap_limit` for a missing message.
+    fn sweep_gaps(&mut self) {
+        let limit = self.cfg.message_gap_limit;
+        if self.last_sweep.elapsed() < (limit / 2).min(Duration::from_secs(1)) {
+            return;
+        }
+        self.last_sweep = Instant::now();
+        // A message still in the spill queue may be the missing one.
+        if self.shared.spill_pushed.load(Ordering::SeqCst) > self.spill_ingested {
+            return;
+        }
+        let stuck: Vec<ExchangeId> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.gap_since.is_some_and(|t| t.elapsed() >= limit))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stuck {
+            if let Some(live) = self.live.get_mut(&id) {
+                tracing::warn!(exchange = %id, missing_seq = live.next_seq,
+                    "agentcap recorder: an ended exchange still misses a message; writing it with what arrived");
+                live.failure.get_or_insert(NotDurable::Incomplete);
+            }
+            StatsAtomics::add(&self.shared.stats.exchanges_incomplete, 1);
+            self.finalize(id);
+        }
+    }
+
+    /// `true` when the current segment has bytes to commit (and is in a state to commit them).
+    fn journal_dirty(&self) -> bool {
+        !self.needs_rollback && self.journal.as_ref().is_some_and(SegmentFile::dirty)
+    }
+
+    /// The test hook's simulated failure, if it is on.
+    fn fault(&self) -> Option<io::Error> {
+        self.shared.journal_fault.load(Ordering::SeqCst).then(|| {
+            io::Error::new(
+                io::ErrorKind::StorageFull,
+                "simulated journal failure (no space left on device)",
+            )
+        })
     }
 
     /// How long the loop may sleep before something is due.
     fn timeout(&self) -> Duration {
         let mut t = Duration::from_millis(250);
         let interval = self.cfg.journal_commit_interval;
-        if self.journal.as_ref().is_some_and(SegmentFile::dirty) {
+        if self.journal_dirty() {
             if self.cfg.durability == Durability::Strict && !self.acks.is_empty() {
                 return Duration::ZERO;
             }
@@ -321,7 +410,7 @@ impl Writer {
         self.ingest(msg, ack, Source::Channel);
     }
 
-    fn ingest(&mut self, msg: Msg, ack: Option<oneshot::Sender<()>>, source: Source) {
+    fn ingest(&mut self, msg: Msg, ack: Option<AckTx>, source: Source) {
         let id = msg.exchange_id();
         let seq = msg.seq();
         let seg = match source {
@@ -344,13 +433,16 @@ impl Writer {
         }
         if source == Source::Channel {
             live.mark = self.writes;
-            live.unjournaled |= seg.is_none();
+            if seg.is_none() {
+                live.failure.get_or_insert(NotDurable::JournalFailed);
+            }
         }
         if ack.is_some() {
             live.ack = ack;
         }
         if matches!(msg, Msg::End { .. }) {
             live.end_seq = Some(seq);
+            live.gap_since = Some(Instant::now());
         }
         if seq == live.next_seq {
             live.msgs.push(msg);
@@ -375,7 +467,7 @@ impl Writer {
         let (msgs, segs, ack, mark) = live.into_msgs();
         if let Some(ack) = ack {
             if mark <= self.synced_writes {
-                let _ = ack.send(());
+                let _ = ack.send(Ok(()));
             } else {
                 self.acks.push((mark, ack));
             }
@@ -410,47 +502,87 @@ impl Writer {
     // -----------------------------------------------------------------------------------------
     // Journal
 
-    fn journal_failed(&mut self, e: &std::io::Error) {
+    /// A journal write, commit or creation failed: back off, keep the segment (it is cut back
+    /// to its last commit before the next append), fail what cannot be honoured, log sparingly.
+    fn journal_failed(&mut self, e: &io::Error) {
         StatsAtomics::add(&self.shared.stats.journal_errors, 1);
+        let now = Instant::now();
+        self.failures += 1;
         if self.journal_ok {
-            tracing::warn!(error = %e, dir = %self.dir.display(),
-                "agentcap recorder: journal write failed; records still go to DuckDB but are not crash-safe");
+            tracing::error!(error = %e, dir = %self.dir.display(), durability = ?self.cfg.durability,
+                "agentcap recorder: journal write failed; forwarding goes on, records still go to DuckDB but are not crash-safe (strict mode ends responses with an error) until the journal can be written again");
+            self.last_fail_log = now;
+            self.failures_unlogged = 0;
+            self.backoff = BACKOFF_MIN;
+        } else {
+            self.failures_unlogged += 1;
+            if now.duration_since(self.last_fail_log) >= FAIL_LOG_EVERY {
+                tracing::warn!(error = %e, dir = %self.dir.display(), failures = self.failures_unlogged,
+                    "agentcap recorder: the journal still cannot be written");
+                self.last_fail_log = now;
+                self.failures_unlogged = 0;
+            }
+            self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
         }
+        self.retry_at = now + self.backoff;
         self.journal_ok = false;
         self.shared.journal_ok.store(false, Ordering::SeqCst);
-        if let Some(f) = self.journal.take() {
-            let id = f.id;
-            f.abandon();
-            if let Some(st) = self.segs.get_mut(&id) {
-                st.open = false;
-            }
-            // Their unsynced bytes in that file are gone: their acknowledgements cannot be honoured.
-            for live in self.live.values_mut() {
-                if live.segs.contains(&id) {
-                    live.unjournaled = true;
-                }
+        self.needs_rollback = self.journal.is_some();
+        // Messages appended since the last commit are gone: so are their exchanges' guarantees.
+        let synced = self.synced_writes;
+        for live in self.live.values_mut() {
+            if live.mark > synced {
+                live.failure.get_or_insert(NotDurable::JournalFailed);
             }
         }
-        // Acknowledgements that need unsynced writes can no longer be honoured.
-        let synced = self.synced_writes;
-        self.acks.retain(|(mark, _)| *mark <= synced);
+        let mut i = 0;
+        while i < self.acks.len() {
+            if self.acks[i].0 > synced {
+                let (_, ack) = self.acks.swap_remove(i);
+                let _ = ack.send(Err(NotDurable::JournalFailed));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    /// The journal works again after failures.
+    fn journal_recovered(&mut self) {
+        tracing::info!(failures = self.failures, dir = %self.dir.display(),
+            "agentcap recorder: the journal can be written again");
+        self.journal_ok = true;
+        self.shared.journal_ok.store(true, Ordering::SeqCst);
+        self.failures = 0;
+        self.failures_unlogged = 0;
+        self.backoff = BACKOFF_MIN;
     }
 
     /// Appends a message to the current segment; returns the segment it went to.
     fn journal_append(&mut self, msg: &Msg) -> Option<SegId> {
+        if !self.journal_ok && Instant::now() < self.retry_at {
+            return None;
+        }
+        if let Some(e) = self.fault() {
+            self.journal_failed(&e);
+            return None;
+        }
+        if self.needs_rollback {
+            if let Some(f) = self.journal.as_mut()
+                && let Err(e) = f.rollback()
+            {
+                self.journal_failed(&e);
+                return None;
+            }
+            self.needs_rollback = false;
+        }
         if self.journal.is_none() {
             let id = SegId {
                 kind: SegKind::Journal,
                 no: self.next_journal_no,
             };
-            self.next_journal_no += 1;
             match SegmentFile::create(&self.dir, id, self.redactor.clone()) {
                 Ok(f) => {
-                    if !self.journal_ok {
-                        tracing::info!("agentcap recorder: the journal can be written again");
-                        self.journal_ok = true;
-                        self.shared.journal_ok.store(true, Ordering::SeqCst);
-                    }
+                    self.next_journal_no = id.next_no();
                     self.segs.insert(
                         id,
                         SegState {
@@ -488,11 +620,20 @@ impl Writer {
     /// Group commit of the journal; resolves the acknowledgements it covers.
     fn sync_journal(&mut self) {
         self.last_sync = Instant::now();
-        if let Some(f) = self.journal.as_mut()
-            && let Err(e) = f.sync()
-        {
-            self.journal_failed(&e);
-            return;
+        if self.journal_dirty() {
+            let fault = self.fault();
+            let result = match (fault, self.journal.as_mut()) {
+                (Some(e), _) => Err(e),
+                (None, Some(f)) => f.sync(),
+                (None, None) => Ok(()),
+            };
+            if let Err(e) = result {
+                self.journal_failed(&e);
+                return;
+            }
+            if !self.journal_ok {
+                self.journal_recovered();
+            }
         }
         if self.journal_ok {
             self.synced_writes = self.writes;
@@ -505,7 +646,7 @@ impl Writer {
         while i < self.acks.len() {
             if self.acks[i].0 <= synced {
                 let (_, ack) = self.acks.swap_remove(i);
-                let _ = ack.send(());
+                let _ = ack.send(Ok(()));
             } else {
                 i += 1;
             }
@@ -513,7 +654,7 @@ impl Writer {
     }
 
     fn maybe_sync(&mut self) {
-        let dirty = self.journal.as_ref().is_some_and(SegmentFile::dirty);
+        let dirty = self.journal_dirty();
         let strict_wait = self.cfg.durability == Durability::Strict && !self.acks.is_empty();
         if (dirty && (self.last_sync.elapsed() >= self.cfg.journal_commit_interval || strict_wait))
             || (!dirty && !self.acks.is_empty())
@@ -525,6 +666,10 @@ impl Writer {
     /// Closes the current segment (after a commit); it is deleted once its exchanges are in DuckDB.
     fn rotate_journal(&mut self) {
         self.sync_journal();
+        if self.needs_rollback {
+            // The commit failed: keep writing (after the back-off) to this segment.
+            return;
+        }
         if let Some(f) = self.journal.take() {
             let id = f.id;
             f.abandon();
@@ -575,10 +720,10 @@ impl Writer {
 
     /// Starts a fresh segment when everything in the current one is committed.
     fn rotate_if_idle(&mut self) {
-        let idle = self
-            .journal
-            .as_ref()
-            .is_some_and(|f| f.len > 0 && self.segs.get(&f.id).is_none_or(|st| st.live.is_empty()));
+        let idle = self.journal_ok
+            && self.journal.as_ref().is_some_and(|f| {
+                f.records > 0 && self.segs.get(&f.id).is_none_or(|st| st.live.is_empty())
+            });
         if idle {
             self.rotate_journal();
         }
@@ -610,7 +755,13 @@ impl Writer {
                 {
                     Ok(parsed) => {
                         self.spill_offset += parsed.valid_len as u64;
-                        if parsed.torn {
+                        if !parsed.damage.is_empty() {
+                            let bytes = parsed.damaged_bytes() as u64;
+                            StatsAtomics::add(&self.shared.stats.journal_corrupt_bytes, bytes);
+                            tracing::error!(file = %seg.path(&self.dir).display(), bytes,
+                                "agentcap recorder: damaged records in a spill file; reading on after them");
+                        }
+                        if parsed.torn() {
                             tracing::warn!(file = %seg.path(&self.dir).display(),
                                 "agentcap recorder: unreadable record in a spill file; skipping to its committed end");
                             self.spill_offset = file.synced_len;
@@ -638,7 +789,7 @@ impl Writer {
             if file.closed && self.spill_offset >= file.synced_len {
                 self.close_seg(seg);
                 self.shared.spill_files.lock().retain(|f| f.no != file.no);
-                self.spill_no = file.no + 1;
+                self.spill_no = seg.next_no();
                 self.spill_offset = 0;
                 continue;
             }
@@ -779,10 +930,8 @@ pub(crate) fn load_exchanges(
     let mut out: HashMap<ExchangeId, BTreeMap<u32, Msg>> = HashMap::new();
     for seg in files {
         let path = seg.path(dir);
-        let parsed = match journal::read_file(&path) {
-            Ok(p) => p,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(journal_err(&path)(e)),
+        let Some(parsed) = read_for_replay(&path)? else {
+            continue;
         };
         for m in parsed.msgs {
             let id = m.exchange_id();
@@ -800,41 +949,105 @@ pub(crate) struct ReplayReport {
     pub exchanges: u64,
     pub next_journal_no: u64,
     pub next_spill_no: u64,
+    /// Damaged files (kept under `corrupt/`) and the bytes skipped in them.
+    pub corrupt_segments: u64,
+    pub corrupt_bytes: u64,
+}
+
+/// The directory damaged journal files are moved to.
+pub(crate) fn corrupt_dir(dir: &Path) -> PathBuf {
+    dir.join("corrupt")
+}
+
+/// Moves `name` from `dir` into `dir/corrupt/` (never overwriting an earlier one); returns where.
+fn quarantine(dir: &Path, name: &str) -> Result<PathBuf, RecorderError> {
+    let cdir = corrupt_dir(dir);
+    std::fs::create_dir_all(&cdir).map_err(journal_err(&cdir))?;
+    let mut to = cdir.join(name);
+    let mut n = 1u32;
+    while to.exists() {
+        to = cdir.join(format!("{name}.{n}"));
+        n = n.saturating_add(1);
+    }
+    let from = dir.join(name);
+    std::fs::rename(&from, &to).map_err(journal_err(&from))?;
+    Ok(to)
+}
+
+/// The format version an `InvalidData` read error is about, if that is what it is.
+fn unsupported_version(e: &io::Error) -> Option<u32> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<journal::UnsupportedVersion>())
+        .map(|v| v.0)
+}
+
+/// Reads a journal file for replay; a file of an unknown format version stops the recorder
+/// from opening (the file is left where it is).
+fn read_for_replay(path: &Path) -> Result<Option<journal::Parsed>, RecorderError> {
+    match journal::read_file(path) {
+        Ok(p) => Ok(Some(p)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(match unsupported_version(&e) {
+            Some(version) => RecorderError::JournalVersion {
+                path: path.to_owned(),
+                version,
+            },
+            None => journal_err(path)(e),
+        }),
+    }
 }
 
 /// Rebuilds the exchanges left in the journal by a previous run and writes those DuckDB does not
-/// have (exchanges without an `End` become `proxy_error` rows), then deletes the files.
+/// have (exchanges without an `End` become `proxy_error` rows), then deletes the files (damaged
+/// ones are moved to `corrupt/`).
 pub(crate) fn replay(
     conn: &Connection,
     dir: &Path,
     ctx: &DeriveCtx,
     batch_rows: usize,
 ) -> Result<ReplayReport, RecorderError> {
-    let segs = journal::list_segments(dir).map_err(journal_err(dir))?;
-    let next = |kind| {
-        segs.iter()
-            .filter(|s| s.kind == kind)
-            .map(|s| s.no + 1)
-            .max()
-            .unwrap_or(0)
-    };
+    let listing = journal::list_dir(dir).map_err(journal_err(dir))?;
+    for name in &listing.odd {
+        let to = quarantine(dir, name)?;
+        tracing::warn!(file = %dir.join(name).display(), moved_to = %to.display(),
+            "agentcap recorder: a file named like a journal segment has a number this build does not use; moved aside, not replayed");
+    }
+    let segs = listing.segments;
+    let newest = |kind| segs.iter().filter(|s| s.kind == kind).max().copied();
+    let next = |kind| newest(kind).map_or(0, SegId::next_no);
     let mut report = ReplayReport {
-        exchanges: 0,
         next_journal_no: next(SegKind::Journal),
         next_spill_no: next(SegKind::Spill),
+        ..ReplayReport::default()
     };
     if segs.is_empty() {
         return Ok(report);
     }
-    // Pass 1: which exchanges are where, in order of first appearance.
+    // Pass 1: which exchanges are where, in order of first appearance; which files are damaged.
     let mut order = Vec::new();
     let mut located: HashMap<ExchangeId, Vec<SegId>> = HashMap::new();
+    let mut corrupt = BTreeSet::new();
     for seg in &segs {
         let path = seg.path(dir);
-        let parsed = journal::read_file(&path).map_err(journal_err(&path))?;
-        if parsed.torn {
-            tracing::info!(file = %path.display(), valid_bytes = parsed.valid_len,
-                "agentcap recorder: ignoring the torn tail of a journal file");
+        let Some(parsed) = read_for_replay(&path)? else {
+            continue;
+        };
+        // Only the newest file of its family was being written when the process stopped.
+        let is_newest = newest(seg.kind) == Some(*seg);
+        let tail = parsed.tail.clone().map_or(0, |t| t.len());
+        if parsed.damage.is_empty() && (tail == 0 || is_newest) {
+            if tail > 0 {
+                tracing::info!(file = %path.display(), valid_bytes = parsed.valid_len, torn_bytes = tail,
+                    "agentcap recorder: ignoring the torn tail of the newest journal file (a write cut by the stop)");
+            }
+        } else {
+            let bytes = (parsed.damaged_bytes() + if is_newest { 0 } else { tail }) as u64;
+            tracing::error!(file = %path.display(), damaged_ranges = parsed.damage.len(), damaged_bytes = bytes,
+                tail_bytes = tail, records_read = parsed.msgs.len(),
+                "agentcap recorder: journal file is damaged; replaying every valid record before and after the damage and keeping the file under corrupt/");
+            corrupt.insert(*seg);
+            report.corrupt_segments += 1;
+            report.corrupt_bytes += bytes;
         }
         for m in &parsed.msgs {
             let id = m.exchange_id();
@@ -885,8 +1098,17 @@ pub(crate) fn replay(
     }
     for seg in &segs {
         let path = seg.path(dir);
+        if corrupt.contains(seg) {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let to = quarantine(dir, &name)?;
+            tracing::error!(file = %to.display(), "agentcap recorder: damaged journal file kept aside");
+            continue;
+        }
         if let Err(e) = std::fs::remove_file(&path)
-            && e.kind() != std::io::ErrorKind::NotFound
+            && e.kind() != io::ErrorKind::NotFound
         {
             return Err(journal_err(&path)(e));
         }

@@ -4,5 +4,6 @@ mod connections;
 mod forwarding;
 mod harness;
 mod recorder;
+mod strict;
 mod transparency;
 mod views;

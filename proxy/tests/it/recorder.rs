@@ -7,7 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agentcap_proxy::record::{ExchangeId, HttpVersion, Msg, Outcome, RequestInfo, Timings};
 use agentcap_proxy::recorder::{
-    Durability, Recorder, RecorderConfig, RecorderError, RecorderHandle, query_file_read_only,
+    Durability, DurableAck, Recorder, RecorderConfig, RecorderError, RecorderHandle,
+    query_file_read_only,
 };
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -939,7 +940,7 @@ async fn out_of_order_messages_are_reassembled() {
 }
 
 /// Sends `ex`, acknowledging its `End` durably; returns the id and the acknowledgement.
-fn send_durable(h: &RecorderHandle, ex: Ex) -> (ExchangeId, tokio::sync::oneshot::Receiver<()>) {
+fn send_durable(h: &RecorderHandle, ex: Ex) -> (ExchangeId, DurableAck) {
     let id = ex.id;
     let mut msgs = ex.msgs;
     let end = msgs.pop().unwrap();
@@ -1606,5 +1607,302 @@ async fn throughput() {
         s.rows_written as f64 / db_secs,
     );
     assert_eq!(s.sse_events_written, EXCHANGES * (DELTAS as u64 + 2));
+    rec.shutdown().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Journal damage, odd file names, a failing journal
+
+/// Captured log lines of this test binary (one global subscriber, installed once).
+pub(crate) fn captured_logs() -> String {
+    use std::sync::{Arc, Mutex, OnceLock};
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    struct W(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for W {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let b = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || W(b.clone()))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(sub);
+        buf
+    });
+    String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
+}
+
+fn jdir(dir: &Path) -> PathBuf {
+    dir.join("rec.duckdb.journal")
+}
+
+/// The journal segments (`seg-*`) in the journal directory.
+fn segs_in(dir: &Path) -> Vec<PathBuf> {
+    journal_files(dir)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("seg-"))
+        })
+        .collect()
+}
+
+fn corrupt_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(jdir(dir).join("corrupt"))
+        .map(|rd| rd.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Nothing reaches DuckDB before the "crash"; every acknowledged exchange is in the journal.
+fn crash_config(dir: &Path) -> RecorderConfig {
+    let mut cfg = config(dir);
+    cfg.flush_interval = Duration::from_secs(3600);
+    cfg.batch_rows = 1_000_000;
+    cfg.durability = Durability::Strict;
+    cfg
+}
+
+/// Journals `n` complete exchanges durably, then crashes.
+async fn journal_then_crash(dir: &Path, n: usize) -> Vec<ExchangeId> {
+    let rec = Recorder::open(crash_config(dir)).unwrap();
+    let h = rec.handle();
+    let mut ids = Vec::new();
+    let mut acks = Vec::new();
+    for i in 0..n {
+        let (id, ack) = send_durable(
+            &h,
+            Ex::new("POST", "/v1/conversations")
+                .json(&json!({"inputs": format!("q{i}"), "stream": true}))
+                .stream(&turn_events(&format!("conv_{i}"), small_usage()), i as u64)
+                .end(),
+        );
+        ids.push(id);
+        acks.push(ack);
+    }
+    for a in acks {
+        a.await.expect("durable ack");
+    }
+    assert_eq!(h.stats().exchanges_written, 0);
+    rec.abort();
+    ids
+}
+
+#[tokio::test]
+async fn a_flipped_byte_mid_segment_loses_only_the_record_it_hit() {
+    let logs_before = captured_logs().len();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 40;
+    journal_then_crash(dir.path(), n).await;
+    let segs = segs_in(dir.path());
+    assert_eq!(segs.len(), 1, "{segs:?}");
+    let mut bytes = std::fs::read(&segs[0]).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x20;
+    std::fs::write(&segs[0], &bytes).unwrap();
+
+    let rec = Recorder::open(crash_config(dir.path())).unwrap();
+    let h = rec.handle();
+    let s = h.stats();
+    assert_eq!(s.journal_corrupt_segments, 1, "{s:?}");
+    assert!(s.journal_corrupt_bytes > 0, "{s:?}");
+    // Every exchange but the one whose record was hit is complete (that one may still have a row).
+    let complete = count(
+        &h,
+        "SELECT count(*) FROM exchanges WHERE outcome = 'complete'",
+    );
+    assert!(complete >= n as i64 - 1, "only {complete} of {n} replayed");
+    // The damaged file is kept aside, byte for byte; nothing is left to replay.
+    let kept = corrupt_files(dir.path());
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), bytes);
+    assert!(segs_in(dir.path()).is_empty());
+    let logs = captured_logs()[logs_before..].to_owned();
+    let name = segs[0].display().to_string();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("ERROR") && l.contains(&name) && l.contains("damaged")),
+        "no ERROR line about {name}"
+    );
+    rec.shutdown().unwrap();
+    // Opening again replays nothing and duplicates nothing.
+    let rec = Recorder::open(crash_config(dir.path())).unwrap();
+    let h = rec.handle();
+    assert_eq!(h.stats().replayed_exchanges, 0);
+    assert_eq!(h.stats().journal_corrupt_segments, 0);
+    assert!(count(&h, "SELECT count(*) FROM exchanges") <= n as i64);
+    rec.shutdown().unwrap();
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_quiet_only_in_the_newest_segment() {
+    // The newest segment: a cut last record is the crash's torn tail, not corruption.
+    let dir = tempfile::tempdir().unwrap();
+    journal_then_crash(dir.path(), 3).await;
+    let seg = segs_in(dir.path()).pop().unwrap();
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(len - 7).unwrap();
+    drop(f);
+    let rec = Recorder::open(crash_config(dir.path())).unwrap();
+    let h = rec.handle();
+    assert_eq!(h.stats().replayed_exchanges, 3);
+    assert_eq!(h.stats().journal_corrupt_segments, 0);
+    assert!(corrupt_files(dir.path()).is_empty());
+    assert_eq!(
+        count(
+            &h,
+            "SELECT count(*) FROM exchanges WHERE outcome = 'complete'"
+        ),
+        2
+    );
+    rec.shutdown().unwrap();
+
+    // The same cut in a segment that has a newer one after it is corruption.
+    let dir = tempfile::tempdir().unwrap();
+    journal_then_crash(dir.path(), 3).await;
+    let seg = segs_in(dir.path()).pop().unwrap();
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(len - 7).unwrap();
+    drop(f);
+    std::fs::write(
+        jdir(dir.path()).join("seg-00000099.log"),
+        agentcap_proxy::recorder::journal::segment_header(),
+    )
+    .unwrap();
+    let rec = Recorder::open(crash_config(dir.path())).unwrap();
+    let h = rec.handle();
+    assert_eq!(h.stats().replayed_exchanges, 3);
+    assert_eq!(h.stats().journal_corrupt_segments, 1);
+    assert_eq!(corrupt_files(dir.path()).len(), 1);
+    rec.shutdown().unwrap();
+}
+
+#[tokio::test]
+async fn odd_segment_names_never_panic_and_are_moved_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = jdir(dir.path());
+    std::fs::create_dir_all(&j).unwrap();
+    let header = agentcap_proxy::recorder::journal::segment_header();
+    for odd in [
+        "seg-18446744073709551615.log",
+        "seg-+7.log",
+        "spill-99999999999999999999.log",
+    ] {
+        std::fs::write(j.join(odd), header).unwrap();
+    }
+    std::fs::write(j.join("notes.txt"), b"not ours").unwrap();
+    let rec = Recorder::open(config(dir.path())).unwrap();
+    let h = rec.handle();
+    Ex::new("GET", "/v1/agents/ag_1")
+        .reply(200, &agent(0, "x"))
+        .end()
+        .send(&h);
+    h.flush().await.unwrap();
+    assert_eq!(count(&h, "SELECT count(*) FROM exchanges"), 1);
+    rec.shutdown().unwrap();
+    let kept: Vec<String> = corrupt_files(dir.path())
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            "seg-+7.log",
+            "seg-18446744073709551615.log",
+            "spill-99999999999999999999.log"
+        ]
+    );
+    assert!(j.join("notes.txt").exists(), "other files are left alone");
+}
+
+#[tokio::test]
+async fn a_journal_of_an_unknown_version_is_refused_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = jdir(dir.path());
+    std::fs::create_dir_all(&j).unwrap();
+    let mut file = agentcap_proxy::recorder::journal::encode_segment_header(99).to_vec();
+    file.extend_from_slice(b"records of a future format");
+    let path = j.join("seg-00000001.log");
+    std::fs::write(&path, &file).unwrap();
+    match Recorder::open(config(dir.path())) {
+        Err(RecorderError::JournalVersion { version, path: p }) => {
+            assert_eq!(version, 99);
+            assert_eq!(p, path);
+        }
+        other => panic!("opened anyway: {other:?}"),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), file, "the file is untouched");
+}
+
+#[tokio::test]
+async fn a_failing_journal_in_batched_mode_reuses_its_segment_and_logs_sparingly() {
+    let logs_before = captured_logs().len();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.flush_interval = Duration::from_secs(3600);
+    cfg.batch_rows = 1_000_000;
+    let rec = Recorder::open(cfg).unwrap();
+    let h = rec.handle();
+    let one = |h: &RecorderHandle| {
+        Ex::new("GET", "/v1/agents/ag_1")
+            .reply(200, &agent(0, "x"))
+            .end()
+            .send(h);
+    };
+    one(&h);
+    let mut sent = 1;
+    wait_until("the first segment", || segs_in(dir.path()).len() == 1);
+    let seg = segs_in(dir.path());
+
+    // A full disk: every write fails. Keep the traffic going while the writer backs off.
+    h.set_journal_fault(true);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while h.stats().journal_errors < 6 {
+        assert!(Instant::now() < deadline, "the writer never retried");
+        one(&h);
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(segs_in(dir.path()), seg, "no new file per failed write");
+    h.set_journal_fault(false);
+    // The journal is written again once its back-off is over.
+    let bytes = h.stats().journal_bytes;
+    while h.stats().journal_bytes == bytes {
+        assert!(Instant::now() < deadline, "the journal never recovered");
+        one(&h);
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(
+        segs_in(dir.path()),
+        seg,
+        "the same segment is written again"
+    );
+    // Nothing was lost on the way to DuckDB.
+    h.flush().await.unwrap();
+    assert_eq!(count(&h, "SELECT count(*) FROM exchanges"), sent);
+    let s = h.stats();
+    assert!(s.journal_errors >= 6, "{s:?}");
+    assert_eq!(s.records_dropped, 0);
+    // One ERROR for the first failure; no WARN per failed write.
+    let logs = captured_logs()[logs_before..].to_owned();
+    let d = jdir(dir.path()).display().to_string();
+    let noisy = logs
+        .lines()
+        .filter(|l| l.contains(&d) && (l.contains("ERROR") || l.contains("WARN")))
+        .count();
+    assert_eq!(noisy, 1, "{logs}");
     rec.shutdown().unwrap();
 }
