@@ -65,6 +65,11 @@ impl Exchange {
         }
     }
 
+    /// How many request body bytes the recorder needs (see [`RecorderHandle::request_copy_limit`]).
+    pub fn request_copy_limit(&self) -> u64 {
+        self.rec.request_copy_limit()
+    }
+
     /// Counts request body bytes.
     pub fn add_in(&self, n: usize) {
         self.bytes_in.fetch_add(n as u64, Ordering::Relaxed);

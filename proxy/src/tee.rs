@@ -35,16 +35,23 @@ pub fn abort_signal(rx: tokio::sync::watch::Receiver<bool>) -> AbortSignal {
 }
 
 /// Wraps the client's request body on its way to the upstream.
+///
+/// Only the first [`crate::recorder::RecorderHandle::request_copy_limit`] bytes of the body are
+/// handed to the recorder (enough for the stored copy, which is capped); the rest is forwarded and
+/// counted, never copied, so an upload costs the recorder a bounded amount whatever its size.
 #[derive(Debug)]
 pub struct RequestTee<B> {
     inner: B,
     ex: Arc<Exchange>,
+    /// Body bytes the recorder may still get.
+    room: u64,
 }
 
 impl<B> RequestTee<B> {
     /// Tees `inner` into `ex`'s record.
     pub fn new(inner: B, ex: Arc<Exchange>) -> Self {
-        Self { inner, ex }
+        let room = ex.request_copy_limit();
+        Self { inner, ex, room }
     }
 }
 
@@ -64,12 +71,16 @@ where
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     self.ex.add_in(data.len());
-                    let seq = self.ex.next_seq();
-                    self.ex.record(Msg::RequestBody {
-                        id: self.ex.id,
-                        seq,
-                        bytes: data.clone(),
-                    });
+                    let n = usize::try_from(self.room).map_or(data.len(), |r| r.min(data.len()));
+                    if n > 0 {
+                        self.room -= n as u64;
+                        let seq = self.ex.next_seq();
+                        self.ex.record(Msg::RequestBody {
+                            id: self.ex.id,
+                            seq,
+                            bytes: data.slice(..n),
+                        });
+                    }
                 }
                 Poll::Ready(Some(Ok(frame)))
             }

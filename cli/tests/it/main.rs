@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 mod bench;
 mod durability;
 mod eval;
+mod memory;
 mod shutdown;
 
 const BIN: &str = env!("CARGO_BIN_EXE_agentcap");

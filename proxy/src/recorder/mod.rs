@@ -80,6 +80,9 @@ pub struct RecorderConfig {
     pub journal_dir: Option<PathBuf>,
     /// Capacity of the bounded channel, in messages (default 65 536).
     pub channel_capacity: usize,
+    /// Capacity of the channel in body bytes (default 64 MiB): a message whose frame would take
+    /// the channel past it goes to the spill file instead, like a message finding it full.
+    pub channel_bytes: usize,
     /// Commit to DuckDB once this many rows are pending (default 10 000)…
     pub batch_rows: usize,
     /// …or once the oldest pending row is this old (default 200 ms), and on shutdown.
@@ -98,6 +101,10 @@ pub struct RecorderConfig {
     /// 100 000); beyond that they are dropped from memory and derived again from the journal when
     /// DuckDB recovers.
     pub max_pending_exchanges: usize,
+    /// Bytes of derived rows the DuckDB thread holds at most before writing a batch (default
+    /// 64 MiB); while DuckDB fails, past it they are dropped from memory like past
+    /// `max_pending_exchanges`.
+    pub max_pending_bytes: usize,
 }
 
 impl Default for RecorderConfig {
@@ -106,6 +113,7 @@ impl Default for RecorderConfig {
             db_path: PathBuf::from("agentcap.duckdb"),
             journal_dir: None,
             channel_capacity: 65_536,
+            channel_bytes: 64 * 1024 * 1024,
             batch_rows: 10_000,
             flush_interval: Duration::from_millis(200),
             journal_commit_interval: Duration::from_millis(5),
@@ -114,6 +122,7 @@ impl Default for RecorderConfig {
             redact: Vec::new(),
             max_sse_event: agentcap_wire::DEFAULT_MAX_EVENT_SIZE,
             max_pending_exchanges: 100_000,
+            max_pending_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -227,6 +236,16 @@ pub struct RecorderStats {
     pub pending_exchanges: u64,
     /// Exchanges recovered from a previous run's journal when opening.
     pub replayed_exchanges: u64,
+    /// Gauge: body bytes in the channel from the hot path to the writer (bounded by
+    /// `channel_bytes`; when full, messages go to the spill file).
+    pub channel_bytes: u64,
+    /// Gauge: bytes of finished exchanges queued for a deriver thread (bounded by
+    /// `DERIVE_QUEUE_BYTES`; when full, the writer derives the exchange itself).
+    pub derive_queue_bytes: u64,
+    /// Gauge: bytes of derived rows held by the DuckDB thread until committed (a batch is written
+    /// as soon as they pass `max_pending_bytes`; while DuckDB fails, past it the rows of journaled
+    /// exchanges are dropped from memory and derived again from the journal later).
+    pub db_queue_bytes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -247,6 +266,9 @@ struct StatsAtomics {
     records_dropped: AtomicU64,
     pending_exchanges: AtomicU64,
     replayed_exchanges: AtomicU64,
+    derive_queue_bytes: AtomicU64,
+    db_queue_bytes: AtomicU64,
+    channel_bytes: AtomicU64,
 }
 
 impl StatsAtomics {
@@ -269,6 +291,9 @@ impl StatsAtomics {
             records_dropped: g(&self.records_dropped),
             pending_exchanges: g(&self.pending_exchanges),
             replayed_exchanges: g(&self.replayed_exchanges),
+            channel_bytes: g(&self.channel_bytes),
+            derive_queue_bytes: g(&self.derive_queue_bytes),
+            db_queue_bytes: g(&self.db_queue_bytes),
         }
     }
 
@@ -284,6 +309,17 @@ pub(crate) enum Item {
 }
 
 impl Item {
+    /// Body bytes the message carries (what the channel's byte bound counts).
+    fn body_bytes(&self) -> u64 {
+        let m = match self {
+            Item::Plain(m) | Item::Durable(m, _) => m,
+        };
+        match m {
+            Msg::RequestBody { bytes, .. } | Msg::ResponseBody { bytes, .. } => bytes.len() as u64,
+            _ => 0,
+        }
+    }
+
     fn into_parts(self) -> (Msg, Option<oneshot::Sender<()>>) {
         match self {
             Item::Plain(m) => (m, None),
@@ -333,6 +369,23 @@ pub(crate) struct Shared {
     spill_files: Mutex<Vec<SpillFile>>,
     /// Messages handed to the spill thread.
     spill_pushed: AtomicU64,
+    /// See [`RecorderHandle::request_copy_limit`].
+    request_copy_limit: u64,
+    /// `RecorderConfig::channel_bytes`.
+    channel_bytes_cap: u64,
+}
+
+impl Shared {
+    /// `n` body bytes left the channel (or never entered it).
+    fn channel_took(shared: &Shared, n: u64) {
+        if n > 0 {
+            let _ = shared.stats.channel_bytes.fetch_update(
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+                |v| Some(v.saturating_sub(n)),
+            );
+        }
+    }
 }
 
 /// The recorder: owns the writer thread (with its deriver and DuckDB threads) and the spill thread. Dropping
@@ -413,6 +466,8 @@ impl Recorder {
             spill_acks: Mutex::new(HashMap::new()),
             spill_files: Mutex::new(Vec::new()),
             spill_pushed: AtomicU64::new(0),
+            request_copy_limit: body::request_copy_limit(cfg.capture_cap),
+            channel_bytes_cap: cfg.channel_bytes as u64,
         });
         let replay = writer::replay(&conn, &journal_dir, &derive_ctx, cfg.batch_rows)?;
         StatsAtomics::add(&shared.stats.replayed_exchanges, replay.exchanges);
@@ -539,7 +594,17 @@ impl RecorderHandle {
     fn enqueue(&self, item: Item) {
         let s = &self.shared.stats;
         StatsAtomics::add(&s.received, 1);
-        match self.data_tx.try_send(item) {
+        let n = item.body_bytes();
+        let in_channel = s.channel_bytes.fetch_add(n, Ordering::Relaxed) + n;
+        let sent = if n > 0 && in_channel > self.shared.channel_bytes_cap {
+            Err(TrySendError::Full(item))
+        } else {
+            self.data_tx.try_send(item)
+        };
+        if sent.is_err() {
+            Shared::channel_took(&self.shared, n);
+        }
+        match sent {
             Ok(()) => {}
             Err(TrySendError::Full(item)) => {
                 StatsAtomics::add(&s.spilled, 1);
@@ -568,6 +633,13 @@ impl RecorderHandle {
         let (tx, rx) = oneshot::channel();
         self.enqueue(Item::Durable(msg, tx));
         rx
+    }
+
+    /// Request body bytes the recorder needs to store a body under the capture cap: the cap plus
+    /// room for compression overhead (a deflate-family body longer than this decodes to more than
+    /// the cap). The request tee hands over no more than this; the rest is forwarded and counted.
+    pub fn request_copy_limit(&self) -> u64 {
+        self.shared.request_copy_limit
     }
 
     /// Current counters.

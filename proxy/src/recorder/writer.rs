@@ -83,9 +83,12 @@ impl Live {
     }
 
     /// All messages received, the ones after a gap included (for exchanges that never completed).
-    fn into_msgs(mut self) -> (ExchangeMsgs, Vec<SegId>, Option<oneshot::Sender<()>>, u64) {
+    fn into_msgs(
+        mut self,
+        ctx: &DeriveCtx,
+    ) -> (ExchangeMsgs, Vec<SegId>, Option<oneshot::Sender<()>>, u64) {
         for (_, m) in std::mem::take(&mut self.early) {
-            self.msgs.push(m);
+            self.msgs.push(m, ctx);
         }
         // Dropping the sender tells the waiter that durability could not be ensured.
         let ack = if self.unjournaled { None } else { self.ack };
@@ -93,14 +96,30 @@ impl Live {
     }
 }
 
-/// Work for a deriver thread; its answer goes to the DuckDB thread.
-type DeriveJob = (u64, ExchangeMsgs);
+/// Work for a deriver thread (ticket, copy, its size); its answer goes to the DuckDB thread.
+type DeriveJob = (u64, ExchangeMsgs, usize);
+
+/// Bound of the derive queue, in bytes of exchange copies (gauge: `derive_queue_bytes`). When a
+/// job does not fit, the writer derives the exchange itself: the writer slows down, its channel
+/// fills and the hot path spills to disk; nothing waits and nothing is dropped.
+pub(crate) const DERIVE_QUEUE_BYTES: u64 = 64 * 1024 * 1024;
+/// Bound of the derive queue in jobs (same when-full policy).
+const DERIVE_QUEUE_JOBS: usize = 4096;
 
 /// Derives exchanges off the writer thread, so parsing overlaps journaling and DuckDB writes.
-fn run_deriver(ctx: DeriveCtx, jobs: Receiver<DeriveJob>, done: Sender<DeriveDone>) {
-    for (ticket, msgs) in jobs {
+fn run_deriver(
+    ctx: DeriveCtx,
+    jobs: Receiver<DeriveJob>,
+    done: Sender<DeriveDone>,
+    shared: Arc<Shared>,
+) {
+    for (ticket, msgs, bytes) in jobs {
+        shared
+            .stats
+            .derive_queue_bytes
+            .fetch_sub(bytes as u64, Ordering::Relaxed);
         let derived =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| derive(&msgs, &ctx))).ok();
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| derive(msgs, &ctx))).ok();
         if done.send((ticket, derived)).is_err() {
             return;
         }
@@ -168,20 +187,24 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub fn new(init: WriterInit) -> Self {
-        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<DeriveJob>();
+        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<DeriveJob>(DERIVE_QUEUE_JOBS);
         // One deriver per spare core (at least one, at most four).
         let n = std::thread::available_parallelism()
             .map_or(1, |n| n.get().saturating_sub(1))
             .clamp(1, 4);
         let derivers = (0..n)
             .filter_map(|i| {
-                let (ctx, jobs, done) =
-                    (init.derive.clone(), jobs_rx.clone(), init.done_tx.clone());
+                let (ctx, jobs, done, shared) = (
+                    init.derive.clone(),
+                    jobs_rx.clone(),
+                    init.done_tx.clone(),
+                    init.shared.clone(),
+                );
                 std::thread::Builder::new()
                     .name(format!("agentcap-derive-{i}"))
                     .spawn(move || {
                         super::background_priority();
-                        run_deriver(ctx, jobs, done)
+                        run_deriver(ctx, jobs, done, shared)
                     })
                     .ok()
             })
@@ -317,6 +340,7 @@ impl Writer {
     // Ingestion
 
     fn ingest_item(&mut self, item: Item) {
+        Shared::channel_took(&self.shared, item.body_bytes());
         let (msg, ack) = item.into_parts();
         self.ingest(msg, ack, Source::Channel);
     }
@@ -353,10 +377,10 @@ impl Writer {
             live.end_seq = Some(seq);
         }
         if seq == live.next_seq {
-            live.msgs.push(msg);
+            live.msgs.push(msg, &self.derive);
             live.next_seq += 1;
             while let Some(m) = live.early.remove(&live.next_seq) {
-                live.msgs.push(m);
+                live.msgs.push(m, &self.derive);
                 live.next_seq += 1;
             }
         } else if seq > live.next_seq {
@@ -372,7 +396,7 @@ impl Writer {
         let Some(live) = self.live.remove(&id) else {
             return;
         };
-        let (msgs, segs, ack, mark) = live.into_msgs();
+        let (msgs, segs, ack, mark) = live.into_msgs(&self.derive);
         if let Some(ack) = ack {
             if mark <= self.synced_writes {
                 let _ = ack.send(());
@@ -383,15 +407,27 @@ impl Writer {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         // Until derived, count about one row per response frame.
-        let rows = 1 + msgs.response_frames.len();
+        let rows = 1 + usize::try_from(msgs.response_frame_count()).unwrap_or(usize::MAX);
+        let bytes = msgs.approx_bytes();
+        let gauge = &self.shared.stats.derive_queue_bytes;
         let job = match &self.jobs_tx {
-            Some(tx) => match tx.send((ticket, msgs)) {
-                Ok(()) => None,
-                Err(crossbeam_channel::SendError((_, msgs))) => Some(msgs),
-            },
-            None => Some(msgs),
+            Some(tx) if gauge.load(Ordering::Relaxed) + bytes as u64 <= DERIVE_QUEUE_BYTES => {
+                gauge.fetch_add(bytes as u64, Ordering::Relaxed);
+                match tx.try_send((ticket, msgs, bytes)) {
+                    Ok(()) => None,
+                    Err(
+                        crossbeam_channel::TrySendError::Full((_, msgs, _))
+                        | crossbeam_channel::TrySendError::Disconnected((_, msgs, _)),
+                    ) => {
+                        gauge.fetch_sub(bytes as u64, Ordering::Relaxed);
+                        Some(msgs)
+                    }
+                }
+            }
+            // The queue is full (or there is no deriver): derive here.
+            _ => Some(msgs),
         };
-        let derived = job.map(|msgs| derive(&msgs, &self.derive));
+        let derived = job.map(|msgs| derive(msgs, &self.derive));
         self.outstanding += 1;
         let queued = Queued {
             ticket,
@@ -754,15 +790,6 @@ impl Writer {
     }
 }
 
-/// Messages of an exchange by `seq`, folded in order.
-pub(crate) fn fold(id: ExchangeId, msgs: BTreeMap<u32, Msg>) -> ExchangeMsgs {
-    let mut x = ExchangeMsgs::new(id);
-    for (_, m) in msgs {
-        x.push(m);
-    }
-    x
-}
-
 fn journal_err(path: &Path) -> impl FnOnce(std::io::Error) -> RecorderError + '_ {
     move |source| RecorderError::Journal {
         path: path.to_owned(),
@@ -770,13 +797,23 @@ fn journal_err(path: &Path) -> impl FnOnce(std::io::Error) -> RecorderError + '_
     }
 }
 
-/// Reads the messages of the exchanges `ids` from the journal files `files`.
+/// An exchange being read back from the journal: messages are folded into its bounded copy as soon
+/// as they are next in `seq` order (only out-of-order ones wait), so reading a long exchange back
+/// costs what its copy costs, not its size.
+struct Loading {
+    msgs: ExchangeMsgs,
+    next: u32,
+    early: BTreeMap<u32, Msg>,
+}
+
+/// Reads the exchanges `ids` from the journal files `files`, folded into their bounded copies.
 pub(crate) fn load_exchanges(
     dir: &Path,
     files: &BTreeSet<SegId>,
     ids: &HashSet<ExchangeId>,
-) -> Result<HashMap<ExchangeId, BTreeMap<u32, Msg>>, RecorderError> {
-    let mut out: HashMap<ExchangeId, BTreeMap<u32, Msg>> = HashMap::new();
+    ctx: &DeriveCtx,
+) -> Result<HashMap<ExchangeId, ExchangeMsgs>, RecorderError> {
+    let mut loading: HashMap<ExchangeId, Loading> = HashMap::new();
     for seg in files {
         let path = seg.path(dir);
         let parsed = match journal::read_file(&path) {
@@ -786,12 +823,37 @@ pub(crate) fn load_exchanges(
         };
         for m in parsed.msgs {
             let id = m.exchange_id();
-            if ids.contains(&id) {
-                out.entry(id).or_default().entry(m.seq()).or_insert(m);
+            if !ids.contains(&id) {
+                continue;
+            }
+            let l = loading.entry(id).or_insert_with(|| Loading {
+                msgs: ExchangeMsgs::new(id),
+                next: 0,
+                early: BTreeMap::new(),
+            });
+            let seq = m.seq();
+            if seq == l.next {
+                l.msgs.push(m, ctx);
+                l.next += 1;
+                while let Some(m) = l.early.remove(&l.next) {
+                    l.msgs.push(m, ctx);
+                    l.next += 1;
+                }
+            } else if seq > l.next {
+                l.early.entry(seq).or_insert(m);
             }
         }
     }
-    Ok(out)
+    Ok(loading
+        .into_iter()
+        .map(|(id, mut l)| {
+            // Messages after a gap (an exchange that never completed), in order.
+            for (_, m) in std::mem::take(&mut l.early) {
+                l.msgs.push(m, ctx);
+            }
+            (id, l.msgs)
+        })
+        .collect())
 }
 
 /// What [`replay`] did.
@@ -864,10 +926,10 @@ pub(crate) fn replay(
             .iter()
             .flat_map(|id| located.get(id).into_iter().flatten().copied())
             .collect();
-        let mut loaded = load_exchanges(dir, &files, &ids)?;
+        let mut loaded = load_exchanges(dir, &files, &ids, ctx)?;
         let derived: Vec<Derived> = chunk
             .iter()
-            .filter_map(|id| loaded.remove(id).map(|m| derive(&fold(*id, m), ctx)))
+            .filter_map(|id| loaded.remove(id).map(|m| derive(m, ctx)))
             .collect();
         let mut start = 0;
         while start < derived.len() {

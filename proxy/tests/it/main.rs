@@ -2,6 +2,7 @@
 
 mod forwarding;
 mod harness;
+mod memory;
 mod recorder;
 mod transparency;
 mod views;
