@@ -80,7 +80,7 @@ pub struct RecorderConfig {
     pub journal_dir: Option<PathBuf>,
     /// Capacity of the bounded channel, in messages (default 65 536).
     pub channel_capacity: usize,
-    /// Capacity of the channel in body bytes (default 64 MiB): a message whose frame would take
+    /// Capacity of the channel in body bytes (default 32 MiB): a message whose frame would take
     /// the channel past it goes to the spill file instead, like a message finding it full.
     pub channel_bytes: usize,
     /// Commit to DuckDB once this many rows are pending (default 10 000)…
@@ -113,7 +113,7 @@ impl Default for RecorderConfig {
             db_path: PathBuf::from("agentcap.duckdb"),
             journal_dir: None,
             channel_capacity: 65_536,
-            channel_bytes: 64 * 1024 * 1024,
+            channel_bytes: 32 * 1024 * 1024,
             batch_rows: 10_000,
             flush_interval: Duration::from_millis(200),
             journal_commit_interval: Duration::from_millis(5),
@@ -236,6 +236,8 @@ pub struct RecorderStats {
     pub pending_exchanges: u64,
     /// Exchanges recovered from a previous run's journal when opening.
     pub replayed_exchanges: u64,
+    /// Gauge: messages waiting for the spill thread (read when the stats are taken).
+    pub spill_queue: u64,
     /// Gauge: body bytes in the channel from the hot path to the writer (bounded by
     /// `channel_bytes`; when full, messages go to the spill file).
     pub channel_bytes: u64,
@@ -291,6 +293,7 @@ impl StatsAtomics {
             records_dropped: g(&self.records_dropped),
             pending_exchanges: g(&self.pending_exchanges),
             replayed_exchanges: g(&self.replayed_exchanges),
+            spill_queue: 0,
             channel_bytes: g(&self.channel_bytes),
             derive_queue_bytes: g(&self.derive_queue_bytes),
             db_queue_bytes: g(&self.db_queue_bytes),
@@ -644,7 +647,9 @@ impl RecorderHandle {
 
     /// Current counters.
     pub fn stats(&self) -> RecorderStats {
-        self.shared.stats.snapshot()
+        let mut s = self.shared.stats.snapshot();
+        s.spill_queue = self.spill_tx.len() as u64;
+        s
     }
 
     /// Resolves once everything sent before the call is committed to DuckDB (exchanges still in

@@ -36,6 +36,8 @@ use super::{
 
 /// Exchanges derived per pass when replaying the journal.
 const REDERIVE_CHUNK: usize = 2_000;
+/// Bytes of a spill file read back at a time.
+const SPILL_READ_CHUNK: u64 = 4 * 1024 * 1024;
 /// How often the writer looks at the data channel while traffic flows (see `Writer::run`).
 const BUSY_POLL: Duration = Duration::from_millis(1);
 /// Without data for this long, the writer goes back to blocking on the data channel.
@@ -641,13 +643,26 @@ impl Writer {
                 kind: SegKind::Spill,
                 no: file.no,
             };
-            if file.synced_len > self.spill_offset {
-                match journal::read_range(&seg.path(&self.dir), self.spill_offset, file.synced_len)
+            // In chunks, so reading back a large spill costs a chunk of memory, not the file.
+            while file.synced_len > self.spill_offset {
+                let path = seg.path(&self.dir);
+                let mut end = file
+                    .synced_len
+                    .min(self.spill_offset.saturating_add(SPILL_READ_CHUNK));
+                let mut read = journal::read_range(&path, self.spill_offset, end);
+                if read
+                    .as_ref()
+                    .is_ok_and(|p| p.torn && p.valid_len == 0 && end < file.synced_len)
                 {
+                    // One record longer than a chunk: read up to the committed end.
+                    end = file.synced_len;
+                    read = journal::read_range(&path, self.spill_offset, end);
+                }
+                match read {
                     Ok(parsed) => {
                         self.spill_offset += parsed.valid_len as u64;
-                        if parsed.torn {
-                            tracing::warn!(file = %seg.path(&self.dir).display(),
+                        if parsed.torn && end == file.synced_len {
+                            tracing::warn!(file = %path.display(),
                                 "agentcap recorder: unreadable record in a spill file; skipping to its committed end");
                             self.spill_offset = file.synced_len;
                         }
