@@ -22,6 +22,8 @@ pub struct Exchange {
     rec: RecorderHandle,
     strict: bool,
     ended: AtomicBool,
+    /// A message of this exchange went to the spill file: the later ones follow it there.
+    spilling: AtomicBool,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     response_headers_us: AtomicU64,
@@ -39,6 +41,7 @@ impl Exchange {
             rec,
             strict,
             ended: AtomicBool::new(false),
+            spilling: AtomicBool::new(false),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             response_headers_us: AtomicU64::new(NONE),
@@ -61,13 +64,18 @@ impl Exchange {
     /// ended: its `End` is its last message.
     pub fn record(&self, msg: Msg) {
         if !self.is_ended() {
-            self.rec.send(msg);
+            self.rec.send_ordered(msg, &self.spilling);
         }
     }
 
     /// How many request body bytes the recorder needs (see [`RecorderHandle::request_copy_limit`]).
     pub fn request_copy_limit(&self) -> u64 {
         self.rec.request_copy_limit()
+    }
+
+    /// The recorder cannot take more for now (see [`RecorderHandle::saturated`]).
+    pub fn recorder_saturated(&self) -> bool {
+        self.rec.saturated()
     }
 
     /// Counts request body bytes.
@@ -137,9 +145,9 @@ impl Exchange {
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
         };
         if self.strict {
-            Some(self.rec.send_durable(msg))
+            Some(self.rec.send_durable_ordered(msg, &self.spilling))
         } else {
-            self.rec.send(msg);
+            self.rec.send_ordered(msg, &self.spilling);
             None
         }
     }

@@ -115,7 +115,12 @@ pub struct ResponseTee<B> {
     held: Option<Frame<Bytes>>,
     ack: Option<oneshot::Receiver<()>>,
     done: bool,
+    /// Waiting for a saturated recorder (its spill queue is full) before reading on.
+    backoff: Option<Pin<Box<Sleep>>>,
 }
+
+/// How long a response tee waits before looking again at a saturated recorder.
+const SATURATED_BACKOFF: Duration = Duration::from_millis(1);
 
 impl<B> std::fmt::Debug for ResponseTee<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -139,6 +144,7 @@ impl<B> ResponseTee<B> {
             held: None,
             ack: None,
             done: false,
+            backoff: None,
         }
     }
 
@@ -176,6 +182,19 @@ where
         }
         if this.done {
             return Poll::Ready(None);
+        }
+        // Backpressure as the last resort: when the channel and the spill queue are both full, the
+        // next frame is read from the upstream only once the spill thread has caught up.
+        if this.ex.recorder_saturated() {
+            while this.ex.recorder_saturated() {
+                let t = this
+                    .backoff
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(SATURATED_BACKOFF)));
+                ready!(t.as_mut().poll(cx));
+                this.backoff = None;
+            }
+            let deadline = tokio::time::Instant::now() + this.idle;
+            this.timer.as_mut().reset(deadline);
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {

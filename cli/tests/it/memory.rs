@@ -217,7 +217,7 @@ fn proxy_memory_stays_bounded_under_long_streams_and_uploads() {
                 if let Some((now, _)) = rss(pid) {
                     peak.fetch_max(now, Ordering::SeqCst);
                     n += 1;
-                    if trace && n % 25 == 0 {
+                    if trace && n.is_multiple_of(25) {
                         let host = admin.trim_start_matches("http://").to_string();
                         let mut m = String::new();
                         if let Ok(mut s) = TcpStream::connect(&host) {

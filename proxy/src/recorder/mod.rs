@@ -83,6 +83,9 @@ pub struct RecorderConfig {
     /// Capacity of the channel in body bytes (default 32 MiB): a message whose frame would take
     /// the channel past it goes to the spill file instead, like a message finding it full.
     pub channel_bytes: usize,
+    /// Body bytes waiting for the spill thread beyond which the recorder is saturated (default
+    /// 64 MiB): the response tees then wait before reading more from the upstream.
+    pub spill_queue_bytes: usize,
     /// Commit to DuckDB once this many rows are pending (default 10 000)…
     pub batch_rows: usize,
     /// …or once the oldest pending row is this old (default 200 ms), and on shutdown.
@@ -114,6 +117,7 @@ impl Default for RecorderConfig {
             journal_dir: None,
             channel_capacity: 65_536,
             channel_bytes: 32 * 1024 * 1024,
+            spill_queue_bytes: 64 * 1024 * 1024,
             batch_rows: 10_000,
             flush_interval: Duration::from_millis(200),
             journal_commit_interval: Duration::from_millis(5),
@@ -238,6 +242,10 @@ pub struct RecorderStats {
     pub replayed_exchanges: u64,
     /// Gauge: messages waiting for the spill thread (read when the stats are taken).
     pub spill_queue: u64,
+    /// Gauge: body bytes waiting for the spill thread. Past `spill_queue_bytes` the recorder is
+    /// saturated (the disk does not keep up): the response tees wait before reading the next
+    /// frame from the upstream, so the exchanges slow down to what the disk can journal.
+    pub spill_queue_bytes: u64,
     /// Gauge: body bytes in the channel from the hot path to the writer (bounded by
     /// `channel_bytes`; when full, messages go to the spill file).
     pub channel_bytes: u64,
@@ -271,6 +279,7 @@ struct StatsAtomics {
     derive_queue_bytes: AtomicU64,
     db_queue_bytes: AtomicU64,
     channel_bytes: AtomicU64,
+    spill_queue_bytes: AtomicU64,
 }
 
 impl StatsAtomics {
@@ -294,6 +303,7 @@ impl StatsAtomics {
             pending_exchanges: g(&self.pending_exchanges),
             replayed_exchanges: g(&self.replayed_exchanges),
             spill_queue: 0,
+            spill_queue_bytes: g(&self.spill_queue_bytes),
             channel_bytes: g(&self.channel_bytes),
             derive_queue_bytes: g(&self.derive_queue_bytes),
             db_queue_bytes: g(&self.db_queue_bytes),
@@ -376,9 +386,22 @@ pub(crate) struct Shared {
     request_copy_limit: u64,
     /// `RecorderConfig::channel_bytes`.
     channel_bytes_cap: u64,
+    /// `RecorderConfig::spill_queue_bytes`.
+    spill_bytes_cap: u64,
 }
 
 impl Shared {
+    /// The spill thread wrote a message of `n` body bytes.
+    fn spill_took(shared: &Shared, n: u64) {
+        if n > 0 {
+            let _ = shared.stats.spill_queue_bytes.fetch_update(
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+                |v| Some(v.saturating_sub(n)),
+            );
+        }
+    }
+
     /// `n` body bytes left the channel (or never entered it).
     fn channel_took(shared: &Shared, n: u64) {
         if n > 0 {
@@ -471,6 +494,7 @@ impl Recorder {
             spill_pushed: AtomicU64::new(0),
             request_copy_limit: body::request_copy_limit(cfg.capture_cap),
             channel_bytes_cap: cfg.channel_bytes as u64,
+            spill_bytes_cap: cfg.spill_queue_bytes as u64,
         });
         let replay = writer::replay(&conn, &journal_dir, &derive_ctx, cfg.batch_rows)?;
         StatsAtomics::add(&shared.stats.replayed_exchanges, replay.exchanges);
@@ -594,22 +618,31 @@ impl Recorder {
 }
 
 impl RecorderHandle {
-    fn enqueue(&self, item: Item) {
+    fn enqueue(&self, item: Item, spilling: Option<&AtomicBool>) {
         let s = &self.shared.stats;
         StatsAtomics::add(&s.received, 1);
         let n = item.body_bytes();
-        let in_channel = s.channel_bytes.fetch_add(n, Ordering::Relaxed) + n;
-        let sent = if n > 0 && in_channel > self.shared.channel_bytes_cap {
+        let sent = if spilling.is_some_and(|f| f.load(Ordering::Relaxed)) {
             Err(TrySendError::Full(item))
         } else {
-            self.data_tx.try_send(item)
+            let in_channel = s.channel_bytes.fetch_add(n, Ordering::Relaxed) + n;
+            let sent = if n > 0 && in_channel > self.shared.channel_bytes_cap {
+                Err(TrySendError::Full(item))
+            } else {
+                self.data_tx.try_send(item)
+            };
+            if sent.is_err() {
+                Shared::channel_took(&self.shared, n);
+            }
+            sent
         };
-        if sent.is_err() {
-            Shared::channel_took(&self.shared, n);
-        }
         match sent {
             Ok(()) => {}
             Err(TrySendError::Full(item)) => {
+                if let Some(f) = spilling {
+                    f.store(true, Ordering::Relaxed);
+                }
+                StatsAtomics::add(&s.spill_queue_bytes, n);
                 StatsAtomics::add(&s.spilled, 1);
                 self.shared.spill_pushed.fetch_add(1, Ordering::SeqCst);
                 if self.spill_tx.send(SpillItem::Data(item)).is_err() {
@@ -626,7 +659,23 @@ impl RecorderHandle {
     /// Queues a message. Never blocks and never drops: when the channel is full the message goes
     /// to the spill file instead.
     pub fn send(&self, msg: Msg) {
-        self.enqueue(Item::Plain(msg));
+        self.enqueue(Item::Plain(msg), None);
+    }
+
+    /// Like [`RecorderHandle::send`] for one exchange's messages, keeping them in order across the
+    /// two paths: once a message of the exchange went to the spill file (`spilling` set), all its
+    /// later ones follow it there. Otherwise the writer, which reads the channel first, would take
+    /// later messages before the spilled ones and have to hold them (bytes and all) until the gap
+    /// is filled: memory growing with the backlog.
+    pub fn send_ordered(&self, msg: Msg, spilling: &AtomicBool) {
+        self.enqueue(Item::Plain(msg), Some(spilling));
+    }
+
+    /// [`RecorderHandle::send_durable`] with the ordering of [`RecorderHandle::send_ordered`].
+    pub fn send_durable_ordered(&self, msg: Msg, spilling: &AtomicBool) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Item::Durable(msg, tx), Some(spilling));
+        rx
     }
 
     /// Like [`RecorderHandle::send`]; the receiver resolves once every message of this
@@ -634,7 +683,7 @@ impl RecorderHandle {
     /// It fails (the sender is dropped) if the recorder stops first.
     pub fn send_durable(&self, msg: Msg) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(Item::Durable(msg, tx));
+        self.enqueue(Item::Durable(msg, tx), None);
         rx
     }
 
@@ -643,6 +692,12 @@ impl RecorderHandle {
     /// the cap). The request tee hands over no more than this; the rest is forwarded and counted.
     pub fn request_copy_limit(&self) -> u64 {
         self.shared.request_copy_limit
+    }
+
+    /// The spill queue holds more than `spill_queue_bytes`: the disk does not keep up with the
+    /// traffic, and the tees should wait before reading more.
+    pub fn saturated(&self) -> bool {
+        self.shared.stats.spill_queue_bytes.load(Ordering::Relaxed) > self.shared.spill_bytes_cap
     }
 
     /// Current counters.
