@@ -731,6 +731,50 @@ mod tests {
     }
 
     #[test]
+    fn a_compressed_bomb_inflates_only_up_to_the_cap() {
+        // 32 MiB of zeros compress to about 32 KiB.
+        let mut e = GzEncoder::new(Vec::new(), Compression::best());
+        for _ in 0..32 {
+            e.write_all(&[0u8; 1 << 20]).unwrap();
+        }
+        let z = e.finish().unwrap();
+        let headers = h(&[("content-encoding", "gzip"), ("content-type", "text/plain")]);
+        let mut copy = BodyCopy::new(&headers, 1000);
+        for chunk in z.chunks(512) {
+            copy.push(chunk);
+            assert!(copy.held_bytes() <= 64 * 1024, "the copy stays small");
+        }
+        assert_eq!(copy.wire_bytes(), z.len() as u64);
+        let b = copy.store(&headers, &Redactor::default());
+        assert!(b.truncated);
+        assert_eq!(b.raw.unwrap().len(), 1000);
+
+        let mut d = StreamDecoder::with_budget(&Encoding::Gzip, 4096);
+        let mut out = 0;
+        for chunk in z.chunks(512) {
+            out += d.push(chunk).len();
+        }
+        assert_eq!(out, 4096);
+        assert!(d.capped());
+    }
+
+    #[test]
+    fn raw_deflate_is_accepted_frame_by_frame() {
+        let json = br#"{"a":1}"#;
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), Compression::default());
+        e.write_all(json).unwrap();
+        let raw = e.finish().unwrap();
+        let frames: Vec<Bytes> = raw.chunks(2).map(Bytes::copy_from_slice).collect();
+        let b = store_body(
+            &frames,
+            &h(&[("content-encoding", "deflate")]),
+            100,
+            &Redactor::default(),
+        );
+        assert_eq!(b.value, Some(serde_json::json!({"a": 1})), "{b:?}");
+    }
+
+    #[test]
     fn stream_decoder_decodes_gzip_incrementally() {
         let data = b"event: a\ndata: {}\n\nevent: b\ndata: {}\n\n";
         let z = gzip(data);
