@@ -378,7 +378,7 @@ fn a_budget_bounds_what_the_assembler_keeps() {
         .as_str()
         .unwrap()
         .len();
-    assert!(text <= 1000 && text >= 500, "{text}");
+    assert!((500..=1000).contains(&text), "{text}");
 
     // Without a budget nothing changes.
     let mut asm = EntryAssembler::new();
