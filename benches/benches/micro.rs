@@ -278,21 +278,25 @@ fn stream_exchange(deltas: usize, frame: usize) -> Vec<Msg> {
 }
 
 fn derive_rows(full: bool, out: &mut Vec<Case>) {
-    let mut x = ExchangeMsgs::new(ExchangeId::now_v7());
-    for m in stream_exchange(if full { 500 } else { 20 }, 512) {
-        x.push(m);
-    }
     let ctx = DeriveCtx {
         capture_cap: 1 << 20,
         redactor: Redactor::new(Vec::new()),
         max_sse_event: agentcap_wire::DEFAULT_MAX_EVENT_SIZE,
     };
-    let rows = derive(&x, &ctx).row_count();
+    let msgs = stream_exchange(if full { 500 } else { 20 }, 512);
+    let fold = move |ctx: &DeriveCtx| {
+        let mut x = ExchangeMsgs::new(ExchangeId::now_v7());
+        for m in msgs.iter().cloned() {
+            x.push(m, ctx);
+        }
+        x
+    };
+    let rows = derive(fold(&ctx), &ctx).row_count();
     out.push(Case::pure(
         "derive",
         format!("stream_exchange/{rows}_rows"),
         Throughput::Elements(rows as u64),
-        move || derive(&x, &ctx),
+        move || derive(fold(&ctx), &ctx),
     ));
 }
 

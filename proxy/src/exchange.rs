@@ -5,7 +5,7 @@
 //! on one atomic word ([`Exchange::try_next_seq`], [`Exchange::end`]), so a request-body frame
 //! polled while the response ends can never leave a gap the writer would wait on.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
@@ -30,6 +30,8 @@ pub struct Exchange {
     state: AtomicU64,
     rec: RecorderHandle,
     strict: bool,
+    /// A message of this exchange went to the spill file: the later ones follow it there.
+    spilling: AtomicBool,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     response_headers_us: AtomicU64,
@@ -47,6 +49,7 @@ impl Exchange {
             state: AtomicU64::new(1),
             rec,
             strict,
+            spilling: AtomicBool::new(false),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             response_headers_us: AtomicU64::new(NONE),
@@ -101,13 +104,23 @@ impl Exchange {
     pub fn record(&self, msg: Msg) {
         let end = self.state.load(Ordering::Acquire) >> 32;
         if end == 0 || u64::from(msg.seq()) < end - 1 {
-            self.rec.send(msg);
+            self.rec.send_ordered(msg, &self.spilling);
         }
     }
 
     /// Counts a strict-mode response ended with an error because its record was not durable.
     pub fn not_durable(&self) {
         self.rec.count_not_durable();
+    }
+
+    /// How many request body bytes the recorder needs (see [`RecorderHandle::request_copy_limit`]).
+    pub fn request_copy_limit(&self) -> u64 {
+        self.rec.request_copy_limit()
+    }
+
+    /// The recorder cannot take more for now (see [`RecorderHandle::saturated`]).
+    pub fn recorder_saturated(&self) -> bool {
+        self.rec.saturated()
     }
 
     /// Counts request body bytes.
@@ -185,9 +198,9 @@ impl Exchange {
             bytes_out: self.bytes_out.load(Ordering::Relaxed),
         };
         if self.strict {
-            Some(self.rec.send_durable(msg))
+            Some(self.rec.send_durable_ordered(msg, &self.spilling))
         } else {
-            self.rec.send(msg);
+            self.rec.send_ordered(msg, &self.spilling);
             None
         }
     }

@@ -181,11 +181,12 @@ pub async fn handle(
         session,
         tags,
     };
-    shared.rec.send(Msg::Request {
-        info: Box::new(info),
-    });
     let strict = matches!(shared.cfg.recorder.durability, Durability::Strict);
     let ex = Arc::new(Exchange::new(id, t0, shared.rec.clone(), strict));
+    // Through the exchange, so its messages keep their order across the channel and the spill.
+    ex.record(Msg::Request {
+        info: Box::new(info),
+    });
 
     parts.uri = match forward::upstream_uri(&shared.cfg.upstream, &shared.base_path, &parts.uri) {
         Ok(u) => u,

@@ -75,16 +75,23 @@ pub fn abort_signal(rx: tokio::sync::watch::Receiver<bool>) -> AbortSignal {
 }
 
 /// Wraps the client's request body on its way to the upstream.
+///
+/// Only the first [`crate::recorder::RecorderHandle::request_copy_limit`] bytes of the body are
+/// handed to the recorder (enough for the stored copy, which is capped); the rest is forwarded and
+/// counted, never copied, so an upload costs the recorder a bounded amount whatever its size.
 #[derive(Debug)]
 pub struct RequestTee<B> {
     inner: B,
     ex: Arc<Exchange>,
+    /// Body bytes the recorder may still get.
+    room: u64,
 }
 
 impl<B> RequestTee<B> {
     /// Tees `inner` into `ex`'s record.
     pub fn new(inner: B, ex: Arc<Exchange>) -> Self {
-        Self { inner, ex }
+        let room = ex.request_copy_limit();
+        Self { inner, ex, room }
     }
 }
 
@@ -104,13 +111,19 @@ where
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     self.ex.add_in(data.len());
-                    // Numbered and tested for "ended" in one step: a frame read after the response
-                    // ended is forwarded but not recorded; one numbered before it always is.
-                    if let Some(seq) = self.ex.try_next_seq() {
+                    // Only what the recorder needs (the capture cap and some room) is copied; the rest
+                    // is forwarded and counted. Numbered and tested for "ended" in one step: a frame
+                    // read after the response ended is forwarded but not recorded; one numbered
+                    // before it always is.
+                    let n = usize::try_from(self.room).map_or(data.len(), |r| r.min(data.len()));
+                    if n > 0
+                        && let Some(seq) = self.ex.try_next_seq()
+                    {
+                        self.room -= n as u64;
                         self.ex.record(Msg::RequestBody {
                             id: self.ex.id,
                             seq,
-                            bytes: data.clone(),
+                            bytes: data.slice(..n),
                         });
                     }
                 }
@@ -203,7 +216,12 @@ pub struct ResponseTee<B> {
     held: Option<Frame<Bytes>>,
     ack: Option<DurableAck>,
     done: bool,
+    /// Waiting for a saturated recorder (its spill queue is full) before reading on.
+    backoff: Option<Pin<Box<Sleep>>>,
 }
+
+/// How long a response tee waits before looking again at a saturated recorder.
+const SATURATED_BACKOFF: Duration = Duration::from_millis(1);
 
 impl<B> std::fmt::Debug for ResponseTee<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -227,6 +245,7 @@ impl<B> ResponseTee<B> {
             held: None,
             ack: None,
             done: false,
+            backoff: None,
         }
     }
 
@@ -293,6 +312,19 @@ where
         }
         if this.done {
             return Poll::Ready(None);
+        }
+        // Backpressure as the last resort: when the channel and the spill queue are both full, the
+        // next frame is read from the upstream only once the spill thread has caught up.
+        if this.ex.recorder_saturated() {
+            while this.ex.recorder_saturated() {
+                let t = this
+                    .backoff
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(SATURATED_BACKOFF)));
+                ready!(t.as_mut().poll(cx));
+                this.backoff = None;
+            }
+            let deadline = tokio::time::Instant::now() + this.idle;
+            this.timer.as_mut().reset(deadline);
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {

@@ -59,6 +59,11 @@ pub struct AssembledTurn {
     /// Protocol oddities met on the way (type clashes at one index, id changes within an
     /// entry, repeated terminal events, unknown events, incomplete handoffs…).
     pub anomalies: Vec<String>,
+    /// Positions in `outputs` of the entries whose content was cut because the assembler's
+    /// budget ([`EntryAssembler::with_budget`]) ran out; always empty without a budget.
+    pub truncated: Vec<usize>,
+    /// Outputs (new `output_index` groups) seen after the budget ran out, not assembled.
+    pub dropped_outputs: u64,
 }
 
 impl AssembledTurn {
@@ -83,11 +88,24 @@ impl AssembledTurn {
 
 /// Feeds on conversation events and rebuilds the turn's output entries.
 /// See the [module documentation](self) for the rules.
+///
+/// Memory: without a budget, the assembler holds every delta it was fed. With
+/// [`EntryAssembler::with_budget`], content, arguments, new outputs and anomaly texts are
+/// counted against the budget; once it is spent, further content is not appended (the entry is
+/// listed in [`AssembledTurn::truncated`]), new outputs are only counted and anomalies only
+/// counted, so the assembler holds about `budget` bytes whatever the stream.
 #[derive(Debug, Clone, Default)]
 pub struct EntryAssembler {
     slots: BTreeMap<u64, Slot>,
     turn: AssembledTurn,
+    /// Bytes still allowed; `None`: unbounded.
+    room: Option<usize>,
+    truncated_slots: std::collections::BTreeSet<u64>,
+    dropped_anomalies: u64,
 }
+
+/// What a new output group costs against the budget besides its content.
+const SLOT_COST: usize = 256;
 
 impl EntryAssembler {
     /// An empty assembler.
@@ -95,8 +113,75 @@ impl EntryAssembler {
         Self::default()
     }
 
+    /// An empty assembler that keeps about `budget` bytes of content at most (see the type's docs).
+    pub fn with_budget(budget: usize) -> Self {
+        EntryAssembler {
+            room: Some(budget),
+            ..Self::default()
+        }
+    }
+
+    /// Takes `n` bytes from the budget; `false` (and the budget spent) when they do not fit.
+    fn spend(&mut self, n: usize) -> bool {
+        match &mut self.room {
+            None => true,
+            Some(r) if *r >= n => {
+                *r -= n;
+                true
+            }
+            Some(r) => {
+                *r = 0;
+                false
+            }
+        }
+    }
+
+    fn anomaly(&mut self, text: String) {
+        if self.spend(text.len()) {
+            self.turn.anomalies.push(text);
+        } else {
+            self.dropped_anomalies += 1;
+        }
+    }
+
     /// Feeds one event.
     pub fn push(&mut self, ev: &ConversationEvent) {
+        if self.room.is_some() {
+            return self.push_budgeted(ev);
+        }
+        self.push_inner(ev);
+    }
+
+    fn push_budgeted(&mut self, ev: &ConversationEvent) {
+        let cost = content_cost(ev);
+        match ev {
+            ConversationEvent::ResponseStarted(_)
+            | ConversationEvent::ResponseDone(_)
+            | ConversationEvent::ResponseError(_)
+            | ConversationEvent::Other(_) => {}
+            _ => {
+                let index = ev.output_index().unwrap_or(0);
+                if !self.slots.contains_key(&index) {
+                    if !self.spend(SLOT_COST.saturating_add(cost)) {
+                        self.turn.dropped_outputs += 1;
+                        return;
+                    }
+                } else if !self.spend(cost) {
+                    self.truncated_slots.insert(index);
+                    return;
+                }
+            }
+        }
+        let before = self.turn.anomalies.len();
+        self.push_inner(ev);
+        // The anomalies this event added count too; past the budget they are only counted.
+        let added: Vec<String> = self.turn.anomalies.drain(before..).collect();
+        for a in added {
+            self.anomaly(a);
+        }
+    }
+
+    fn push_inner(&mut self, ev: &ConversationEvent) {
         let turn = &mut self.turn;
         match ev {
             ConversationEvent::ResponseStarted(e) => match &turn.conversation_id {
@@ -141,8 +226,23 @@ impl EntryAssembler {
     pub fn finish(self) -> AssembledTurn {
         let mut turn = self.turn;
         for (index, slot) in self.slots {
+            if self.truncated_slots.contains(&index) {
+                turn.truncated.push(turn.outputs.len());
+            }
             turn.outputs
                 .push(slot.into_entry(index, &mut turn.anomalies));
+        }
+        if self.dropped_anomalies > 0 {
+            turn.anomalies.push(format!(
+                "{} more anomalies not kept (budget spent)",
+                self.dropped_anomalies
+            ));
+        }
+        if turn.dropped_outputs > 0 {
+            turn.anomalies.push(format!(
+                "{} outputs not assembled (budget spent)",
+                turn.dropped_outputs
+            ));
         }
         turn
     }
@@ -327,10 +427,18 @@ impl Slot {
     fn apply(&mut self, ev: &ConversationEvent) {
         match (self, ev) {
             (Slot::Message { parts, .. }, ConversationEvent::MessageOutputDelta(e)) => {
-                parts.push((
-                    e.content_index.get().copied().unwrap_or(0),
-                    e.content.clone(),
-                ));
+                // Adjacent text fragments are joined at once (merge_content would join them
+                // anyway), so a long message costs its text, not one part per delta.
+                if let (Some((_, DeltaContent::Text(prev))), DeltaContent::Text(t)) =
+                    (parts.last_mut(), &e.content)
+                {
+                    prev.push_str(t);
+                } else {
+                    parts.push((
+                        e.content_index.get().copied().unwrap_or(0),
+                        e.content.clone(),
+                    ));
+                }
             }
             (Slot::FunctionCall { arguments, .. }, ConversationEvent::FunctionCallDelta(e)) => {
                 arguments.push_str(&e.arguments);
@@ -507,6 +615,30 @@ impl Slot {
                 Entry::Other(Value::Object(m))
             }
         }
+    }
+}
+
+/// Bytes an output event adds to its entry (content, arguments, info), for the budget.
+fn content_cost(ev: &ConversationEvent) -> usize {
+    fn json_len<T: serde::Serialize>(v: &T) -> usize {
+        serde_json::to_vec(v).map_or(0, |v| v.len())
+    }
+    match ev {
+        ConversationEvent::MessageOutputDelta(e) => match &e.content {
+            DeltaContent::Text(t) => t.len(),
+            DeltaContent::Chunk(c) => json_len(c),
+        },
+        ConversationEvent::FunctionCallDelta(e) => e.arguments.len() + e.name.len(),
+        ConversationEvent::ToolExecutionStarted(e) => {
+            e.arguments.get().map_or(0, String::len) + e.name.len()
+        }
+        ConversationEvent::ToolExecutionDelta(e) => e.arguments.len(),
+        ConversationEvent::ToolExecutionDone(e) => e.info.get().map_or(0, json_len),
+        ConversationEvent::AgentHandoffStarted(e) => {
+            e.previous_agent_id.len() + e.previous_agent_name.len()
+        }
+        ConversationEvent::AgentHandoffDone(e) => e.next_agent_id.len() + e.next_agent_name.len(),
+        _ => 0,
     }
 }
 

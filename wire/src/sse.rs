@@ -82,8 +82,9 @@ pub enum SseError {
 
 /// Incremental SSE decoder: feed it byte chunks split anywhere, get complete events back.
 ///
-/// Memory is bounded by the size limit: the pending event plus the current incomplete line
-/// may not exceed it (the buffer may briefly also hold the rest of the chunk being pushed).
+/// Memory is bounded by the size limit: the pending event plus the current line (complete or
+/// not) may not exceed it (the buffer may briefly also hold the rest of the chunk being pushed).
+/// Whether the limit is hit does not depend on how the stream is chunked.
 #[derive(Debug, Clone)]
 pub struct SseDecoder {
     max_event_size: usize,
@@ -190,7 +191,11 @@ impl SseDecoder {
         self.buf.drain(..start);
         self.scanned = self.scanned.saturating_sub(start);
         result?;
-        if self.buf.len() + self.pending_size() > self.max_event_size {
+        // The incomplete line, without a CR held back for its LF (a CR that ends a line is not
+        // part of it): the same measure `process_line` applies to complete lines, so where the
+        // chunks split does not change whether the limit is hit.
+        let partial = self.buf.len() - usize::from(self.buf.last() == Some(&b'\r'));
+        if partial + self.pending_size() > self.max_event_size {
             self.failed = true;
             return Err(self.too_large());
         }
@@ -230,6 +235,12 @@ impl SseDecoder {
         consumed: usize,
     ) -> Result<Option<SseEvent>, SseError> {
         self.raw += consumed;
+        // A line counts against the limit before it is interpreted, as it would while incomplete
+        // (a long comment or unknown field is refused however it was chunked).
+        if line.len() + self.pending_size() > self.max_event_size {
+            self.failed = true;
+            return Err(self.too_large());
+        }
         if self.at_start {
             self.at_start = false;
             line = line.strip_prefix(BOM).unwrap_or(line);

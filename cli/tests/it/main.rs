@@ -18,6 +18,7 @@ mod bench;
 mod connections;
 mod durability;
 mod eval;
+mod memory;
 mod shutdown;
 
 const BIN: &str = env!("CARGO_BIN_EXE_agentcap");

@@ -6,6 +6,8 @@
 //! failing input is written to `$AGENTCAP_FUZZ_OUT` (default the temp dir) and its path printed.
 
 mod journal;
+mod sse;
+mod wire;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! header filter that keeps credentials out of every stored byte.
 
 use std::borrow::Cow;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 
 use bytes::Bytes;
 use regex::Regex;
@@ -21,10 +21,6 @@ const SENSITIVE_HEADERS: &[&str] = &[
     "x-api-key",
     "api-key",
 ];
-
-/// Compressed bodies beyond this many bytes are not kept for decoding (the stored copy is capped
-/// anyway; this only bounds memory when the cap is large).
-const MAX_ENCODED_KEEP: usize = 256 * 1024 * 1024;
 
 /// `true` for headers that carry credentials.
 pub fn is_sensitive_header(name: &str) -> bool {
@@ -198,36 +194,6 @@ pub fn char_boundary(bytes: &[u8], cap: usize) -> usize {
     n
 }
 
-/// Decodes the body bytes per their encoding into at most `limit` bytes.
-/// Returns the decoded prefix and a decoding error, if any.
-fn decode_bytes(encoding: &Encoding, data: &[u8], limit: usize) -> (Vec<u8>, Option<String>) {
-    fn read_capped<R: Read>(r: R, limit: usize) -> (Vec<u8>, Option<io::Error>) {
-        let mut out = Vec::new();
-        let err = r.take(limit as u64).read_to_end(&mut out).err();
-        (out, err)
-    }
-    match encoding {
-        Encoding::Identity | Encoding::Unsupported(_) => {
-            (data[..data.len().min(limit)].to_vec(), None)
-        }
-        Encoding::Gzip => {
-            let (out, err) = read_capped(flate2::read::MultiGzDecoder::new(data), limit);
-            (out, err.map(|e| format!("content-encoding gzip: {e}")))
-        }
-        Encoding::Deflate => {
-            let (out, err) = read_capped(flate2::read::ZlibDecoder::new(data), limit);
-            if err.is_some() && out.is_empty() {
-                let (raw, raw_err) = read_capped(flate2::read::DeflateDecoder::new(data), limit);
-                return (
-                    raw,
-                    raw_err.map(|e| format!("content-encoding deflate: {e}")),
-                );
-            }
-            (out, err.map(|e| format!("content-encoding deflate: {e}")))
-        }
-    }
-}
-
 /// Builds the stored form of a body from its recorded frames.
 pub fn store_body(
     frames: &[Bytes],
@@ -235,157 +201,351 @@ pub fn store_body(
     cap: usize,
     redactor: &Redactor,
 ) -> StoredBody {
-    let wire_bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
-    let mut stored = StoredBody {
-        wire_bytes,
-        ..Default::default()
-    };
-    if wire_bytes == 0 {
-        return stored;
-    }
-    let encoding = Encoding::from_headers(headers);
-    // Identity bodies only need cap + 1 bytes to know they are truncated; encoded ones need
-    // all their bytes (bounded) to be decoded.
-    let keep = match encoding {
-        Encoding::Identity | Encoding::Unsupported(_) => cap.saturating_add(1),
-        _ => MAX_ENCODED_KEEP,
-    };
-    let mut data = Vec::with_capacity((wire_bytes as usize).min(keep));
+    let mut copy = BodyCopy::new(headers, cap);
     for f in frames {
-        let room = keep - data.len();
-        if room == 0 {
-            break;
-        }
-        data.extend_from_slice(&f[..f.len().min(room)]);
+        copy.push(f);
     }
-    let (decoded, decode_error) = decode_bytes(&encoding, &data, cap.saturating_add(1));
-    let content_type = header(headers, "content-type");
-    if decoded.len() > cap {
-        let n = char_boundary(&decoded, cap);
-        stored.truncated = true;
-        stored.raw = Some(
-            redactor
-                .text(&String::from_utf8_lossy(&decoded[..n]))
-                .into_owned(),
-        );
-        stored.parse_error = Some(format!("truncated at {n} bytes"));
-        return stored;
-    }
-    if let Encoding::Unsupported(name) = &encoding {
-        stored.raw = Some(
-            redactor
-                .text(&String::from_utf8_lossy(&decoded))
-                .into_owned(),
-        );
-        stored.parse_error = Some(format!("unsupported content-encoding {name}"));
-        return stored;
-    }
-    if let Some(err) = decode_error {
-        stored.raw = Some(
-            redactor
-                .text(&String::from_utf8_lossy(&decoded))
-                .into_owned(),
-        );
-        stored.parse_error = Some(err);
-        return stored;
-    }
-    if !maybe_json(content_type) {
-        stored.raw = Some(
-            redactor
-                .text(&String::from_utf8_lossy(&decoded))
-                .into_owned(),
-        );
-        return stored;
-    }
-    match serde_json::from_slice::<Value>(&decoded) {
-        Ok(mut v) => {
-            redactor.value(&mut v);
-            stored.value = Some(v);
-        }
-        Err(e) => {
-            stored.raw = Some(
-                redactor
-                    .text(&String::from_utf8_lossy(&decoded))
-                    .into_owned(),
-            );
-            stored.parse_error = Some(e.to_string());
+    copy.store(headers, redactor)
+}
+
+/// Wire bytes of a request body the recorder needs to store it under `cap`: `cap + 1` decoded
+/// bytes, plus room for compression overhead (deflate's stored blocks add 5 bytes per 64 KiB,
+/// gzip's header and trailer 18 bytes), so a gzip or deflate body longer than this decodes to more
+/// than `cap` bytes (a gzip header with a huge file name or comment excepted: that body is then
+/// stored as its decoded prefix with a decoding error).
+pub fn request_copy_limit(cap: usize) -> u64 {
+    let cap = cap as u64;
+    cap.saturating_add(cap / 8).saturating_add(64 * 1024)
+}
+
+/// The recorder's bounded copy of one body, built frame by frame as the frames arrive: the body is
+/// decoded (per its `Content-Encoding`) into at most `cap + 1` bytes, which is all [`BodyCopy::store`]
+/// needs to store it or to know it was truncated; the frames themselves are not kept.
+///
+/// Architecture Invariant: a body copy holds at most `cap + 1` decoded bytes (plus the decoder's
+/// own window), whatever the size of the body or its compression ratio.
+#[derive(Debug)]
+pub struct BodyCopy {
+    cap: usize,
+    encoding: Encoding,
+    dec: StreamDecoder,
+    decoded: Vec<u8>,
+    wire_bytes: u64,
+}
+
+impl BodyCopy {
+    /// An empty copy of a body sent with `headers`, stored up to `cap` bytes.
+    pub fn new(headers: &[(String, String)], cap: usize) -> Self {
+        let encoding = Encoding::from_headers(headers);
+        // Unsupported encodings are stored as they came (with an error saying so).
+        let dec_enc = match &encoding {
+            Encoding::Unsupported(_) => Encoding::Identity,
+            e => e.clone(),
+        };
+        BodyCopy {
+            cap,
+            dec: StreamDecoder::with_budget(&dec_enc, cap as u64 + 1),
+            encoding,
+            decoded: Vec::new(),
+            wire_bytes: 0,
         }
     }
-    stored
+
+    /// Adds the next frame of the body.
+    pub fn push(&mut self, frame: &[u8]) {
+        self.wire_bytes += frame.len() as u64;
+        if self.dec.capped() {
+            return;
+        }
+        let out = self.dec.push(frame);
+        self.decoded.extend_from_slice(&out);
+    }
+
+    /// Decoded bytes held (at most `cap + 1`).
+    pub fn held_bytes(&self) -> usize {
+        self.decoded.capacity()
+    }
+
+    /// Body bytes seen on the wire (before decoding).
+    pub fn wire_bytes(&self) -> u64 {
+        self.wire_bytes
+    }
+
+    /// The stored form of the body.
+    pub fn store(mut self, headers: &[(String, String)], redactor: &Redactor) -> StoredBody {
+        let mut stored = StoredBody {
+            wire_bytes: self.wire_bytes,
+            ..Default::default()
+        };
+        if self.wire_bytes == 0 {
+            return stored;
+        }
+        let cap = self.cap;
+        let decode_error = if self.dec.capped() {
+            None
+        } else {
+            self.decoded.extend_from_slice(&self.dec.finish());
+            self.dec.error().map(str::to_owned)
+        };
+        let decoded = self.decoded;
+        let content_type = header(headers, "content-type");
+        let lossy = |b: &[u8]| redactor.text(&String::from_utf8_lossy(b)).into_owned();
+        if decoded.len() > cap {
+            let n = char_boundary(&decoded, cap);
+            stored.truncated = true;
+            stored.raw = Some(lossy(&decoded[..n]));
+            stored.parse_error = Some(format!("truncated at {n} bytes"));
+            return stored;
+        }
+        if let Encoding::Unsupported(name) = &self.encoding {
+            stored.raw = Some(lossy(&decoded));
+            stored.parse_error = Some(format!("unsupported content-encoding {name}"));
+            return stored;
+        }
+        if let Some(err) = decode_error {
+            stored.raw = Some(lossy(&decoded));
+            stored.parse_error = Some(err);
+            return stored;
+        }
+        if !maybe_json(content_type) {
+            stored.raw = Some(lossy(&decoded));
+            return stored;
+        }
+        match serde_json::from_slice::<Value>(&decoded) {
+            Ok(mut v) => {
+                redactor.value(&mut v);
+                stored.value = Some(v);
+            }
+            Err(e) => {
+                stored.raw = Some(lossy(&decoded));
+                stored.parse_error = Some(e.to_string());
+            }
+        }
+        stored
+    }
+}
+
+/// A `Write` sink that keeps at most `room` more bytes and drops (but accepts) the rest, so a
+/// decompressor writing into it cannot grow memory past its budget.
+#[derive(Debug, Default)]
+struct Capped {
+    buf: Vec<u8>,
+    room: u64,
+    dropped: bool,
+}
+
+impl Write for Capped {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let n = usize::try_from(self.room).map_or(b.len(), |r| r.min(b.len()));
+        self.buf.extend_from_slice(&b[..n]);
+        self.room -= n as u64;
+        if n < b.len() {
+            self.dropped = true;
+        }
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Bytes of a deflate body held while no output came yet, to retry them as raw deflate when
+/// the zlib header turns out wrong (some servers send raw deflate).
+const DEFLATE_RETRY_HOLD: usize = 64 * 1024;
+
+enum Inflate {
+    Identity,
+    Gzip(Box<flate2::write::MultiGzDecoder<Capped>>),
+    /// zlib-wrapped deflate; `head` holds the input until the first output.
+    Zlib(Box<flate2::write::ZlibDecoder<Capped>>, Option<Vec<u8>>),
+    RawDeflate(Box<flate2::write::DeflateDecoder<Capped>>),
+    Failed,
 }
 
 /// Incremental decoder of a body's `Content-Encoding`, for streamed (SSE) responses whose frames
-/// must keep their receive times.
-pub enum StreamDecoder {
-    /// Bytes pass through.
-    Identity,
-    /// gzip.
-    Gzip(Box<flate2::write::MultiGzDecoder<Vec<u8>>>),
-    /// zlib-wrapped deflate.
-    Deflate(Box<flate2::write::ZlibDecoder<Vec<u8>>>),
-    /// Decoding failed or is unsupported: nothing more comes out.
-    Failed(String),
+/// must keep their receive times, and for [`BodyCopy`]. Its output is bounded by a budget: past
+/// it, [`StreamDecoder::capped`] is true and nothing more comes out (the input is not even
+/// decoded any more), so a small compressed body cannot inflate into unbounded memory.
+pub struct StreamDecoder {
+    inner: Inflate,
+    name: &'static str,
+    /// Output bytes still allowed (identity bodies count here too).
+    room: u64,
+    capped: bool,
+    produced: bool,
+    error: Option<String>,
 }
 
 impl std::fmt::Debug for StreamDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let name = match self {
-            StreamDecoder::Identity => "identity",
-            StreamDecoder::Gzip(_) => "gzip",
-            StreamDecoder::Deflate(_) => "deflate",
-            StreamDecoder::Failed(_) => "failed",
-        };
-        f.write_str(name)
+        f.write_str(self.name)
     }
 }
 
 impl StreamDecoder {
-    /// A decoder for the given encoding.
+    /// A decoder for the given encoding with no output budget.
     pub fn new(encoding: &Encoding) -> StreamDecoder {
-        match encoding {
-            Encoding::Identity => StreamDecoder::Identity,
-            Encoding::Gzip => {
-                StreamDecoder::Gzip(Box::new(flate2::write::MultiGzDecoder::new(Vec::new())))
+        Self::with_budget(encoding, u64::MAX)
+    }
+
+    /// A decoder for the given encoding that produces at most `budget` bytes in all.
+    pub fn with_budget(encoding: &Encoding, budget: u64) -> StreamDecoder {
+        let sink = || Capped {
+            room: budget,
+            ..Default::default()
+        };
+        let (inner, name, error) = match encoding {
+            Encoding::Identity => (Inflate::Identity, "identity", None),
+            Encoding::Gzip => (
+                Inflate::Gzip(Box::new(flate2::write::MultiGzDecoder::new(sink()))),
+                "gzip",
+                None,
+            ),
+            Encoding::Deflate => (
+                Inflate::Zlib(
+                    Box::new(flate2::write::ZlibDecoder::new(sink())),
+                    Some(Vec::new()),
+                ),
+                "deflate",
+                None,
+            ),
+            Encoding::Unsupported(name) => (
+                Inflate::Failed,
+                "unsupported",
+                Some(format!("unsupported content-encoding {name}")),
+            ),
+        };
+        StreamDecoder {
+            inner,
+            name,
+            room: budget,
+            capped: false,
+            produced: false,
+            error,
+        }
+    }
+
+    /// The output budget was reached: later input is ignored.
+    pub fn capped(&self) -> bool {
+        self.capped
+    }
+
+    /// Decodes one frame (nothing once capped or failed).
+    pub fn push<'a>(&mut self, frame: &'a [u8]) -> Cow<'a, [u8]> {
+        if self.capped {
+            return Cow::Borrowed(&[]);
+        }
+        let name = self.name;
+        let result = match &mut self.inner {
+            Inflate::Identity => {
+                let n = usize::try_from(self.room).map_or(frame.len(), |r| r.min(frame.len()));
+                self.room -= n as u64;
+                self.capped = n < frame.len();
+                return Cow::Borrowed(&frame[..n]);
             }
-            Encoding::Deflate => {
-                StreamDecoder::Deflate(Box::new(flate2::write::ZlibDecoder::new(Vec::new())))
+            Inflate::Failed => return Cow::Borrowed(&[]),
+            Inflate::Gzip(d) => d
+                .write_all(frame)
+                .and_then(|()| d.flush())
+                .map(|()| take_out(d.get_mut(), &mut self.capped)),
+            Inflate::Zlib(d, head) => {
+                if let Some(h) = head.as_mut() {
+                    h.extend_from_slice(frame);
+                }
+                d.write_all(frame)
+                    .and_then(|()| d.flush())
+                    .map(|()| take_out(d.get_mut(), &mut self.capped))
             }
-            Encoding::Unsupported(name) => {
-                StreamDecoder::Failed(format!("unsupported content-encoding {name}"))
+            Inflate::RawDeflate(d) => d
+                .write_all(frame)
+                .and_then(|()| d.flush())
+                .map(|()| take_out(d.get_mut(), &mut self.capped)),
+        };
+        match result {
+            Ok(out) => {
+                self.produced |= !out.is_empty();
+                if let Inflate::Zlib(_, head) = &mut self.inner
+                    && (self.produced
+                        || head.as_ref().is_some_and(|h| h.len() > DEFLATE_RETRY_HOLD))
+                {
+                    *head = None;
+                }
+                Cow::Owned(out)
+            }
+            Err(e) => {
+                // A deflate body without the zlib wrapper: start again as raw deflate.
+                if let Inflate::Zlib(_, head) = &mut self.inner
+                    && !self.produced
+                    && let Some(held) = head.take()
+                {
+                    let mut raw = Box::new(flate2::write::DeflateDecoder::new(Capped {
+                        room: self.room,
+                        ..Default::default()
+                    }));
+                    self.inner = Inflate::Failed;
+                    let r = raw
+                        .write_all(&held)
+                        .and_then(|()| raw.flush())
+                        .map(|()| take_out(raw.get_mut(), &mut self.capped));
+                    return match r {
+                        Ok(out) => {
+                            self.produced |= !out.is_empty();
+                            self.inner = Inflate::RawDeflate(raw);
+                            Cow::Owned(out)
+                        }
+                        Err(e) => {
+                            self.error = Some(format!("content-encoding {name}: {e}"));
+                            Cow::Borrowed(&[])
+                        }
+                    };
+                }
+                self.inner = Inflate::Failed;
+                self.error = Some(format!("content-encoding {name}: {e}"));
+                Cow::Borrowed(&[])
             }
         }
     }
 
-    /// Decodes one frame.
-    pub fn push<'a>(&mut self, frame: &'a [u8]) -> Cow<'a, [u8]> {
-        let result = match self {
-            StreamDecoder::Identity => return Cow::Borrowed(frame),
-            StreamDecoder::Failed(_) => return Cow::Borrowed(&[]),
-            StreamDecoder::Gzip(d) => d
-                .write_all(frame)
-                .and_then(|()| d.flush())
-                .map(|()| std::mem::take(d.get_mut())),
-            StreamDecoder::Deflate(d) => d
-                .write_all(frame)
-                .and_then(|()| d.flush())
-                .map(|()| std::mem::take(d.get_mut())),
+    /// Ends the input: returns the last decoded bytes and records an error for a truncated
+    /// stream. Does nothing once capped.
+    pub fn finish(&mut self) -> Vec<u8> {
+        if self.capped {
+            return Vec::new();
+        }
+        let name = self.name;
+        let r = match &mut self.inner {
+            Inflate::Identity | Inflate::Failed => return Vec::new(),
+            Inflate::Gzip(d) => d
+                .try_finish()
+                .map(|()| take_out(d.get_mut(), &mut self.capped)),
+            Inflate::Zlib(d, _) => d
+                .try_finish()
+                .map(|()| take_out(d.get_mut(), &mut self.capped)),
+            Inflate::RawDeflate(d) => d
+                .try_finish()
+                .map(|()| take_out(d.get_mut(), &mut self.capped)),
         };
-        match result {
-            Ok(out) => Cow::Owned(out),
+        self.inner = Inflate::Failed;
+        match r {
+            Ok(out) => out,
             Err(e) => {
-                *self = StreamDecoder::Failed(format!("content-encoding: {e}"));
-                Cow::Borrowed(&[])
+                self.error = Some(format!("content-encoding {name}: {e}"));
+                Vec::new()
             }
         }
     }
 
     /// The decoding error, if any.
     pub fn error(&self) -> Option<&str> {
-        match self {
-            StreamDecoder::Failed(e) => Some(e),
-            _ => None,
-        }
+        self.error.as_deref()
     }
+}
+
+/// Takes what a decoder wrote into its sink; notes when the sink's budget ran out.
+fn take_out(sink: &mut Capped, capped: &mut bool) -> Vec<u8> {
+    *capped |= sink.dropped || sink.room == 0;
+    std::mem::take(&mut sink.buf)
 }
 
 #[cfg(test)]
@@ -568,6 +728,50 @@ mod tests {
     fn empty_body_stores_nothing() {
         let b = store_body(&[], &[], 10, &Redactor::default());
         assert_eq!(b, StoredBody::default());
+    }
+
+    #[test]
+    fn a_compressed_bomb_inflates_only_up_to_the_cap() {
+        // 32 MiB of zeros compress to about 32 KiB.
+        let mut e = GzEncoder::new(Vec::new(), Compression::best());
+        for _ in 0..32 {
+            e.write_all(&[0u8; 1 << 20]).unwrap();
+        }
+        let z = e.finish().unwrap();
+        let headers = h(&[("content-encoding", "gzip"), ("content-type", "text/plain")]);
+        let mut copy = BodyCopy::new(&headers, 1000);
+        for chunk in z.chunks(512) {
+            copy.push(chunk);
+            assert!(copy.held_bytes() <= 64 * 1024, "the copy stays small");
+        }
+        assert_eq!(copy.wire_bytes(), z.len() as u64);
+        let b = copy.store(&headers, &Redactor::default());
+        assert!(b.truncated);
+        assert_eq!(b.raw.unwrap().len(), 1000);
+
+        let mut d = StreamDecoder::with_budget(&Encoding::Gzip, 4096);
+        let mut out = 0;
+        for chunk in z.chunks(512) {
+            out += d.push(chunk).len();
+        }
+        assert_eq!(out, 4096);
+        assert!(d.capped());
+    }
+
+    #[test]
+    fn raw_deflate_is_accepted_frame_by_frame() {
+        let json = br#"{"a":1}"#;
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), Compression::default());
+        e.write_all(json).unwrap();
+        let raw = e.finish().unwrap();
+        let frames: Vec<Bytes> = raw.chunks(2).map(Bytes::copy_from_slice).collect();
+        let b = store_body(
+            &frames,
+            &h(&[("content-encoding", "deflate")]),
+            100,
+            &Redactor::default(),
+        );
+        assert_eq!(b.value, Some(serde_json::json!({"a": 1})), "{b:?}");
     }
 
     #[test]

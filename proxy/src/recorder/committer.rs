@@ -23,7 +23,7 @@ use crate::record::ExchangeId;
 use super::db::{self, BatchCounts};
 use super::derive::{DeriveCtx, Derived, ExchangeMsgs, derive};
 use super::journal::SegId;
-use super::writer::{fold, load_exchanges};
+use super::writer::load_exchanges;
 use super::{RecorderConfig, RecorderError, Shared, StatsAtomics};
 
 /// Delay between DuckDB retries while it fails.
@@ -70,6 +70,8 @@ struct Pending {
     derived: Option<Derived>,
     deriving: bool,
     rows: usize,
+    /// Bytes of `derived` (0 while not in memory).
+    bytes: usize,
     segs: Vec<SegId>,
     mark: u64,
 }
@@ -91,6 +93,8 @@ struct State {
     pending_rows: usize,
     /// Pending exchanges whose rows are in memory.
     held: usize,
+    /// Bytes of the rows in memory (gauge `db_queue_bytes`, bound `max_pending_bytes`).
+    held_bytes: usize,
     /// Derivations that arrived before their exchange was queued here.
     early: HashMap<u64, Option<Derived>>,
     /// Tickets below this are committed.
@@ -120,6 +124,7 @@ impl Committer {
             pending: VecDeque::new(),
             pending_rows: 0,
             held: 0,
+            held_bytes: 0,
             early: HashMap::new(),
             committed_below: 0,
             pending_since: None,
@@ -174,20 +179,22 @@ impl State {
         if let Some(d) = self.early.remove(&q.ticket) {
             q.derived = Some(d.unwrap_or_else(|| underivable(q.id)));
         }
-        let (deriving, rows) = match &q.derived {
+        let (deriving, rows, bytes) = match &q.derived {
             Some(d) => {
                 self.held += 1;
-                (false, d.row_count())
+                (false, d.row_count(), d.approx_bytes())
             }
-            None => (true, q.rows),
+            None => (true, q.rows, 0),
         };
         self.pending_rows += rows;
+        self.add_bytes(bytes);
         self.pending.push_back(Pending {
             ticket: q.ticket,
             id: q.id,
             derived: q.derived,
             deriving,
             rows,
+            bytes,
             segs: q.segs,
             mark: q.mark,
         });
@@ -214,12 +221,28 @@ impl State {
         }
         let d = derived.unwrap_or_else(|| underivable(p.id));
         let rows = d.row_count();
+        let bytes = d.approx_bytes();
         self.pending_rows = (self.pending_rows + rows).saturating_sub(p.rows);
         p.rows = rows;
+        p.bytes = bytes;
         p.derived = Some(d);
         p.deriving = false;
         self.held += 1;
+        self.add_bytes(bytes);
         self.bound_memory();
+    }
+
+    fn add_bytes(&mut self, n: usize) {
+        self.held_bytes += n;
+        self.publish_bytes();
+    }
+
+    fn publish_bytes(&self) {
+        self.c
+            .shared
+            .stats
+            .db_queue_bytes
+            .store(self.held_bytes as u64, Ordering::Relaxed);
     }
 
     /// Takes in the derivations that are done; with `wait_for`, blocks until the entries up to
@@ -266,7 +289,8 @@ impl State {
     /// Keeps at most `max_pending_exchanges` derived exchanges in memory: beyond that, the rows of
     /// exchanges whose messages are safely in the journal are dropped and derived again later.
     fn bound_memory(&mut self) {
-        if self.held <= self.c.cfg.max_pending_exchanges
+        let over_bytes = self.failing && self.held_bytes > self.c.cfg.max_pending_bytes;
+        if (self.held <= self.c.cfg.max_pending_exchanges && !over_bytes)
             || !self.c.shared.journal_ok.load(Ordering::SeqCst)
         {
             return;
@@ -276,8 +300,10 @@ impl State {
         for p in &mut self.pending {
             if !p.deriving && p.mark <= synced && p.derived.take().is_some() {
                 dropped += 1;
+                self.held_bytes = self.held_bytes.saturating_sub(std::mem::take(&mut p.bytes));
             }
         }
+        self.publish_bytes();
         self.held -= dropped;
         if dropped > 0 && !self.memory_dropped_warned {
             self.memory_dropped_warned = true;
@@ -296,6 +322,7 @@ impl State {
             Instant::now() >= self.next_retry
         } else {
             self.pending_rows >= self.c.cfg.batch_rows
+                || self.held_bytes >= self.c.cfg.max_pending_bytes
                 || self
                     .pending_since
                     .is_some_and(|s| s.elapsed() >= self.c.cfg.flush_interval)
@@ -354,10 +381,12 @@ impl State {
                         .map(|p| {
                             self.committed_below = self.committed_below.max(p.ticket + 1);
                             self.pending_rows = self.pending_rows.saturating_sub(p.rows);
+                            self.held_bytes = self.held_bytes.saturating_sub(p.bytes);
                             self.held -= usize::from(p.derived.is_some());
                             (p.id, p.segs)
                         })
                         .collect();
+                    self.publish_bytes();
                     let _ = self.c.committed_tx.send(done);
                 }
                 Err(e) => {
@@ -426,15 +455,17 @@ impl State {
             ids.insert(p.id);
             files.extend(p.segs.iter().copied());
         }
-        let mut loaded = load_exchanges(&self.c.dir, &files, &ids)?;
+        let mut loaded = load_exchanges(&self.c.dir, &files, &ids, &self.c.derive)?;
         for p in self.pending.iter_mut().take(n) {
             if p.derived.is_none() && !p.deriving {
                 let msgs = loaded
                     .remove(&p.id)
-                    .map_or_else(|| ExchangeMsgs::new(p.id), |m| fold(p.id, m));
-                let d = derive(&msgs, &self.c.derive);
+                    .unwrap_or_else(|| ExchangeMsgs::new(p.id));
+                let d = derive(msgs, &self.c.derive);
                 self.pending_rows = (self.pending_rows + d.row_count()).saturating_sub(p.rows);
                 p.rows = d.row_count();
+                p.bytes = d.approx_bytes();
+                self.held_bytes += p.bytes;
                 p.derived = Some(d);
                 self.held += 1;
             }

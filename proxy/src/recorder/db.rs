@@ -289,7 +289,8 @@ fn write_in_tx(
                     e.data,
                     e.parse_error,
                     e.offset_us,
-                    e.size
+                    e.size,
+                    e.data_truncated
                 ])?;
             }
             counts.sse_events += d.events.len() as u64;
@@ -320,6 +321,7 @@ fn write_in_tx(
                     e.completed_at,
                     e.source,
                     e.raw,
+                    e.truncated,
                 ])?;
             }
             counts.entries += d.entries.len() as u64;

@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use crate::record::{ExchangeId, HttpVersion, Msg, OffsetUs, Outcome, RequestInfo, Timings};
 
 use super::body::{
-    Encoding, Redactor, StoredBody, StreamDecoder, header, headers_json, pairs_json, store_body,
+    BodyCopy, Encoding, Redactor, StoredBody, StreamDecoder, header, headers_json, pairs_json,
 };
 use super::journal::system_time_to_us;
 use super::ops;
@@ -76,21 +76,65 @@ fn own(bytes: Bytes) -> Bytes {
     Bytes::copy_from_slice(&bytes)
 }
 
-/// An exchange's messages, folded in `seq` order.
-#[derive(Debug, Clone)]
+/// What the recorder keeps of a response body while the exchange runs.
+#[derive(Debug, Default)]
+enum ResponseCopy {
+    /// No body frame yet.
+    #[default]
+    Empty,
+    /// A non-stream body: its bounded decoded copy.
+    Body(BodyCopy),
+    /// A stream's frames with their receive offsets, while they add up to at most the capture cap.
+    Frames(Vec<(OffsetUs, Bytes)>, usize),
+    /// A stream past the capture cap: derived as its frames arrive, frames not kept.
+    Stream(Box<StreamDeriver>),
+}
+
+/// An exchange's messages, folded in `seq` order into a bounded copy.
+///
+/// Architecture Invariant: an exchange's copy stays bounded by the capture cap whatever the peers
+/// send. Request and non-stream response bodies keep at most `capture_cap + 1` decoded bytes
+/// ([`BodyCopy`]). A stream keeps its frames until they pass `capture_cap` bytes; from then on it
+/// is decoded as its frames arrive ([`StreamDeriver`]) and only derived rows are kept, with event
+/// data and assembled entry content each limited to `capture_cap` bytes per exchange.
+#[derive(Debug)]
 pub struct ExchangeMsgs {
     /// Exchange id.
     pub id: ExchangeId,
     /// The request (seq 0), if it was recorded.
     pub request: Option<Box<RequestInfo>>,
-    /// Request body frames.
-    pub request_frames: Vec<Bytes>,
+    request_body: Option<BodyCopy>,
     /// The response head.
     pub response: Option<ResponseHead>,
-    /// Response body frames with their receive offsets.
-    pub response_frames: Vec<(OffsetUs, Bytes)>,
+    response_body: ResponseCopy,
+    response_wire: u64,
+    response_frames: u64,
+    last_at: OffsetUs,
     /// The end, if it was recorded.
     pub end: Option<EndInfo>,
+}
+
+/// The kind of stream an exchange's request asks for (the operation's base does not depend on the
+/// body's `stream` flag).
+fn stream_kind(request: Option<&RequestInfo>) -> StreamKind {
+    let base = request.map_or("other", |r| {
+        ops::base(ops::operation(&r.method, &r.path, false))
+    });
+    match base {
+        "conversations.start" | "conversations.append" | "conversations.restart" => {
+            StreamKind::Conversation
+        }
+        "chat.completions" | "agents.completions" => StreamKind::Chat,
+        _ => StreamKind::Other,
+    }
+}
+
+fn is_event_stream(headers: &[(String, String)]) -> bool {
+    header(headers, "content-type").is_some_and(|ct| {
+        ct.trim()
+            .to_ascii_lowercase()
+            .starts_with("text/event-stream")
+    })
 }
 
 impl ExchangeMsgs {
@@ -99,18 +143,44 @@ impl ExchangeMsgs {
         ExchangeMsgs {
             id,
             request: None,
-            request_frames: Vec::new(),
+            request_body: None,
             response: None,
-            response_frames: Vec::new(),
+            response_body: ResponseCopy::Empty,
+            response_wire: 0,
+            response_frames: 0,
+            last_at: 0,
             end: None,
         }
     }
 
-    /// Folds the next message in (callers feed them in `seq` order).
-    pub fn push(&mut self, msg: Msg) {
+    /// Response body frames seen.
+    pub fn response_frame_count(&self) -> u64 {
+        self.response_frames
+    }
+
+    /// About how many bytes of memory the copy holds (for the queue gauges and bounds).
+    pub fn approx_bytes(&self) -> usize {
+        let req = self.request_body.as_ref().map_or(0, BodyCopy::held_bytes);
+        let resp = match &self.response_body {
+            ResponseCopy::Empty => 0,
+            ResponseCopy::Body(b) => b.held_bytes(),
+            ResponseCopy::Frames(f, kept) => kept + f.len() * 48,
+            ResponseCopy::Stream(s) => s.approx_bytes(),
+        };
+        512 + req + resp
+    }
+
+    /// Folds the next message in (callers feed them in `seq` order); body frames are reduced to
+    /// the bounded copy `ctx` allows as they come.
+    pub fn push(&mut self, msg: Msg, ctx: &DeriveCtx) {
         match msg {
             Msg::Request { info } => self.request = Some(info),
-            Msg::RequestBody { bytes, .. } => self.request_frames.push(own(bytes)),
+            Msg::RequestBody { bytes, .. } => {
+                let headers = self.request.as_ref().map_or(&[][..], |r| &r.headers[..]);
+                self.request_body
+                    .get_or_insert_with(|| BodyCopy::new(headers, ctx.capture_cap))
+                    .push(&bytes);
+            }
             Msg::Response {
                 status,
                 headers,
@@ -125,9 +195,7 @@ impl ExchangeMsgs {
                     upstream_version,
                 })
             }
-            Msg::ResponseBody { at_us, bytes, .. } => {
-                self.response_frames.push((at_us, own(bytes)));
-            }
+            Msg::ResponseBody { at_us, bytes, .. } => self.push_response(at_us, bytes, ctx),
             Msg::End {
                 outcome,
                 error,
@@ -147,11 +215,41 @@ impl ExchangeMsgs {
         }
     }
 
+    fn push_response(&mut self, at_us: OffsetUs, bytes: Bytes, ctx: &DeriveCtx) {
+        self.response_wire += bytes.len() as u64;
+        self.response_frames += 1;
+        self.last_at = at_us;
+        let headers = self.response.as_ref().map_or(&[][..], |r| &r.headers[..]);
+        if let ResponseCopy::Empty = self.response_body {
+            self.response_body = if is_event_stream(headers) {
+                ResponseCopy::Frames(Vec::new(), 0)
+            } else {
+                ResponseCopy::Body(BodyCopy::new(headers, ctx.capture_cap))
+            };
+        }
+        match &mut self.response_body {
+            ResponseCopy::Empty => {}
+            ResponseCopy::Body(b) => b.push(&bytes),
+            ResponseCopy::Stream(s) => s.push(at_us, &bytes),
+            ResponseCopy::Frames(frames, kept) => {
+                *kept += bytes.len();
+                frames.push((at_us, own(bytes)));
+                if *kept > ctx.capture_cap {
+                    let kind = stream_kind(self.request.as_deref());
+                    let mut s = StreamDeriver::new(headers, kind, ctx);
+                    for (at, f) in frames.drain(..) {
+                        s.push(at, &f);
+                    }
+                    self.response_body = ResponseCopy::Stream(Box::new(s));
+                }
+            }
+        }
+    }
+
     /// The latest receive offset seen.
     fn last_offset(&self) -> OffsetUs {
-        let body = self.response_frames.last().map_or(0, |(t, _)| *t);
         let head = self.response.as_ref().map_or(0, |r| r.at_us);
-        body.max(head)
+        self.last_at.max(head)
     }
 }
 
@@ -239,14 +337,17 @@ pub struct EventRow {
     pub seq: i32,
     /// The `event:` field (or the data's `"type"` when the field is missing).
     pub event_type: Option<String>,
-    /// JSON text: the event data, or a JSON string holding the raw text when it is not JSON.
-    pub data: String,
+    /// JSON text: the event data, or a JSON string holding the raw text when it is not JSON;
+    /// `None` once the exchange's stored event data reached the capture cap.
+    pub data: Option<String>,
     /// Why `data` is a string (`None` for JSON and for the `[DONE]` sentinel).
     pub parse_error: Option<String>,
     /// Receive offset (µs from exchange start) of the frame that completed the event.
     pub offset_us: i64,
     /// Wire bytes the event took.
     pub size: i32,
+    /// The data (and parse error) is not stored: the exchange's event data reached the cap.
+    pub data_truncated: bool,
 }
 
 /// One `entries` row (exchange and conversation ids come from the owning [`Derived`]).
@@ -282,6 +383,8 @@ pub struct EntryRow {
     pub source: &'static str,
     /// The entry itself, as JSON text.
     pub raw: String,
+    /// The entry's content was cut at the assembler's budget (the capture cap).
+    pub truncated: bool,
 }
 
 /// One `usage` row.
@@ -351,6 +454,34 @@ pub struct Derived {
 }
 
 impl Derived {
+    /// About how many bytes of memory the rows take (for the DuckDB queue's gauge and bound).
+    pub fn approx_bytes(&self) -> usize {
+        let o = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        let x = &self.exchange;
+        let exchange = 512
+            + o(&x.request_headers)
+            + o(&x.request_body)
+            + o(&x.request_body_raw)
+            + o(&x.response_headers)
+            + o(&x.response_body)
+            + o(&x.response_body_raw)
+            + o(&x.error);
+        let events: usize = self
+            .events
+            .iter()
+            .map(|e| {
+                std::mem::size_of::<EventRow>() + o(&e.data) + o(&e.parse_error) + o(&e.event_type)
+            })
+            .sum();
+        let entries: usize = self
+            .entries
+            .iter()
+            .map(|e| 256 + o(&e.text) + o(&e.arguments) + e.raw.len())
+            .sum();
+        let agents: usize = self.agents.iter().map(|a| 64 + a.snapshot.len()).sum();
+        exchange + events + entries + agents + 128 * (self.conversations.len() + 1)
+    }
+
     /// Rows this exchange adds across all tables.
     pub fn row_count(&self) -> usize {
         1 + self.events.len()
@@ -387,79 +518,162 @@ struct StreamResult {
     error: Option<String>,
     conversation_id: Option<String>,
     outputs: Option<Vec<Entry>>,
+    /// Positions in `outputs` whose content was cut.
+    truncated_outputs: Vec<usize>,
     usage: Option<UsageRow>,
     model: Option<String>,
+    /// Something of the stream is not stored in full (event data, entry content, inflation).
+    truncated: bool,
+    /// Event data bytes (and parse error text) that may still be stored.
+    data_room: usize,
+    /// Event data bytes stored so far.
+    data_used: usize,
 }
 
 /// What kind of payload the stream carries.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StreamKind {
     Conversation,
     Chat,
     Other,
 }
 
-fn decode_stream(
-    frames: &[(OffsetUs, Bytes)],
-    headers: &[(String, String)],
-    kind: StreamKind,
-    ctx: &DeriveCtx,
-) -> StreamResult {
-    let mut out = StreamResult::default();
-    let mut bytes_dec = StreamDecoder::new(&Encoding::from_headers(headers));
-    let mut sse = SseDecoder::with_max_event_size(ctx.max_sse_event);
-    let mut assembler = (kind == StreamKind::Conversation).then(EntryAssembler::new);
-    let mut chat_usage: Option<Value> = None;
-    let mut last_at = 0;
-    for (at_us, frame) in frames {
-        last_at = *at_us;
-        let decoded = bytes_dec.push(frame);
-        match sse.push(&decoded) {
+/// An encoded stream is inflated up to this many times the capture cap; past that, no more of it
+/// is decoded (the exchange is flagged `response_truncated`). Derivation does not keep the inflated
+/// bytes, so this bounds CPU, not memory.
+pub const STREAM_INFLATE_FACTOR: u64 = 64;
+
+/// Decodes a stream frame by frame: `Content-Encoding`, SSE events, event rows, entry assembly.
+/// Holds the SSE decoder's pending event (bounded by the maximum event size), the assembler
+/// (bounded by the capture cap), the stored event data (bounded by the capture cap) and one small
+/// row per event.
+pub(crate) struct StreamDeriver {
+    bytes_dec: StreamDecoder,
+    sse: SseDecoder,
+    assembler: Option<EntryAssembler>,
+    chat_usage: Option<Value>,
+    out: StreamResult,
+    last_at: OffsetUs,
+    redactor: Redactor,
+    inflate_budget: u64,
+}
+
+impl std::fmt::Debug for StreamDeriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamDeriver")
+            .field("events", &self.out.events.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamDeriver {
+    fn new(headers: &[(String, String)], kind: StreamKind, ctx: &DeriveCtx) -> Self {
+        let encoding = Encoding::from_headers(headers);
+        let inflate_budget = match encoding {
+            Encoding::Identity => u64::MAX,
+            _ => (ctx.capture_cap as u64).saturating_mul(STREAM_INFLATE_FACTOR),
+        };
+        StreamDeriver {
+            bytes_dec: StreamDecoder::with_budget(&encoding, inflate_budget),
+            sse: SseDecoder::with_max_event_size(ctx.max_sse_event),
+            assembler: (kind == StreamKind::Conversation)
+                .then(|| EntryAssembler::with_budget(ctx.capture_cap)),
+            chat_usage: None,
+            out: StreamResult {
+                data_room: ctx.capture_cap,
+                ..Default::default()
+            },
+            last_at: 0,
+            redactor: ctx.redactor.clone(),
+            inflate_budget,
+        }
+    }
+
+    /// About how many bytes of memory it holds.
+    fn approx_bytes(&self) -> usize {
+        let events: usize = self.out.events.len() * std::mem::size_of::<EventRow>();
+        // Stored data is what the budget let through; the decoders hold their windows.
+        events + self.out.data_used + 64 * 1024
+    }
+
+    fn push(&mut self, at_us: OffsetUs, frame: &[u8]) {
+        self.last_at = at_us;
+        if self.out.error.is_some() || self.bytes_dec.capped() {
+            return;
+        }
+        let decoded = self.bytes_dec.push(frame);
+        match self.sse.push(&decoded) {
             Ok(events) => {
                 for ev in events {
                     handle_event(
                         ev,
-                        *at_us,
-                        &mut out,
-                        assembler.as_mut(),
-                        &mut chat_usage,
-                        ctx,
+                        at_us,
+                        &mut self.out,
+                        self.assembler.as_mut(),
+                        &mut self.chat_usage,
+                        &self.redactor,
                     );
                 }
             }
-            Err(e) => {
-                out.error = Some(e.to_string());
-                break;
+            Err(e) => self.out.error = Some(e.to_string()),
+        }
+    }
+
+    fn finish(mut self) -> StreamResult {
+        let mut out = self.out;
+        let capped = self.bytes_dec.capped();
+        if out.error.is_none() && !capped {
+            let tail = self.bytes_dec.finish();
+            let mut events = match self.sse.push(&tail) {
+                Ok(evs) => evs,
+                Err(e) => {
+                    out.error = Some(e.to_string());
+                    Vec::new()
+                }
+            };
+            if out.error.is_none() {
+                match self.sse.finish() {
+                    Ok(Some(ev)) => events.push(ev),
+                    Ok(None) => {}
+                    Err(e) => out.error = Some(e.to_string()),
+                }
+            }
+            for ev in events {
+                handle_event(
+                    ev,
+                    self.last_at,
+                    &mut out,
+                    self.assembler.as_mut(),
+                    &mut self.chat_usage,
+                    &self.redactor,
+                );
             }
         }
-    }
-    if out.error.is_none() {
-        match sse.finish() {
-            Ok(Some(ev)) => handle_event(
-                ev,
-                last_at,
-                &mut out,
-                assembler.as_mut(),
-                &mut chat_usage,
-                ctx,
-            ),
-            Ok(None) => {}
-            Err(e) => out.error = Some(e.to_string()),
+        if let Some(e) = self.bytes_dec.error() {
+            out.error.get_or_insert_with(|| e.to_owned());
         }
+        if capped {
+            out.truncated = true;
+            out.error.get_or_insert_with(|| {
+                format!(
+                    "the decoded stream passed {} bytes ({STREAM_INFLATE_FACTOR} x the capture cap): the rest was forwarded but not decoded",
+                    self.inflate_budget
+                )
+            });
+        }
+        if let Some(asm) = self.assembler {
+            let turn = asm.finish();
+            out.truncated |= !turn.truncated.is_empty() || turn.dropped_outputs > 0;
+            out.conversation_id = turn.conversation_id.clone();
+            out.usage = turn.usage.as_ref().map(usage_row);
+            out.truncated_outputs = turn.truncated;
+            out.outputs = Some(turn.outputs);
+        }
+        if let Some(u) = self.chat_usage {
+            out.usage = Some(chat_usage_row(&u));
+        }
+        out
     }
-    if let Some(e) = bytes_dec.error() {
-        out.error.get_or_insert_with(|| e.to_owned());
-    }
-    if let Some(asm) = assembler {
-        let turn = asm.finish();
-        out.conversation_id = turn.conversation_id.clone();
-        out.usage = turn.usage.as_ref().map(usage_row);
-        out.outputs = Some(turn.outputs);
-    }
-    if let Some(u) = chat_usage {
-        out.usage = Some(chat_usage_row(&u));
-    }
-    out
 }
 
 /// A `message.output.delta` whose content is a text fragment (the bulk of every stream), read
@@ -553,7 +767,7 @@ fn fast_event(
     if ev.event.is_some() {
         row.event_type = ev.event;
     }
-    row.data = ev.data;
+    row.data = Some(ev.data);
     None
 }
 
@@ -563,7 +777,7 @@ fn handle_event(
     out: &mut StreamResult,
     assembler: Option<&mut EntryAssembler>,
     chat_usage: &mut Option<Value>,
-    ctx: &DeriveCtx,
+    redactor: &Redactor,
 ) {
     let seq = i32::try_from(out.events.len()).unwrap_or(i32::MAX);
     let size = i32::try_from(ev.raw_len).unwrap_or(i32::MAX);
@@ -573,17 +787,18 @@ fn handle_event(
     let mut row = EventRow {
         seq,
         event_type: None,
-        data: String::new(),
+        data: None,
         parse_error: None,
         offset_us,
         size,
+        data_truncated: false,
     };
     let mut assembler = assembler;
-    let ev = if ctx.redactor.is_empty() && !done_sentinel {
+    let ev = if redactor.is_empty() && !done_sentinel {
         match fast_event(ev, &mut row, out, assembler.as_deref_mut(), chat_usage) {
             Some(ev) => ev,
             None => {
-                out.events.push(row);
+                push_row(out, row);
                 return;
             }
         }
@@ -594,11 +809,11 @@ fn handle_event(
     row.event_type = event;
     match serde_json::from_str::<Value>(&data) {
         Ok(mut v) => {
-            if ctx.redactor.is_empty() {
-                row.data = data;
+            if redactor.is_empty() {
+                row.data = Some(data);
             } else {
-                ctx.redactor.value(&mut v);
-                row.data = v.to_string();
+                redactor.value(&mut v);
+                row.data = Some(v.to_string());
             }
             if row.event_type.is_none() {
                 row.event_type = str_of(v.get("type"));
@@ -623,11 +838,30 @@ fn handle_event(
             }
         }
         Err(e) => {
-            row.data = Value::String(ctx.redactor.text(&data).into_owned()).to_string();
+            row.data = Some(Value::String(redactor.text(&data).into_owned()).to_string());
             if !done_sentinel {
                 row.parse_error = Some(e.to_string());
             }
         }
+    }
+    push_row(out, row);
+}
+
+/// Adds an event row, storing its data (and parse error) while the exchange's event data stays
+/// within the capture cap; once a row does not fit, it and every later row keep only their
+/// type, offset and size, flagged `data_truncated`.
+fn push_row(out: &mut StreamResult, mut row: EventRow) {
+    let need =
+        row.data.as_ref().map_or(0, String::len) + row.parse_error.as_ref().map_or(0, String::len);
+    if need <= out.data_room {
+        out.data_room -= need;
+        out.data_used += need;
+    } else {
+        out.data_room = 0;
+        row.data = None;
+        row.parse_error = None;
+        row.data_truncated = true;
+        out.truncated = true;
     }
     out.events.push(row);
 }
@@ -822,7 +1056,7 @@ fn body_parts(b: &StoredBody) -> (Option<String>, Option<String>, Option<String>
 
 /// Derives every row of an exchange. An exchange without an `End` is recorded as a
 /// `proxy_error` with [`STOPPED_EARLY`].
-pub fn derive(x: &ExchangeMsgs, ctx: &DeriveCtx) -> Derived {
+pub fn derive(mut x: ExchangeMsgs, ctx: &DeriveCtx) -> Derived {
     let end = x.end.clone().unwrap_or_else(|| EndInfo {
         outcome: Outcome::ProxyError,
         error: Some(STOPPED_EARLY.to_owned()),
@@ -845,7 +1079,10 @@ pub fn derive(x: &ExchangeMsgs, ctx: &DeriveCtx) -> Derived {
     // Request.
     let empty = Vec::new();
     let req_headers = x.request.as_ref().map_or(&empty, |r| &r.headers);
-    let req_body = store_body(&x.request_frames, req_headers, ctx.capture_cap, redactor);
+    let req_body = x
+        .request_body
+        .take()
+        .map_or_else(StoredBody::default, |b| b.store(req_headers, redactor));
     let req_value = req_body.value.as_ref();
     let stream_flag = req_value
         .and_then(|v| v.get("stream"))
@@ -894,33 +1131,38 @@ pub fn derive(x: &ExchangeMsgs, ctx: &DeriveCtx) -> Derived {
         .response
         .as_ref()
         .map(|r| headers_json(&r.headers, redactor));
-    row.is_stream = header(resp_headers, "content-type").is_some_and(|ct| {
-        ct.trim()
-            .to_ascii_lowercase()
-            .starts_with("text/event-stream")
-    });
-    let wire_out: u64 = x.response_frames.iter().map(|(_, b)| b.len() as u64).sum();
-    row.response_bytes = to_i64(wire_out.max(end.bytes_out));
+    row.is_stream = is_event_stream(resp_headers);
+    row.response_bytes = to_i64(x.response_wire.max(end.bytes_out));
+    let response_copy = std::mem::take(&mut x.response_body);
 
     let mut derived = Derived::default();
     let mut outputs: Option<(Vec<(Entry, Value)>, &'static str)> = None;
+    let mut truncated_outputs: Vec<usize> = Vec::new();
     let mut response_conversation_id: Option<String> = None;
     let mut response_model: Option<String> = None;
     let mut response_agent: Option<(String, Option<String>)> = None;
     let mut response_value: Option<Value> = None;
 
     if row.is_stream {
-        let kind = match base {
-            "conversations.start" | "conversations.append" | "conversations.restart" => {
-                StreamKind::Conversation
+        let s = match response_copy {
+            ResponseCopy::Stream(s) => s.finish(),
+            ResponseCopy::Frames(frames, _) => {
+                let mut s =
+                    StreamDeriver::new(resp_headers, stream_kind(x.request.as_deref()), ctx);
+                for (at, f) in frames {
+                    s.push(at, &f);
+                }
+                s.finish()
             }
-            "chat.completions" | "agents.completions" => StreamKind::Chat,
-            _ => StreamKind::Other,
+            ResponseCopy::Empty | ResponseCopy::Body(_) => {
+                StreamDeriver::new(resp_headers, stream_kind(x.request.as_deref()), ctx).finish()
+            }
         };
-        let s = decode_stream(&x.response_frames, resp_headers, kind, ctx);
         row.event_count = Some(i32::try_from(s.events.len()).unwrap_or(i32::MAX));
         row.first_event_us = s.first_event_us;
         row.response_parse_error = s.error;
+        row.response_truncated = s.truncated;
+        truncated_outputs = s.truncated_outputs;
         derived.events = s.events;
         derived.usage = s.usage;
         response_conversation_id = s.conversation_id;
@@ -936,8 +1178,10 @@ pub fn derive(x: &ExchangeMsgs, ctx: &DeriveCtx) -> Derived {
             outputs = Some((with_raw, "stream"));
         }
     } else {
-        let frames: Vec<Bytes> = x.response_frames.iter().map(|(_, b)| b.clone()).collect();
-        let resp_body = store_body(&frames, resp_headers, ctx.capture_cap, redactor);
+        let resp_body = match response_copy {
+            ResponseCopy::Body(b) => b.store(resp_headers, redactor),
+            _ => StoredBody::default(),
+        };
         (
             row.response_body,
             row.response_body_raw,
@@ -1021,9 +1265,9 @@ pub fn derive(x: &ExchangeMsgs, ctx: &DeriveCtx) -> Derived {
         }
         if let Some((outs, source)) = &outputs {
             for (i, (entry, raw)) in outs.iter().enumerate() {
-                derived
-                    .entries
-                    .push(entry_row(entry, raw, "output", i, source));
+                let mut r = entry_row(entry, raw, "output", i, source);
+                r.truncated = truncated_outputs.contains(&i);
+                derived.entries.push(r);
             }
         }
     }
@@ -1124,31 +1368,52 @@ mod tests {
     ) -> ExchangeMsgs {
         let id = ExchangeId::now_v7();
         let mut x = ExchangeMsgs::new(id);
-        x.push(Msg::Request {
-            info: Box::new(RequestInfo {
+        x.push(
+            Msg::Request {
+                info: Box::new(RequestInfo {
+                    id,
+                    started_at: SystemTime::now(),
+                    method: method.into(),
+                    path: path.into(),
+                    query: None,
+                    client_addr: "127.0.0.1:1".into(),
+                    headers: vec![("content-type".into(), "application/json".into())],
+                    key_fingerprint: None,
+                    session: None,
+                    tags: vec![],
+                }),
+            },
+            &ctx(),
+        );
+        x.push(
+            Msg::RequestBody {
                 id,
-                started_at: SystemTime::now(),
-                method: method.into(),
-                path: path.into(),
-                query: None,
-                client_addr: "127.0.0.1:1".into(),
-                headers: vec![("content-type".into(), "application/json".into())],
-                key_fingerprint: None,
-                session: None,
-                tags: vec![],
-            }),
-        });
-        x.request_frames
-            .push(Bytes::copy_from_slice(req.as_bytes()));
-        x.response = Some(ResponseHead {
-            status,
-            headers: vec![("content-type".into(), ct.into())],
-            at_us: 100,
-            upstream_version: None,
-        });
+                seq: 1,
+                bytes: Bytes::copy_from_slice(req.as_bytes()),
+            },
+            &ctx(),
+        );
+        x.push(
+            Msg::Response {
+                id,
+                seq: 2,
+                status,
+                headers: vec![("content-type".into(), ct.into())],
+                at_us: 100,
+                upstream_version: None,
+            },
+            &ctx(),
+        );
         for (i, f) in frames.iter().enumerate() {
-            x.response_frames
-                .push((200 + i as u64, Bytes::copy_from_slice(f.as_bytes())));
+            x.push(
+                Msg::ResponseBody {
+                    id,
+                    seq: 3 + i as u32,
+                    at_us: 200 + i as u64,
+                    bytes: Bytes::copy_from_slice(f.as_bytes()),
+                },
+                &ctx(),
+            );
         }
         x
     }
@@ -1156,7 +1421,7 @@ mod tests {
     #[test]
     fn missing_end_is_a_proxy_error() {
         let x = exchange("GET", "/v1/agents", "", 200, "application/json", &["[]"]);
-        let d = derive(&x, &ctx());
+        let d = derive(x, &ctx());
         assert_eq!(d.exchange.outcome, "proxy_error");
         assert_eq!(d.exchange.error.as_deref(), Some(STOPPED_EARLY));
         assert_eq!(d.exchange.total_us, Some(200));
@@ -1176,10 +1441,10 @@ mod tests {
             "text/event-stream",
             &frames,
         );
-        let d = derive(&x, &ctx());
+        let d = derive(x, &ctx());
         assert_eq!(d.exchange.operation, "chat.completions_stream");
         assert_eq!(d.events.len(), 3);
-        assert_eq!(d.events[2].data, "\"[DONE]\"");
+        assert_eq!(d.events[2].data.as_deref(), Some("\"[DONE]\""));
         assert_eq!(d.events[2].parse_error, None);
         assert_eq!(d.usage.as_ref().unwrap().total_tokens, Some(7));
         assert_eq!(d.exchange.model.as_deref(), Some("m-small"));
@@ -1205,18 +1470,20 @@ mod tests {
                 String::from_utf8(agentcap_wire::encode_conversation_event(&v).to_vec()).unwrap()
             })
             .collect();
-        let x = exchange(
-            "POST",
-            "/v1/conversations",
-            r#"{"inputs":"hi","stream":true}"#,
-            200,
-            "text/event-stream",
-            &[wire.as_str()],
-        );
-        let fast = derive(&x, &ctx());
+        let x = || {
+            exchange(
+                "POST",
+                "/v1/conversations",
+                r#"{"inputs":"hi","stream":true}"#,
+                200,
+                "text/event-stream",
+                &[wire.as_str()],
+            )
+        };
+        let fast = derive(x(), &ctx());
         let mut generic_ctx = ctx();
         generic_ctx.redactor = Redactor::new(vec![regex::Regex::new("NEVER-MATCHES-x9").unwrap()]);
-        let generic = derive(&x, &generic_ctx);
+        let generic = derive(x(), &generic_ctx);
         assert_eq!(fast.entries, generic.entries);
         assert_eq!(fast.usage, generic.usage);
         assert_eq!(fast.exchange.conversation_id.as_deref(), Some("c1"));
@@ -1225,8 +1492,8 @@ mod tests {
             assert_eq!(a.event_type, b.event_type);
             assert_eq!(a.parse_error, b.parse_error);
             let (va, vb): (Value, Value) = (
-                serde_json::from_str(&a.data).unwrap(),
-                serde_json::from_str(&b.data).unwrap(),
+                serde_json::from_str(a.data.as_deref().unwrap()).unwrap(),
+                serde_json::from_str(b.data.as_deref().unwrap()).unwrap(),
             );
             assert_eq!(va, vb);
         }
@@ -1248,7 +1515,7 @@ mod tests {
             "application/json",
             &[r#"{"detail":[]}"#],
         );
-        let d = derive(&x, &ctx());
+        let d = derive(x, &ctx());
         assert!(d.entries.is_empty());
         assert!(d.conversations.is_empty());
         assert_eq!(d.exchange.status, Some(422));

@@ -85,6 +85,12 @@ pub struct RecorderConfig {
     pub journal_dir: Option<PathBuf>,
     /// Capacity of the bounded channel, in messages (default 65 536).
     pub channel_capacity: usize,
+    /// Capacity of the channel in body bytes (default 32 MiB): a message whose frame would take
+    /// the channel past it goes to the spill file instead, like a message finding it full.
+    pub channel_bytes: usize,
+    /// Body bytes waiting for the spill thread beyond which the recorder is saturated (default
+    /// 64 MiB): the response tees then wait before reading more from the upstream.
+    pub spill_queue_bytes: usize,
     /// Commit to DuckDB once this many rows are pending (default 10 000)…
     pub batch_rows: usize,
     /// …or once the oldest pending row is this old (default 200 ms), and on shutdown.
@@ -107,6 +113,10 @@ pub struct RecorderConfig {
     /// (default 30 s) is written with what arrived, its durable acknowledgement failing: no wait
     /// on a message that may never come is unbounded.
     pub message_gap_limit: Duration,
+    /// Bytes of derived rows the DuckDB thread holds at most before writing a batch (default
+    /// 64 MiB); while DuckDB fails, past it they are dropped from memory like past
+    /// `max_pending_exchanges`.
+    pub max_pending_bytes: usize,
 }
 
 impl Default for RecorderConfig {
@@ -115,6 +125,8 @@ impl Default for RecorderConfig {
             db_path: PathBuf::from("agentcap.duckdb"),
             journal_dir: None,
             channel_capacity: 65_536,
+            channel_bytes: 32 * 1024 * 1024,
+            spill_queue_bytes: 64 * 1024 * 1024,
             batch_rows: 10_000,
             flush_interval: Duration::from_millis(200),
             journal_commit_interval: Duration::from_millis(5),
@@ -124,6 +136,7 @@ impl Default for RecorderConfig {
             max_sse_event: agentcap_wire::DEFAULT_MAX_EVENT_SIZE,
             max_pending_exchanges: 100_000,
             message_gap_limit: Duration::from_secs(30),
+            max_pending_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -258,6 +271,22 @@ pub struct RecorderStats {
     /// Exchanges whose `End` arrived but some earlier message never did within the bound; they
     /// were written with what had arrived.
     pub exchanges_incomplete: u64,
+    /// Gauge: messages waiting for the spill thread (read when the stats are taken).
+    pub spill_queue: u64,
+    /// Gauge: body bytes waiting for the spill thread. Past `spill_queue_bytes` the recorder is
+    /// saturated (the disk does not keep up): the response tees wait before reading the next
+    /// frame from the upstream, so the exchanges slow down to what the disk can journal.
+    pub spill_queue_bytes: u64,
+    /// Gauge: body bytes in the channel from the hot path to the writer (bounded by
+    /// `channel_bytes`; when full, messages go to the spill file).
+    pub channel_bytes: u64,
+    /// Gauge: bytes of finished exchanges queued for a deriver thread (bounded by
+    /// `DERIVE_QUEUE_BYTES`; when full, the writer derives the exchange itself).
+    pub derive_queue_bytes: u64,
+    /// Gauge: bytes of derived rows held by the DuckDB thread until committed (a batch is written
+    /// as soon as they pass `max_pending_bytes`; while DuckDB fails, past it the rows of journaled
+    /// exchanges are dropped from memory and derived again from the journal later).
+    pub db_queue_bytes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -282,6 +311,10 @@ struct StatsAtomics {
     journal_corrupt_bytes: AtomicU64,
     strict_not_durable: AtomicU64,
     exchanges_incomplete: AtomicU64,
+    derive_queue_bytes: AtomicU64,
+    db_queue_bytes: AtomicU64,
+    channel_bytes: AtomicU64,
+    spill_queue_bytes: AtomicU64,
 }
 
 impl StatsAtomics {
@@ -308,6 +341,11 @@ impl StatsAtomics {
             journal_corrupt_bytes: g(&self.journal_corrupt_bytes),
             strict_not_durable: g(&self.strict_not_durable),
             exchanges_incomplete: g(&self.exchanges_incomplete),
+            spill_queue: 0,
+            spill_queue_bytes: g(&self.spill_queue_bytes),
+            channel_bytes: g(&self.channel_bytes),
+            derive_queue_bytes: g(&self.derive_queue_bytes),
+            db_queue_bytes: g(&self.db_queue_bytes),
         }
     }
 
@@ -356,6 +394,17 @@ pub(crate) enum Item {
 }
 
 impl Item {
+    /// Body bytes the message carries (what the channel's byte bound counts).
+    fn body_bytes(&self) -> u64 {
+        let m = match self {
+            Item::Plain(m) | Item::Durable(m, _) => m,
+        };
+        match m {
+            Msg::RequestBody { bytes, .. } | Msg::ResponseBody { bytes, .. } => bytes.len() as u64,
+            _ => 0,
+        }
+    }
+
     fn into_parts(self) -> (Msg, Option<AckTx>) {
         match self {
             Item::Plain(m) => (m, None),
@@ -407,6 +456,36 @@ pub(crate) struct Shared {
     spill_files: Mutex<Vec<SpillFile>>,
     /// Messages handed to the spill thread.
     spill_pushed: AtomicU64,
+    /// See [`RecorderHandle::request_copy_limit`].
+    request_copy_limit: u64,
+    /// `RecorderConfig::channel_bytes`.
+    channel_bytes_cap: u64,
+    /// `RecorderConfig::spill_queue_bytes`.
+    spill_bytes_cap: u64,
+}
+
+impl Shared {
+    /// The spill thread wrote a message of `n` body bytes.
+    fn spill_took(shared: &Shared, n: u64) {
+        if n > 0 {
+            let _ = shared.stats.spill_queue_bytes.fetch_update(
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+                |v| Some(v.saturating_sub(n)),
+            );
+        }
+    }
+
+    /// `n` body bytes left the channel (or never entered it).
+    fn channel_took(shared: &Shared, n: u64) {
+        if n > 0 {
+            let _ = shared.stats.channel_bytes.fetch_update(
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+                |v| Some(v.saturating_sub(n)),
+            );
+        }
+    }
 }
 
 /// The recorder: owns the writer thread (with its deriver and DuckDB threads) and the spill thread. Dropping
@@ -488,6 +567,9 @@ impl Recorder {
             spill_acks: Mutex::new(HashMap::new()),
             spill_files: Mutex::new(Vec::new()),
             spill_pushed: AtomicU64::new(0),
+            request_copy_limit: body::request_copy_limit(cfg.capture_cap),
+            channel_bytes_cap: cfg.channel_bytes as u64,
+            spill_bytes_cap: cfg.spill_queue_bytes as u64,
         });
         let replay = writer::replay(&conn, &journal_dir, &derive_ctx, cfg.batch_rows)?;
         StatsAtomics::add(&shared.stats.replayed_exchanges, replay.exchanges);
@@ -616,12 +698,31 @@ impl Recorder {
 }
 
 impl RecorderHandle {
-    fn enqueue(&self, item: Item) {
+    fn enqueue(&self, item: Item, spilling: Option<&AtomicBool>) {
         let s = &self.shared.stats;
         StatsAtomics::add(&s.received, 1);
-        match self.data_tx.try_send(item) {
+        let n = item.body_bytes();
+        let sent = if spilling.is_some_and(|f| f.load(Ordering::Relaxed)) {
+            Err(TrySendError::Full(item))
+        } else {
+            let in_channel = s.channel_bytes.fetch_add(n, Ordering::Relaxed) + n;
+            let sent = if n > 0 && in_channel > self.shared.channel_bytes_cap {
+                Err(TrySendError::Full(item))
+            } else {
+                self.data_tx.try_send(item)
+            };
+            if sent.is_err() {
+                Shared::channel_took(&self.shared, n);
+            }
+            sent
+        };
+        match sent {
             Ok(()) => {}
             Err(TrySendError::Full(item)) => {
+                if let Some(f) = spilling {
+                    f.store(true, Ordering::Relaxed);
+                }
+                StatsAtomics::add(&s.spill_queue_bytes, n);
                 StatsAtomics::add(&s.spilled, 1);
                 self.shared.spill_pushed.fetch_add(1, Ordering::SeqCst);
                 if self.spill_tx.send(SpillItem::Data(item)).is_err() {
@@ -638,7 +739,23 @@ impl RecorderHandle {
     /// Queues a message. Never blocks and never drops: when the channel is full the message goes
     /// to the spill file instead.
     pub fn send(&self, msg: Msg) {
-        self.enqueue(Item::Plain(msg));
+        self.enqueue(Item::Plain(msg), None);
+    }
+
+    /// Like [`RecorderHandle::send`] for one exchange's messages, keeping them in order across the
+    /// two paths: once a message of the exchange went to the spill file (`spilling` set), all its
+    /// later ones follow it there. Otherwise the writer, which reads the channel first, would take
+    /// later messages before the spilled ones and have to hold them (bytes and all) until the gap
+    /// is filled: memory growing with the backlog.
+    pub fn send_ordered(&self, msg: Msg, spilling: &AtomicBool) {
+        self.enqueue(Item::Plain(msg), Some(spilling));
+    }
+
+    /// [`RecorderHandle::send_durable`] with the ordering of [`RecorderHandle::send_ordered`].
+    pub fn send_durable_ordered(&self, msg: Msg, spilling: &AtomicBool) -> DurableAck {
+        let (tx, rx) = oneshot::channel();
+        self.enqueue(Item::Durable(msg, tx), Some(spilling));
+        DurableAck(rx)
     }
 
     /// Like [`RecorderHandle::send`]; the acknowledgement resolves `Ok` once every message of
@@ -647,7 +764,7 @@ impl RecorderHandle {
     /// missing, the recorder stopped).
     pub fn send_durable(&self, msg: Msg) -> DurableAck {
         let (tx, rx) = oneshot::channel();
-        self.enqueue(Item::Durable(msg, tx));
+        self.enqueue(Item::Durable(msg, tx), None);
         DurableAck(rx)
     }
 
@@ -656,9 +773,24 @@ impl RecorderHandle {
         StatsAtomics::add(&self.shared.stats.strict_not_durable, 1);
     }
 
+    /// Request body bytes the recorder needs to store a body under the capture cap: the cap plus
+    /// room for compression overhead (a deflate-family body longer than this decodes to more than
+    /// the cap). The request tee hands over no more than this; the rest is forwarded and counted.
+    pub fn request_copy_limit(&self) -> u64 {
+        self.shared.request_copy_limit
+    }
+
+    /// The spill queue holds more than `spill_queue_bytes`: the disk does not keep up with the
+    /// traffic, and the tees should wait before reading more.
+    pub fn saturated(&self) -> bool {
+        self.shared.stats.spill_queue_bytes.load(Ordering::Relaxed) > self.shared.spill_bytes_cap
+    }
+
     /// Current counters.
     pub fn stats(&self) -> RecorderStats {
-        self.shared.stats.snapshot()
+        let mut s = self.shared.stats.snapshot();
+        s.spill_queue = self.spill_tx.len() as u64;
+        s
     }
 
     /// Resolves once everything sent before the call is committed to DuckDB (exchanges still in

@@ -135,8 +135,18 @@ const V2: &str = r#"
 ALTER TABLE exchanges ADD COLUMN upstream_version VARCHAR;
 "#;
 
+/// Schema version 3: what the capture cap left out of streamed events and assembled entries.
+const V3: &str = r#"
+-- The event's data (and parse error) is not stored (NULL): the exchange's stored event data had
+-- reached the capture cap. The row keeps seq, event_type, offset_us and size.
+ALTER TABLE sse_events ADD COLUMN data_truncated BOOLEAN;
+-- The entry's content (text, arguments) was cut: the exchange's assembled content had reached
+-- the capture cap.
+ALTER TABLE entries ADD COLUMN truncated BOOLEAN;
+"#;
+
 /// Every migration, in order; index + 1 is the version.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The latest schema version.
 pub fn latest_version() -> i32 {
@@ -267,7 +277,7 @@ mod tests {
              INSERT INTO exchanges (id, outcome) VALUES ('old', 'complete')",
         )
         .unwrap();
-        assert_eq!(migrate(&conn).unwrap(), 2);
+        assert_eq!(migrate(&conn).unwrap(), latest_version());
         let (id, version): (String, Option<String>) = conn
             .query_row("SELECT id, upstream_version FROM exchanges", [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
@@ -286,6 +296,17 @@ mod tests {
             last, "upstream_version",
             "appenders fill columns in table order"
         );
+        for (table, column) in [("sse_events", "data_truncated"), ("entries", "truncated")] {
+            let last: String = conn
+                .query_row(
+                    "SELECT column_name FROM information_schema.columns \
+                     WHERE table_name = ? ORDER BY ordinal_position DESC LIMIT 1",
+                    [table],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(last, column, "version 3 appends {column} to {table}");
+        }
     }
 
     #[test]

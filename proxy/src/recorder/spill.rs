@@ -69,7 +69,11 @@ impl SpillThread {
             try_drain(&s.t.rx, 4096, |i| items.push(i));
             for item in items {
                 match item {
-                    SpillItem::Data(item) => s.write(item),
+                    SpillItem::Data(item) => {
+                        let n = item.body_bytes();
+                        s.write(item);
+                        super::Shared::spill_took(&s.t.shared, n);
+                    }
                     SpillItem::Sync(reply) => {
                         s.sync();
                         let _ = reply.send(());

@@ -48,6 +48,8 @@ use super::{
 
 /// Exchanges derived per pass when replaying the journal.
 const REDERIVE_CHUNK: usize = 2_000;
+/// Bytes of a spill file read back at a time.
+const SPILL_READ_CHUNK: u64 = 4 * 1024 * 1024;
 /// How often the writer looks at the data channel while traffic flows (see `Writer::run`).
 const BUSY_POLL: Duration = Duration::from_millis(1);
 /// Without data for this long, the writer goes back to blocking on the data channel.
@@ -105,9 +107,9 @@ impl Live {
 
     /// All messages received, the ones after a gap included (for exchanges that never completed).
     /// A failed exchange's acknowledgement is answered here, and its mark is "never journaled".
-    fn into_msgs(mut self) -> (ExchangeMsgs, Vec<SegId>, Option<AckTx>, u64) {
+    fn into_msgs(mut self, ctx: &DeriveCtx) -> (ExchangeMsgs, Vec<SegId>, Option<AckTx>, u64) {
         for (_, m) in std::mem::take(&mut self.early) {
-            self.msgs.push(m);
+            self.msgs.push(m, ctx);
         }
         match self.failure {
             Some(why) => {
@@ -121,14 +123,30 @@ impl Live {
     }
 }
 
-/// Work for a deriver thread; its answer goes to the DuckDB thread.
-type DeriveJob = (u64, ExchangeMsgs);
+/// Work for a deriver thread (ticket, copy, its size); its answer goes to the DuckDB thread.
+type DeriveJob = (u64, ExchangeMsgs, usize);
+
+/// Bound of the derive queue, in bytes of exchange copies (gauge: `derive_queue_bytes`). When a
+/// job does not fit, the writer derives the exchange itself: the writer slows down, its channel
+/// fills and the hot path spills to disk; nothing waits and nothing is dropped.
+pub(crate) const DERIVE_QUEUE_BYTES: u64 = 64 * 1024 * 1024;
+/// Bound of the derive queue in jobs (same when-full policy).
+const DERIVE_QUEUE_JOBS: usize = 4096;
 
 /// Derives exchanges off the writer thread, so parsing overlaps journaling and DuckDB writes.
-fn run_deriver(ctx: DeriveCtx, jobs: Receiver<DeriveJob>, done: Sender<DeriveDone>) {
-    for (ticket, msgs) in jobs {
+fn run_deriver(
+    ctx: DeriveCtx,
+    jobs: Receiver<DeriveJob>,
+    done: Sender<DeriveDone>,
+    shared: Arc<Shared>,
+) {
+    for (ticket, msgs, bytes) in jobs {
+        shared
+            .stats
+            .derive_queue_bytes
+            .fetch_sub(bytes as u64, Ordering::Relaxed);
         let derived =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| derive(&msgs, &ctx))).ok();
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| derive(msgs, &ctx))).ok();
         if done.send((ticket, derived)).is_err() {
             return;
         }
@@ -206,20 +224,24 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub fn new(init: WriterInit) -> Self {
-        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<DeriveJob>();
+        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<DeriveJob>(DERIVE_QUEUE_JOBS);
         // One deriver per spare core (at least one, at most four).
         let n = std::thread::available_parallelism()
             .map_or(1, |n| n.get().saturating_sub(1))
             .clamp(1, 4);
         let derivers = (0..n)
             .filter_map(|i| {
-                let (ctx, jobs, done) =
-                    (init.derive.clone(), jobs_rx.clone(), init.done_tx.clone());
+                let (ctx, jobs, done, shared) = (
+                    init.derive.clone(),
+                    jobs_rx.clone(),
+                    init.done_tx.clone(),
+                    init.shared.clone(),
+                );
                 std::thread::Builder::new()
                     .name(format!("agentcap-derive-{i}"))
                     .spawn(move || {
                         super::background_priority();
-                        run_deriver(ctx, jobs, done)
+                        run_deriver(ctx, jobs, done, shared)
                     })
                     .ok()
             })
@@ -406,6 +428,7 @@ impl Writer {
     // Ingestion
 
     fn ingest_item(&mut self, item: Item) {
+        Shared::channel_took(&self.shared, item.body_bytes());
         let (msg, ack) = item.into_parts();
         self.ingest(msg, ack, Source::Channel);
     }
@@ -445,10 +468,10 @@ impl Writer {
             live.gap_since = Some(Instant::now());
         }
         if seq == live.next_seq {
-            live.msgs.push(msg);
+            live.msgs.push(msg, &self.derive);
             live.next_seq += 1;
             while let Some(m) = live.early.remove(&live.next_seq) {
-                live.msgs.push(m);
+                live.msgs.push(m, &self.derive);
                 live.next_seq += 1;
             }
         } else if seq > live.next_seq {
@@ -464,7 +487,7 @@ impl Writer {
         let Some(live) = self.live.remove(&id) else {
             return;
         };
-        let (msgs, segs, ack, mark) = live.into_msgs();
+        let (msgs, segs, ack, mark) = live.into_msgs(&self.derive);
         if let Some(ack) = ack {
             if mark <= self.synced_writes {
                 let _ = ack.send(Ok(()));
@@ -475,15 +498,27 @@ impl Writer {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
         // Until derived, count about one row per response frame.
-        let rows = 1 + msgs.response_frames.len();
+        let rows = 1 + usize::try_from(msgs.response_frame_count()).unwrap_or(usize::MAX);
+        let bytes = msgs.approx_bytes();
+        let gauge = &self.shared.stats.derive_queue_bytes;
         let job = match &self.jobs_tx {
-            Some(tx) => match tx.send((ticket, msgs)) {
-                Ok(()) => None,
-                Err(crossbeam_channel::SendError((_, msgs))) => Some(msgs),
-            },
-            None => Some(msgs),
+            Some(tx) if gauge.load(Ordering::Relaxed) + bytes as u64 <= DERIVE_QUEUE_BYTES => {
+                gauge.fetch_add(bytes as u64, Ordering::Relaxed);
+                match tx.try_send((ticket, msgs, bytes)) {
+                    Ok(()) => None,
+                    Err(
+                        crossbeam_channel::TrySendError::Full((_, msgs, _))
+                        | crossbeam_channel::TrySendError::Disconnected((_, msgs, _)),
+                    ) => {
+                        gauge.fetch_sub(bytes as u64, Ordering::Relaxed);
+                        Some(msgs)
+                    }
+                }
+            }
+            // The queue is full (or there is no deriver): derive here.
+            _ => Some(msgs),
         };
-        let derived = job.map(|msgs| derive(&msgs, &self.derive));
+        let derived = job.map(|msgs| derive(msgs, &self.derive));
         self.outstanding += 1;
         let queued = Queued {
             ticket,
@@ -750,19 +785,32 @@ impl Writer {
                 kind: SegKind::Spill,
                 no: file.no,
             };
-            if file.synced_len > self.spill_offset {
-                match journal::read_range(&seg.path(&self.dir), self.spill_offset, file.synced_len)
+            // In chunks, so reading back a large spill costs a chunk of memory, not the file.
+            while file.synced_len > self.spill_offset {
+                let path = seg.path(&self.dir);
+                let mut end = file
+                    .synced_len
+                    .min(self.spill_offset.saturating_add(SPILL_READ_CHUNK));
+                let mut read = journal::read_range(&path, self.spill_offset, end);
+                if read
+                    .as_ref()
+                    .is_ok_and(|p| p.torn() && p.valid_len == 0 && end < file.synced_len)
                 {
+                    // One record longer than a chunk: read up to the committed end.
+                    end = file.synced_len;
+                    read = journal::read_range(&path, self.spill_offset, end);
+                }
+                match read {
                     Ok(parsed) => {
                         self.spill_offset += parsed.valid_len as u64;
                         if !parsed.damage.is_empty() {
                             let bytes = parsed.damaged_bytes() as u64;
                             StatsAtomics::add(&self.shared.stats.journal_corrupt_bytes, bytes);
-                            tracing::error!(file = %seg.path(&self.dir).display(), bytes,
+                            tracing::error!(file = %path.display(), bytes,
                                 "agentcap recorder: damaged records in a spill file; reading on after them");
                         }
-                        if parsed.torn() {
-                            tracing::warn!(file = %seg.path(&self.dir).display(),
+                        if parsed.torn() && end == file.synced_len {
+                            tracing::warn!(file = %path.display(),
                                 "agentcap recorder: unreadable record in a spill file; skipping to its committed end");
                             self.spill_offset = file.synced_len;
                         }
@@ -905,15 +953,6 @@ impl Writer {
     }
 }
 
-/// Messages of an exchange by `seq`, folded in order.
-pub(crate) fn fold(id: ExchangeId, msgs: BTreeMap<u32, Msg>) -> ExchangeMsgs {
-    let mut x = ExchangeMsgs::new(id);
-    for (_, m) in msgs {
-        x.push(m);
-    }
-    x
-}
-
 fn journal_err(path: &Path) -> impl FnOnce(std::io::Error) -> RecorderError + '_ {
     move |source| RecorderError::Journal {
         path: path.to_owned(),
@@ -921,13 +960,23 @@ fn journal_err(path: &Path) -> impl FnOnce(std::io::Error) -> RecorderError + '_
     }
 }
 
-/// Reads the messages of the exchanges `ids` from the journal files `files`.
+/// An exchange being read back from the journal: messages are folded into its bounded copy as soon
+/// as they are next in `seq` order (only out-of-order ones wait), so reading a long exchange back
+/// costs what its copy costs, not its size.
+struct Loading {
+    msgs: ExchangeMsgs,
+    next: u32,
+    early: BTreeMap<u32, Msg>,
+}
+
+/// Reads the exchanges `ids` from the journal files `files`, folded into their bounded copies.
 pub(crate) fn load_exchanges(
     dir: &Path,
     files: &BTreeSet<SegId>,
     ids: &HashSet<ExchangeId>,
-) -> Result<HashMap<ExchangeId, BTreeMap<u32, Msg>>, RecorderError> {
-    let mut out: HashMap<ExchangeId, BTreeMap<u32, Msg>> = HashMap::new();
+    ctx: &DeriveCtx,
+) -> Result<HashMap<ExchangeId, ExchangeMsgs>, RecorderError> {
+    let mut loading: HashMap<ExchangeId, Loading> = HashMap::new();
     for seg in files {
         let path = seg.path(dir);
         let Some(parsed) = read_for_replay(&path)? else {
@@ -935,12 +984,37 @@ pub(crate) fn load_exchanges(
         };
         for m in parsed.msgs {
             let id = m.exchange_id();
-            if ids.contains(&id) {
-                out.entry(id).or_default().entry(m.seq()).or_insert(m);
+            if !ids.contains(&id) {
+                continue;
+            }
+            let l = loading.entry(id).or_insert_with(|| Loading {
+                msgs: ExchangeMsgs::new(id),
+                next: 0,
+                early: BTreeMap::new(),
+            });
+            let seq = m.seq();
+            if seq == l.next {
+                l.msgs.push(m, ctx);
+                l.next += 1;
+                while let Some(m) = l.early.remove(&l.next) {
+                    l.msgs.push(m, ctx);
+                    l.next += 1;
+                }
+            } else if seq > l.next {
+                l.early.entry(seq).or_insert(m);
             }
         }
     }
-    Ok(out)
+    Ok(loading
+        .into_iter()
+        .map(|(id, mut l)| {
+            // Messages after a gap (an exchange that never completed), in order.
+            for (_, m) in std::mem::take(&mut l.early) {
+                l.msgs.push(m, ctx);
+            }
+            (id, l.msgs)
+        })
+        .collect())
 }
 
 /// What [`replay`] did.
@@ -1077,10 +1151,10 @@ pub(crate) fn replay(
             .iter()
             .flat_map(|id| located.get(id).into_iter().flatten().copied())
             .collect();
-        let mut loaded = load_exchanges(dir, &files, &ids)?;
+        let mut loaded = load_exchanges(dir, &files, &ids, ctx)?;
         let derived: Vec<Derived> = chunk
             .iter()
-            .filter_map(|id| loaded.remove(id).map(|m| derive(&fold(*id, m), ctx)))
+            .filter_map(|id| loaded.remove(id).map(|m| derive(m, ctx)))
             .collect();
         let mut start = 0;
         while start < derived.len() {

@@ -3,6 +3,7 @@
 mod connections;
 mod forwarding;
 mod harness;
+mod memory;
 mod recorder;
 mod strict;
 mod transparency;

@@ -1904,5 +1904,98 @@ async fn a_failing_journal_in_batched_mode_reuses_its_segment_and_logs_sparingly
         .filter(|l| l.contains(&d) && (l.contains("ERROR") || l.contains("WARN")))
         .count();
     assert_eq!(noisy, 1, "{logs}");
+}
+
+/// A stream longer than the capture cap is derived as it arrives and only its capped rows are kept;
+/// after a crash, the journal's replay must still store exactly the rows a live run stores.
+#[tokio::test]
+async fn capped_long_stream_replays_to_the_same_rows() {
+    let mut events =
+        vec![json!({"type": "conversation.response.started", "conversation_id": "conv_cap"})];
+    for i in 0..300 {
+        events.push(
+            json!({"type": "message.output.delta", "output_index": 0, "id": "msg_1",
+            "content_index": 0, "model": MODEL, "role": "assistant",
+            "content": format!("{i:04} {}", "z".repeat(100))}),
+        );
+    }
+    events.push(json!({"type": "conversation.response.done", "usage": small_usage()}));
+    let ex = Ex::new("POST", "/v1/conversations")
+        .json(&json!({"inputs": "hi", "stream": true}))
+        .stream(&events, 11)
+        .end();
+    let id = ex.id;
+    let msgs = ex.msgs.clone();
+    let stored = |h: &RecorderHandle| {
+        let ev = rows(
+            h,
+            &format!(
+                "SELECT seq, event_type, data::VARCHAR, parse_error, offset_us, size, data_truncated FROM sse_events WHERE exchange_id = '{id}' ORDER BY seq"
+            ),
+        );
+        let en = rows(
+            h,
+            &format!(
+                "SELECT direction, position, text, truncated, raw::VARCHAR FROM entries WHERE exchange_id = '{id}' ORDER BY direction, position"
+            ),
+        );
+        let x = rows(
+            h,
+            &format!(
+                "SELECT event_count, response_truncated, response_parse_error, conversation_id FROM exchanges WHERE id = '{id}'"
+            ),
+        );
+        (ev, en, x)
+    };
+    let small = |dir: &Path| RecorderConfig {
+        capture_cap: 4096,
+        ..config(dir)
+    };
+
+    // Live.
+    let live_dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::open(small(live_dir.path())).unwrap();
+    let h = rec.handle();
+    for m in msgs.clone() {
+        h.send(m);
+    }
+    h.flush().await.unwrap();
+    let live = stored(&h);
+    rec.shutdown().unwrap();
+    assert_eq!(live.0.len(), 302, "a row per event");
+    assert!(
+        live.0.iter().any(|r| r[6] == json!(true)),
+        "the cap was reached"
+    );
+    assert_eq!(live.0[301][1], json!("conversation.response.done"));
+    assert_eq!(live.2[0][1], json!(true));
+    let text_len = live.1.iter().find(|r| r[0] == json!("output")).unwrap()[2]
+        .as_str()
+        .unwrap()
+        .len();
+    assert!(text_len <= 4096, "entry text capped: {text_len}");
+
+    // Crash before anything reaches DuckDB, then replay.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = small(dir.path());
+    cfg.flush_interval = Duration::from_secs(3600);
+    cfg.batch_rows = 1_000_000;
+    cfg.durability = Durability::Strict;
+    let rec = Recorder::open(cfg.clone()).unwrap();
+    let h = rec.handle();
+    let mut msgs = msgs;
+    let end = msgs.pop().unwrap();
+    for m in msgs {
+        h.send(m);
+    }
+    h.send_durable(end).await.expect("durable ack");
+    assert_eq!(h.stats().exchanges_written, 0);
+    rec.abort();
+    drop(h);
+    let rec = Recorder::open(cfg).unwrap();
+    let h = rec.handle();
+    assert_eq!(h.stats().replayed_exchanges, 1);
+    assert_eq!(stored(&h), live, "replay stores what the live run stored");
+    assert_eq!(h.stats().records_dropped, 0);
     rec.shutdown().unwrap();
 }

@@ -352,3 +352,46 @@ fn push_value_and_comparison_helpers() {
     .unwrap();
     assert!(!same_outputs(&turn.outputs, &[different]));
 }
+
+#[test]
+fn a_budget_bounds_what_the_assembler_keeps() {
+    let delta = |i: u64, text: &str| {
+        ConversationEvent::from_value(serde_json::json!({
+            "type": "message.output.delta", "output_index": i, "id": format!("m{i}"),
+            "content_index": 0, "content": text
+        }))
+        .unwrap()
+    };
+    let mut asm = EntryAssembler::with_budget(1000);
+    for _ in 0..100 {
+        asm.push(&delta(0, &"x".repeat(100)));
+    }
+    // New outputs once the budget is spent are counted, not kept.
+    for i in 1..50 {
+        asm.push(&delta(i, "y"));
+    }
+    let turn = asm.finish();
+    assert_eq!(turn.outputs.len(), 1);
+    assert_eq!(turn.truncated, vec![0]);
+    assert_eq!(turn.dropped_outputs, 49);
+    let text = turn.outputs[0].to_value()["content"]
+        .as_str()
+        .unwrap()
+        .len();
+    assert!((500..=1000).contains(&text), "{text}");
+
+    // Without a budget nothing changes.
+    let mut asm = EntryAssembler::new();
+    for _ in 0..100 {
+        asm.push(&delta(0, &"x".repeat(100)));
+    }
+    let turn = asm.finish();
+    assert!(turn.truncated.is_empty());
+    assert_eq!(
+        turn.outputs[0].to_value()["content"]
+            .as_str()
+            .unwrap()
+            .len(),
+        10_000
+    );
+}
