@@ -227,15 +227,34 @@ fn request_host<B>(req: &Request<B>) -> Option<String> {
     }
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: impl header::AsHeaderName) -> Option<&'a str> {
+fn header_str(h: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
     h.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"))
 }
 
+/// Why [`check_request`] refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The status to answer.
+    pub status: StatusCode,
+    /// A short machine-readable kind (`forbidden`, `unauthorized`, `unsupported_media_type`).
+    pub kind: &'static str,
+    /// The explanation.
+    pub message: String,
+}
+
+fn refuse(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        kind,
+        message: message.into(),
+    }
+}
+
 /// The checks every admin request passes before an endpoint runs (see the module's
-/// documentation); `Err` is the refusal to send.
-pub fn check_request<B>(st: &AdminState, req: &Request<B>) -> Result<(), Response<Full<Bytes>>> {
+/// documentation).
+pub fn check_request<B>(st: &AdminState, req: &Request<B>) -> Result<(), Refusal> {
     let Some(host) = request_host(req) else {
-        return Err(error(
+        return Err(refuse(
             StatusCode::FORBIDDEN,
             "forbidden",
             "a Host header is required",
@@ -250,7 +269,7 @@ pub fn check_request<B>(st: &AdminState, req: &Request<B>) -> Result<(), Respons
                 .any(|a| a.eq_ignore_ascii_case(&name))
     });
     if !allowed {
-        return Err(error(
+        return Err(refuse(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!(
@@ -262,7 +281,7 @@ pub fn check_request<B>(st: &AdminState, req: &Request<B>) -> Result<(), Respons
     if let Some(origin) = header_str(h, header::ORIGIN) {
         let own = format!("http://{host}");
         if !origin.eq_ignore_ascii_case(&own) {
-            return Err(error(
+            return Err(refuse(
                 StatusCode::FORBIDDEN,
                 "forbidden",
                 format!("cross-origin requests are refused (Origin {origin:?} is not {own:?})"),
@@ -272,7 +291,7 @@ pub fn check_request<B>(st: &AdminState, req: &Request<B>) -> Result<(), Respons
     if let Some(site) = header_str(h, "sec-fetch-site")
         && !matches!(site, "same-origin" | "none")
     {
-        return Err(error(
+        return Err(refuse(
             StatusCode::FORBIDDEN,
             "forbidden",
             format!("cross-site requests are refused (Sec-Fetch-Site: {site})"),
@@ -283,7 +302,7 @@ pub fn check_request<B>(st: &AdminState, req: &Request<B>) -> Result<(), Respons
             .get(TOKEN_HEADER)
             .is_some_and(|v| same_secret(v.as_bytes(), token.as_bytes()));
         if !ok {
-            return Err(error(
+            return Err(refuse(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
                 "this proxy has an auth token: send it in X-Agentcap-Token",
@@ -297,7 +316,7 @@ pub fn check_request<B>(st: &AdminState, req: &Request<B>) -> Result<(), Respons
                 .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
         });
         if !json {
-            return Err(error(
+            return Err(refuse(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
                 "send Content-Type: application/json",
@@ -399,8 +418,8 @@ async fn handle(
     st: Arc<AdminState>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    if let Err(refusal) = check_request(&st, &req) {
-        return Ok(refusal);
+    if let Err(r) = check_request(&st, &req) {
+        return Ok(error(r.status, r.kind, r.message));
     }
     let path = req.uri().path().to_string();
     let method = req.method().clone();

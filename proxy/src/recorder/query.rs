@@ -460,6 +460,13 @@ fn check_tree(q: &Query) -> Result<(), String> {
     }
     fn function(n: &ObjectName) -> ControlFlow<String> {
         let name = name_of(n);
+        if name == "duckdb_extensions" {
+            return ControlFlow::Break(
+                "duckdb_extensions() reads DuckDB's extension directory on disk, which queries may not do; \
+                 the json and parquet extensions are built in and loaded"
+                    .to_owned(),
+            );
+        }
         if DENIED_FUNCTIONS.contains(&name.as_str()) {
             return ControlFlow::Break(format!(
                 "{name}() is not allowed in a query: it changes settings or the database, or runs SQL of its own"
@@ -913,6 +920,7 @@ mod tests {
         assert!(refused("SELECT * FROM checkpoint()").contains("checkpoint()"));
         assert!(refused("SELECT * FROM query('SELECT 1')").contains("query()"));
         assert!(refused("SELECT nextval('s')").contains("nextval()"));
+        assert!(refused("SELECT * FROM duckdb_extensions()").contains("built in"));
         assert!(refused("SUMMARIZE DELETE FROM exchanges").contains("SUMMARIZE takes"));
         // The bypass that a hand-written splitter let through: four statements to sqlparser.
         let r = refused("SELECT E'\\''; COMMIT; UPDATE exchanges SET status=418; SELECT 1 -- '");
