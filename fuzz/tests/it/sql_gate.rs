@@ -90,6 +90,16 @@ fn sql_gate() {
     let h = rec.handle();
     let check = h.connection().expect("check connection");
     let before = state(&check);
+    // The digest sees a changed row (the property below can fail).
+    check
+        .execute_batch("UPDATE exchanges SET status = 200 WHERE id = 'b'")
+        .expect("a write on the check connection");
+    assert_ne!(state(&check), before, "the digest missed a write");
+    check
+        .execute_batch("UPDATE exchanges SET status = 418 WHERE id = 'b'")
+        .expect("the write undone");
+    assert_eq!(state(&check), before);
+    let accepted = std::sync::atomic::AtomicUsize::new(0);
     let limits = QueryLimits {
         max_rows: 50,
         max_bytes: 64 * 1024,
@@ -109,6 +119,7 @@ fn sql_gate() {
             }
             Err(e) => panic!("the gate failed with something else than a refusal: {e}"),
             Ok(_) => {
+                accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 // Accepted: run it for real; whatever it answers, nothing may have changed.
                 let _ = h.query_with(&sql, &[], &limits, &QueryCancel::new());
                 let after = state(&check);
@@ -119,6 +130,10 @@ fn sql_gate() {
             }
         }
     });
+    println!(
+        "sql_gate: {} inputs accepted and run",
+        accepted.load(std::sync::atomic::Ordering::Relaxed)
+    );
     drop(check);
     rec.shutdown().expect("scratch recorder stops");
 }
