@@ -736,6 +736,8 @@ impl Source {
                         tracing::debug!(proxy_db = %h.db, "the proxy at --admin records into another file; reading --db directly");
                         Ok(Route::File(db.clone()))
                     }
+                    // A proxy that wants a token may be the one holding the file: say so.
+                    Err(e @ ClientError::Refused { status: 401, .. }) => Err(e.into()),
                     Err(e) => {
                         tracing::debug!(error = %e, "no usable admin listener; reading --db directly");
                         Ok(Route::File(db.clone()))
