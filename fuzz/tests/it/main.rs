@@ -57,9 +57,40 @@ fn budget() -> Budget {
 
 /// Bytes that parsers tend to treat specially, spliced in by the mutator.
 const DICTIONARY: &[&[u8]] = &[
-    b"\n", b"\r\n", b"\n\n", b"\r", b"'", b"\"", b"$$", b"$a$", b"E'", b"\\", b";", b"--", b"/*", b"*/",
-    b"data: ", b"event: ", b"id: ", b": ", b"{", b"}", b"[", b"]", b"null", b"\"type\"", b"\xff", b"\0",
-    b"\xc3", b"\xe2\x82", b"SELECT ", b"COMMIT", b"ATTACH ", b"COPY ", b"SET ", b"PRAGMA ",
+    b"\n",
+    b"\r\n",
+    b"\n\n",
+    b"\r",
+    b"'",
+    b"\"",
+    b"$$",
+    b"$a$",
+    b"E'",
+    b"\\",
+    b";",
+    b"--",
+    b"/*",
+    b"*/",
+    b"data: ",
+    b"event: ",
+    b"id: ",
+    b": ",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"null",
+    b"\"type\"",
+    b"\xff",
+    b"\0",
+    b"\xc3",
+    b"\xe2\x82",
+    b"SELECT ",
+    b"COMMIT",
+    b"ATTACH ",
+    b"COPY ",
+    b"SET ",
+    b"PRAGMA ",
 ];
 
 /// One mutation of `base`, sometimes spliced with another seed.
@@ -185,9 +216,15 @@ fn run(name: &str, seeds: &[&[u8]], budget: Budget, seed: u64, target: impl Fn(&
 #[test]
 fn the_driver_finds_a_planted_bug() {
     let r = catch_unwind(|| {
-        run("planted", &[b"data: hello\n\n"], Budget::Cases(20_000), 7, |b| {
-            assert!(!b.windows(2).any(|w| w == b"\r\r"), "planted");
-        })
+        run(
+            "planted",
+            &[b"data: hello\n\n"],
+            Budget::Cases(20_000),
+            7,
+            |b| {
+                assert!(!b.windows(2).any(|w| w == b"\r\r"), "planted");
+            },
+        )
     });
     let msg = r.expect_err("the planted bug was not found");
     let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
