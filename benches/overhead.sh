@@ -267,7 +267,7 @@ if [ -n "${agentcap_url:-}" ]; then
     local kind="$1" m0="$2" t_end="$3"
     local t_done
     # POST /flush returns once everything the recorder received before it is committed to DuckDB.
-    python3 -c "import urllib.request; urllib.request.urlopen(urllib.request.Request('$agentcap_admin/flush', data=b'', method='POST'), timeout=900).read()"
+    python3 -c "import urllib.request; urllib.request.urlopen(urllib.request.Request('$agentcap_admin/flush', data=b'{}', method='POST', headers={'Content-Type': 'application/json'}), timeout=900).read()"
     t_done="$(date +%s.%N)"
     metrics "$agentcap_admin" >"$work/m1.json"
     python3 - "$kind" "$m0" "$work/m1.json" "$t_end" "$t_done" "$work/run.json" >>"$results" <<'PY'

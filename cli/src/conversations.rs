@@ -5,7 +5,7 @@ use agentcap_proxy::views;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 
-use crate::query::{Source, SourceArgs, emit};
+use crate::query::{SourceArgs, emit, source};
 
 /// `agentcap conversations …`.
 #[derive(Debug, Subcommand)]
@@ -64,7 +64,7 @@ pub struct ShowArgs {
 pub async fn run(cmd: ConversationsCommand) -> anyhow::Result<()> {
     match cmd {
         ConversationsCommand::List(a) => {
-            let src = Source::new(a.source);
+            let src = source(a.source);
             let rows = views::summaries(&src.query(&views::list_sql(a.limit)).await?);
             match a.format {
                 ListFormat::Table => emit(&format!("{}\n", views::render_list(&rows))),
@@ -72,7 +72,7 @@ pub async fn run(cmd: ConversationsCommand) -> anyhow::Result<()> {
             }
         }
         ConversationsCommand::Show(a) => {
-            let src = Source::new(a.source);
+            let src = source(a.source);
             let id = a.conversation_id.clone();
             let rt = tokio::runtime::Handle::current();
             let tree = tokio::task::spawn_blocking(move || {

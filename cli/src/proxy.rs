@@ -46,6 +46,18 @@ pub struct ProxyArgs {
     /// Disable the admin listener.
     #[arg(long)]
     no_admin: bool,
+    /// A Host name the admin listener answers to besides localhost / 127.0.0.1 / [::1] (repeatable).
+    #[arg(long, value_name = "NAME")]
+    admin_allow_host: Vec<String>,
+    /// Most rows in one admin query's answer; more make it truncated [default: 10000].
+    #[arg(long)]
+    admin_max_rows: Option<usize>,
+    /// Most bytes (as JSON) of rows in one admin query's answer; more make it truncated [default: 16777216].
+    #[arg(long)]
+    admin_max_bytes: Option<usize>,
+    /// An admin query is interrupted after this long, in milliseconds [default: 30000].
+    #[arg(long)]
+    admin_query_timeout_ms: Option<u64>,
     /// Extra CA certificate (PEM) to trust for the upstream.
     #[arg(long, env = "AGENTCAP_UPSTREAM_CA")]
     upstream_ca: Option<PathBuf>,
@@ -55,7 +67,7 @@ pub struct ProxyArgs {
     /// Private key (PEM) for --tls-cert.
     #[arg(long, env = "AGENTCAP_TLS_KEY")]
     tls_key: Option<PathBuf>,
-    /// Require clients to send `X-Agentcap-Token: TOKEN` (stripped before forwarding).
+    /// Require clients to send `X-Agentcap-Token: TOKEN` (stripped before forwarding); the admin listener requires it too.
     #[arg(long, env = "AGENTCAP_PROXY_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
     /// Recording durability [default: batched].
@@ -106,6 +118,10 @@ struct FileConfig {
     db: Option<PathBuf>,
     admin_listen: Option<SocketAddr>,
     no_admin: Option<bool>,
+    admin_allow_host: Option<Vec<String>>,
+    admin_max_rows: Option<usize>,
+    admin_max_bytes: Option<usize>,
+    admin_query_timeout_ms: Option<u64>,
     upstream_ca: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -173,6 +189,21 @@ impl ProxyArgs {
             cfg.admin_listen = None;
         } else if let Some(a) = self.admin_listen.or(f.admin_listen) {
             cfg.admin_listen = Some(a);
+        }
+        cfg.admin.allowed_hosts = self
+            .admin_allow_host
+            .iter()
+            .chain(f.admin_allow_host.iter().flatten())
+            .cloned()
+            .collect();
+        if let Some(n) = self.admin_max_rows.or(f.admin_max_rows) {
+            cfg.admin.limits.max_rows = n;
+        }
+        if let Some(n) = self.admin_max_bytes.or(f.admin_max_bytes) {
+            cfg.admin.limits.max_bytes = n;
+        }
+        if let Some(ms) = self.admin_query_timeout_ms.or(f.admin_query_timeout_ms) {
+            cfg.admin.limits.timeout = Duration::from_millis(ms);
         }
         cfg.upstream_ca = self.upstream_ca.clone().or(f.upstream_ca);
         cfg.tls_cert = self.tls_cert.clone().or(f.tls_cert);

@@ -4,18 +4,13 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use agentcap_proxy::recorder::{self, QueryResult};
+use agentcap_proxy::admin::Source;
+use agentcap_proxy::recorder::QueryResult;
 use agentcap_proxy::views;
-use anyhow::{Context, anyhow, bail};
-use bytes::Bytes;
+use anyhow::anyhow;
 use clap::{Args, ValueEnum};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Where reads go.
 #[derive(Debug, Clone, Args)]
@@ -23,123 +18,19 @@ pub struct SourceArgs {
     /// Admin listener of a running proxy; queries go through it, since the proxy holds the DuckDB file.
     #[arg(long, env = "AGENTCAP_ADMIN", default_value = "http://127.0.0.1:8788")]
     pub admin: String,
-    /// The DuckDB file, opened read-only when nothing listens at --admin.
-    #[arg(long, env = "AGENTCAP_DB", default_value = "agentcap.duckdb")]
-    pub db: PathBuf,
+    /// The DuckDB file to read. Given, answers come from this file only: through the proxy at --admin when
+    /// that proxy records into it, otherwise by opening it read-only. Not given: the recording of the proxy
+    /// at --admin, or agentcap.duckdb when no proxy answers.
+    #[arg(long, env = "AGENTCAP_DB")]
+    pub db: Option<PathBuf>,
+    /// The proxy's --auth-token, sent to its admin listener.
+    #[arg(long, env = "AGENTCAP_PROXY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
-/// The recording to read: the admin listener first, the file once the listener turned out to be absent.
-#[derive(Debug)]
-pub struct Source {
-    args: SourceArgs,
-    client: Client<HttpConnector, Full<Bytes>>,
-    use_file: AtomicBool,
-}
-
-impl Source {
-    /// A source over `args` (nothing is contacted yet).
-    pub fn new(args: SourceArgs) -> Arc<Self> {
-        let client = Client::builder(TokioExecutor::new()).build_http();
-        Arc::new(Self {
-            args,
-            client,
-            use_file: AtomicBool::new(false),
-        })
-    }
-
-    /// Runs one read-only query.
-    pub async fn query(&self, sql: &str) -> anyhow::Result<QueryResult> {
-        if !self.use_file.load(Ordering::Relaxed) {
-            match self.via_admin(sql).await? {
-                Some(r) => return Ok(r),
-                None => self.use_file.store(true, Ordering::Relaxed),
-            }
-        }
-        let db = self.args.db.clone();
-        if !db.exists() {
-            bail!(
-                "no proxy answers at {} and there is no recording at {}",
-                self.args.admin,
-                db.display()
-            );
-        }
-        let sql = sql.to_string();
-        tokio::task::spawn_blocking(move || recorder::query_file_read_only(&db, &sql))
-            .await
-            .context("the query thread failed")?
-            .map_err(|e| anyhow!("query failed on {}: {e}", self.args.db.display()))
-    }
-
-    /// Runs a query on the blocking thread it is called from (for views that query step by step).
-    pub fn query_blocking(
-        &self,
-        rt: &tokio::runtime::Handle,
-        sql: &str,
-    ) -> anyhow::Result<QueryResult> {
-        rt.block_on(self.query(sql))
-    }
-
-    /// `Ok(None)` when nothing listens at the admin address.
-    async fn via_admin(&self, sql: &str) -> anyhow::Result<Option<QueryResult>> {
-        let url = format!("{}/query", self.args.admin.trim_end_matches('/'));
-        let req = http::Request::post(&url)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(json!({ "sql": sql }).to_string())))
-            .with_context(|| format!("--admin {:?} is not a usable URL", self.args.admin))?;
-        let resp = match self.client.request(req).await {
-            Ok(r) => r,
-            Err(e) if e.is_connect() => {
-                tracing::debug!(error = %e, admin = %self.args.admin, "no admin listener; reading the file");
-                return Ok(None);
-            }
-            Err(e) => {
-                return Err(anyhow!(
-                    "the admin listener at {} failed: {e}",
-                    self.args.admin
-                ));
-            }
-        };
-        let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .context("reading the admin listener's answer")?
-            .to_bytes();
-        let v: Value = serde_json::from_slice(&body).map_err(|_| {
-            anyhow!(
-                "the admin listener at {} answered {status} with something not JSON: {}",
-                self.args.admin,
-                String::from_utf8_lossy(&body)
-                    .chars()
-                    .take(200)
-                    .collect::<String>()
-            )
-        })?;
-        if !status.is_success() {
-            let msg = v
-                .get("error")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| v.to_string());
-            bail!("query failed: {msg}");
-        }
-        let columns = match v.get("columns") {
-            Some(Value::Array(cols)) => cols
-                .iter()
-                .map(|c| c.as_str().unwrap_or_default().to_string())
-                .collect(),
-            _ => bail!("the admin listener's answer has no columns: {v}"),
-        };
-        let rows = match v.get("rows") {
-            Some(Value::Array(rows)) => rows
-                .iter()
-                .map(|r| r.as_array().cloned().unwrap_or_default())
-                .collect(),
-            _ => bail!("the admin listener's answer has no rows: {v}"),
-        };
-        Ok(Some(QueryResult { columns, rows }))
-    }
+/// The read source over `args` (nothing is contacted yet).
+pub fn source(args: SourceArgs) -> Arc<Source> {
+    Arc::new(Source::new(&args.admin, args.token, args.db))
 }
 
 /// Output format of `agentcap query`.
@@ -157,11 +48,14 @@ pub enum QueryFormat {
 #[derive(Debug, Args)]
 #[command(
     about = "Run one read-only SQL statement over the recording",
-    after_help = "Tables: exchanges, sse_events, entries, conversations, agents, usage.\n\nExamples:\n  agentcap query \"SELECT operation, count(*) FROM exchanges GROUP BY ALL\"\n  agentcap query --format csv \"SELECT * FROM usage\" > usage.csv\n  agentcap query --db old.duckdb \"SELECT * FROM conversations\"   # no proxy running: reads the file"
+    after_help = "Tables: exchanges, sse_events, entries, conversations, agents, usage.\n\nExamples:\n  agentcap query \"SELECT operation, count(*) FROM exchanges GROUP BY ALL\"\n  agentcap query --format csv \"SELECT * FROM usage\" > usage.csv\n  agentcap query --db old.duckdb \"SELECT * FROM conversations\"   # that file, whatever proxy runs\n  agentcap query --param '\"conv_1\"' \"SELECT * FROM entries WHERE conversation_id = ?\""
 )]
 pub struct QueryArgs {
-    /// The SQL (SELECT, WITH, SHOW, DESCRIBE, …; statements that write are refused).
+    /// The SQL: one SELECT, WITH … SELECT, EXPLAIN, DESCRIBE, SUMMARIZE or SHOW TABLES (anything else is refused).
     pub sql: String,
+    /// A value for the query's next `?` placeholder, as JSON (a bare word is a string), repeatable.
+    #[arg(long = "param", value_name = "JSON")]
+    pub params: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: QueryFormat,
@@ -191,8 +85,18 @@ fn to_csv(r: &QueryResult) -> anyhow::Result<String> {
 
 /// Runs the query and prints the result.
 pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
-    let src = Source::new(args.source);
-    let r = src.query(&args.sql).await?;
+    let explicit_db = args.source.db.is_some();
+    let src = source(args.source);
+    let params: Vec<Value> = args
+        .params
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap_or_else(|_| Value::String(p.clone())))
+        .collect();
+    let r = src.query_with(&args.sql, &params).await?;
+
+    if !explicit_db {
+        eprintln!("agentcap: answered from {}", src.describe().await?);
+    }
     let text = match args.format {
         QueryFormat::Table => format!("{}\n", views::render_table(&r)),
         QueryFormat::Json => format!("{}\n", serde_json::to_string_pretty(&r.objects())?),
@@ -204,16 +108,17 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn csv_quotes_what_needs_quoting() {
-        let r = QueryResult {
-            columns: vec!["a".into(), "b".into()],
-            rows: vec![
+        let r = QueryResult::new(
+            vec!["a".into(), "b".into()],
+            vec![
                 vec![json!("x,\"y\""), Value::Null],
                 vec![json!(2), json!({"k": 1})],
             ],
-        };
+        );
         assert_eq!(
             to_csv(&r).unwrap(),
             "a,b\n\"x,\"\"y\"\"\",\n2,\"{\"\"k\"\":1}\"\n"

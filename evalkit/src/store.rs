@@ -19,9 +19,10 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use agentcap_proxy::recorder::{DbAccess, open_db};
 pub use duckdb::Connection;
+use duckdb::params;
 use duckdb::types::{TimeUnit, Value as DbValue};
-use duckdb::{Config, params};
 
 /// Storage errors.
 #[derive(Debug, thiserror::Error)]
@@ -34,8 +35,8 @@ pub enum StoreError {
     Open {
         /// The file.
         path: String,
-        /// DuckDB's error.
-        source: duckdb::Error,
+        /// The recorder's open (DuckDB's error).
+        source: agentcap_proxy::recorder::RecorderError,
     },
     /// A batch of writes failed.
     #[error("writing eval results failed: {0}")]
@@ -303,30 +304,22 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Opens (or creates) a DuckDB file without extension autoloading (never touches the network).
+/// Opens (or creates) a DuckDB file through the workspace's one open function
+/// ([`agentcap_proxy::recorder::open_db`]: external access disabled, no extension autoloading, the
+/// configuration locked).
 pub fn open_file(path: &Path) -> Result<Connection, StoreError> {
-    let open = || -> duckdb::Result<Connection> {
-        let config = Config::default().enable_autoload_extension(false)?;
-        Connection::open_with_flags(path, config)
-    };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         let _ = std::fs::create_dir_all(parent);
     }
-    open().map_err(|source| StoreError::Open {
+    open_db(Some(path), DbAccess::ReadWrite).map_err(|source| StoreError::Open {
         path: path.display().to_string(),
         source,
     })
 }
 
-/// Opens a DuckDB file read-only.
+/// Opens a DuckDB file read-only (same settings as [`open_file`]).
 pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
-    let open = || -> duckdb::Result<Connection> {
-        let config = Config::default()
-            .enable_autoload_extension(false)?
-            .access_mode(duckdb::AccessMode::ReadOnly)?;
-        Connection::open_with_flags(path, config)
-    };
-    open().map_err(|source| StoreError::Open {
+    open_db(Some(path), DbAccess::ReadOnly).map_err(|source| StoreError::Open {
         path: path.display().to_string(),
         source,
     })

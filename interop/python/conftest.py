@@ -119,7 +119,7 @@ class Proxy:
             return ""
 
     def flush(self) -> None:
-        res = httpx.post(f"{self.admin_url}/flush", timeout=30)
+        res = httpx.post(f"{self.admin_url}/flush", json={}, timeout=30)
         assert res.status_code == 200, res.text
 
     def query(self, sql: str) -> list[dict]:

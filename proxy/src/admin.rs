@@ -1,19 +1,87 @@
-//! The admin listener (loopback only): health, metrics and read-only SQL over the recorder's database.
+//! The admin listener (loopback only): health, metrics, read-only SQL over the recorder's database
+//! and flush; and [`Client`], the protocol's client half (what `agentcap query` and
+//! `agentcap conversations` use).
+//!
+//! Every request passes [`check_request`] before any endpoint runs:
+//! - `Host` must name a loopback address (`localhost`, `127.0.0.1`, `[::1]`, any port) or one of
+//!   [`AdminConfig::allowed_hosts`]: a page on another name that rebinds its DNS to 127.0.0.1
+//!   cannot read the answers.
+//! - `Origin`, when present, must be this listener's own (`http://` + the `Host` sent), and
+//!   `Sec-Fetch-Site`, when present, `same-origin` or `none`: a web page the user visits cannot
+//!   drive the listener (403).
+//! - When the proxy has an `--auth-token`, every request must carry it in `X-Agentcap-Token`
+//!   (compared in constant time; 401 otherwise).
+//! - `POST /query` and `POST /flush` take `Content-Type: application/json` only (415 otherwise),
+//!   so a browser cannot send them as a "simple" cross-origin request; bodies are capped (413).
+//!
+//! `POST /query` takes `{"sql": "...", "params": [...]}` (params optional, bound to `?`), runs on a
+//! thread of its own within [`QueryLimits`], at most [`AdminConfig::max_concurrent_queries`] at once
+//! (429 beyond), and is interrupted when its client goes away.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::watch;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Semaphore, oneshot, watch};
 
 use crate::conn;
-use crate::recorder::RecorderHandle;
+use crate::recorder::{
+    QueryCancel, QueryLimits, QueryResult, RecorderError, RecorderHandle, StopReason,
+};
+
+/// The header that carries the token on the admin listener (the same as on the client listener).
+pub const TOKEN_HEADER: &str = "x-agentcap-token";
+
+/// Settings of the admin listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Host names (without port) accepted besides the loopback ones, e.g. a name in /etc/hosts
+    /// that points at 127.0.0.1. Compared case-insensitively.
+    pub allowed_hosts: Vec<String>,
+    /// Bounds on each query.
+    pub limits: QueryLimits,
+    /// Largest request body accepted, in bytes (default 1 MiB).
+    pub max_body_bytes: usize,
+    /// Queries running at once (default 4); more are answered 429.
+    pub max_concurrent_queries: usize,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            allowed_hosts: Vec::new(),
+            limits: QueryLimits::default(),
+            max_body_bytes: 1 << 20,
+            max_concurrent_queries: 4,
+        }
+    }
+}
+
+impl AdminConfig {
+    /// Checks the settings once, at start.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.limits.max_rows == 0 || self.limits.max_bytes == 0 || self.limits.timeout.is_zero()
+        {
+            return Err("the admin query limits (rows, bytes, timeout) must be positive".into());
+        }
+        if self.max_body_bytes == 0 || self.max_concurrent_queries == 0 {
+            return Err("the admin body limit and query concurrency must be positive".into());
+        }
+        Ok(())
+    }
+}
 
 /// What the admin endpoints read.
 #[derive(Debug)]
@@ -24,30 +92,340 @@ pub struct AdminState {
     pub started: Instant,
     /// The upstream URL (for `/health`).
     pub upstream: String,
-    /// The DuckDB file.
+    /// The DuckDB file, as an absolute path when it can be resolved.
     pub db_path: String,
+    /// The proxy's `--auth-token`, required here too when set.
+    pub token: Option<String>,
+    /// Settings.
+    pub cfg: AdminConfig,
+    /// Permits for running queries.
+    pub queries: Arc<Semaphore>,
+}
+
+impl AdminState {
+    /// The state for `rec`, with a query semaphore sized from `cfg`.
+    pub fn new(
+        rec: RecorderHandle,
+        upstream: String,
+        db_path: String,
+        token: Option<String>,
+        cfg: AdminConfig,
+    ) -> Self {
+        let queries = Arc::new(Semaphore::new(cfg.max_concurrent_queries));
+        AdminState {
+            rec,
+            started: Instant::now(),
+            upstream,
+            db_path,
+            token,
+            cfg,
+            queries,
+        }
+    }
+}
+
+/// `GET /health`'s answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// `ok`.
+    pub status: String,
+    /// The upstream URL.
+    pub upstream: String,
+    /// The DuckDB file the proxy records into.
+    pub db: String,
+    /// Seconds since start.
+    pub uptime_s: u64,
+    /// Queries running now.
+    #[serde(default)]
+    pub queries_running: usize,
+}
+
+/// `POST /query`'s request body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    /// One read-only statement.
+    pub sql: String,
+    /// Values bound to its `?` placeholders, in order.
+    #[serde(default)]
+    pub params: Vec<Value>,
+}
+
+/// `POST /query`'s answer: the result, and which database answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryAnswer {
+    /// The rows.
+    #[serde(flatten)]
+    pub result: QueryResult,
+    /// The DuckDB file that answered.
+    pub db: String,
 }
 
 fn reply(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
     *r.status_mut() = status;
-    r.headers_mut().insert(
+    let h = r.headers_mut();
+    h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     r
+}
+
+fn error(status: StatusCode, kind: &str, message: impl std::fmt::Display) -> Response<Full<Bytes>> {
+    reply(status, &json!({"error": message.to_string(), "kind": kind}))
+}
+
+/// `true` when `a` and `b` are equal, in time independent of where they differ (both are
+/// hashed first, so the length does not show either).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
+}
+
+/// The host of a `Host` value (`name[:port]`, `[v6][:port]`), lowercased; `None` when malformed.
+fn host_name(authority: &str) -> Option<String> {
+    let a = authority.trim();
+    let (host, rest) = if let Some(v6) = a.strip_prefix('[') {
+        let end = v6.find(']')?;
+        (&a[..end + 2], &v6[end + 1..])
+    } else {
+        match a.find(':') {
+            Some(i) => (&a[..i], &a[i..]),
+            None => (a, ""),
+        }
+    };
+    let port_ok = rest.is_empty()
+        || rest.strip_prefix(':').is_some_and(|p| {
+            !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
+        });
+    (!host.is_empty() && port_ok).then(|| host.to_ascii_lowercase())
+}
+
+fn loopback_name(host: &str) -> bool {
+    if host == "localhost" {
+        return true;
+    }
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The Host the request names (the header, or the URI's authority over HTTP/2).
+fn request_host<B>(req: &Request<B>) -> Option<String> {
+    match req.headers().get(header::HOST) {
+        Some(v) => v.to_str().ok().map(str::to_owned),
+        None => req.uri().authority().map(|a| a.as_str().to_owned()),
+    }
+}
+
+fn header_str(h: &HeaderMap, name: impl header::AsHeaderName) -> Option<&str> {
+    h.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"))
+}
+
+/// Why [`check_request`] refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The status to answer.
+    pub status: StatusCode,
+    /// A short machine-readable kind (`forbidden`, `unauthorized`, `unsupported_media_type`).
+    pub kind: &'static str,
+    /// The explanation.
+    pub message: String,
+}
+
+fn refuse(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        kind,
+        message: message.into(),
+    }
+}
+
+/// The checks every admin request passes before an endpoint runs (see the module's
+/// documentation).
+pub fn check_request<B>(st: &AdminState, req: &Request<B>) -> Result<(), Refusal> {
+    let Some(host) = request_host(req) else {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a Host header is required",
+        ));
+    };
+    let allowed = host_name(&host).is_some_and(|name| {
+        loopback_name(&name)
+            || st
+                .cfg
+                .allowed_hosts
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(&name))
+    });
+    if !allowed {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "Host {host:?} is not a loopback name this listener answers to (see --admin-allow-host)"
+            ),
+        ));
+    }
+    let h = req.headers();
+    if let Some(origin) = header_str(h, header::ORIGIN) {
+        let own = format!("http://{host}");
+        if !origin.eq_ignore_ascii_case(&own) {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!("cross-origin requests are refused (Origin {origin:?} is not {own:?})"),
+            ));
+        }
+    }
+    if let Some(site) = header_str(h, "sec-fetch-site")
+        && !matches!(site, "same-origin" | "none")
+    {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("cross-site requests are refused (Sec-Fetch-Site: {site})"),
+        ));
+    }
+    if let Some(token) = &st.token {
+        let ok = h
+            .get(TOKEN_HEADER)
+            .is_some_and(|v| same_secret(v.as_bytes(), token.as_bytes()));
+        if !ok {
+            return Err(refuse(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this proxy has an auth token: send it in X-Agentcap-Token",
+            ));
+        }
+    }
+    if req.method() == Method::POST {
+        let json = header_str(h, header::CONTENT_TYPE).is_some_and(|ct| {
+            ct.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        });
+        if !json {
+            return Err(refuse(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send Content-Type: application/json",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Interrupts the query when the handler's future is dropped (the client went away) before
+/// [`CancelOnDrop::disarm`].
+struct CancelOnDrop(Option<QueryCancel>);
+
+impl CancelOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.cancel(StopReason::ClientGone);
+        }
+    }
+}
+
+async fn query(st: &AdminState, body: Bytes) -> Response<Full<Bytes>> {
+    let q: QueryRequest = match serde_json::from_slice(&body) {
+        Ok(q) => q,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("send {{\"sql\": \"SELECT ...\", \"params\": [...]}} ({e})"),
+            );
+        }
+    };
+    let Ok(permit) = st.queries.clone().try_acquire_owned() else {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "busy",
+            format!(
+                "{} queries are already running; try again when one ends",
+                st.cfg.max_concurrent_queries
+            ),
+        );
+    };
+    let cancel = QueryCancel::new();
+    let on_drop = CancelOnDrop(Some(cancel.clone()));
+    let (tx, rx) = oneshot::channel();
+    let rec = st.rec.clone();
+    let limits = st.cfg.limits;
+    // A thread of its own, not tokio's blocking pool: the runtime's shutdown never waits on it.
+    let spawned = std::thread::Builder::new()
+        .name("agentcap-query".into())
+        .spawn(move || {
+            let r = rec.query_with(&q.sql, &q.params, &limits, &cancel);
+            drop(permit);
+            let _ = tx.send(r);
+        });
+    if let Err(e) = spawned {
+        on_drop.disarm();
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "internal",
+            format!("no query thread: {e}"),
+        );
+    }
+    let outcome = rx.await;
+    on_drop.disarm();
+    match outcome {
+        Ok(Ok(result)) => reply(
+            StatusCode::OK,
+            &serde_json::to_value(QueryAnswer {
+                result,
+                db: st.db_path.clone(),
+            })
+            .unwrap_or(Value::Null),
+        ),
+        Ok(Err(e @ RecorderError::QueryRefused { .. })) => {
+            error(StatusCode::BAD_REQUEST, "refused", e)
+        }
+        Ok(Err(e @ RecorderError::QueryStopped { reason })) => match reason {
+            StopReason::Timeout(_) => error(StatusCode::GATEWAY_TIMEOUT, "timeout", e),
+            _ => error(StatusCode::SERVICE_UNAVAILABLE, "stopped", e),
+        },
+        Ok(Err(e @ RecorderError::Stopped)) => error(StatusCode::SERVICE_UNAVAILABLE, "stopped", e),
+        Ok(Err(e)) => error(StatusCode::BAD_REQUEST, "query_error", e),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the query thread ended without an answer",
+        ),
+    }
 }
 
 async fn handle(
     st: Arc<AdminState>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if let Err(r) = check_request(&st, &req) {
+        return Ok(error(r.status, r.kind, r.message));
+    }
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     Ok(match (method, path.as_str()) {
         (Method::GET, "/health") => reply(
             StatusCode::OK,
-            &json!({"status": "ok", "upstream": st.upstream, "db": st.db_path, "uptime_s": st.started.elapsed().as_secs()}),
+            &json!({"status": "ok", "upstream": st.upstream, "db": st.db_path, "uptime_s": st.started.elapsed().as_secs(), "queries_running": st.rec.running_queries()}),
         ),
         (Method::GET, "/metrics") => reply(
             StatusCode::OK,
@@ -55,47 +433,35 @@ async fn handle(
         ),
         (Method::POST, "/flush") => match st.rec.flush().await {
             Ok(()) => reply(StatusCode::OK, &json!({"flushed": true})),
-            Err(e) => reply(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &json!({"error": e.to_string()}),
-            ),
+            Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "stopped", e),
         },
         (Method::POST, "/query") => {
-            let body = match req.into_body().collect().await {
+            let body = match Limited::new(req.into_body(), st.cfg.max_body_bytes)
+                .collect()
+                .await
+            {
                 Ok(b) => b.to_bytes(),
                 Err(e) => {
-                    return Ok(reply(
-                        StatusCode::BAD_REQUEST,
-                        &json!({"error": e.to_string()}),
-                    ));
+                    let too_big = e
+                        .downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some();
+                    return Ok(if too_big {
+                        error(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "too_large",
+                            format!("the body is larger than {} bytes", st.cfg.max_body_bytes),
+                        )
+                    } else {
+                        error(StatusCode::BAD_REQUEST, "bad_request", e)
+                    });
                 }
             };
-            let sql = match serde_json::from_slice::<Value>(&body) {
-                Ok(v) => v.get("sql").and_then(Value::as_str).map(str::to_string),
-                Err(_) => String::from_utf8(body.to_vec()).ok(),
-            };
-            let Some(sql) = sql else {
-                return Ok(reply(
-                    StatusCode::BAD_REQUEST,
-                    &json!({"error": "send {\"sql\": \"SELECT ...\"}"}),
-                ));
-            };
-            let rec = st.rec.clone();
-            match tokio::task::spawn_blocking(move || rec.query(&sql)).await {
-                Ok(Ok(r)) => reply(
-                    StatusCode::OK,
-                    &json!({"columns": r.columns, "rows": r.rows}),
-                ),
-                Ok(Err(e)) => reply(StatusCode::BAD_REQUEST, &json!({"error": e.to_string()})),
-                Err(e) => reply(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &json!({"error": e.to_string()}),
-                ),
-            }
+            query(&st, body).await
         }
-        _ => reply(
+        _ => error(
             StatusCode::NOT_FOUND,
-            &json!({"error": "unknown admin endpoint", "endpoints": ["GET /health", "GET /metrics", "POST /query", "POST /flush"]}),
+            "not_found",
+            "unknown admin endpoint; endpoints: GET /health, GET /metrics, POST /query, POST /flush",
         ),
     })
 }
@@ -109,3 +475,384 @@ pub async fn serve(listener: conn::Listener, st: Arc<AdminState>, stop: watch::R
 
 /// On shutdown, how long admin requests in progress get to finish.
 const ADMIN_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Why a [`Client`] call failed (who failed is in the variant).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The admin URL is not usable (the caller's input).
+    #[error("--admin {0:?} is not a usable URL")]
+    BadUrl(String),
+    /// Nothing listens at the address.
+    #[error("no proxy answers at {url}")]
+    Unreachable {
+        /// The admin URL.
+        url: String,
+    },
+    /// The connection failed after connecting.
+    #[error("the admin listener at {url} failed: {message}")]
+    Transport {
+        /// The admin URL.
+        url: String,
+        /// What failed.
+        message: String,
+    },
+    /// The listener answered with an error status.
+    #[error("{message}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The `kind` of the answer (`refused`, `timeout`, `unauthorized`, ...).
+        kind: String,
+        /// The listener's explanation.
+        message: String,
+    },
+    /// The answer is not what the protocol says.
+    #[error("the admin listener at {url} answered something unexpected: {message}")]
+    Protocol {
+        /// The admin URL.
+        url: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// The admin protocol's client half.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: hyper_util::client::legacy::Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Client {
+    /// A client of the admin listener at `base` (e.g. `http://127.0.0.1:8788`), sending `token`
+    /// when given. Nothing is contacted yet.
+    pub fn new(base: &str, token: Option<String>) -> Self {
+        Client {
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            http: hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// The listener's URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<T, ClientError> {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(t) = &self.token {
+            b = b.header(TOKEN_HEADER, t);
+        }
+        if body.is_some() {
+            b = b.header(header::CONTENT_TYPE, "application/json");
+        }
+        let req = b
+            .body(Full::new(Bytes::from(
+                body.map(|v| v.to_string()).unwrap_or_default(),
+            )))
+            .map_err(|_| ClientError::BadUrl(self.base.clone()))?;
+        let resp = match self.http.request(req).await {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => {
+                return Err(ClientError::Unreachable {
+                    url: self.base.clone(),
+                });
+            }
+            Err(e) => {
+                return Err(ClientError::Transport {
+                    url: self.base.clone(),
+                    message: e.to_string(),
+                });
+            }
+        };
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Transport {
+                url: self.base.clone(),
+                message: e.to_string(),
+            })?
+            .to_bytes();
+        let protocol = |message: String| ClientError::Protocol {
+            url: self.base.clone(),
+            message,
+        };
+        let v: Value = serde_json::from_slice(&bytes).map_err(|_| {
+            protocol(format!(
+                "{status} with a body that is not JSON: {}",
+                String::from_utf8_lossy(&bytes)
+                    .chars()
+                    .take(200)
+                    .collect::<String>()
+            ))
+        })?;
+        if !status.is_success() {
+            let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+            return Err(ClientError::Refused {
+                status: status.as_u16(),
+                kind: text("kind").unwrap_or_default(),
+                message: text("error").unwrap_or_else(|| v.to_string()),
+            });
+        }
+        serde_json::from_value(v).map_err(|e| protocol(e.to_string()))
+    }
+
+    /// `GET /health`.
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        self.call(Method::GET, "/health", None).await
+    }
+
+    /// `POST /query`: one read-only statement with `params` bound to its `?` placeholders.
+    pub async fn query(&self, sql: &str, params: &[Value]) -> Result<QueryAnswer, ClientError> {
+        let body = serde_json::to_value(QueryRequest {
+            sql: sql.to_owned(),
+            params: params.to_vec(),
+        })
+        .unwrap_or(Value::Null);
+        self.call(Method::POST, "/query", Some(body)).await
+    }
+
+    /// `POST /flush`: resolves once everything the proxy received is committed to DuckDB.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        let _: Value = self.call(Method::POST, "/flush", Some(json!({}))).await?;
+        Ok(())
+    }
+}
+
+/// Why a [`Source`] read failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// The named file does not exist (the caller's input).
+    #[error("there is no recording at {0}")]
+    NoFile(String),
+    /// Neither a proxy nor the default file (the caller's setup).
+    #[error("no proxy answers at {admin} and there is no recording at {db} (pass --db FILE)")]
+    Nothing {
+        /// The admin URL tried.
+        admin: String,
+        /// The default file looked for.
+        db: String,
+    },
+    /// The admin listener refused or failed.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// Another process (a proxy) holds the file.
+    #[error(
+        "{path} is held by another process ({source}); if a proxy records into it, point --admin at that proxy's admin listener"
+    )]
+    Locked {
+        /// The file.
+        path: String,
+        /// DuckDB's refusal.
+        source: RecorderError,
+    },
+    /// The query failed on the file.
+    #[error("query failed on {path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// Why.
+        source: RecorderError,
+    },
+    /// The thread running the query on the file died (internal).
+    #[error("the query thread failed")]
+    Thread,
+}
+
+/// Which database answers a [`Source`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// The proxy's admin listener; it records into `db`.
+    Admin {
+        /// The file the proxy records into.
+        db: String,
+    },
+    /// The file, opened read-only.
+    File(PathBuf),
+}
+
+/// The recording a command reads, chosen once: with `db` given, that file only (through the proxy at
+/// `admin` when that proxy records into it, otherwise opened read-only); without, the recording of the
+/// proxy at `admin`, or `agentcap.duckdb` when no proxy answers.
+#[derive(Debug)]
+pub struct Source {
+    admin: String,
+    db: Option<PathBuf>,
+    client: Client,
+    route: tokio::sync::OnceCell<Route>,
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+impl Source {
+    /// A source (nothing is contacted yet).
+    pub fn new(admin: &str, token: Option<String>, db: Option<PathBuf>) -> Self {
+        Source {
+            admin: admin.to_owned(),
+            db,
+            client: Client::new(admin, token),
+            route: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn decide(&self) -> Result<Route, SourceError> {
+        let health = self.client.health().await;
+        match &self.db {
+            Some(db) => {
+                if !db.exists() {
+                    return Err(SourceError::NoFile(db.display().to_string()));
+                }
+                match health {
+                    Ok(h) if same_file(Path::new(&h.db), db) => Ok(Route::Admin { db: h.db }),
+                    Ok(h) => {
+                        tracing::debug!(proxy_db = %h.db, "the proxy at --admin records into another file; reading --db directly");
+                        Ok(Route::File(db.clone()))
+                    }
+                    // A proxy that wants a token may be the one holding the file: say so.
+                    Err(e @ ClientError::Refused { status: 401, .. }) => Err(e.into()),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "no usable admin listener; reading --db directly");
+                        Ok(Route::File(db.clone()))
+                    }
+                }
+            }
+            None => match health {
+                Ok(h) => Ok(Route::Admin { db: h.db }),
+                Err(ClientError::Unreachable { .. }) => {
+                    let db = PathBuf::from("agentcap.duckdb");
+                    if !db.exists() {
+                        return Err(SourceError::Nothing {
+                            admin: self.admin.clone(),
+                            db: db.display().to_string(),
+                        });
+                    }
+                    Ok(Route::File(db))
+                }
+                Err(e) => Err(e.into()),
+            },
+        }
+    }
+
+    /// Which database answers (decided on first use).
+    pub async fn route(&self) -> Result<&Route, SourceError> {
+        self.route.get_or_try_init(|| self.decide()).await
+    }
+
+    /// Which database answers, for people: `db FILE via the proxy at URL` or `db FILE (opened read-only)`.
+    pub async fn describe(&self) -> Result<String, SourceError> {
+        Ok(match self.route().await? {
+            Route::Admin { db } => format!("db {db} via the proxy at {}", self.admin),
+            Route::File(f) => format!("db {} (opened read-only)", f.display()),
+        })
+    }
+
+    /// Runs one read-only query with `params` bound to its `?` placeholders.
+    pub async fn query_with(
+        &self,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<QueryResult, SourceError> {
+        let r = match self.route().await? {
+            Route::Admin { .. } => self.client.query(sql, params).await?.result,
+            Route::File(db) => {
+                let path = db.display().to_string();
+                let (db, sql, params) = (db.clone(), sql.to_owned(), params.to_vec());
+                tokio::task::spawn_blocking(move || {
+                    crate::recorder::query_file_read_only(
+                        &db,
+                        &sql,
+                        &params,
+                        &QueryLimits::default(),
+                    )
+                })
+                .await
+                .map_err(|_| SourceError::Thread)?
+                .map_err(|source| match source {
+                    RecorderError::Db(e) if e.to_string().contains("lock") => SourceError::Locked {
+                        path: path.clone(),
+                        source: RecorderError::Db(e),
+                    },
+                    source => SourceError::File { path, source },
+                })?
+            }
+        };
+        if r.truncated {
+            tracing::warn!(
+                reason = r
+                    .truncated_reason
+                    .as_deref()
+                    .unwrap_or("a limit was reached"),
+                "agentcap: the answer is truncated"
+            );
+        }
+        Ok(r)
+    }
+
+    /// Runs one read-only query.
+    pub async fn query(&self, sql: &str) -> Result<QueryResult, SourceError> {
+        self.query_with(sql, &[]).await
+    }
+
+    /// Runs a query from a blocking thread (for views that query step by step).
+    pub fn query_blocking(
+        &self,
+        rt: &tokio::runtime::Handle,
+        sql: &str,
+    ) -> Result<QueryResult, SourceError> {
+        rt.block_on(self.query(sql))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_names() {
+        for (h, want) in [
+            ("localhost:8788", Some("localhost")),
+            ("LOCALHOST", Some("localhost")),
+            ("127.0.0.1:1", Some("127.0.0.1")),
+            ("[::1]:8788", Some("[::1]")),
+            ("[::1]", Some("[::1]")),
+            ("evil.example:8788", Some("evil.example")),
+            ("localhost:", None),
+            ("localhost:88x", None),
+            ("[::1", None),
+            ("", None),
+        ] {
+            assert_eq!(host_name(h).as_deref(), want, "{h:?}");
+        }
+        assert!(loopback_name("localhost"));
+        assert!(loopback_name("127.0.0.1"));
+        assert!(loopback_name("127.1.2.3"));
+        assert!(loopback_name("[::1]"));
+        assert!(!loopback_name("localhost.evil.example"));
+        assert!(!loopback_name("10.0.0.1"));
+    }
+
+    #[test]
+    fn secrets_compare() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+    }
+}

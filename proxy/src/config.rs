@@ -8,6 +8,7 @@ use http::Uri;
 
 use crate::ProxyError;
 use crate::conn::{self, ConnLimits};
+use crate::admin::AdminConfig;
 use crate::recorder::RecorderConfig;
 
 /// The client listener's connection cap unless configured (or lowered to fit the open-file limit).
@@ -26,8 +27,11 @@ pub struct ProxyConfig {
     pub upstream_ca: Option<PathBuf>,
     /// Admin listener for health, metrics and read-only queries (loopback only); `None` disables it.
     pub admin_listen: Option<SocketAddr>,
-    /// When set, clients must send `X-Agentcap-Token: <token>` (stripped before forwarding).
+    /// When set, clients must send `X-Agentcap-Token: <token>` (stripped before forwarding), on the
+    /// admin listener too.
     pub auth_token: Option<String>,
+    /// The admin listener's Host allow-list, query limits and request limits.
+    pub admin: AdminConfig,
     /// TLS on the client listener: certificate chain (PEM).
     pub tls_cert: Option<PathBuf>,
     /// TLS on the client listener: private key (PEM).
@@ -61,6 +65,7 @@ impl ProxyConfig {
             upstream_ca: None,
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 8788))),
             auth_token: None,
+            admin: AdminConfig::default(),
             tls_cert: None,
             tls_key: None,
             connect_timeout: Duration::from_secs(10),
@@ -99,6 +104,9 @@ impl ProxyConfig {
             && !a.ip().is_loopback()
         {
             return bad(format!("the admin listener must be on loopback, not {a}"));
+        }
+        if let Err(e) = self.admin.validate() {
+            return bad(e);
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             return bad("--tls-cert and --tls-key go together".into());

@@ -17,7 +17,6 @@ pub mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -147,12 +146,15 @@ pub async fn start(cfg: ProxyConfig) -> Result<RunningProxy, ProxyError> {
             counters: admin_conns.clone(),
             cap_flag: "the admin listener's cap",
         };
-        let st = Arc::new(admin::AdminState {
-            rec: handle.clone(),
-            started: Instant::now(),
-            upstream: cfg.upstream.to_string(),
-            db_path: cfg.recorder.db_path.display().to_string(),
-        });
+        let db = &cfg.recorder.db_path;
+        let db = std::fs::canonicalize(db).unwrap_or_else(|_| db.clone());
+        let st = Arc::new(admin::AdminState::new(
+            handle.clone(),
+            cfg.upstream.to_string(),
+            db.display().to_string(),
+            cfg.auth_token.clone(),
+            cfg.admin.clone(),
+        ));
         tokio::spawn(admin::serve(l, st, stop_rx.clone()))
     });
     let shared = Arc::new(server::Shared::new(cfg, client, handle.clone()));

@@ -1065,10 +1065,7 @@ mod tests {
     use serde_json::json;
 
     fn qr(columns: &[&str], rows: Vec<Vec<Value>>) -> QueryResult {
-        QueryResult {
-            columns: columns.iter().map(|c| c.to_string()).collect(),
-            rows,
-        }
+        QueryResult::new(columns.iter().map(|c| c.to_string()).collect(), rows)
     }
 
     #[test]

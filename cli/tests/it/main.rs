@@ -105,6 +105,7 @@ fn agentcap() -> Command {
         "AGENTCAP_DB",
         "AGENTCAP_LOG",
         "AGENTCAP_PROXY_CONFIG",
+        "AGENTCAP_PROXY_TOKEN",
         "AGENTCAP_UPSTREAM",
     ] {
         c.env_remove(var);
@@ -161,6 +162,18 @@ impl Http {
         Self { rt, client }
     }
 
+    fn get(&self, url: &str) -> Value {
+        self.rt.block_on(async {
+            let resp = self
+                .client
+                .get(url.parse().unwrap())
+                .await
+                .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+            let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+            serde_json::from_slice(&bytes).unwrap()
+        })
+    }
+
     fn post(&self, url: &str, body: Value) -> Value {
         self.rt.block_on(async {
             let req = http::Request::post(url)
@@ -215,6 +228,8 @@ fn query_and_conversations_through_the_admin_then_from_the_file() {
             &twin,
             "--db",
             db,
+            "--admin-query-timeout-ms",
+            "3600000",
         ],
         &dir.path().join("proxy.err"),
     );
@@ -356,6 +371,56 @@ fn query_and_conversations_through_the_admin_then_from_the_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no conversation conv_nope"));
 
+    // --db names the file that answers, even while a proxy recording into another file listens at
+    // --admin: an empty recording answers 0, not the proxy's 4.
+    let other_db = dir.path().join("other.duckdb");
+    agentcap_proxy::recorder::Recorder::open(agentcap_proxy::recorder::RecorderConfig::new(
+        &other_db,
+    ))
+    .unwrap()
+    .shutdown()
+    .unwrap();
+    let other_db = other_db.to_str().unwrap();
+    let n: Value = serde_json::from_str(&stdout_of(&[
+        "query",
+        "SELECT count(*) AS n FROM exchanges",
+        "--format",
+        "json",
+        "--admin",
+        admin.as_str(),
+        "--db",
+        other_db,
+    ]))
+    .unwrap();
+    assert_eq!(n, json!([{"n": 0}]), "answered from {other_db}");
+    // Without --db, the answer says which database answered.
+    let out = run(&["query", "SELECT 1", "--admin", admin.as_str()]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("answered from db ") && err.contains("a.duckdb"),
+        "{err}"
+    );
+
+    // A 10^12-row cross join is running when SIGTERM comes: the proxy still exits.
+    let mut long = agentcap()
+        .args([
+            "query",
+            "SELECT count(*) FROM range(1000000) a, range(1000000) b",
+            "--admin",
+            admin.as_str(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while h.get(&format!("{admin}/health"))["queries_running"] != json!(1) {
+        assert!(Instant::now() < deadline, "the cross join did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
     // Stop the proxy: it exits 0, and the file is then read directly.
     let status = proxy.terminate();
     assert!(
@@ -398,7 +463,9 @@ fn query_and_conversations_through_the_admin_then_from_the_file() {
         missing.to_str().unwrap(),
     ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no proxy answers"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no recording at"));
+    let status = long.wait().unwrap();
+    assert!(!status.success(), "the interrupted query failed");
 }
 
 #[test]

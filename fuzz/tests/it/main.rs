@@ -8,6 +8,7 @@
 mod journal;
 mod sse;
 mod wire;
+mod sql_gate;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};

@@ -57,7 +57,9 @@ use tokio::sync::oneshot;
 
 use crate::record::{ExchangeId, Msg};
 
-pub use query::{QueryResult, query_file_read_only};
+pub use query::{
+    QueryCancel, QueryLimits, QueryResult, StatementKind, StopReason, query_file_read_only,
+};
 
 /// How hard the recorder tries to keep records across a crash.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -194,7 +196,7 @@ pub enum RecorderError {
         /// Latest version known here.
         supported: i32,
     },
-    /// [`RecorderHandle::query`] refused the SQL.
+    /// [`RecorderHandle::query`] refused the SQL (the client's).
     #[error("query refused: {reason}")]
     QueryRefused {
         /// Why.
@@ -209,6 +211,12 @@ pub enum RecorderError {
         path: PathBuf,
         /// The version in its header.
         version: u32,
+    },
+    /// A query was interrupted while it ran (timeout, client gone, shutdown).
+    #[error("query stopped: {reason}")]
+    QueryStopped {
+        /// Why.
+        reason: StopReason,
     },
     /// The database is unavailable because [`RecorderHandle::set_db_fault`] is on.
     #[error("simulated DuckDB failure: the database is read-only")]
@@ -451,6 +459,9 @@ pub(crate) struct Shared {
     /// The writer's journal writes known to be fsynced (its write counter).
     journal_synced: AtomicU64,
     query_conn: Mutex<Option<Connection>>,
+    /// Queries running now, interrupted on shutdown (by id).
+    running_queries: Mutex<HashMap<u64, QueryCancel>>,
+    next_query_id: AtomicU64,
     /// Acknowledgements of durable messages that went through the spill file.
     spill_acks: Mutex<HashMap<(ExchangeId, u32), AckTx>>,
     spill_files: Mutex<Vec<SpillFile>>,
@@ -519,14 +530,37 @@ impl std::fmt::Debug for RecorderHandle {
     }
 }
 
-fn open_db(path: &Path) -> Result<Connection, RecorderError> {
-    // Autoloading would try to download extensions; the recorder must never touch the network.
-    // No external access: the database (the recording and the queries over it) can read and write
-    // its own file only, never other files (read_csv, COPY, ATTACH, INSTALL / LOAD ...).
-    let config = Config::default()
+/// How [`open_db`] opens a database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbAccess {
+    /// Read and write (creates the file when missing).
+    ReadWrite,
+    /// Read only; fails while another process holds the file for writing.
+    ReadOnly,
+}
+
+/// Opens a DuckDB database (`None`: in memory): the one place in the workspace where DuckDB is
+/// opened (a tidy test checks it).
+///
+/// Architecture Invariant: every DuckDB instance agentcap opens has external access disabled (SQL
+/// can read and write its own database only, never other files: read_csv, COPY, ATTACH, INSTALL /
+/// LOAD ...), extension autoloading and autoinstalling off (never the network), and its
+/// configuration locked once open (`SET` / `RESET` fail on every connection of the instance).
+/// Nothing may `SET` a setting after this function returns.
+pub fn open_db(path: Option<&Path>, access: DbAccess) -> Result<Connection, RecorderError> {
+    let mut config = Config::default()
         .enable_autoload_extension(false)?
+        .with("autoinstall_known_extensions", "false")?
         .enable_external_access(false)?;
-    Ok(Connection::open_with_flags(path, config)?)
+    if access == DbAccess::ReadOnly {
+        config = config.access_mode(duckdb::AccessMode::ReadOnly)?;
+    }
+    let conn = match path {
+        Some(p) => Connection::open_with_flags(p, config)?,
+        None => Connection::open_in_memory_with_flags(config)?,
+    };
+    conn.execute_batch("SET lock_configuration = true")?;
+    Ok(conn)
 }
 
 impl Recorder {
@@ -549,7 +583,7 @@ impl Recorder {
             path: journal_dir.clone(),
             source,
         })?;
-        let conn = open_db(&cfg.db_path)?;
+        let conn = open_db(Some(&cfg.db_path), DbAccess::ReadWrite)?;
         schema::migrate(&conn)?;
         let derive_ctx = derive::DeriveCtx {
             capture_cap: cfg.capture_cap,
@@ -564,6 +598,8 @@ impl Recorder {
             journal_ok: AtomicBool::new(true),
             journal_synced: AtomicU64::new(0),
             query_conn: Mutex::new(None),
+            running_queries: Mutex::new(HashMap::new()),
+            next_query_id: AtomicU64::new(0),
             spill_acks: Mutex::new(HashMap::new()),
             spill_files: Mutex::new(Vec::new()),
             spill_pushed: AtomicU64::new(0),
@@ -680,6 +716,11 @@ impl Recorder {
     }
 
     fn stop(&mut self, how: Control) -> Result<(), RecorderError> {
+        // Shutdown never waits on a query: no new one starts, running ones are interrupted.
+        *self.handle.shared.query_conn.lock() = None;
+        for q in self.handle.shared.running_queries.lock().values() {
+            q.cancel(StopReason::Shutdown);
+        }
         let _ = self.handle.ctl_tx.send(how);
         let result = match self.writer.take().map(JoinHandle::join) {
             Some(Ok(r)) => r,
@@ -816,16 +857,50 @@ impl RecorderHandle {
         self.shared.journal_fault.store(fail, Ordering::SeqCst);
     }
 
-    /// Runs one read-only statement (SELECT / WITH / SHOW / DESCRIBE / SUMMARIZE / EXPLAIN / FROM /
-    /// VALUES / a read-only PRAGMA) on a fresh connection to the live database, inside a
-    /// transaction that is always rolled back. Callable from any thread.
+    /// Runs one read-only statement ([`StatementKind`]) with the default [`QueryLimits`] and no
+    /// parameters. See [`RecorderHandle::query_with`].
     pub fn query(&self, sql: &str) -> Result<QueryResult, RecorderError> {
+        self.query_with(sql, &[], &QueryLimits::default(), &QueryCancel::new())
+    }
+
+    /// Runs one read-only statement on a fresh connection to the live database, through the
+    /// layers of [`query`](self::query) (two parsers, a read-only transaction always rolled back,
+    /// a locked configuration), with `params` bound to its `?` placeholders, within `limits`.
+    /// `cancel` interrupts it from another thread; shutdown interrupts it too. Callable from any
+    /// thread; it blocks while the statement runs.
+    pub fn query_with(
+        &self,
+        sql: &str,
+        params: &[serde_json::Value],
+        limits: &QueryLimits,
+        cancel: &QueryCancel,
+    ) -> Result<QueryResult, RecorderError> {
         query::check_read_only(sql)?;
+        let id = self.shared.next_query_id.fetch_add(1, Ordering::Relaxed);
         let conn = {
             let guard = self.shared.query_conn.lock();
-            guard.as_ref().ok_or(RecorderError::Stopped)?.try_clone()?
+            let conn = guard.as_ref().ok_or(RecorderError::Stopped)?.try_clone()?;
+            // Registered while the connection slot is held: a shutdown that takes the slot after
+            // this sees the query and interrupts it.
+            self.shared
+                .running_queries
+                .lock()
+                .insert(id, cancel.clone());
+            conn
         };
-        query::run_read_only(&conn, sql)
+        struct Unregister<'a>(&'a Shared, u64);
+        impl Drop for Unregister<'_> {
+            fn drop(&mut self) {
+                self.0.running_queries.lock().remove(&self.1);
+            }
+        }
+        let _unregister = Unregister(&self.shared, id);
+        query::run_read_only(&conn, sql, params, limits, cancel)
+    }
+
+    /// Queries running now (through [`RecorderHandle::query_with`]).
+    pub fn running_queries(&self) -> usize {
+        self.shared.running_queries.lock().len()
     }
 
     /// A new read-write connection to the recorder's database (the same DuckDB instance, so it

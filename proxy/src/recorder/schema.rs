@@ -215,11 +215,10 @@ pub fn migrate(conn: &Connection) -> Result<i32, RecorderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use duckdb::Config;
+    use crate::recorder::{DbAccess, open_db};
 
     fn memory() -> Connection {
-        let config = Config::default().enable_autoload_extension(false).unwrap();
-        Connection::open_in_memory_with_flags(config).unwrap()
+        open_db(None, DbAccess::ReadWrite).unwrap()
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Integration tests of the recording proxy: real TCP against the twin, a real DuckDB file in a temp dir.
 
 mod connections;
+mod admin;
 mod forwarding;
 mod harness;
 mod memory;
 mod recorder;
 mod strict;
+mod tidy;
 mod transparency;
 mod views;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agentcap_proxy::record::{ExchangeId, HttpVersion, Msg, Outcome, RequestInfo, Timings};
 use agentcap_proxy::recorder::{
-    Durability, DurableAck, Recorder, RecorderConfig, RecorderError, RecorderHandle,
+    Durability, DurableAck, QueryLimits, Recorder, RecorderConfig, RecorderError, RecorderHandle,
     query_file_read_only,
 };
 use bytes::Bytes;
@@ -1326,7 +1326,9 @@ async fn queries_are_read_only() {
     assert!(desc.rows.len() >= 35);
     let tables = h.query("SHOW TABLES").unwrap();
     assert!(tables.rows.iter().any(|r| r[0] == json!("sse_events")));
-    let info = h.query("PRAGMA table_info('agents')").unwrap();
+    let info = h
+        .query("SELECT * FROM pragma_table_info('agents')")
+        .unwrap();
     assert_eq!(info.rows.len(), 5);
     let ts = scalar(&h, "SELECT min(started_at) FROM exchanges");
     assert!(ts.as_str().unwrap().starts_with("2025-06-15T"), "{ts}");
@@ -1363,6 +1365,8 @@ async fn queries_are_read_only() {
     let r = query_file_read_only(
         &db,
         "SELECT operation, status FROM exchanges ORDER BY started_at",
+        &[],
+        &QueryLimits::default(),
     )
     .unwrap();
     assert_eq!(
@@ -1373,7 +1377,7 @@ async fn queries_are_read_only() {
         ]
     );
     for sql in file_sql(&other) {
-        match query_file_read_only(&db, &sql) {
+        match query_file_read_only(&db, &sql, &[], &QueryLimits::default()) {
             Err(RecorderError::QueryRefused { reason }) => {
                 assert!(
                     reason.contains("read the recording only"),
@@ -1384,7 +1388,7 @@ async fn queries_are_read_only() {
         }
     }
     assert!(matches!(
-        query_file_read_only(&db, "DELETE FROM exchanges"),
+        query_file_read_only(&db, "DELETE FROM exchanges", &[], &QueryLimits::default()),
         Err(RecorderError::QueryRefused { .. })
     ));
     // Reopening the file as a recorder works: migrations are not re-applied.

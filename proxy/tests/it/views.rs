@@ -356,9 +356,12 @@ async fn show_builds_the_conversation_tree_with_its_branches() {
     // The same tree from the file once the proxy has stopped.
     let db = r.db_path();
     r.proxy.take().unwrap().shutdown().await.unwrap();
-    let from_file = views::show(|sql| recorder::query_file_read_only(&db, sql), &st.root)
-        .unwrap()
-        .unwrap();
+    let from_file = views::show(
+        |sql| recorder::query_file_read_only(&db, sql, &[], &Default::default()),
+        &st.root,
+    )
+    .unwrap()
+    .unwrap();
     assert_eq!(from_file, tree);
 }
 
