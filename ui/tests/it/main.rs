@@ -3,4 +3,5 @@
 mod harness;
 mod pages;
 mod safety;
+mod scale;
 mod tail;
