@@ -26,6 +26,9 @@ pub struct UiArgs {
     /// Exchanges per page (1..=500).
     #[arg(long, default_value_t = 50)]
     pub page_rows: usize,
+    /// Also stop when standard input reaches end of file (ties the UI's life to a parent process).
+    #[arg(long)]
+    pub exit_on_stdin_close: bool,
 }
 
 /// Runs the UI until SIGINT / SIGTERM.
@@ -47,7 +50,15 @@ pub async fn run(a: UiArgs) -> anyhow::Result<()> {
         ui.url(),
         a.db.display()
     );
-    crate::shutdown_signal().await;
+    let signal = crate::shutdown_signal();
+    if a.exit_on_stdin_close {
+        tokio::select! {
+            _ = signal => {},
+            _ = crate::stdin_closed() => {},
+        }
+    } else {
+        signal.await;
+    }
     ui.shutdown().await;
     Ok(())
 }

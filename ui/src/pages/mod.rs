@@ -89,6 +89,7 @@ pub fn layout(title: &str, body: Markup) -> Markup {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) " · agentcap" }
+                link rel="icon" href="data:,";
                 link rel="stylesheet" href="/assets/ui.css";
                 script src="/assets/ui.js" defer {}
             }
