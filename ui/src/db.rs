@@ -38,6 +38,13 @@ impl Param {
 pub trait Db: Send + Sync {
     /// Runs one read-only statement with `params` bound to its `?` placeholders.
     fn query(&self, sql: &str, params: &[Param]) -> Result<QueryResult, UiError>;
+
+    /// Lends a connection, inside a transaction that is rolled back afterwards, to a reader that takes a
+    /// `duckdb::Connection` (the eval runner's history). `None` when this source has no connection to lend.
+    fn with_connection(&self, f: &mut dyn FnMut(&Connection)) -> Option<Result<(), UiError>> {
+        let _ = f;
+        None
+    }
 }
 
 /// A [`Db`] over a DuckDB connection: a file opened read-only, or a connection to a live recorder's
@@ -94,6 +101,19 @@ impl Db for ConnDb {
         let _ = conn.execute_batch("ROLLBACK");
         out
     }
+
+    fn with_connection(&self, f: &mut dyn FnMut(&Connection)) -> Option<Result<(), UiError>> {
+        Some(lend(&self.conn, f))
+    }
+}
+
+fn lend(conn: &Mutex<Connection>, f: &mut dyn FnMut(&Connection)) -> Result<(), UiError> {
+    let conn = conn.lock().try_clone().map_err(UiError::Db)?;
+    conn.execute_batch("BEGIN TRANSACTION")
+        .map_err(UiError::Db)?;
+    f(&conn);
+    let _ = conn.execute_batch("ROLLBACK");
+    Ok(())
 }
 
 fn collect(conn: &Connection, sql: &str, params: &[Param]) -> Result<QueryResult, UiError> {

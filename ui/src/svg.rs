@@ -168,3 +168,115 @@ mod tests {
         assert_eq!(svg.matches("class=\"ev\"").count(), 0);
     }
 }
+
+/// One configuration's accuracy with its 95% interval, for [`accuracy_chart`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccuracyBar {
+    /// Config name.
+    pub name: String,
+    /// Accuracy in 0..=1.
+    pub accuracy: f64,
+    /// Interval low end.
+    pub lo: f64,
+    /// Interval high end.
+    pub hi: f64,
+    /// Graded items.
+    pub n: usize,
+}
+
+const LABEL_W: f64 = 180.0;
+const ROW_H: f64 = 28.0;
+
+/// Accuracy per configuration on a 0–100% axis: a dot at the estimate, a whisker over the interval.
+pub fn accuracy_chart(bars: &[AccuracyBar]) -> Markup {
+    let plot_w = W - LABEL_W - RIGHT - 90.0;
+    let x = |v: f64| LABEL_W + v.clamp(0.0, 1.0) * plot_w;
+    let h = TOP + ROW_H * bars.len().max(1) as f64 + 30.0;
+    let axis_y = TOP + ROW_H * bars.len().max(1) as f64;
+    html! {
+        svg.chart.accuracy xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (W) " " (h) } width=(W) height=(h)
+            role="img" aria-label="accuracy with 95% intervals" {
+            @for t in [0.0, 0.25, 0.5, 0.75, 1.0] {
+                line x1=(x(t)) x2=(x(t)) y1=(TOP - 8.0) y2=(axis_y) stroke="#e5e7eb" {}
+                text x=(x(t)) y=(axis_y + 16.0) font-size="10" text-anchor="middle" fill="#374151" { (format!("{:.0}%", t * 100.0)) }
+            }
+            @for (i, b) in bars.iter().enumerate() {
+                @let y = TOP + ROW_H * i as f64 + ROW_H / 2.0 - 6.0;
+                @let c = PALETTE[i % PALETTE.len()];
+                text x=(LABEL_W - 8.0) y=(y + 4.0) font-size="12" text-anchor="end" fill="#111827" { (b.name) }
+                line.ci x1=(x(b.lo)) x2=(x(b.hi)) y1=(y) y2=(y) stroke=(c) stroke-width="3" {}
+                line x1=(x(b.lo)) x2=(x(b.lo)) y1=(y - 6.0) y2=(y + 6.0) stroke=(c) stroke-width="2" {}
+                line x1=(x(b.hi)) x2=(x(b.hi)) y1=(y - 6.0) y2=(y + 6.0) stroke=(c) stroke-width="2" {}
+                circle.acc cx=(x(b.accuracy)) cy=(y) r="5" fill=(c) {
+                    title { (b.name) ": " (format!("{:.1}% [{:.1}, {:.1}], n = {}", b.accuracy * 100.0, b.lo * 100.0, b.hi * 100.0, b.n)) }
+                }
+                text x=(x(1.0) + 10.0) y=(y + 4.0) font-size="11" fill="#374151" { (format!("{:.1}%", b.accuracy * 100.0)) }
+            }
+        }
+    }
+}
+
+/// Points kept per CDF line at most (evenly spaced ranks).
+const CDF_POINTS: usize = 400;
+
+/// Latency CDFs, one step line per series (values in ms, any order), on a shared axis up to the largest
+/// value, with a legend.
+pub fn cdf_chart(series: &[(String, Vec<f64>)]) -> Markup {
+    let max = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max)
+        .max(1.0);
+    let plot_w = W - 60.0 - RIGHT;
+    let plot_h = 220.0;
+    let x = |v: f64| 60.0 + (v / max).clamp(0.0, 1.0) * plot_w;
+    let y = |p: f64| TOP + (1.0 - p) * plot_h;
+    let h = TOP + plot_h + 36.0;
+    let lines: Vec<(String, &'static str, String)> = series
+        .iter()
+        .enumerate()
+        .map(|(i, (name, values))| {
+            let mut v: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+            v.sort_by(f64::total_cmp);
+            let n = v.len();
+            let step = n.div_ceil(CDF_POINTS).max(1);
+            let mut pts = format!("{:.1},{:.1}", x(0.0), y(0.0));
+            for (k, val) in v.iter().enumerate() {
+                if k % step == 0 || k + 1 == n {
+                    let before = k as f64 / n as f64;
+                    let after = (k + 1) as f64 / n as f64;
+                    pts.push_str(&format!(
+                        " {:.1},{:.1} {:.1},{:.1}",
+                        x(*val),
+                        y(before),
+                        x(*val),
+                        y(after)
+                    ));
+                }
+            }
+            (name.clone(), PALETTE[i % PALETTE.len()], pts)
+        })
+        .collect();
+    html! {
+        svg.chart.cdf xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (W) " " (h) } width=(W) height=(h)
+            role="img" aria-label="latency CDF" {
+            @for p in [0.0, 0.5, 0.9, 1.0] {
+                line x1=(x(0.0)) x2=(x(max)) y1=(y(p)) y2=(y(p)) stroke="#e5e7eb" {}
+                text x="52" y=(y(p) + 4.0) font-size="10" text-anchor="end" fill="#374151" { (format!("{:.0}%", p * 100.0)) }
+            }
+            @for i in 0..=5 {
+                @let v = max * f64::from(i) / 5.0;
+                text x=(x(v)) y=(y(0.0) + 16.0) font-size="10" text-anchor="middle" fill="#374151" { (format!("{v:.0} ms")) }
+            }
+            @for (name, c, pts) in &lines {
+                polyline.cdfline points=(pts) fill="none" stroke=(c) stroke-width="1.5" { title { (name) } }
+            }
+        }
+        ul.legend {
+            @for (name, c, _) in &lines {
+                li { svg width="10" height="10" xmlns="http://www.w3.org/2000/svg" { rect width="10" height="10" fill=(c) {} } " " (name) }
+            }
+        }
+    }
+}

@@ -115,7 +115,7 @@ fn conversation(t: &ConversationTree, budget: &mut usize) -> Markup {
             }
             @for b in &t.detached_branches {
                 div.branch.detached {
-                    p { "⑂ branch restarted from an entry not among the recorded ones ("
+                    p { "↳ branch restarted from an entry not among the recorded ones ("
                         code { (b.conversation.from_entry_id.as_deref().unwrap_or("?")) } ")" }
                     (branch(b, budget))
                 }
@@ -126,7 +126,7 @@ fn conversation(t: &ConversationTree, budget: &mut usize) -> Markup {
 
 fn branch(b: &ConversationTree, budget: &mut usize) -> Markup {
     html! {
-        p.branchhead { "⑂ branch "
+        p.branchhead { "↳ branch "
             a href={ "/conversations/" (enc(&b.conversation.id)) } { (b.conversation.id) } }
         (conversation(b, budget))
     }
@@ -140,7 +140,7 @@ fn turn_view(n: usize, t: &Turn, budget: &mut usize) -> Markup {
             " · " (t.status.map(|s| s.to_string()).unwrap_or_default()) " " (t.outcome.as_deref().unwrap_or(""))
             " · " (fmt_ts(t.started_at.as_deref()))
             " · total " (fmt_us(t.timings.total_us))
-            @if t.is_stream { " · TTFT " (fmt_us(t.timings.first_event_us)) " · " (t.event_count.unwrap_or(0)) " events" }
+            @if t.is_stream { " · first event " (fmt_us(t.timings.first_event_us)) " · " (t.event_count.unwrap_or(0)) " events" }
             @if let Some(u) = &t.usage { " · " (u.total_tokens.unwrap_or(0)) " tokens" }
             @if let Some(e) = &t.stream_error { div.error { "stream error: " (e) } }
             @if let Some(e) = &t.error { div.error { (e) } }

@@ -235,7 +235,7 @@ pub async fn page(state: &UiState, q: &Query) -> Result<Markup, UiError> {
             table #exchanges.list data-tail-after=(tail_after) data-filters=(fq) {
                 thead { tr {
                     th { "Started (UTC)" } th { "Operation" } th { "Status" } th { "Outcome" }
-                    th { "Stream" } th.num { "Total" } th.num { "TTFT" } th.num { "Upstream" }
+                    th { "Stream" } th.num { "Total" } th.num title="Time to the first SSE event (the proxy's first_event_us); the exchange page marks the first message.output.delta" { "First event" } th.num { "Upstream" }
                     th.num { "Proxy added" } th { "Agent" } th { "Model" } th { "Session" } th { "Key" }
                 } }
                 tbody {
@@ -267,7 +267,7 @@ pub(crate) fn row(r: &Row<'_>) -> Markup {
     html! {
         tr.bad[bad] data-id=(id) {
             td { a href={ "/exchanges/" (enc(&id)) } { (fmt_ts(r.text("started_at").as_deref())) } }
-            td { (r.text("operation").unwrap_or_default()) }
+            td { (cell(r.text("operation"))) }
             td { (status.map(|s| s.to_string()).unwrap_or_default()) }
             td { (outcome) }
             td { @if r.bool("is_stream") { "SSE · " (r.int("event_count").unwrap_or(0)) } @else { (fmt_bytes(r.int("response_bytes"))) } }
@@ -275,11 +275,22 @@ pub(crate) fn row(r: &Row<'_>) -> Markup {
             td.num { (fmt_us(r.int("first_event_us"))) }
             td.num { (fmt_us(r.int("upstream_us"))) }
             td.num { (fmt_us(r.int("overhead_us"))) }
-            td { (r.text("agent_id").unwrap_or_default()) }
-            td { (r.text("model").unwrap_or_default()) }
-            td { (r.text("session").unwrap_or_default()) }
-            td.mono { (r.text("key_fingerprint").unwrap_or_default()) }
+            td { (cell(r.text("agent_id"))) }
+            td { (cell(r.text("model"))) }
+            td { (cell(r.text("session"))) }
+            td.mono { (cell(r.text("key_fingerprint"))) }
         }
+    }
+}
+
+/// Characters of a list cell shown; longer recorded values end in "…" (the exchange page shows them whole).
+const CELL_CHARS: usize = 120;
+
+fn cell(v: Option<String>) -> String {
+    let v = v.unwrap_or_default();
+    match v.char_indices().nth(CELL_CHARS) {
+        Some((i, _)) => format!("{}…", &v[..i]),
+        None => v,
     }
 }
 

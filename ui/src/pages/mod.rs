@@ -3,6 +3,7 @@
 mod conversations;
 mod exchange;
 pub(crate) mod exchanges;
+mod runs;
 
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
@@ -21,6 +22,7 @@ pub async fn dispatch(state: &UiState, path: &str, q: &Query) -> Response<UiBody
         "/" | "/exchanges" => exchanges::page(state, q).await,
         "/tail" => return tail::stream(state, q).await,
         "/conversations" => conversations::list(state).await,
+        "/runs" => runs::list(state).await,
         "/assets/ui.css" => return asset(CSS, "text/css; charset=utf-8"),
         "/assets/ui.js" => return asset(JS, "text/javascript; charset=utf-8"),
         _ => {
@@ -28,6 +30,10 @@ pub async fn dispatch(state: &UiState, path: &str, q: &Query) -> Response<UiBody
                 exchange::page(state, &id, q).await
             } else if let Some(id) = segment(path, "/conversations/") {
                 conversations::show(state, &id).await
+            } else if let Some((run, item)) = run_item(path) {
+                runs::item(state, &run, &item).await
+            } else if let Some(id) = segment(path, "/runs/") {
+                runs::run(state, &id).await
             } else {
                 Err(UiError::NotFound(format!("nothing at {path}")))
             }
@@ -69,6 +75,21 @@ fn segment(path: &str, prefix: &str) -> Option<String> {
     )
 }
 
+/// `/runs/<run>/items/<item>`, decoded.
+fn run_item(path: &str) -> Option<(String, String)> {
+    let rest = path.strip_prefix("/runs/")?;
+    let (run, item) = rest.split_once("/items/")?;
+    if run.is_empty() || item.is_empty() || run.contains('/') || item.contains('/') {
+        return None;
+    }
+    let dec = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    Some((dec(run), dec(item)))
+}
+
 fn asset(body: &'static str, ctype: &'static str) -> Response<UiBody> {
     let mut r = Response::new(web::full(body));
     r.headers_mut()
@@ -99,6 +120,7 @@ pub fn layout(title: &str, body: Markup) -> Markup {
                     nav {
                         a href="/" { "Exchanges" }
                         a href="/conversations" { "Conversations" }
+                        a href="/runs" { "Eval runs" }
                     }
                     span.ro { "read-only" }
                 }

@@ -2,6 +2,7 @@
 
 mod harness;
 mod pages;
+mod runs;
 mod safety;
 mod scale;
 mod tail;
