@@ -96,6 +96,10 @@ def test_navigate_from_streams_to_timeline_to_branch(recorded, watched: Watched,
     assert page.locator("#conversations tbody tr").count() >= 3
     assert "simulated upstream" in page.inner_text("main")
     page.screenshot(path=str(shots / "05-conversations.png"), full_page=True)
+    for n, path in enumerate(["/agents", "/usage", "/runs", "/sql?q=SELECT+operation%2C+count(*)+FROM+exchanges+GROUP+BY+1"]):
+        page.goto(ui.url + path)
+        assert page.locator("p.error").count() == 0, path
+        page.screenshot(path=str(shots / f"09-extra-{n}.png"), full_page=True)
     assert not watched.errors, watched.errors
 
 

@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
 pub use db::{ConnDb, Db, Param};
+pub use pages::SQL_ROWS;
 pub use web::UiBody;
 
 /// What can go wrong serving the UI (who failed is in the variant).

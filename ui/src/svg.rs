@@ -280,3 +280,30 @@ pub fn cdf_chart(series: &[(String, Vec<f64>)]) -> Markup {
         }
     }
 }
+
+/// A bar per (label, value), in order, on a shared scale; each bar's title says its label and value.
+pub fn bar_chart(bars: &[(String, f64)]) -> Markup {
+    let max = bars.iter().map(|(_, v)| *v).fold(0.0f64, f64::max).max(1.0);
+    let plot_h = 180.0;
+    let plot_w = W - 70.0 - RIGHT;
+    let bw = plot_w / bars.len().max(1) as f64;
+    let h = TOP + plot_h + 36.0;
+    let y = |v: f64| TOP + plot_h - (v / max) * plot_h;
+    html! {
+        svg.chart.bars xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (W) " " (h) } width=(W) height=(h)
+            role="img" aria-label="bar chart" {
+            @for f in [0.0, 0.5, 1.0] {
+                line x1="70" x2=(W - RIGHT) y1=(y(max * f)) y2=(y(max * f)) stroke="#e5e7eb" {}
+                text x="64" y=(y(max * f) + 4.0) font-size="10" text-anchor="end" fill="#374151" { (format!("{:.0}", max * f)) }
+            }
+            @for (i, (label, v)) in bars.iter().enumerate() {
+                rect.bar x=(70.0 + bw * i as f64 + bw * 0.1) y=(y(*v)) width=((bw * 0.8).max(1.0)) height=((TOP + plot_h - y(*v)).max(0.0))
+                    fill="#2563eb" { title { (label) ": " (format!("{v:.0}")) } }
+            }
+            @if let (Some((first, _)), Some((last, _))) = (bars.first(), bars.last()) {
+                text x="70" y=(TOP + plot_h + 16.0) font-size="10" fill="#374151" { (first) }
+                text x=(W - RIGHT) y=(TOP + plot_h + 16.0) font-size="10" text-anchor="end" fill="#374151" { (last) }
+            }
+        }
+    }
+}

@@ -3,6 +3,9 @@
 mod conversations;
 mod exchange;
 pub(crate) mod exchanges;
+mod extra;
+
+pub use extra::SQL_ROWS;
 mod runs;
 
 use http::header::{self, HeaderValue};
@@ -23,6 +26,9 @@ pub async fn dispatch(state: &UiState, path: &str, q: &Query) -> Response<UiBody
         "/tail" => return tail::stream(state, q).await,
         "/conversations" => conversations::list(state).await,
         "/runs" => runs::list(state).await,
+        "/agents" => extra::agents(state).await,
+        "/usage" => extra::usage(state, q).await,
+        "/sql" => extra::sql(state, q).await,
         "/assets/ui.css" => return asset(CSS, "text/css; charset=utf-8"),
         "/assets/ui.js" => return asset(JS, "text/javascript; charset=utf-8"),
         _ => {
@@ -121,6 +127,9 @@ pub fn layout(title: &str, body: Markup) -> Markup {
                         a href="/" { "Exchanges" }
                         a href="/conversations" { "Conversations" }
                         a href="/runs" { "Eval runs" }
+                        a href="/agents" { "Agents" }
+                        a href="/usage" { "Usage" }
+                        a href="/sql" { "SQL" }
                     }
                     span.ro { "read-only" }
                 }

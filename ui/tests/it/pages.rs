@@ -199,3 +199,61 @@ async fn the_timeline_has_one_mark_per_event_and_the_conversation_its_branch() {
     .await;
     assert!(page.body.contains("handoff <b>"), "handoff from / to");
 }
+
+#[tokio::test]
+async fn agents_usage_and_the_read_only_sql_console() {
+    let mut r = rig().await;
+    let _story = drive(&r).await;
+    let (st, db) = r.stop_and_open(UiConfig::default()).await;
+    let agents = get(&st, "/agents").await;
+    assert_eq!(agents.status, StatusCode::OK, "{}", agents.body);
+    assert!(agents.body.contains("Searcher") && agents.body.contains("function:get_weather"));
+    let usage = get(&st, "/usage").await;
+    assert_eq!(usage.status, StatusCode::OK, "{}", usage.body);
+    assert!(usage.body.matches("class=\"bar\"").count() >= 1);
+    assert_eq!(get(&st, "/usage?by=day").await.status, StatusCode::OK);
+    assert_eq!(
+        get(&st, "/usage?by=week").await.status,
+        StatusCode::BAD_REQUEST
+    );
+
+    let n = rows(db.as_ref(), "SELECT count(*) FROM exchanges")[0][0]
+        .as_i64()
+        .unwrap();
+    let q = |sql: &str| format!("/sql?q={}", agentcap_ui::web::enc(sql));
+    let count = get(&st, &q("SELECT count(*) AS n FROM exchanges;")).await;
+    assert!(
+        count.body.contains(&format!("<td>{n}</td>")),
+        "{}",
+        count.body
+    );
+    for refused in [
+        "DROP TABLE exchanges",
+        "SELECT 1; DELETE FROM exchanges",
+        "SELECT 1) ; DELETE FROM exchanges; SELECT (1",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "COPY exchanges TO '/tmp/x.csv'",
+    ] {
+        let page = get(&st, &q(refused)).await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(
+            page.body.contains("class=\"error\""),
+            "{refused}: {}",
+            page.body
+        );
+    }
+    assert_eq!(
+        rows(db.as_ref(), "SELECT count(*) FROM exchanges")[0][0]
+            .as_i64()
+            .unwrap(),
+        n,
+        "nothing was written"
+    );
+    let hostile = get(&st, &q("SELECT '<script>window.pwned=1</script>' AS x")).await;
+    assert!(
+        !hostile.body.contains("<script>window") && hostile.body.contains("&lt;script&gt;window")
+    );
+    let many = get(&st, &q("SELECT * FROM range(5000)")).await;
+    assert_eq!(many.body.matches("<tr><td>").count(), agentcap_ui::SQL_ROWS);
+    assert!(many.body.contains("cut at"));
+}
