@@ -23,6 +23,8 @@
       var tr = t.content.firstElementChild;
       if (!tr) { return; }
       tr.classList.add("new");
+      var empty = document.getElementById("empty");
+      if (empty) { empty.remove(); }
       if (e.lastEventId) { table.setAttribute("data-tail-after", e.lastEventId); }
       tbody.insertBefore(tr, tbody.firstChild);
       while (tbody.rows.length > MAX_ROWS) { tbody.deleteRow(tbody.rows.length - 1); }

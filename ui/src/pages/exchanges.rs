@@ -230,7 +230,7 @@ pub async fn page(state: &UiState, q: &Query) -> Result<Markup, UiError> {
                 }
             }
             @if shown.is_empty() {
-                p.empty { "No exchanges match." }
+                p.empty #empty { "No exchanges match." }
             }
             table #exchanges.list data-tail-after=(tail_after) data-filters=(fq) {
                 thead { tr {
