@@ -116,7 +116,12 @@ pub fn presented_token(h: &HeaderMap) -> Option<String> {
             if let Some((k, val)) = part.trim().split_once('=')
                 && k == COOKIE
             {
-                return Some(val.to_string());
+                // `/login` stores the token percent-encoded (a cookie value cannot hold every character).
+                return Some(
+                    percent_encoding::percent_decode_str(val)
+                        .decode_utf8_lossy()
+                        .into_owned(),
+                );
             }
         }
     }

@@ -194,7 +194,7 @@ async fn a_token_guards_every_page_but_login() {
 
     let mut r = rig().await;
     r.flush().await;
-    let (st, _db) = r
+    let (st, db) = r
         .stop_and_open(UiConfig {
             auth_token: Some("s3cret".into()),
             ..UiConfig::default()
@@ -244,6 +244,29 @@ async fn a_token_guards_every_page_but_login() {
     let pair = cookie.split(';').next().unwrap().to_string();
     assert_eq!(
         get_with(&st, "/", &[host, ("cookie", &pair)]).await.status,
+        StatusCode::OK
+    );
+    // A token with characters a cookie cannot hold round-trips through the login cookie.
+    let odd = agentcap_ui::UiState::new(
+        db.clone(),
+        UiConfig {
+            auth_token: Some("a b;c=d".into()),
+            ..UiConfig::default()
+        },
+    )
+    .unwrap();
+    let login = get_with(&odd, "/login?token=a%20b%3Bc%3Dd", &[host]).await;
+    assert_eq!(login.status, StatusCode::SEE_OTHER);
+    let cookie = login
+        .headers
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let pair = cookie.split(';').next().unwrap().to_string();
+    assert_eq!(
+        get_with(&odd, "/", &[host, ("cookie", &pair)]).await.status,
         StatusCode::OK
     );
     // The Host check runs before the token: a rebinding page cannot even probe for it.
