@@ -26,6 +26,7 @@ pub async fn dispatch(state: &UiState, path: &str, q: &Query) -> Response<UiBody
         "/tail" => return tail::stream(state, q).await,
         "/conversations" => conversations::list(state).await,
         "/runs" => runs::list(state).await,
+        "/compare" => runs::compare(state, q).await,
         "/agents" => extra::agents(state).await,
         "/usage" => extra::usage(state, q).await,
         "/sql" => extra::sql(state, q).await,

@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 
 use agentcap_evalkit::EvalError;
 use agentcap_evalkit::history;
+use agentcap_evalkit::metrics::Paired;
+use agentcap_evalkit::report::Report;
 use maud::{Markup, html};
 
 use super::{clip, fmt_ts, layout};
 use crate::db::{Db, Param, Rows};
 use crate::svg::{AccuracyBar, accuracy_chart, cdf_chart};
-use crate::web::enc;
+use crate::web::{Query, enc};
 use crate::{UiError, UiState};
 
 /// Items listed on a run page at most.
@@ -44,6 +46,7 @@ pub async fn list(state: &UiState) -> Result<Markup, UiError> {
     Ok(layout(
         "Eval runs",
         html! {
+            p { a href="/compare" { "Compare two configs (of one run or two)" } }
             @if runs.is_empty() { p.empty { "No eval runs in this recording." } }
             @else {
                 table.list #runs {
@@ -97,17 +100,7 @@ pub async fn run(state: &UiState, id: &str) -> Result<Markup, UiError> {
         )
         .await?;
     let configs: Vec<String> = report.configs.iter().map(|c| c.name.clone()).collect();
-    let bars: Vec<AccuracyBar> = report
-        .configs
-        .iter()
-        .map(|c| AccuracyBar {
-            name: c.name.clone(),
-            accuracy: c.summary.accuracy,
-            lo: c.summary.accuracy_ci.lo,
-            hi: c.summary.accuracy_ci.hi,
-            n: c.summary.graded,
-        })
-        .collect();
+    let bars = bars(&report);
     let total: Vec<(String, Vec<f64>)> = configs
         .iter()
         .map(|n| {
@@ -173,6 +166,10 @@ pub async fn run(state: &UiState, id: &str) -> Result<Markup, UiError> {
                     td.num { @if let Some(p) = &c.summary.total_ms { (format!("{:.0} ms", p.p50)) } }
                     td.num { @if let Some(p) = &c.summary.total_ms { (format!("{:.0} ms", p.p90)) } }
                 } } }
+            }
+            @if !report.comparisons.is_empty() {
+                h2 { "Paired against the baseline (" (report.baseline) ")" }
+                (comparisons(&report.comparisons))
             }
             h2 { "Total latency, CDF per config" }
             (cdf_chart(&total))
@@ -242,6 +239,72 @@ pub async fn item(state: &UiState, run: &str, item: &str) -> Result<Markup, UiEr
                         }
                     }
                 }
+            }
+        },
+    ))
+}
+
+/// Paired comparisons: accuracy delta with its bootstrap interval, flips, McNemar and Holm p-values, latency
+/// deltas.
+fn comparisons(pairs: &[Paired]) -> Markup {
+    html! {
+        table.list.comparisons {
+            thead { tr { th { "Baseline" } th { "Candidate" } th.num { "Paired items" } th.num { "Accuracy Δ" } th { "95% CI" }
+                th.num { "Became correct" } th.num { "Became incorrect" } th.num { "McNemar p" } th.num { "Holm p" }
+                th.num { "p50 total Δ" } } }
+            tbody { @for p in pairs { tr {
+                td { (p.baseline) } td { (p.candidate) } td.num { (p.n_paired) }
+                td.num { (format!("{:+.1} pt", p.accuracy_delta * 100.0)) }
+                td { (format!("[{:+.1}, {:+.1}]", p.accuracy_delta_ci.lo * 100.0, p.accuracy_delta_ci.hi * 100.0)) }
+                td.num { (p.c) } td.num { (p.b) }
+                td.num { (format!("{:.3}", p.mcnemar_p)) } td.num { (format!("{:.3}", p.holm_p)) }
+                td.num { @if let Some(d) = p.total_p50_delta_ms { (format!("{d:+.0} ms")) } }
+            } } }
+        }
+    }
+}
+
+fn bars(report: &Report) -> Vec<AccuracyBar> {
+    report
+        .configs
+        .iter()
+        .map(|c| AccuracyBar {
+            name: c.name.clone(),
+            accuracy: c.summary.accuracy,
+            lo: c.summary.accuracy_ci.lo,
+            hi: c.summary.accuracy_ci.hi,
+            n: c.summary.graded,
+        })
+        .collect()
+}
+
+/// `/compare?a=RUN[:CONFIG]&b=RUN[:CONFIG]`: two configs of one or two runs on the items both have (`a` is
+/// the baseline), through evalkit's own comparison.
+pub async fn compare(state: &UiState, q: &Query) -> Result<Markup, UiError> {
+    let a = q.get("a").unwrap_or("").to_string();
+    let b = q.get("b").unwrap_or("").to_string();
+    let report = if a.is_empty() || b.is_empty() {
+        None
+    } else {
+        let (a2, b2) = (a.clone(), b.clone());
+        Some(
+            state
+                .with_db(move |db| lent(db, |c| history::compare(c, &a2, &b2)))
+                .await??,
+        )
+    };
+    Ok(layout(
+        "Compare",
+        html! {
+            form.filters method="get" action="/compare" {
+                label { "Baseline (RUN[:CONFIG])" input name="a" value=(a); }
+                label { "Candidate (RUN[:CONFIG])" input name="b" value=(b); }
+                button type="submit" { "Compare" }
+            }
+            @if let Some(r) = &report {
+                p.muted { "Items matched by id; run ids may be prefixes." }
+                (accuracy_chart(&bars(r)))
+                (comparisons(&r.comparisons))
             }
         },
     ))

@@ -79,9 +79,29 @@ async fn run_pages_show_accuracy_latency_and_link_items_to_conversations() {
     assert_eq!(tree.status, StatusCode::OK, "{conv}: {}", tree.body);
     assert!(tree.body.contains("message.output"));
 
+    assert!(page_has_pairs(
+        &get(&st, &format!("/runs/{run_id}")).await.body
+    ));
+    let cmp = get(
+        &st,
+        &format!("/compare?a={run_id}:closed&b={}:web", &run_id[..12]),
+    )
+    .await;
+    assert_eq!(cmp.status, StatusCode::OK, "{}", cmp.body);
+    assert_eq!(cmp.body.matches("class=\"acc\"").count(), 2);
+    assert!(page_has_pairs(&cmp.body));
+    assert_eq!(
+        get(&st, "/compare?a=nope&b=nope").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(get(&st, "/compare").await.status, StatusCode::OK);
     assert_eq!(get(&st, "/runs/nope").await.status, StatusCode::NOT_FOUND);
     assert_eq!(
         get(&st, &format!("/runs/{run_id}/items/nope")).await.status,
         StatusCode::NOT_FOUND
     );
+}
+
+fn page_has_pairs(body: &str) -> bool {
+    body.contains("class=\"list comparisons\"") && body.contains("McNemar p")
 }
