@@ -341,3 +341,44 @@ async fn large_bodies_are_cut_and_invalid_utf8_is_replaced() {
         "invalid bytes show as U+FFFD"
     );
 }
+
+#[tokio::test]
+async fn the_listener_serves_over_tcp_and_checks_the_host_it_bound() {
+    let mut r = rig().await;
+    let _ = r.send(Method::GET, "/v1/models", Bytes::new(), &[]).await;
+    r.flush().await;
+    let (st, _db) = r
+        .stop_and_open(UiConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..UiConfig::default()
+        })
+        .await;
+    let ui = agentcap_ui::start(st).await.expect("binds");
+    let addr = ui.addr();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let fetch = |host: String| {
+        let client = client.clone();
+        async move {
+            let req = http::Request::builder()
+                .uri(format!("http://{addr}/"))
+                .header("host", host)
+                .body(http_body_util::Full::new(Bytes::new()))
+                .unwrap();
+            let resp = client.request(req).await.expect("the UI answers");
+            (resp.status(), resp.headers().clone())
+        }
+    };
+    let (status, headers) = fetch(addr.to_string()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-security-policy"], guard::CSP);
+    assert_eq!(
+        fetch(format!("localhost:{}", addr.port())).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        fetch(format!("rebound.example:{}", addr.port())).await.0,
+        StatusCode::MISDIRECTED_REQUEST
+    );
+    ui.shutdown().await;
+}
