@@ -135,7 +135,7 @@ fn summary(x: &Row<'_>) -> Markup {
             dt { "Timings" } dd {
                 "total " (fmt_us(x.int("total_us")))
                 " · response head " (fmt_us(x.int("response_headers_us")))
-                " · first event " (fmt_us(x.int("first_event_us")))
+                @if x.int("first_event_us").is_some() { " · first event " (fmt_us(x.int("first_event_us"))) }
                 " · upstream " (fmt_us(x.int("upstream_us")))
                 " · proxy added " (fmt_us(x.int("overhead_us")))
             }
