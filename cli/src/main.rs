@@ -8,6 +8,7 @@ mod eval;
 mod proxy;
 mod query;
 mod sim;
+mod ui;
 
 use clap::{Parser, Subcommand};
 
@@ -60,6 +61,8 @@ enum Command {
     },
     /// Compare no tools vs web_search on a SimpleQA sample against the twin (simulated upstream).
     Demo(demo::DemoArgs),
+    /// Browse a recording in the browser: exchanges, SSE timelines, conversations (read-only web UI).
+    Ui(ui::UiArgs),
     /// Benchmark an endpoint: streamed conversations timed per event, or fixed-rate load; optionally two side by side.
     Bench {
         #[command(subcommand)]
@@ -96,6 +99,7 @@ fn main() -> anyhow::Result<()> {
             Command::Datasets { command } => datasets::run(command).await.map(|()| 0),
             Command::Demo(args) => demo::run(args).await,
             Command::Bench { command } => bench::run(command).await.map(|()| 0),
+            Command::Ui(args) => ui::run(args).await.map(|()| 0),
         }
     })?;
     drop(rt);

@@ -7,8 +7,8 @@ use std::time::Duration;
 use http::Uri;
 
 use crate::ProxyError;
-use crate::conn::{self, ConnLimits};
 use crate::admin::AdminConfig;
+use crate::conn::{self, ConnLimits};
 use crate::recorder::RecorderConfig;
 
 /// The client listener's connection cap unless configured (or lowered to fit the open-file limit).

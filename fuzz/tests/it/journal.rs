@@ -120,7 +120,7 @@ fn check_shape(input: &[u8], p: &Parsed) {
 
 #[test]
 fn journal_reader_on_arbitrary_bytes() {
-    let mut rng = Rng(11);
+    let mut rng = Rng::new(11);
     let (seg, _) = segment(&mut rng, 6);
     let header = segment_header();
     crate::fuzz(
@@ -148,7 +148,7 @@ fn journal_damage_never_costs_an_intact_record() {
         ],
         |input| {
             let at = |i: usize| usize::from(input.get(i).copied().unwrap_or(0));
-            let mut rng = Rng(at(1) as u64 + 1);
+            let mut rng = Rng::new(at(1) as u64 + 1);
             let (clean, spans) = segment(&mut rng, at(0) % 40);
             let mode = at(2) % 4;
             let start = (at(3) * 257 + at(6) * 31) % (clean.len() + 1);

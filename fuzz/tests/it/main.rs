@@ -6,9 +6,10 @@
 //! failing input is written to `$AGENTCAP_FUZZ_OUT` (default the temp dir) and its path printed.
 
 mod journal;
-mod sse;
-mod wire;
 mod sql_gate;
+mod sse;
+mod ui_request;
+mod wire;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Duration, Instant};

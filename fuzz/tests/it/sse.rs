@@ -33,7 +33,7 @@ fn sse_decoder() {
     ];
     fuzz("sse_decoder", seeds, |input: &[u8]| {
         // The limit and the split points come from the input, so a saved input replays exactly.
-        let mut rng = Rng(input.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        let mut rng = Rng::new(input.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3)
         }));
         let max = [16, 64, 1 << 20][rng.below(3)];

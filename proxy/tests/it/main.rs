@@ -1,7 +1,7 @@
 //! Integration tests of the recording proxy: real TCP against the twin, a real DuckDB file in a temp dir.
 
-mod connections;
 mod admin;
+mod connections;
 mod forwarding;
 mod harness;
 mod memory;
