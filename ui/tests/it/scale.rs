@@ -15,11 +15,11 @@ async fn million_exchanges_page_times_and_plan() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.duckdb");
     {
-        let config = duckdb::Config::default()
-            .enable_autoload_extension(false)
-            .and_then(|c| c.enable_external_access(false))
-            .unwrap();
-        let c = Connection::open_with_flags(&path, config).unwrap();
+        let c = agentcap_proxy::recorder::open_db(
+            Some(&path),
+            agentcap_proxy::recorder::DbAccess::ReadWrite,
+        )
+        .unwrap();
         agentcap_proxy::recorder::schema::migrate(&c).unwrap();
         c.execute_batch(
             "INSERT INTO exchanges (id, started_at, method, path, operation, status, outcome, is_stream, total_us, \
