@@ -6,6 +6,7 @@ use std::path::Path;
 use agentcap_datasets::QaItem;
 
 use crate::det;
+pub use crate::judge::is_abstention;
 
 /// What the simulated model says to a known question.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,22 +33,6 @@ const ABSTENTIONS: [&str; 3] = [
     "I'm not sure, I could not find a reliable answer to that.",
     "I don't have enough information to answer that.",
 ];
-
-/// Whether a text reads as an abstention (used by the simulated judge too).
-pub fn is_abstention(text: &str) -> bool {
-    let t = text.to_lowercase();
-    [
-        "don't know",
-        "do not know",
-        "not sure",
-        "could not find",
-        "don't have enough",
-        "cannot answer",
-        "unable to",
-    ]
-    .iter()
-    .any(|p| t.contains(p))
-}
 
 /// Lowercase, collapse whitespace, trim.
 pub fn normalize_question(q: &str) -> String {
@@ -163,7 +148,7 @@ impl Knowledge {
             .unwrap_or(&[]);
         // A wrong answer must neither give a gold answer nor read as an abstention, as the
         // simulated judge reads them.
-        let target = item.answers.join(crate::chat::TARGET_SEPARATOR);
+        let target = item.answers.join(crate::judge::TARGET_SEPARATOR);
         for attempt in 0u8..8 {
             if pool.is_empty() {
                 break;
@@ -176,7 +161,7 @@ impl Knowledge {
                 .unwrap_or_default();
             if !cand.is_empty()
                 && !is_abstention(&cand)
-                && !crate::chat::gives_target(&cand, &target)
+                && !crate::judge::gives_target(&cand, &target)
             {
                 return Verdict::Wrong(cand);
             }

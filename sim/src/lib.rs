@@ -14,6 +14,7 @@ pub mod det;
 pub mod engine;
 pub mod http;
 pub mod ids;
+pub mod judge;
 pub mod knowledge;
 pub mod route;
 pub mod server;

@@ -20,6 +20,7 @@ mod durability;
 mod eval;
 mod memory;
 mod shutdown;
+mod tidy;
 
 const BIN: &str = env!("CARGO_BIN_EXE_agentcap");
 

@@ -23,7 +23,7 @@ use crate::record::ExchangeId;
 use super::db::{self, BatchCounts};
 use super::derive::{DeriveCtx, Derived, ExchangeMsgs, derive};
 use super::journal::SegId;
-use super::writer::load_exchanges;
+use super::replay::load_exchanges;
 use super::{RecorderConfig, RecorderError, Shared, StatsAtomics};
 
 /// Delay between DuckDB retries while it fails.

@@ -21,7 +21,7 @@
 //! record magic whose header and payload validate and resumes there, reporting the bytes it
 //! skipped as damage. Bad bytes after the last valid record form the file's tail: in the newest
 //! file of a family that is the torn tail a crash leaves behind; anywhere else it is corruption
-//! (the caller decides, see `writer::replay`). A length field is only believed once the record's
+//! (the caller decides, see `replay::replay`). A length field is only believed once the record's
 //! header checksum matches and the record fits in the buffer, so no input can make the reader
 //! allocate more than the input's size. Files of format version 1 (no file header, records
 //! `[u32 length][u32 CRC][payload]`) are still read; a file whose header names a version this

@@ -35,6 +35,7 @@ pub mod derive;
 pub mod journal;
 pub mod ops;
 pub mod query;
+mod replay;
 pub mod schema;
 mod spill;
 mod writer;
@@ -607,7 +608,7 @@ impl Recorder {
             channel_bytes_cap: cfg.channel_bytes as u64,
             spill_bytes_cap: cfg.spill_queue_bytes as u64,
         });
-        let replay = writer::replay(&conn, &journal_dir, &derive_ctx, cfg.batch_rows)?;
+        let replay = replay::replay(&conn, &journal_dir, &derive_ctx, cfg.batch_rows)?;
         StatsAtomics::add(&shared.stats.replayed_exchanges, replay.exchanges);
         StatsAtomics::add(
             &shared.stats.journal_corrupt_segments,

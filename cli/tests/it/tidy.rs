@@ -1,0 +1,408 @@
+//! Tidy tests: the architecture invariants of ARCHITECTURE.md that can be checked by reading the source.
+//! They read the workspace's files as text and fail with the offending file and line.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// The workspace root (this crate lives in `cli/`).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cli/ has a parent")
+        .to_path_buf()
+}
+
+/// Every `.rs` file below `dir`, sorted.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The workspace's member crates, from the root manifest.
+fn members() -> Vec<String> {
+    let text = std::fs::read_to_string(root().join("Cargo.toml")).expect("root manifest");
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("members"))
+        .expect("members line");
+    line.split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A file's text without comments and without its trailing `#[cfg(test)]` module (unit tests may use
+/// anything; `super` inside them means the file itself).
+fn code_of(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with("#[cfg(test)]") {
+            break;
+        }
+        if t.starts_with("//") {
+            continue;
+        }
+        let code = match line.find("//") {
+            // A `//` inside a string literal (a URL) is rare in module paths; keep the line when quoted.
+            Some(i) if !line[..i].contains('"') => &line[..i],
+            _ => line,
+        };
+        out.push_str(code);
+        out.push('\n');
+    }
+    out
+}
+
+/// The module path of a file under `src/` (`lib.rs` → [], `a/mod.rs` → [a], `a/b.rs` → [a, b]).
+fn module_of(src: &Path, file: &Path) -> Vec<String> {
+    let rel = file.strip_prefix(src).expect("file under src");
+    let mut segs: Vec<String> = rel
+        .iter()
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect();
+    let last = segs.pop().expect("a file name");
+    match last.as_str() {
+        "lib.rs" | "main.rs" | "mod.rs" => {}
+        other => segs.push(other.trim_end_matches(".rs").to_owned()),
+    }
+    segs
+}
+
+/// Expands the use trees of `use` statements into paths (`a::{b, c::d}` → `a::b`, `a::c::d`).
+fn expand_use(tree: &str) -> Vec<String> {
+    let renames = regex::Regex::new(r"\s+as\s+[A-Za-z0-9_]+").expect("valid regex");
+    let tree: String = renames
+        .replace_all(tree, "")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    fn go(prefix: &str, t: &str, out: &mut Vec<String>) {
+        // Split at top-level commas.
+        let mut depth = 0;
+        let mut start = 0;
+        let mut parts = Vec::new();
+        for (i, c) in t.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    parts.push(&t[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        parts.push(&t[start..]);
+        for p in parts.into_iter().filter(|p| !p.is_empty()) {
+            let joined = |s: &str| {
+                if prefix.is_empty() {
+                    s.to_owned()
+                } else {
+                    format!("{prefix}::{s}")
+                }
+            };
+            match p.find('{') {
+                Some(i) if p.ends_with('}') => {
+                    let head = p[..i].trim_end_matches("::");
+                    go(&joined(head), &p[i + 1..p.len() - 1], out);
+                }
+                _ => out.push(joined(p)),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    go("", &tree, &mut out);
+    out
+}
+
+/// Every path in the code that starts with `crate`, `super` or `self`.
+fn paths_in(code: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    // `use` statements, trees expanded.
+    for stmt in code.split(';') {
+        let s = stmt.trim_start();
+        let s = s.strip_prefix("pub(crate) ").unwrap_or(s);
+        let s = s.strip_prefix("pub ").unwrap_or(s);
+        if let Some(tree) = s.strip_prefix("use ") {
+            out.extend(expand_use(tree));
+        }
+    }
+    // Paths anywhere else.
+    let bytes = code.as_bytes();
+    for kw in ["crate::", "super::", "self::"] {
+        let mut from = 0;
+        while let Some(i) = code[from..].find(kw) {
+            let at = from + i;
+            from = at + kw.len();
+            if at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_') {
+                continue;
+            }
+            let end = code[at..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                .map_or(code.len(), |e| at + e);
+            out.push(code[at..end].trim_end_matches(':').to_owned());
+        }
+    }
+    out
+}
+
+/// Resolves a `crate` / `super` / `self` path seen in module `here` to an absolute module path.
+/// (`self` is the module itself, `super` its parent, whether the file is `a/b.rs` or `a/b/mod.rs`.)
+fn absolute(here: &[String], path: &str) -> Option<Vec<String>> {
+    let mut segs = path.split("::").filter(|s| !s.is_empty());
+    let first = segs.next()?;
+    let mut base: Vec<String> = match first {
+        "crate" => Vec::new(),
+        "self" => here.to_vec(),
+        "super" => {
+            let mut b = here.to_vec();
+            b.pop()?;
+            b
+        }
+        _ => return None,
+    };
+    for s in segs {
+        if s == "super" {
+            base.pop()?;
+        } else {
+            base.push(s.to_owned());
+        }
+    }
+    Some(base)
+}
+
+/// The import edges between the files of one crate: file → file it names, leaving out a file's own
+/// ancestors (a module may use what the modules that declare it define).
+fn import_graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let files = rust_files(src);
+    let mods: BTreeMap<Vec<String>, String> = files
+        .iter()
+        .map(|f| {
+            (
+                module_of(src, f),
+                f.strip_prefix(root())
+                    .unwrap_or(f)
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        })
+        .collect();
+    let mut graph = BTreeMap::new();
+    for f in &files {
+        let here = module_of(src, f);
+        let name = mods[&here].clone();
+        let code = code_of(&std::fs::read_to_string(f).expect("readable source"));
+        let mut edges = BTreeSet::new();
+        for p in paths_in(&code) {
+            let Some(mut abs) = absolute(&here, &p) else {
+                continue;
+            };
+            // The longest prefix that is a file.
+            let target = loop {
+                if let Some(t) = mods.get(&abs) {
+                    break Some((abs.clone(), t.clone()));
+                }
+                if abs.pop().is_none() {
+                    break None;
+                }
+            };
+            let Some((tmod, tfile)) = target else {
+                continue;
+            };
+            let ancestor = tmod.len() < here.len() && here.starts_with(&tmod);
+            if tfile != name && !ancestor {
+                edges.insert(tfile);
+            }
+        }
+        graph.insert(name, edges);
+    }
+    graph
+}
+
+/// Strongly connected components with more than one file (Tarjan's algorithm).
+fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
+    struct T<'a> {
+        g: &'a BTreeMap<String, BTreeSet<String>>,
+        index: BTreeMap<&'a str, usize>,
+        low: BTreeMap<&'a str, usize>,
+        stack: Vec<&'a str>,
+        on: BTreeSet<&'a str>,
+        next: usize,
+        out: Vec<Vec<String>>,
+    }
+    fn visit<'a>(t: &mut T<'a>, v: &'a str) {
+        t.index.insert(v, t.next);
+        t.low.insert(v, t.next);
+        t.next += 1;
+        t.stack.push(v);
+        t.on.insert(v);
+        let g = t.g;
+        for w in g.get(v).into_iter().flatten() {
+            let w = w.as_str();
+            if !t.index.contains_key(w) {
+                visit(t, w);
+                let lw = t.low[w];
+                let lv = t.low[v];
+                t.low.insert(v, lv.min(lw));
+            } else if t.on.contains(w) {
+                let iw = t.index[w];
+                let lv = t.low[v];
+                t.low.insert(v, lv.min(iw));
+            }
+        }
+        if t.low[v] == t.index[v] {
+            let mut comp = Vec::new();
+            while let Some(w) = t.stack.pop() {
+                t.on.remove(w);
+                comp.push(w.to_owned());
+                if w == v {
+                    break;
+                }
+            }
+            if comp.len() > 1 {
+                comp.sort();
+                t.out.push(comp);
+            }
+        }
+    }
+    let mut t = T {
+        g: graph,
+        index: BTreeMap::new(),
+        low: BTreeMap::new(),
+        stack: Vec::new(),
+        on: BTreeSet::new(),
+        next: 0,
+        out: Vec::new(),
+    };
+    for v in graph.keys() {
+        if !t.index.contains_key(v.as_str()) {
+            visit(&mut t, v);
+        }
+    }
+    t.out
+}
+
+#[test]
+fn the_cycle_finder_sees_a_cycle_and_ignores_ancestors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("rec")).expect("mkdir");
+    let files = [
+        ("lib.rs", "pub mod rec;\npub mod top;\n"),
+        ("rec/mod.rs", "mod a;\nmod b;\npub struct E;\nuse a::X;\n"),
+        ("rec/a.rs", "use super::{E, b::Y};\npub struct X;\n"),
+        (
+            "rec/b.rs",
+            "// use super::a::X; in a comment\npub struct Y;\nfn f() { let _ = crate::rec::a::X; }\n",
+        ),
+        (
+            "top.rs",
+            "use crate::rec::E;\n#[cfg(test)]\nmod tests { use super::super::rec::b; }\n",
+        ),
+    ];
+    for (name, text) in files {
+        std::fs::write(src.join(name), text).expect("write");
+    }
+    let g = import_graph(&src);
+    let found = cycles(&g);
+    assert_eq!(found.len(), 1, "{found:?} in {g:?}");
+    assert!(found[0][0].ends_with("rec/a.rs") && found[0][1].ends_with("rec/b.rs"));
+    // Without the call in b.rs the cycle is gone.
+    std::fs::write(src.join("rec/b.rs"), "pub struct Y;\n").expect("write");
+    assert!(cycles(&import_graph(&src)).is_empty());
+}
+
+#[test]
+fn no_import_cycle_between_files_of_a_crate() {
+    let mut found = Vec::new();
+    for m in members() {
+        let src = root().join(&m).join("src");
+        if src.is_dir() {
+            for c in cycles(&import_graph(&src)) {
+                found.push(format!("{m}: {}", c.join(" <-> ")));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "files that import each other (move what both need into a module of its own):\n{}",
+        found.join("\n")
+    );
+}
+
+/// The `[dependencies]` section's package names of a member's manifest.
+fn dependencies(member: &str) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(root().join(member).join("Cargo.toml")).expect("member manifest");
+    let mut out = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            inside = t == "[dependencies]";
+            continue;
+        }
+        if inside && let Some((name, _)) = t.split_once('=') {
+            out.push(name.trim().trim_end_matches(".workspace").to_owned());
+        }
+    }
+    out
+}
+
+#[test]
+fn the_proxy_never_depends_on_the_eval_runner() {
+    let deps = dependencies("proxy");
+    assert!(deps.iter().any(|d| d == "agentcap-wire"), "{deps:?}");
+    assert!(!deps.iter().any(|d| d == "agentcap-evalkit"), "{deps:?}");
+    let uses = rust_files(&root().join("proxy/src"))
+        .into_iter()
+        .filter(|f| {
+            std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .contains("agentcap_evalkit")
+        })
+        .collect::<Vec<_>>();
+    assert!(uses.is_empty(), "{uses:?}");
+}
+
+#[test]
+fn wire_depends_on_nothing_of_ours_and_does_no_io() {
+    let deps = dependencies("wire");
+    let ours: Vec<_> = deps.iter().filter(|d| d.starts_with("agentcap")).collect();
+    assert!(ours.is_empty(), "wire depends on {ours:?}");
+    let io = [
+        "std::fs",
+        "std::net",
+        "std::io::Read",
+        "std::process",
+        "tokio",
+        "std::env",
+    ];
+    let mut found = Vec::new();
+    for f in rust_files(&root().join("wire/src")) {
+        let code = code_of(&std::fs::read_to_string(&f).expect("readable"));
+        for (n, line) in code.lines().enumerate() {
+            if let Some(w) = io.iter().find(|w| line.contains(*w)) {
+                found.push(format!("{}:{}: {w}", f.display(), n + 1));
+            }
+        }
+    }
+    assert!(found.is_empty(), "I/O in wire:\n{}", found.join("\n"));
+}
