@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agentcap_ui::{ConnDb, Db, UiConfig, UiState};
-use duckdb::Connection;
 
 use crate::harness::get;
 
