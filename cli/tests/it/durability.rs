@@ -202,13 +202,9 @@ fn durable_conversations(admin: &str, db: &std::path::Path) -> HashSet<String> {
     durable
 }
 
-/// Polls `cond` every 20 ms; fails with `what` after two minutes.
-fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// Polls `cond`; fails with `what` after two minutes.
+fn until(what: &str, cond: impl FnMut() -> bool) {
+    crate::poll_until(what, Duration::from_secs(120), cond);
 }
 
 /// What a kill -9 under load lost.

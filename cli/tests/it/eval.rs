@@ -52,15 +52,11 @@ fn judge_replies(capture: &Path) -> usize {
 
 /// Waits until the twin has sent at least `n` judge replies; fails after two minutes.
 fn until_judge_replies(capture: &Path, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while judge_replies(capture) < n {
-        assert!(
-            Instant::now() < deadline,
-            "the twin sent only {} judge replies",
-            judge_replies(capture)
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    crate::poll_until(
+        &format!("{n} judge replies from the twin"),
+        Duration::from_secs(120),
+        || judge_replies(capture) >= n,
+    );
 }
 
 const CONFIGS: &str = r#"

@@ -24,6 +24,16 @@ mod tidy;
 
 const BIN: &str = env!("CARGO_BIN_EXE_agentcap");
 
+/// Polls `cond` until it holds, failing with `what` after `bound`: the one way these tests wait for
+/// another process (never a timing assertion).
+fn poll_until(what: &str, bound: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + bound;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A child process that is killed and reaped when dropped, whatever happened.
 struct Kid {
     name: &'static str,
@@ -416,11 +426,9 @@ fn query_and_conversations_through_the_admin_then_from_the_file() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while h.get(&format!("{admin}/health"))["queries_running"] != json!(1) {
-        assert!(Instant::now() < deadline, "the cross join did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    poll_until("the cross join to start", Duration::from_secs(120), || {
+        h.get(&format!("{admin}/health"))["queries_running"] == json!(1)
+    });
 
     // Stop the proxy: it exits 0, and the file is then read directly.
     let status = proxy.terminate();

@@ -66,16 +66,14 @@ fn read_head(r: &mut BufReader<TcpStream>) -> Option<(String, u64)> {
 fn upstream(stream_bytes: u64, received: Arc<AtomicU64>, stop: Arc<AtomicBool>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    listener.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
-        while !stop.load(Ordering::SeqCst) {
-            let Ok((s, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            };
+        // Blocking accepts; the test wakes the loop with one last connection once `stop` is set.
+        while let Ok((s, _)) = listener.accept() {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
             let received = received.clone();
             std::thread::spawn(move || {
-                let _ = s.set_nonblocking(false);
                 let mut r = BufReader::new(s.try_clone().unwrap());
                 let mut w = s;
                 let Some((path, len)) = read_head(&mut r) else {
@@ -215,7 +213,8 @@ fn proxy_memory_stays_bounded_under_long_streams_and_uploads() {
         let (peak, watching, admin) = (peak.clone(), watching.clone(), admin.clone());
         std::thread::spawn(move || {
             let mut n = 0u64;
-            while watching.load(Ordering::SeqCst) {
+            // Samples the RSS until the load is over (a day at most: the watchdog only measures).
+            crate::poll_until("the load to end", Duration::from_secs(86_400), || {
                 if let Some((now, _)) = rss(pid) {
                     peak.fetch_max(now, Ordering::SeqCst);
                     n += 1;
@@ -238,8 +237,8 @@ fn proxy_memory_stays_bounded_under_long_streams_and_uploads() {
                         bound >> 20
                     );
                 }
-                std::thread::sleep(Duration::from_millis(20));
-            }
+                !watching.load(Ordering::SeqCst)
+            });
         })
     };
     let start_rss = rss(pid).map_or(0, |r| r.0);
@@ -305,5 +304,6 @@ fn proxy_memory_stays_bounded_under_long_streams_and_uploads() {
     );
     assert!(hwm <= bound, "VmHWM {} MB passed the bound", hwm >> 20);
     stop.store(true, Ordering::SeqCst);
+    let _ = TcpStream::connect(up.trim_start_matches("http://"));
     drop(child);
 }

@@ -2,7 +2,7 @@
 //! the proxy recording afterwards.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agentcap_proxy::admin::Client;
 use agentcap_proxy::recorder::{DbAccess, open_db};
@@ -82,14 +82,10 @@ fn digest(r: &Rig) -> String {
 }
 
 async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !cond() {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "gave up waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::harness::poll_until(what, Duration::from_secs(120), async || {
+        cond().then_some(())
+    })
+    .await
 }
 
 #[tokio::test]

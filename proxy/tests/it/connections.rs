@@ -165,18 +165,11 @@ async fn recorded(r: &Rig) -> Vec<Vec<serde_json::Value>> {
 
 /// Waits (bounded) until the recorder has one exchange, and returns it.
 async fn the_exchange(r: &Rig) -> Vec<serde_json::Value> {
-    let deadline = tokio::time::Instant::now() + BOUND;
-    loop {
+    crate::harness::poll_until("a single recorded exchange", BOUND, async || {
         let rows = recorded(r).await;
-        if rows.len() == 1 {
-            return rows[0].clone();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no single exchange recorded: {rows:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (rows.len() == 1).then(|| rows[0].clone())
+    })
+    .await
 }
 
 #[tokio::test]

@@ -216,19 +216,16 @@ async fn client_cancelling_mid_stream_is_recorded_as_cancelled() {
     assert!(first.is_data());
     drop(body);
     // The exchange is written once the proxy has seen the client go: wait for its row.
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let rows = loop {
-        r.flush().await;
-        let rows = r.rows("SELECT outcome, event_count FROM exchanges");
-        if !rows.is_empty() {
-            break rows;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the cancelled exchange was never recorded"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let rows = crate::harness::poll_until(
+        "the cancelled exchange's row",
+        Duration::from_secs(60),
+        async || {
+            r.flush().await;
+            let rows = r.rows("SELECT outcome, event_count FROM exchanges");
+            (!rows.is_empty()).then_some(rows)
+        },
+    )
+    .await;
     let row = &rows[0];
     assert_eq!(row[0], json!("cancelled_by_client"));
     assert!(row[1].as_i64().unwrap() >= 1);

@@ -182,3 +182,23 @@ pub fn as_json(v: &Value) -> Value {
         other => other.clone(),
     }
 }
+
+/// Polls `check` until it gives a value, failing with `what` after `bound`: the one way the async
+/// tests wait for background work (never a timing assertion).
+pub async fn poll_until<T>(
+    what: &str,
+    bound: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + bound;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
