@@ -65,7 +65,8 @@ pub async fn run(cmd: ConversationsCommand) -> anyhow::Result<()> {
     match cmd {
         ConversationsCommand::List(a) => {
             let src = source(a.source);
-            let rows = views::summaries(&src.query(&views::list_sql(a.limit)).await?);
+            let q = views::sql::list_sql(a.limit);
+            let rows = views::summaries(&src.query_with(q.text, &q.params).await?);
             match a.format {
                 ListFormat::Table => emit(&format!("{}\n", views::render_list(&rows))),
                 ListFormat::Json => emit(&format!("{}\n", serde_json::to_string_pretty(&rows)?)),
@@ -76,7 +77,7 @@ pub async fn run(cmd: ConversationsCommand) -> anyhow::Result<()> {
             let id = a.conversation_id.clone();
             let rt = tokio::runtime::Handle::current();
             let tree = tokio::task::spawn_blocking(move || {
-                views::show(|sql| src.query_blocking(&rt, sql), &id)
+                views::show(|sql, params| rt.block_on(src.query_with(sql, params)), &id)
             })
             .await
             .context("the query thread failed")??;

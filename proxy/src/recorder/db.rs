@@ -51,18 +51,21 @@ fn ts(us: Option<i64>) -> DbValue {
 pub fn existing_ids(conn: &Connection, ids: &[&str]) -> Result<HashSet<String>, RecorderError> {
     let mut found = HashSet::new();
     for chunk in ids.chunks(1000) {
-        // The ids are UUIDs formatted by this crate (hex digits and dashes), safe to inline.
+        // The ids are UUIDs formatted by this crate (hex digits and dashes), so `,` separates them; the
+        // list is one parameter, never part of the statement's text.
         let list = chunk
             .iter()
             .filter(|id| id.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
-            .map(|id| format!("'{id}'"))
+            .copied()
             .collect::<Vec<_>>()
             .join(",");
         if list.is_empty() {
             continue;
         }
-        let mut stmt = conn.prepare(&format!("SELECT id FROM exchanges WHERE id IN ({list})"))?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id FROM exchanges WHERE id IN (SELECT unnest(string_split(?, ',')))",
+        )?;
+        let rows = stmt.query_map([list], |r| r.get::<_, String>(0))?;
         for id in rows {
             found.insert(id?);
         }

@@ -133,8 +133,15 @@ async fn drive(r: &Rig) -> Story {
     }
 }
 
-fn query(r: &Rig) -> impl Fn(&str) -> Result<QueryResult, RecorderError> + '_ {
-    move |sql: &str| r.proxy().recorder().query(sql)
+fn query(r: &Rig) -> impl Fn(&str, &[Value]) -> Result<QueryResult, RecorderError> + '_ {
+    move |sql: &str, params: &[Value]| {
+        r.proxy().recorder().query_with(
+            sql,
+            params,
+            &Default::default(),
+            &recorder::QueryCancel::new(),
+        )
+    }
 }
 
 #[tokio::test]
@@ -344,6 +351,12 @@ async fn show_builds_the_conversation_tree_with_its_branches() {
             .contains(&format!("branch of {} @ {}", st.root, st.first_answer))
     );
     assert!(views::show(query(&r), "conv_missing").unwrap().is_none());
+    // An id is a parameter: quotes in it are data, not SQL.
+    assert!(
+        views::show(query(&r), "conv_missing' OR '1'='1")
+            .unwrap()
+            .is_none()
+    );
 
     // JSON keeps the same shape.
     let j = serde_json::to_value(&tree).unwrap();
@@ -357,7 +370,7 @@ async fn show_builds_the_conversation_tree_with_its_branches() {
     let db = r.db_path();
     r.proxy.take().unwrap().shutdown().await.unwrap();
     let from_file = views::show(
-        |sql| recorder::query_file_read_only(&db, sql, &[], &Default::default()),
+        |sql, params| recorder::query_file_read_only(&db, sql, params, &Default::default()),
         &st.root,
     )
     .unwrap()

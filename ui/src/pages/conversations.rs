@@ -8,6 +8,7 @@ use agentcap_proxy::views::{
 use maud::{Markup, html};
 
 use super::{clip, fmt_ts, fmt_us, layout};
+use crate::db::Param;
 use crate::web::enc;
 use crate::{UiError, UiState};
 
@@ -18,13 +19,24 @@ const MAX_TURNS: usize = 1000;
 /// Bytes of an entry's text or arguments shown.
 const TEXT_BYTES: usize = 4096;
 
+/// The views' JSON parameters as the UI's (text, or integers).
+fn params(values: &[serde_json::Value]) -> Vec<Param> {
+    values
+        .iter()
+        .map(|v| match v {
+            serde_json::Value::Number(n) => n
+                .as_i64()
+                .map_or_else(|| Param::Text(n.to_string()), Param::Int),
+            serde_json::Value::String(s) => Param::Text(s.clone()),
+            other => Param::Text(other.to_string()),
+        })
+        .collect()
+}
+
 /// The list.
 pub async fn list(state: &UiState) -> Result<Markup, UiError> {
     let rows = state
-        .with_db(|db| {
-            db.query(&views::list_sql(LIST_LIMIT), &[])
-                .map(|r| views::summaries(&r))
-        })
+        .with_db(|db| views::list(|sql, p| db.query(sql, &params(p)), LIST_LIMIT))
         .await??;
     Ok(layout(
         "Conversations",
@@ -65,7 +77,7 @@ fn summary_row(c: &ConversationSummary) -> Markup {
 pub async fn show(state: &UiState, id: &str) -> Result<Markup, UiError> {
     let owned = id.to_string();
     let tree = state
-        .with_db(move |db| views::show(|sql| db.query(sql, &[]), &owned))
+        .with_db(move |db| views::show(|sql, p| db.query(sql, &params(p)), &owned))
         .await??;
     let Some(tree) = tree else {
         return Err(UiError::NotFound(format!("no conversation {id}")));

@@ -1,0 +1,605 @@
+//! Rendering the views as text: tables (for these and for `agentcap query`) and the conversation tree.
+
+use std::fmt::Write as _;
+
+use comfy_table::{CellAlignment, Table, presets};
+use serde_json::Value;
+
+use super::decode::parse_ts;
+use super::{ConversationSummary, ConversationTree, EntryNode, SIMULATED_LABEL, Turn};
+use crate::recorder::QueryResult;
+
+/// A value as one table or CSV cell: text as it is, `NULL`-free (empty), anything else as compact JSON.
+pub fn cell_text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Any query result as a text table.
+pub fn render_table(r: &QueryResult) -> String {
+    let mut t = Table::new();
+    t.load_style(presets::UTF8_FULL_CONDENSED);
+    t.set_header(r.columns.clone());
+    for row in &r.rows {
+        t.add_row(row.iter().map(|v| match v {
+            Value::Null => "NULL".to_string(),
+            v => cell_text(v),
+        }));
+    }
+    for i in 0..r.columns.len() {
+        let numeric = r
+            .rows
+            .iter()
+            .any(|row| row.get(i).is_some_and(Value::is_number))
+            && r.rows
+                .iter()
+                .all(|row| row.get(i).is_none_or(|v| v.is_number() || v.is_null()));
+        right_align(&mut t, i, numeric);
+    }
+    format!(
+        "{t}\n({} row{})",
+        r.rows.len(),
+        if r.rows.len() == 1 { "" } else { "s" }
+    )
+}
+
+/// A duration in microseconds, for people: `850 µs`, `12.3 ms`, `4.56 s`, `3m 05s`.
+pub fn human_us(us: i64) -> String {
+    let a = us.unsigned_abs();
+    let sign = if us < 0 { "-" } else { "" };
+    if a < 1_000 {
+        format!("{sign}{a} µs")
+    } else if a < 1_000_000 {
+        format!("{sign}{:.1} ms", a as f64 / 1e3)
+    } else if a < 60_000_000 {
+        format!("{sign}{:.2} s", a as f64 / 1e6)
+    } else {
+        let s = a / 1_000_000;
+        format!("{sign}{}m {:02}s", s / 60, s % 60)
+    }
+}
+
+fn short_time(ts: &str) -> String {
+    parse_ts(ts)
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| ts.to_string())
+}
+
+fn right_align(t: &mut Table, column: usize, yes: bool) {
+    if let (true, Some(c)) = (yes, t.column_mut(column)) {
+        c.set_cell_alignment(CellAlignment::Right);
+    }
+}
+
+/// `conversations list` as a table.
+pub fn render_list(rows: &[ConversationSummary]) -> String {
+    let mut t = Table::new();
+    t.load_style(presets::UTF8_FULL_CONDENSED);
+    t.set_header(vec![
+        "conversation",
+        "agent",
+        "model",
+        "turns",
+        "tokens",
+        "first seen (UTC)",
+        "last seen (UTC)",
+        "duration",
+        "exchanges",
+        "errors",
+        "parent",
+        "upstream",
+    ]);
+    for r in rows {
+        let parent = match (&r.parent_conversation_id, &r.from_entry_id) {
+            (Some(p), Some(e)) => format!("{p} @ {e}"),
+            (Some(p), None) => p.clone(),
+            _ => String::new(),
+        };
+        t.add_row(vec![
+            r.id.clone(),
+            r.agent_id.clone().unwrap_or_default(),
+            r.model.clone().unwrap_or_default(),
+            r.turns.to_string(),
+            r.total_tokens.to_string(),
+            r.first_seen.as_deref().map(short_time).unwrap_or_default(),
+            r.last_seen.as_deref().map(short_time).unwrap_or_default(),
+            r.duration_us.map(human_us).unwrap_or_default(),
+            r.exchanges.to_string(),
+            r.errors.to_string(),
+            parent,
+            if r.simulated_upstream {
+                SIMULATED_LABEL.to_string()
+            } else {
+                String::new()
+            },
+        ]);
+    }
+    for column in [3, 4, 7, 8, 9] {
+        right_align(&mut t, column, true);
+    }
+    let simulated = rows.iter().filter(|r| r.simulated_upstream).count();
+    let note = match simulated {
+        0 => String::new(),
+        n if n == rows.len() => format!(", all from a {SIMULATED_LABEL}"),
+        n => format!(", {n} from a {SIMULATED_LABEL}"),
+    };
+    format!(
+        "{t}\n({} conversation{}{note})",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" }
+    )
+}
+
+/// One line of text, at most `max` characters (an ellipsis marks the cut).
+fn one_line(s: &str, max: usize) -> String {
+    let flat: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= max {
+        flat
+    } else {
+        let mut out: String = flat.chars().take(max.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// A line of the tree and what hangs under it.
+struct Node {
+    label: String,
+    children: Vec<Node>,
+}
+
+fn draw(out: &mut String, nodes: &[Node], prefix: &str) {
+    for (i, n) in nodes.iter().enumerate() {
+        let last = i + 1 == nodes.len();
+        let _ = writeln!(
+            out,
+            "{prefix}{}{}",
+            if last { "└─ " } else { "├─ " },
+            n.label
+        );
+        let deeper = format!("{prefix}{}", if last { "   " } else { "│  " });
+        draw(out, &n.children, &deeper);
+    }
+}
+
+fn summary_label(c: &ConversationSummary) -> String {
+    let mut parts = vec![c.id.clone()];
+    if c.simulated_upstream {
+        parts.push(format!("({SIMULATED_LABEL})"));
+    }
+    match (&c.agent_id, &c.agent_version) {
+        (Some(a), Some(v)) => parts.push(format!("agent {a} v{v}")),
+        (Some(a), None) => parts.push(format!("agent {a}")),
+        _ => {}
+    }
+    if let Some(m) = &c.model {
+        parts.push(format!("model {m}"));
+    }
+    parts.push(format!(
+        "{} turn{}",
+        c.turns,
+        if c.turns == 1 { "" } else { "s" }
+    ));
+    parts.push(format!("{} tokens", c.total_tokens));
+    parts.push(format!(
+        "{} exchange{}",
+        c.exchanges,
+        if c.exchanges == 1 { "" } else { "s" }
+    ));
+    if c.errors > 0 {
+        parts.push(format!(
+            "{} error{}",
+            c.errors,
+            if c.errors == 1 { "" } else { "s" }
+        ));
+    }
+    if let Some(d) = c.duration_us {
+        parts.push(human_us(d));
+    }
+    parts.join(" · ")
+}
+
+fn turn_label(n: usize, t: &Turn) -> String {
+    let mut parts = vec![format!("turn {n}")];
+    parts.push(t.operation.clone().unwrap_or_else(|| "?".into()));
+    if let Some(s) = &t.started_at {
+        parts.push(short_time(s));
+    }
+    let status = t
+        .status
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| "no status".into());
+    match &t.outcome {
+        Some(o) if o != "complete" => parts.push(format!("{status} {o}")),
+        _ => parts.push(status),
+    }
+    let tm = &t.timings;
+    if let Some(v) = tm.total_us {
+        parts.push(format!("total {}", human_us(v)));
+    }
+    if let Some(v) = tm.response_headers_us {
+        parts.push(format!("headers {}", human_us(v)));
+    }
+    if let Some(v) = tm.first_event_us {
+        parts.push(format!("first event {}", human_us(v)));
+    }
+    if let Some(tok) = t.usage.and_then(|u| u.total_tokens) {
+        parts.push(format!("{tok} tokens"));
+    }
+    if let Some(e) = &t.stream_error {
+        parts.push(format!("stream error: {}", one_line(e, 80)));
+    }
+    if let Some(e) = &t.error {
+        parts.push(format!("error: {}", one_line(e, 80)));
+    }
+    parts.join(" · ")
+}
+
+fn entry_label(e: &EntryNode, conv_agent: Option<&str>) -> String {
+    let arrow = if e.direction == "input" { "→" } else { "←" };
+    let mut s = format!("{arrow} {}", e.kind);
+    if let Some(id) = &e.entry_id {
+        let _ = write!(s, " [{id}]");
+    }
+    match e.kind.as_str() {
+        "message.input" | "message.output" => {
+            if let Some(r) = &e.role {
+                let _ = write!(s, " {r}");
+            }
+            if e.agent_id.is_some() && e.agent_id.as_deref() != conv_agent {
+                let _ = write!(s, " (agent {})", e.agent_id.as_deref().unwrap_or_default());
+            }
+            if let Some(t) = &e.text {
+                let _ = write!(s, ": {:?}", one_line(t, 100));
+            }
+        }
+        "tool.execution" | "function.call" => {
+            let _ = write!(
+                s,
+                " {}({})",
+                e.name.as_deref().unwrap_or("?"),
+                one_line(e.arguments.as_deref().unwrap_or(""), 80)
+            );
+            if let Some(id) = &e.tool_call_id {
+                let _ = write!(s, " call {id}");
+            }
+        }
+        "function.result" => {
+            let _ = write!(s, " call {}", e.tool_call_id.as_deref().unwrap_or("?"));
+            if let Some(t) = &e.text {
+                let _ = write!(s, ": {:?}", one_line(t, 80));
+            }
+        }
+        "agent.handoff" => {
+            if let Some(h) = &e.handoff {
+                let who = |name: &Option<String>, id: &Option<String>| {
+                    name.clone()
+                        .or_else(|| id.clone())
+                        .unwrap_or_else(|| "?".into())
+                };
+                let _ = write!(
+                    s,
+                    " {} → {}",
+                    who(&h.previous_agent_name, &h.previous_agent_id),
+                    who(&h.next_agent_name, &h.next_agent_id)
+                );
+            }
+        }
+        _ => {
+            if let Some(t) = &e.text {
+                let _ = write!(s, ": {:?}", one_line(t, 100));
+            }
+        }
+    }
+    if let Some(c) = e.created_at.as_deref().and_then(parse_ts) {
+        let _ = write!(s, " · {}", c.format("%H:%M:%S%.3f"));
+        if let Some(d) = e.duration_us {
+            let _ = write!(s, " +{}", human_us(d));
+        }
+    }
+    s
+}
+
+fn branch_node(b: &ConversationTree) -> Node {
+    let from = b.conversation.from_entry_id.as_deref().unwrap_or("?");
+    Node {
+        label: format!(
+            "⑂ branch {} (restarted from {from})",
+            summary_label(&b.conversation)
+        ),
+        children: tree_children(b),
+    }
+}
+
+fn tree_children(t: &ConversationTree) -> Vec<Node> {
+    let agent = t.conversation.agent_id.as_deref();
+    let mut nodes: Vec<Node> = t
+        .turns
+        .iter()
+        .enumerate()
+        .map(|(i, turn)| Node {
+            label: turn_label(i + 1, turn),
+            children: turn
+                .entries
+                .iter()
+                .map(|e| Node {
+                    label: entry_label(e, agent),
+                    children: e.branches.iter().map(branch_node).collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    nodes.extend(t.detached_branches.iter().map(|b| {
+        let mut n = branch_node(b);
+        n.label.push_str(" · entry not among the recorded ones");
+        n
+    }));
+    nodes
+}
+
+/// `conversations show` as an indented tree.
+pub fn render_tree(t: &ConversationTree) -> String {
+    let mut out = format!("conversation {}\n", summary_label(&t.conversation));
+    if !t.ancestors.is_empty() {
+        let chain: Vec<String> = t
+            .ancestors
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} @ {}",
+                    a.conversation_id,
+                    a.from_entry_id.as_deref().unwrap_or("?")
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "branch of {}", chain.join(" › "));
+    }
+    let children = tree_children(t);
+    if children.is_empty() {
+        out.push_str("(no turns recorded)\n");
+    }
+    draw(&mut out, &children, "");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::views::decode::normalize_ts;
+    use crate::views::{parse_ts, show, summaries};
+    use serde_json::json;
+
+    fn qr(columns: &[&str], rows: Vec<Vec<Value>>) -> QueryResult {
+        QueryResult::new(columns.iter().map(|c| c.to_string()).collect(), rows)
+    }
+
+    #[test]
+    fn timestamps_parse_in_both_spellings() {
+        let a = parse_ts("2025-06-01 10:00:00.25+00").unwrap();
+        let b = parse_ts("2025-06-01T10:00:00.250Z").unwrap();
+        let c = parse_ts("2025-06-01 12:00:00.25+02:00").unwrap();
+        let d = parse_ts("2025-06-01 10:00:00.25").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert_eq!(a, d);
+        assert_eq!(
+            normalize_ts("2025-06-01 10:00:00+00"),
+            "2025-06-01T10:00:00.000000Z"
+        );
+        assert_eq!(normalize_ts("not a time"), "not a time");
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(human_us(850), "850 µs");
+        assert_eq!(human_us(12_345), "12.3 ms");
+        assert_eq!(human_us(4_560_000), "4.56 s");
+        assert_eq!(human_us(185_000_000), "3m 05s");
+    }
+
+    #[test]
+    fn summaries_decode_by_column_name() {
+        let r = qr(
+            &[
+                "conversation_id",
+                "agent_id",
+                "turns",
+                "total_tokens",
+                "first_started",
+                "last_started",
+                "last_total_us",
+                "exchanges",
+                "errors",
+                "simulated_exchanges",
+            ],
+            vec![vec![
+                json!("conv_1"),
+                json!("ag_1"),
+                json!(2),
+                json!("150"),
+                json!("2025-06-01 10:00:00+00"),
+                json!("2025-06-01 10:00:01+00"),
+                json!(500_000),
+                json!(3),
+                json!(0),
+                json!(0),
+            ]],
+        );
+        let s = summaries(&r);
+        assert_eq!(s.len(), 1);
+        assert!(!s[0].simulated_upstream);
+        assert!(!render_list(&s).contains(SIMULATED_LABEL));
+        assert_eq!(s[0].id, "conv_1");
+        assert_eq!(s[0].total_tokens, 150);
+        assert_eq!(s[0].duration_us, Some(1_500_000));
+        assert_eq!(
+            s[0].first_seen.as_deref(),
+            Some("2025-06-01T10:00:00.000000Z")
+        );
+        assert_eq!(s[0].model, None);
+        let table = render_list(&s);
+        assert!(
+            table.contains("conv_1")
+                && table.contains("1.50 s")
+                && table.contains("(1 conversation)"),
+            "{table}"
+        );
+    }
+
+    /// A fake recording: conversations A → B (from a_out) → C (from b_out), and D from an unknown entry.
+    /// It answers by the statement's shape and reads the conversation id from the parameters.
+    pub(crate) fn fake(sql: &str, params: &[Value]) -> Result<QueryResult, String> {
+        let convs = [
+            ("A", None, None),
+            ("B", Some("A"), Some("a_out")),
+            ("C", Some("B"), Some("b_out")),
+            ("D", Some("A"), Some("zzz")),
+        ];
+        let param = |i: usize| {
+            params
+                .get(i)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| format!("no text parameter {i} for: {sql}"))
+        };
+        if sql.contains("FROM conversations WHERE parent_conversation_id") {
+            let p = param(0)?;
+            let rows = convs
+                .iter()
+                .filter(|c| c.1 == Some(p.as_str()))
+                .map(|c| vec![json!(c.0)])
+                .collect();
+            return Ok(qr(&["conversation_id"], rows));
+        }
+        if sql.starts_with("SELECT parent_conversation_id") {
+            let id = param(0)?;
+            let c = convs.iter().find(|c| c.0 == id).unwrap();
+            return Ok(qr(
+                &["parent_conversation_id", "from_entry_id"],
+                vec![vec![json!(c.1), json!(c.2)]],
+            ));
+        }
+        if sql.contains("FROM conversations c") {
+            let id = param(2)?;
+            let c = convs.iter().find(|c| c.0 == id).unwrap();
+            return Ok(qr(
+                &[
+                    "conversation_id",
+                    "turns",
+                    "parent_conversation_id",
+                    "from_entry_id",
+                ],
+                vec![vec![json!(c.0), json!(1), json!(c.1), json!(c.2)]],
+            ));
+        }
+        let id = param(1)?;
+        if sql.contains("FROM entries") {
+            let lower = id.to_lowercase();
+            return Ok(qr(
+                &[
+                    "exchange_id",
+                    "entry_id",
+                    "direction",
+                    "position",
+                    "type",
+                    "text",
+                    "raw",
+                ],
+                vec![
+                    vec![
+                        json!(format!("x{id}")),
+                        Value::Null,
+                        json!("input"),
+                        json!(0),
+                        json!("message.input"),
+                        json!("hi"),
+                        Value::Null,
+                    ],
+                    vec![
+                        json!(format!("x{id}")),
+                        json!(format!("{lower}_out")),
+                        json!("output"),
+                        json!(0),
+                        json!("message.output"),
+                        json!("hello"),
+                        Value::Null,
+                    ],
+                ],
+            ));
+        }
+        Ok(qr(
+            &[
+                "exchange_id",
+                "operation",
+                "total_us",
+                "usage_rows",
+                "total_tokens",
+            ],
+            vec![vec![
+                json!(format!("x{id}")),
+                json!("conversations.start"),
+                json!(1200),
+                json!(1),
+                json!(9),
+            ]],
+        ))
+    }
+
+    #[test]
+    fn show_attaches_branches_under_their_entry_recursively() {
+        let t = show(fake, "A").unwrap().unwrap();
+        assert!(t.ancestors.is_empty());
+        assert_eq!(t.turns.len(), 1);
+        let out = &t.turns[0].entries[1];
+        assert_eq!(out.entry_id.as_deref(), Some("a_out"));
+        assert_eq!(out.branches.len(), 1);
+        let b = &out.branches[0];
+        assert_eq!(b.conversation.id, "B");
+        assert_eq!(b.turns[0].entries[1].branches[0].conversation.id, "C");
+        assert_eq!(t.detached_branches.len(), 1);
+        assert_eq!(t.detached_branches[0].conversation.id, "D");
+
+        let text = render_tree(&t);
+        assert!(text.starts_with("conversation A"), "{text}");
+        assert!(text.contains("└─ ⑂ branch B"), "{text}");
+        assert!(text.contains("⑂ branch C"), "{text}");
+        assert!(text.contains("not among the recorded ones"), "{text}");
+        assert!(text.contains("total 1.2 ms"), "{text}");
+
+        let c = show(fake, "C").unwrap().unwrap();
+        let chain: Vec<_> = c
+            .ancestors
+            .iter()
+            .map(|a| (a.conversation_id.as_str(), a.from_entry_id.as_deref()))
+            .collect();
+        assert_eq!(chain, vec![("A", Some("a_out")), ("B", Some("b_out"))]);
+        assert!(render_tree(&c).contains("branch of A @ a_out › B @ b_out"));
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["turns"][0]["entries"][0]["type"], "message.input");
+    }
+
+    #[test]
+    fn unknown_conversation_is_none() {
+        let none = |_: &str, _: &[Value]| Ok::<_, String>(qr(&["conversation_id"], vec![]));
+        assert!(show(none, "nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn generic_results_render() {
+        let r = qr(
+            &["a", "b"],
+            vec![
+                vec![json!(1), Value::Null],
+                vec![json!("x,y"), json!({"k": [1]})],
+            ],
+        );
+        let t = render_table(&r);
+        assert!(
+            t.contains("NULL") && t.contains("{\"k\":[1]}") && t.contains("(2 rows)"),
+            "{t}"
+        );
+    }
+}

@@ -1,0 +1,130 @@
+//! Running the views' statements through a query function: `conversations list`, and `conversations show`'s
+//! tree (turns, entries, the branches restarted from its entries, the ancestor chain).
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use super::decode::{Cols, entries, summaries, turns};
+use super::sql::{
+    Sql, branches_sql, entries_sql, list_sql, parent_sql, summary_by_id_sql, turns_sql,
+};
+use super::{Ancestor, ConversationSummary, ConversationTree};
+use crate::recorder::QueryResult;
+
+/// Branches nest at most this deep (and ancestor chains are followed this far): a guard against cycles in
+/// a damaged recording.
+const MAX_DEPTH: usize = 64;
+
+/// What runs the views' statements: SQL text and the values of its `?` placeholders, in order (the admin
+/// listener's `/query`, a file opened read-only, the UI's connection).
+pub type QueryFn<'q, E> = dyn Fn(&str, &[Value]) -> Result<QueryResult, E> + 'q;
+
+fn run<E>(q: &QueryFn<'_, E>, s: Sql) -> Result<QueryResult, E> {
+    q(s.text, &s.params)
+}
+
+/// `conversations list`: runs [`list_sql`] and decodes it.
+pub fn list<E>(
+    query: impl Fn(&str, &[Value]) -> Result<QueryResult, E>,
+    limit: usize,
+) -> Result<Vec<ConversationSummary>, E> {
+    Ok(summaries(&run(&query, list_sql(limit))?))
+}
+
+/// `conversations show`: the tree of conversation `id` — its turns and entries, the branches restarted from
+/// its entries (recursively), and its ancestor chain when it is a branch. `None` when the recording has no
+/// such conversation.
+pub fn show<E>(
+    query: impl Fn(&str, &[Value]) -> Result<QueryResult, E>,
+    id: &str,
+) -> Result<Option<ConversationTree>, E> {
+    let q: &QueryFn<'_, E> = &query;
+    let mut seen = HashSet::new();
+    let Some(mut tree) = subtree(q, id, &mut seen, 0)? else {
+        return Ok(None);
+    };
+    tree.ancestors = ancestors(q, id)?;
+    Ok(Some(tree))
+}
+
+fn ancestors<E>(q: &QueryFn<'_, E>, id: &str) -> Result<Vec<Ancestor>, E> {
+    let mut chain = Vec::new();
+    let mut seen: HashSet<String> = HashSet::from([id.to_string()]);
+    let mut cur = id.to_string();
+    while chain.len() < MAX_DEPTH {
+        let r = run(q, parent_sql(&cur))?;
+        let c = Cols::new(&r);
+        let Some(row) = r.rows.first() else { break };
+        let Some(parent) = c.text(row, "parent_conversation_id") else {
+            break;
+        };
+        if !seen.insert(parent.clone()) {
+            break;
+        }
+        chain.push(Ancestor {
+            conversation_id: parent.clone(),
+            from_entry_id: c.text(row, "from_entry_id"),
+        });
+        cur = parent;
+    }
+    chain.reverse();
+    Ok(chain)
+}
+
+fn subtree<E>(
+    q: &QueryFn<'_, E>,
+    id: &str,
+    seen: &mut HashSet<String>,
+    depth: usize,
+) -> Result<Option<ConversationTree>, E> {
+    if depth > MAX_DEPTH || !seen.insert(id.to_string()) {
+        return Ok(None);
+    }
+    let Some(conversation) = summaries(&run(q, summary_by_id_sql(id))?)
+        .into_iter()
+        .next()
+    else {
+        return Ok(None);
+    };
+    let mut turns = turns(&run(q, turns_sql(id))?);
+    let pos: HashMap<String, usize> = turns
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.exchange_id.clone(), i))
+        .collect();
+    for (exchange_id, e) in entries(&run(q, entries_sql(id))?) {
+        if let Some(&i) = pos.get(&exchange_id) {
+            turns[i].entries.push(e);
+        }
+    }
+
+    let mut detached_branches = Vec::new();
+    let children = run(q, branches_sql(id))?;
+    let c = Cols::new(&children);
+    for row in &children.rows {
+        let Some(child_id) = c.text(row, "conversation_id") else {
+            continue;
+        };
+        let Some(child) = subtree(q, &child_id, seen, depth + 1)? else {
+            continue;
+        };
+        let target = child.conversation.from_entry_id.clone();
+        let slot = target.as_deref().and_then(|from| {
+            turns
+                .iter_mut()
+                .flat_map(|t| t.entries.iter_mut())
+                .find(|e| e.entry_id.as_deref() == Some(from))
+        });
+        match slot {
+            Some(entry) => entry.branches.push(child),
+            None => detached_branches.push(child),
+        }
+    }
+    Ok(Some(ConversationTree {
+        conversation,
+        ancestors: Vec::new(),
+        turns,
+        detached_branches,
+    }))
+}
