@@ -13,6 +13,8 @@ use agentcap_sim::{LatencyModel, LatencyPreset, SimConfig};
 use anyhow::Context;
 use clap::Args;
 
+/// The query the demo suggests trying next (printed, never run here).
+const NEXT_QUERY: &str = "SELECT config, count(*) FROM eval_items JOIN conversations ON conversations.id = eval_items.conversation_id GROUP BY config";
 /// The two configs of the demo.
 const DEMO_CONFIGS: &str = r#"# agentcap demo: the same model without tools, and as an agent with web_search.
 [[config]]
@@ -151,7 +153,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<i32> {
     )?;
     writeln!(
         out,
-        "next: agentcap eval show {} --db {}   |   agentcap query --db {} \"SELECT config, count(*) FROM eval_items JOIN conversations ON conversations.id = eval_items.conversation_id GROUP BY config\"",
+        "next: agentcap eval show {} --db {}   |   agentcap query --db {} \"{NEXT_QUERY}\"",
         outcome.run_id,
         db.display(),
         db.display()

@@ -406,3 +406,273 @@ fn wire_depends_on_nothing_of_ours_and_does_no_io() {
     }
     assert!(found.is_empty(), "I/O in wire:\n{}", found.join("\n"));
 }
+
+/// Where a SQL statement is built with `format!` / `write!` from a value instead of a `?` parameter.
+///
+/// A string literal (ordinary or raw) that is the first literal of a `format!`, `format_args!`, `write!` or
+/// `writeln!` invocation and reads as SQL (`SELECT … FROM`, `WHERE`, `INSERT INTO`, `UPDATE … SET`,
+/// `DELETE FROM`, DDL, `ATTACH '…'`, `COPY … TO '…'`) may interpolate only `const` items
+/// (`{SCREAMING_CASE}`: compile-time text no input reaches) and what [`SQL_INTERPOLATION_ALLOWED`] lists.
+/// Each hole is reported by its name, or for a positional `{}` by its argument's expression.
+fn sql_interpolations(code: &str) -> Vec<(usize, String)> {
+    let invocation =
+        regex::Regex::new(r"\b(format|format_args|write|writeln)!\s*\(").expect("regex");
+    let sql = regex::Regex::new(
+        r"\bSELECT\b[\s\S]*\bFROM\b|\bWHERE\b|\bINSERT\s+INTO\b|\bUPDATE\s+\w+\s+SET\b|\bDELETE\s+FROM\b|\b(CREATE|ALTER|DROP)\s+(OR\s+REPLACE\s+)?(TEMP\s+|TEMPORARY\s+)?(TABLE|VIEW|INDEX|SEQUENCE|MACRO|SCHEMA)\b|\bATTACH\s+(DATABASE\s+)?'|\bCOPY\b[\s\S]*\bTO\s+'",
+    )
+    .expect("regex");
+    // A `const` item, a number, or arithmetic over them.
+    let constant = |hole: &str| {
+        hole.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            && hole.chars().all(|c| {
+                c.is_ascii_uppercase()
+                    || c.is_ascii_digit()
+                    || matches!(c, '_' | ' ' | '+' | '-' | '*')
+            })
+    };
+    let mut found = Vec::new();
+    for m in invocation.find_iter(code) {
+        let rest = &code[m.end()..];
+        let Some((lit, end)) = first_string_literal(rest) else {
+            continue;
+        };
+        if !sql.is_match(&lit) {
+            continue;
+        }
+        let line = code[..m.start()].matches('\n').count() + 1;
+        let args = macro_args(&rest[end..]);
+        let positional: Vec<&str> = args
+            .iter()
+            .map(|a| a.as_str())
+            .filter(|a| {
+                !regex::Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*\s*=[^=]")
+                    .expect("regex")
+                    .is_match(a)
+            })
+            .collect();
+        let mut next = 0;
+        for name in interpolated_names(&lit) {
+            let hole = if name.is_empty() {
+                next += 1;
+                positional.get(next - 1).copied().unwrap_or("?").to_owned()
+            } else if let Ok(i) = name.parse::<usize>() {
+                positional.get(i).copied().unwrap_or("?").to_owned()
+            } else {
+                name
+            };
+            if !constant(&hole) {
+                found.push((line, hole));
+            }
+        }
+    }
+    found
+}
+
+/// The arguments after a macro's format string (`s` starts right after the literal), each trimmed, up to
+/// the closing parenthesis.
+fn macro_args(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut depth = 0usize;
+    let mut cur = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | ']' | '}' if depth == 0 => break,
+            ')' | ']' | '}' => depth -= 1,
+            ',' if depth == 0 => {
+                out.push(std::mem::take(&mut cur).trim().to_owned());
+                continue;
+            }
+            '"' => {
+                cur.push(c);
+                while let Some(d) = chars.next() {
+                    cur.push(d);
+                    match d {
+                        '\\' => cur.extend(chars.next()),
+                        '"' => break,
+                        _ => {}
+                    }
+                }
+                continue;
+            }
+            _ => {}
+        }
+        cur.push(c);
+    }
+    out.push(cur.trim().to_owned());
+    out.retain(|a| !a.is_empty());
+    out
+}
+
+/// The first string literal in `s` (which starts inside a macro's parentheses) and the byte offset after
+/// it; escapes are kept as written (only the `{…}` holes matter).
+fn first_string_literal(s: &str) -> Option<(String, usize)> {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut depth = 0usize;
+    while i < b.len() {
+        match b[i] {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' if depth == 0 => return None,
+            b')' | b']' | b'}' => depth -= 1,
+            b'r' if b.get(i + 1).is_some_and(|&c| c == b'"' || c == b'#')
+                && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_')) =>
+            {
+                let hashes = b[i + 1..].iter().take_while(|&&c| c == b'#').count();
+                let open = i + 1 + hashes;
+                if b.get(open) != Some(&b'"') {
+                    i += 1;
+                    continue;
+                }
+                let close = format!("\"{}", "#".repeat(hashes));
+                let end = s[open + 1..].find(&close)? + open + 1;
+                return Some((s[open + 1..end].to_owned(), end + close.len()));
+            }
+            b'"' => {
+                let mut j = i + 1;
+                while j < b.len() && b[j] != b'"' {
+                    j += if b[j] == b'\\' { 2 } else { 1 };
+                }
+                return (j < b.len()).then(|| (s[i + 1..j].to_owned(), j + 1));
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The names in a format string's `{…}` holes (`{{` is a brace; `{}` and `{0}` give "" and "0").
+fn interpolated_names(lit: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut chars = lit.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '{' {
+            if chars.peek() == Some(&'{') {
+                chars.next();
+                continue;
+            }
+            let inner: String = chars.by_ref().take_while(|&c| c != '}').collect();
+            let name = inner.split(':').next().unwrap_or("").trim();
+            out.push(name.to_owned());
+        } else if c == '}' && chars.peek() == Some(&'}') {
+            chars.next();
+        }
+    }
+    out
+}
+
+/// Like [`code_of`], with a blank line for each line left out, so line numbers are the file's.
+fn code_keeping_lines(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with("#[cfg(test)]") {
+            break;
+        }
+        if !t.starts_with("//") {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Interpolations into SQL text that are allowed although not `const`: (file, name, why no input reaches it).
+const SQL_INTERPOLATION_ALLOWED: &[(&str, &str, &str)] = &[
+    (
+        "evalkit/src/store.rs",
+        "table",
+        "one of the constant table names `eval_items`, `eval_grades`",
+    ),
+    (
+        "ui/src/pages/exchanges.rs",
+        "filters.sql()",
+        "`Filters::sql` joins fixed clauses (columns from a constant table) with `?` placeholders",
+    ),
+    (
+        "ui/src/pages/exchanges.rs",
+        "before",
+        "one of two constant keyset clauses with `?` placeholders",
+    ),
+    (
+        "ui/src/tail.rs",
+        "filters.sql()",
+        "`Filters::sql`: fixed clauses with `?` placeholders",
+    ),
+    (
+        "ui/src/pages/extra.rs",
+        "by",
+        "`hour` or `day`: the request is matched against the two constants, never pasted",
+    ),
+    (
+        "ui/src/pages/extra.rs",
+        "body",
+        "the SQL console's own statement, wrapped in a row limit; the read-only filter checks the result",
+    ),
+];
+
+#[test]
+fn the_sql_detector_sees_pasted_values_and_spares_parameters() {
+    let code = r##"
+fn a(id: &str) -> String { format!("SELECT * FROM t WHERE id = '{id}'") }
+fn b() -> String { format!("SELECT * FROM t WHERE id = ? LIMIT {LIMIT}") }
+fn c(w: &mut String, n: usize) { let _ = writeln!(w, "DELETE FROM t WHERE n = {}", n); }
+fn d(x: &str) -> String { format!(r#"UPDATE t SET a = 1 WHERE b = "{x:?}""#) }
+fn e(e: &str) -> String { format!("send {{\"sql\": \"SELECT ...\"}} ({e})") }
+fn f(t: &str) -> String { format!("no such table {t}: COPY, ATTACH are disabled") }
+fn g(w: &str) -> String { format!("SELECT a FROM t WHERE true{}{w} LIMIT {}", clause(w, ","), N + 1) }
+fn h(p: &Path) -> String { format!("ATTACH '{}' AS x", p.display()) }
+"##;
+    let found: Vec<String> = sql_interpolations(code)
+        .into_iter()
+        .map(|(line, name)| format!("{line}:{name}"))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "2:id",
+            "4:n",
+            "5:x",
+            "8:clause(w, \",\")",
+            "8:w",
+            "9:p.display()"
+        ]
+    );
+}
+
+#[test]
+fn sql_is_built_with_parameters_not_pasted_values() {
+    let mut found = Vec::new();
+    let mut scanned = 0;
+    for m in members() {
+        let src = root().join(&m).join("src");
+        for f in rust_files(&src) {
+            let rel = f
+                .strip_prefix(root())
+                .expect("under the root")
+                .to_string_lossy()
+                .replace('\\', "/");
+            let code = code_keeping_lines(&std::fs::read_to_string(&f).expect("readable"));
+            scanned += 1;
+            for (line, name) in sql_interpolations(&code) {
+                let allowed = SQL_INTERPOLATION_ALLOWED
+                    .iter()
+                    .any(|(file, n, _)| *file == rel && *n == name);
+                if !allowed {
+                    found.push(format!("{rel}:{line}: {{{name}}}"));
+                }
+            }
+        }
+    }
+    assert!(scanned > 50, "only {scanned} files under the members' src/");
+    assert!(
+        found.is_empty(),
+        "SQL text built with an interpolated value (bind it to a `?` parameter instead; an identifier or \
+         constant no input can reach goes into SQL_INTERPOLATION_ALLOWED with the reason):\n{}",
+        found.join("\n")
+    );
+}
