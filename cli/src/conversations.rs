@@ -1,7 +1,8 @@
 //! `agentcap conversations list | show`: recorded conversations, and one conversation as a tree of turns,
-//! entries and restart branches. The SQL and the rendering live in `agentcap_proxy::views`.
+//! entries and restart branches. The data comes from `agentcap_proxy::views`, the text from `agentcap_ui::text`.
 
 use agentcap_proxy::views;
+use agentcap_ui::text;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -68,7 +69,7 @@ pub async fn run(cmd: ConversationsCommand) -> anyhow::Result<()> {
             let q = views::sql::list_sql(a.limit);
             let rows = views::summaries(&src.query_with(q.text, &q.params).await?);
             match a.format {
-                ListFormat::Table => emit(&format!("{}\n", views::render_list(&rows))),
+                ListFormat::Table => emit(&format!("{}\n", text::render_list(&rows))),
                 ListFormat::Json => emit(&format!("{}\n", serde_json::to_string_pretty(&rows)?)),
             }
         }
@@ -85,7 +86,7 @@ pub async fn run(cmd: ConversationsCommand) -> anyhow::Result<()> {
                 bail!("no conversation {} in the recording", a.conversation_id);
             };
             match a.format {
-                ShowFormat::Tree => emit(&views::render_tree(&tree)),
+                ShowFormat::Tree => emit(&text::render_tree(&tree)),
                 ShowFormat::Json => emit(&format!("{}\n", serde_json::to_string_pretty(&tree)?)),
             }
         }

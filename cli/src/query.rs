@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use agentcap_proxy::admin::Source;
 use agentcap_proxy::recorder::QueryResult;
-use agentcap_proxy::views;
+use agentcap_ui::text;
 use anyhow::anyhow;
 use clap::{Args, ValueEnum};
 use serde_json::Value;
@@ -76,7 +76,7 @@ fn to_csv(r: &QueryResult) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(&r.columns)?;
     for row in &r.rows {
-        w.write_record(row.iter().map(views::cell_text))?;
+        w.write_record(row.iter().map(text::cell_text))?;
     }
     Ok(String::from_utf8(
         w.into_inner().map_err(|e| anyhow!("{e}"))?,
@@ -98,7 +98,7 @@ pub async fn run(args: QueryArgs) -> anyhow::Result<()> {
         eprintln!("agentcap: answered from {}", src.describe().await?);
     }
     let text = match args.format {
-        QueryFormat::Table => format!("{}\n", views::render_table(&r)),
+        QueryFormat::Table => format!("{}\n", text::render_table(&r)),
         QueryFormat::Json => format!("{}\n", serde_json::to_string_pretty(&r.objects())?),
         QueryFormat::Csv => to_csv(&r)?,
     };

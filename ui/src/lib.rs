@@ -14,6 +14,7 @@ pub mod guard;
 mod pages;
 pub mod svg;
 mod tail;
+pub mod text;
 pub mod web;
 
 use std::net::SocketAddr;

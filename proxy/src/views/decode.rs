@@ -235,3 +235,70 @@ pub fn entries(r: &QueryResult) -> Vec<(String, EntryNode)> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn qr(columns: &[&str], rows: Vec<Vec<Value>>) -> QueryResult {
+        QueryResult::new(columns.iter().map(|c| c.to_string()).collect(), rows)
+    }
+
+    #[test]
+    fn timestamps_parse_in_both_spellings() {
+        let a = parse_ts("2025-06-01 10:00:00.25+00").unwrap();
+        let b = parse_ts("2025-06-01T10:00:00.250Z").unwrap();
+        let c = parse_ts("2025-06-01 12:00:00.25+02:00").unwrap();
+        let d = parse_ts("2025-06-01 10:00:00.25").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert_eq!(a, d);
+        assert_eq!(
+            normalize_ts("2025-06-01 10:00:00+00"),
+            "2025-06-01T10:00:00.000000Z"
+        );
+        assert_eq!(normalize_ts("not a time"), "not a time");
+    }
+
+    #[test]
+    fn summaries_decode_by_column_name() {
+        let r = qr(
+            &[
+                "conversation_id",
+                "agent_id",
+                "turns",
+                "total_tokens",
+                "first_started",
+                "last_started",
+                "last_total_us",
+                "exchanges",
+                "errors",
+                "simulated_exchanges",
+            ],
+            vec![vec![
+                json!("conv_1"),
+                json!("ag_1"),
+                json!(2),
+                json!("150"),
+                json!("2025-06-01 10:00:00+00"),
+                json!("2025-06-01 10:00:01+00"),
+                json!(500_000),
+                json!(3),
+                json!(0),
+                json!(0),
+            ]],
+        );
+        let s = summaries(&r);
+        assert_eq!(s.len(), 1);
+        assert!(!s[0].simulated_upstream);
+        assert_eq!(s[0].id, "conv_1");
+        assert_eq!(s[0].total_tokens, 150);
+        assert_eq!(s[0].duration_us, Some(1_500_000));
+        assert_eq!(
+            s[0].first_seen.as_deref(),
+            Some("2025-06-01T10:00:00.000000Z")
+        );
+        assert_eq!(s[0].model, None);
+    }
+}

@@ -12,13 +12,11 @@
 use serde::Serialize;
 
 pub mod decode;
-pub mod render;
 pub mod sql;
 pub mod tree;
 
 pub use agentcap_wire::vocab::SIMULATED_LABEL;
 pub use decode::{parse_ts, summaries};
-pub use render::{cell_text, human_us, render_list, render_table, render_tree};
 pub use tree::{QueryFn, list, show};
 
 // ---------------------------------------------------------------------------------------------------------

@@ -128,3 +128,145 @@ fn subtree<E>(
         detached_branches,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn qr(columns: &[&str], rows: Vec<Vec<Value>>) -> QueryResult {
+        QueryResult::new(columns.iter().map(|c| c.to_string()).collect(), rows)
+    }
+
+    /// A fake recording: conversations A → B (from a_out) → C (from b_out), and D from an unknown entry.
+    /// It answers by the statement's shape and reads the conversation id from the parameters.
+    fn fake(sql: &str, params: &[Value]) -> Result<QueryResult, String> {
+        let convs = [
+            ("A", None, None),
+            ("B", Some("A"), Some("a_out")),
+            ("C", Some("B"), Some("b_out")),
+            ("D", Some("A"), Some("zzz")),
+        ];
+        let param = |i: usize| {
+            params
+                .get(i)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| format!("no text parameter {i} for: {sql}"))
+        };
+        if sql.contains("FROM conversations WHERE parent_conversation_id") {
+            let p = param(0)?;
+            let rows = convs
+                .iter()
+                .filter(|c| c.1 == Some(p.as_str()))
+                .map(|c| vec![json!(c.0)])
+                .collect();
+            return Ok(qr(&["conversation_id"], rows));
+        }
+        if sql.starts_with("SELECT parent_conversation_id") {
+            let id = param(0)?;
+            let c = convs.iter().find(|c| c.0 == id).unwrap();
+            return Ok(qr(
+                &["parent_conversation_id", "from_entry_id"],
+                vec![vec![json!(c.1), json!(c.2)]],
+            ));
+        }
+        if sql.contains("FROM conversations c") {
+            let id = param(2)?;
+            let c = convs.iter().find(|c| c.0 == id).unwrap();
+            return Ok(qr(
+                &[
+                    "conversation_id",
+                    "turns",
+                    "parent_conversation_id",
+                    "from_entry_id",
+                ],
+                vec![vec![json!(c.0), json!(1), json!(c.1), json!(c.2)]],
+            ));
+        }
+        let id = param(1)?;
+        if sql.contains("FROM entries") {
+            let lower = id.to_lowercase();
+            return Ok(qr(
+                &[
+                    "exchange_id",
+                    "entry_id",
+                    "direction",
+                    "position",
+                    "type",
+                    "text",
+                    "raw",
+                ],
+                vec![
+                    vec![
+                        json!(format!("x{id}")),
+                        Value::Null,
+                        json!("input"),
+                        json!(0),
+                        json!("message.input"),
+                        json!("hi"),
+                        Value::Null,
+                    ],
+                    vec![
+                        json!(format!("x{id}")),
+                        json!(format!("{lower}_out")),
+                        json!("output"),
+                        json!(0),
+                        json!("message.output"),
+                        json!("hello"),
+                        Value::Null,
+                    ],
+                ],
+            ));
+        }
+        Ok(qr(
+            &[
+                "exchange_id",
+                "operation",
+                "total_us",
+                "usage_rows",
+                "total_tokens",
+            ],
+            vec![vec![
+                json!(format!("x{id}")),
+                json!("conversations.start"),
+                json!(1200),
+                json!(1),
+                json!(9),
+            ]],
+        ))
+    }
+
+    #[test]
+    fn show_attaches_branches_under_their_entry_recursively() {
+        let t = show(fake, "A").unwrap().unwrap();
+        assert!(t.ancestors.is_empty());
+        assert_eq!(t.turns.len(), 1);
+        let out = &t.turns[0].entries[1];
+        assert_eq!(out.entry_id.as_deref(), Some("a_out"));
+        assert_eq!(out.branches.len(), 1);
+        let b = &out.branches[0];
+        assert_eq!(b.conversation.id, "B");
+        assert_eq!(b.turns[0].entries[1].branches[0].conversation.id, "C");
+        assert_eq!(t.detached_branches.len(), 1);
+        assert_eq!(t.detached_branches[0].conversation.id, "D");
+
+        assert_eq!(t.turns[0].timings.total_us, Some(1200));
+
+        let c = show(fake, "C").unwrap().unwrap();
+        let chain: Vec<_> = c
+            .ancestors
+            .iter()
+            .map(|a| (a.conversation_id.as_str(), a.from_entry_id.as_deref()))
+            .collect();
+        assert_eq!(chain, vec![("A", Some("a_out")), ("B", Some("b_out"))]);
+        let json = serde_json::to_value(&c).unwrap();
+        assert_eq!(json["turns"][0]["entries"][0]["type"], "message.input");
+    }
+
+    #[test]
+    fn unknown_conversation_is_none() {
+        let none = |_: &str, _: &[Value]| Ok::<_, String>(qr(&["conversation_id"], vec![]));
+        assert!(show(none, "nope").unwrap().is_none());
+    }
+}

@@ -1,6 +1,7 @@
 //! The read-side views over a real recording: a conversation with a web search, a function call round trip,
 //! a failed turn, a restart and a restart of that branch, driven through the proxy; then `list` and `show`
 //! are checked by structure (which turns, which entries, where each branch hangs), never by timing values.
+//! Their text rendering is checked over a recording in the `ui` crate's tests (`text.rs`).
 
 use agentcap_proxy::recorder::{self, QueryResult, RecorderError};
 use agentcap_proxy::views::{self, ConversationTree, EntryNode};
@@ -308,30 +309,6 @@ async fn show_builds_the_conversation_tree_with_its_branches() {
         "ancestors are given for the shown conversation only"
     );
 
-    // The text tree: the branch hangs under the first answer, before turn 2.
-    let text = views::render_tree(&tree);
-    let at = |needle: &str| {
-        text.find(needle)
-            .unwrap_or_else(|| panic!("{needle:?} not in\n{text}"))
-    };
-    assert!(
-        text.starts_with(&format!("conversation {}", st.root)),
-        "{text}"
-    );
-    assert!(at(&st.first_answer) < at(&format!("⑂ branch {}", st.branch)));
-    assert!(at(&format!("⑂ branch {}", st.branch)) < at(&format!("⑂ branch {}", st.twig)));
-    assert!(at(&format!("⑂ branch {}", st.twig)) < at("turn 2"));
-    assert!(
-        text.contains("web_search(")
-            && text.contains("get_weather(")
-            && text.contains("first event"),
-        "{text}"
-    );
-    assert!(
-        text.contains("├─ ") && text.contains("└─ ") && text.contains("│  "),
-        "{text}"
-    );
-
     // Seen from the twig: the chain up to the root.
     let from_twig = views::show(query(&r), &st.twig).unwrap().unwrap();
     let chain: Vec<(&str, Option<&str>)> = from_twig
@@ -345,10 +322,6 @@ async fn show_builds_the_conversation_tree_with_its_branches() {
             (st.root.as_str(), Some(st.first_answer.as_str())),
             (st.branch.as_str(), Some(st.branch_answer.as_str()))
         ]
-    );
-    assert!(
-        views::render_tree(&from_twig)
-            .contains(&format!("branch of {} @ {}", st.root, st.first_answer))
     );
     assert!(views::show(query(&r), "conv_missing").unwrap().is_none());
     // An id is a parameter: quotes in it are data, not SQL.
@@ -475,20 +448,6 @@ async fn list_gives_one_row_per_conversation_newest_first() {
             .as_deref()
             .unwrap_or("")
             .contains("injected fault")
-    );
-    assert!(views::render_tree(&tree).contains("stream error: "));
-
-    let table = views::render_list(&rows);
-    for id in [&st.root, &st.branch, &st.twig, &other] {
-        assert!(table.contains(id.as_str()), "{id} not in\n{table}");
-    }
-    assert!(
-        table.contains(&format!("{} @ {}", st.root, st.first_answer)),
-        "{table}"
-    );
-    assert!(
-        table.contains("(4 conversations, all from a simulated upstream)"),
-        "{table}"
     );
 
     let j = serde_json::to_value(&rows).unwrap();

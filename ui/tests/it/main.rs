@@ -6,3 +6,4 @@ mod runs;
 mod safety;
 mod scale;
 mod tail;
+mod text;

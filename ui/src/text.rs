@@ -1,13 +1,15 @@
-//! Rendering the views as text: tables (for these and for `agentcap query`) and the conversation tree.
+//! The recording's views as text for a terminal: any query result as a table (`agentcap query`), the
+//! conversation list (`agentcap conversations list`) and a conversation's tree (`conversations show`).
+//! The data comes from `agentcap_proxy::views`; this module only lays it out.
 
 use std::fmt::Write as _;
 
+use agentcap_proxy::recorder::QueryResult;
+use agentcap_proxy::views::{
+    ConversationSummary, ConversationTree, EntryNode, SIMULATED_LABEL, Turn, parse_ts,
+};
 use comfy_table::{CellAlignment, Table, presets};
 use serde_json::Value;
-
-use super::decode::parse_ts;
-use super::{ConversationSummary, ConversationTree, EntryNode, SIMULATED_LABEL, Turn};
-use crate::recorder::QueryResult;
 
 /// A value as one table or CSV cell: text as it is, `NULL`-free (empty), anything else as compact JSON.
 pub fn cell_text(v: &Value) -> String {
@@ -368,28 +370,11 @@ pub fn render_tree(t: &ConversationTree) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::views::decode::normalize_ts;
-    use crate::views::{parse_ts, show, summaries};
+    use agentcap_proxy::views::{Ancestor, TurnTimings, summaries};
     use serde_json::json;
 
     fn qr(columns: &[&str], rows: Vec<Vec<Value>>) -> QueryResult {
         QueryResult::new(columns.iter().map(|c| c.to_string()).collect(), rows)
-    }
-
-    #[test]
-    fn timestamps_parse_in_both_spellings() {
-        let a = parse_ts("2025-06-01 10:00:00.25+00").unwrap();
-        let b = parse_ts("2025-06-01T10:00:00.250Z").unwrap();
-        let c = parse_ts("2025-06-01 12:00:00.25+02:00").unwrap();
-        let d = parse_ts("2025-06-01 10:00:00.25").unwrap();
-        assert_eq!(a, b);
-        assert_eq!(a, c);
-        assert_eq!(a, d);
-        assert_eq!(
-            normalize_ts("2025-06-01 10:00:00+00"),
-            "2025-06-01T10:00:00.000000Z"
-        );
-        assert_eq!(normalize_ts("not a time"), "not a time");
     }
 
     #[test]
@@ -401,7 +386,7 @@ mod tests {
     }
 
     #[test]
-    fn summaries_decode_by_column_name() {
+    fn the_list_renders_as_a_table() {
         let r = qr(
             &[
                 "conversation_id",
@@ -548,43 +533,115 @@ mod tests {
         ))
     }
 
-    #[test]
-    fn show_attaches_branches_under_their_entry_recursively() {
-        let t = show(fake, "A").unwrap().unwrap();
-        assert!(t.ancestors.is_empty());
-        assert_eq!(t.turns.len(), 1);
-        let out = &t.turns[0].entries[1];
-        assert_eq!(out.entry_id.as_deref(), Some("a_out"));
-        assert_eq!(out.branches.len(), 1);
-        let b = &out.branches[0];
-        assert_eq!(b.conversation.id, "B");
-        assert_eq!(b.turns[0].entries[1].branches[0].conversation.id, "C");
-        assert_eq!(t.detached_branches.len(), 1);
-        assert_eq!(t.detached_branches[0].conversation.id, "D");
+    fn summary(id: &str, parent: Option<(&str, &str)>) -> ConversationSummary {
+        ConversationSummary {
+            id: id.into(),
+            agent_id: Some("ag_1".into()),
+            agent_version: None,
+            model: None,
+            turns: 1,
+            total_tokens: 9,
+            first_seen: None,
+            last_seen: None,
+            duration_us: None,
+            exchanges: 1,
+            errors: 0,
+            parent_conversation_id: parent.map(|p| p.0.into()),
+            from_entry_id: parent.map(|p| p.1.into()),
+            simulated_upstream: false,
+        }
+    }
 
-        let text = render_tree(&t);
-        assert!(text.starts_with("conversation A"), "{text}");
-        assert!(text.contains("└─ ⑂ branch B"), "{text}");
-        assert!(text.contains("⑂ branch C"), "{text}");
-        assert!(text.contains("not among the recorded ones"), "{text}");
-        assert!(text.contains("total 1.2 ms"), "{text}");
+    fn entry(id: Option<&str>, direction: &str, kind: &str, text: &str) -> EntryNode {
+        EntryNode {
+            entry_id: id.map(Into::into),
+            direction: direction.into(),
+            position: 0,
+            kind: kind.into(),
+            role: None,
+            agent_id: None,
+            model: None,
+            text: Some(text.into()),
+            name: None,
+            tool_call_id: None,
+            arguments: None,
+            created_at: None,
+            completed_at: None,
+            duration_us: None,
+            source: None,
+            handoff: None,
+            branches: Vec::new(),
+        }
+    }
 
-        let c = show(fake, "C").unwrap().unwrap();
-        let chain: Vec<_> = c
-            .ancestors
-            .iter()
-            .map(|a| (a.conversation_id.as_str(), a.from_entry_id.as_deref()))
-            .collect();
-        assert_eq!(chain, vec![("A", Some("a_out")), ("B", Some("b_out"))]);
-        assert!(render_tree(&c).contains("branch of A @ a_out › B @ b_out"));
-        let json = serde_json::to_value(&c).unwrap();
-        assert_eq!(json["turns"][0]["entries"][0]["type"], "message.input");
+    /// Conversation `id` with one turn: an input and an output `<id>_out`, branches hung under the output.
+    fn conv(
+        id: &str,
+        parent: Option<(&str, &str)>,
+        branches: Vec<ConversationTree>,
+    ) -> ConversationTree {
+        let mut out = entry(
+            Some(&format!("{}_out", id.to_lowercase())),
+            "output",
+            "message.output",
+            "hello",
+        );
+        out.branches = branches;
+        ConversationTree {
+            conversation: summary(id, parent),
+            ancestors: Vec::new(),
+            turns: vec![Turn {
+                exchange_id: format!("x{id}"),
+                operation: Some("conversations.start".into()),
+                started_at: None,
+                status: Some(200),
+                outcome: Some("complete".into()),
+                error: None,
+                stream_error: None,
+                is_stream: false,
+                event_count: None,
+                timings: TurnTimings {
+                    total_us: Some(1200),
+                    ..TurnTimings::default()
+                },
+                usage: None,
+                entries: vec![entry(None, "input", "message.input", "hi"), out],
+            }],
+            detached_branches: Vec::new(),
+        }
     }
 
     #[test]
-    fn unknown_conversation_is_none() {
-        let none = |_: &str, _: &[Value]| Ok::<_, String>(qr(&["conversation_id"], vec![]));
-        assert!(show(none, "nope").unwrap().is_none());
+    fn the_tree_hangs_branches_under_their_entry() {
+        let c = conv("C", Some(("B", "b_out")), vec![]);
+        let b = conv("B", Some(("A", "a_out")), vec![c.clone()]);
+        let mut a = conv("A", None, vec![b]);
+        a.detached_branches
+            .push(conv("D", Some(("A", "zzz")), vec![]));
+        a.turns[0].stream_error = Some("injected fault".into());
+
+        let text = render_tree(&a);
+        assert!(text.starts_with("conversation A"), "{text}");
+        assert!(text.contains("└─ ⑂ branch B"), "{text}");
+        assert!(text.find("⑂ branch B") < text.find("⑂ branch C"), "{text}");
+        assert!(text.contains("not among the recorded ones"), "{text}");
+        assert!(text.contains("total 1.2 ms"), "{text}");
+        assert!(text.contains("stream error: injected fault"), "{text}");
+        assert!(text.contains("├─ ") && text.contains("│  "), "{text}");
+
+        let mut c = c;
+        c.ancestors = vec![
+            Ancestor {
+                conversation_id: "A".into(),
+                from_entry_id: Some("a_out".into()),
+            },
+            Ancestor {
+                conversation_id: "B".into(),
+                from_entry_id: Some("b_out".into()),
+            },
+        ];
+        assert!(render_tree(&c).contains("branch of A @ a_out › B @ b_out"));
+        assert!(render_tree(&conv("E", None, vec![])).contains("→ message.input: \"hi\""));
     }
 
     #[test]
