@@ -133,7 +133,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<i32> {
     twin.shutdown().await;
     let outcome = outcome?;
     let html = a.out_dir.join("report.html");
-    std::fs::write(&html, report::render(&outcome.report, Format::Html))
+    std::fs::write(&html, agentcap_ui::report::html(&outcome.report))
         .with_context(|| format!("writing {}", html.display()))?;
     let mut out = std::io::stdout().lock();
     writeln!(

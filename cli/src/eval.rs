@@ -40,14 +40,13 @@ pub enum FormatArg {
     Html,
 }
 
-impl From<FormatArg> for Format {
-    fn from(f: FormatArg) -> Format {
-        match f {
-            FormatArg::Table => Format::Table,
-            FormatArg::Json => Format::Json,
-            FormatArg::Markdown => Format::Markdown,
-            FormatArg::Html => Format::Html,
-        }
+/// The report in `format`: the text formats are evalkit's, the HTML page the UI's.
+pub fn render(report: &Report, format: FormatArg) -> String {
+    match format {
+        FormatArg::Table => report::render(report, Format::Table),
+        FormatArg::Json => report::render(report, Format::Json),
+        FormatArg::Markdown => report::render(report, Format::Markdown),
+        FormatArg::Html => agentcap_ui::report::html(report),
     }
 }
 
@@ -223,9 +222,9 @@ fn target(t: &TargetArgs) -> Option<Target> {
     }
 }
 
-fn format_for(path: &Path, explicit: Option<FormatArg>) -> Format {
+fn format_for(path: &Path, explicit: Option<FormatArg>) -> FormatArg {
     if let Some(f) = explicit {
-        return f.into();
+        return f;
     }
     match path
         .extension()
@@ -233,20 +232,20 @@ fn format_for(path: &Path, explicit: Option<FormatArg>) -> Format {
         .map(str::to_ascii_lowercase)
         .as_deref()
     {
-        Some("html" | "htm") => Format::Html,
-        Some("json") => Format::Json,
-        Some("md" | "markdown") => Format::Markdown,
-        _ => Format::Table,
+        Some("html" | "htm") => FormatArg::Html,
+        Some("json") => FormatArg::Json,
+        Some("md" | "markdown") => FormatArg::Markdown,
+        _ => FormatArg::Table,
     }
 }
 
 /// Prints the report, writes --out, checks the cutoffs; `Ok(false)` when a cutoff failed.
 pub fn emit(report: &Report, out: &OutputArgs) -> anyhow::Result<bool> {
-    let shown = out.format.map_or(Format::Table, Format::from);
+    let shown = out.format.unwrap_or(FormatArg::Table);
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(report::render(report, shown).as_bytes())?;
+    stdout.write_all(render(report, shown).as_bytes())?;
     if let Some(path) = &out.out {
-        let text = report::render(report, format_for(path, out.format));
+        let text = render(report, format_for(path, out.format));
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         writeln!(stdout, "report written to {}", path.display())?;
     }

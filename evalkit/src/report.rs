@@ -1,6 +1,9 @@
-//! Eval reports: a run's summaries, breakdowns and paired comparisons ([`Report::build`]),
-//! rendered as a terminal table, JSON, Markdown or a self-contained HTML page ([`render`]), and
-//! pass/fail cutoffs over them ([`check_cutoff`]).
+//! Eval reports: a run's summaries, breakdowns, latency distributions and paired comparisons
+//! ([`Report::build`]), the tables every format shows ([`quality_grid`], [`cost_grid`], …),
+//! rendered here as a terminal table, JSON or Markdown ([`render`]), and pass/fail cutoffs over
+//! them ([`check_cutoff`]). The HTML page (with charts) is drawn by the `ui` crate from the same
+//! [`Report`] and grids (`agentcap_ui::report`), so the static report and the UI's run page share
+//! one implementation.
 //!
 //! Two labels are never optional: a run against agentcap's twin is marked "simulated upstream"
 //! and an interrupted run "PARTIAL RUN", at the top of every format (and in JSON under
@@ -58,6 +61,25 @@ pub struct ConfigReport {
     pub by_topic: Vec<(String, Summary)>,
     /// Per answer type, sorted by answer type.
     pub by_answer_type: Vec<(String, Summary)>,
+    /// Total latency (ms) at every percent from 0 to 100 ([`LATENCY_QUANTILES`] values, linear
+    /// interpolation); empty when no item has one. What a latency CDF is drawn from.
+    #[serde(default)]
+    pub total_ms_quantiles: Vec<f64>,
+    /// Time to first token (ms), likewise; empty for a non-streamed run.
+    #[serde(default)]
+    pub ttft_ms_quantiles: Vec<f64>,
+}
+
+/// How many quantiles [`ConfigReport::total_ms_quantiles`] holds (0%, 1%, …, 100%).
+pub const LATENCY_QUANTILES: usize = 101;
+
+/// The finite values' quantiles at 0%, 1%, …, 100%; empty when there is none.
+fn quantiles(values: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    (0..LATENCY_QUANTILES)
+        .filter_map(|i| metrics::quantile_sorted(&v, i as f64 / (LATENCY_QUANTILES - 1) as f64))
+        .collect()
 }
 
 /// A whole run's report.
@@ -98,6 +120,8 @@ impl Report {
         let configs = configs
             .into_iter()
             .map(|(name, description, items)| ConfigReport {
+                total_ms_quantiles: quantiles(items.iter().filter_map(|i| i.total_ms)),
+                ttft_ms_quantiles: quantiles(items.iter().filter_map(|i| i.ttft_ms)),
                 summary: metrics::summarize(&items, seed),
                 by_topic: metrics::breakdown(&items, |i| i.topic.as_deref(), seed),
                 by_answer_type: metrics::breakdown(&items, |i| i.answer_type.as_deref(), seed),
@@ -136,7 +160,7 @@ impl Report {
     }
 }
 
-/// Output formats of [`render`].
+/// Text formats of [`render`] (the HTML page is `agentcap_ui::report`'s).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// Plain-text tables for a terminal.
@@ -145,8 +169,6 @@ pub enum Format {
     Json,
     /// GitHub-flavoured Markdown.
     Markdown,
-    /// One self-contained HTML page (inline CSS, no scripts, no external assets).
-    Html,
 }
 
 /// Renders the report in `format`. Every format shows the [`SIMULATED_LABEL`] banner when
@@ -156,15 +178,14 @@ pub fn render(report: &Report, format: Format) -> String {
         Format::Table => render_table(report),
         Format::Json => render_json(report),
         Format::Markdown => render_markdown(report),
-        Format::Html => render_html_linked(report, &|_, _| None),
     }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Shared content: banners, run facts and the tables every format shows.
 
-/// The banner sentence for a label.
-fn banner_text(label: &str) -> String {
+/// The banner sentence for a label ([`SIMULATED_LABEL`] or [`PARTIAL_LABEL`]).
+pub fn banner_text(label: &str) -> String {
     if label == SIMULATED_LABEL {
         format!(
             "{SIMULATED_LABEL}: every answer came from agentcap's twin, not from a real model. \
@@ -178,7 +199,7 @@ fn banner_text(label: &str) -> String {
 }
 
 /// The run facts as (name, value) pairs.
-fn run_facts(report: &Report) -> Vec<(&'static str, String)> {
+pub fn run_facts(report: &Report) -> Vec<(&'static str, String)> {
     let run = &report.run;
     vec![
         ("run", run.run_id.clone()),
@@ -208,13 +229,16 @@ fn run_facts(report: &Report) -> Vec<(&'static str, String)> {
 }
 
 /// A table as strings; each renderer escapes cells for its format.
-struct Grid {
-    header: Vec<&'static str>,
-    rows: Vec<Vec<String>>,
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grid {
+    /// Column titles.
+    pub header: Vec<&'static str>,
+    /// Cells, row by row.
+    pub rows: Vec<Vec<String>>,
     /// Columns from this index on are numbers (right-aligned).
-    numeric_from: usize,
+    pub numeric_from: usize,
     /// The first column holds configuration names (linked to their section in HTML).
-    config_column: bool,
+    pub config_column: bool,
 }
 
 const DASH: &str = "-";
@@ -251,7 +275,8 @@ fn p_value(p: f64) -> String {
     }
 }
 
-fn display_name(report: &Report, name: &str) -> String {
+/// A configuration's name, with ` (baseline)` for the baseline.
+pub fn display_name(report: &Report, name: &str) -> String {
     if name == report.baseline {
         format!("{name} (baseline)")
     } else {
@@ -260,7 +285,7 @@ fn display_name(report: &Report, name: &str) -> String {
 }
 
 /// Scores per configuration.
-fn quality_grid(report: &Report) -> Grid {
+pub fn quality_grid(report: &Report) -> Grid {
     Grid {
         header: vec![
             "config",
@@ -301,7 +326,7 @@ fn quality_grid(report: &Report) -> Grid {
 }
 
 /// Latency, usage and cost per configuration.
-fn cost_grid(report: &Report) -> Grid {
+pub fn cost_grid(report: &Report) -> Grid {
     Grid {
         header: vec![
             "config",
@@ -343,7 +368,7 @@ fn cost_grid(report: &Report) -> Grid {
 }
 
 /// Every comparison with the baseline.
-fn comparison_grid(report: &Report) -> Grid {
+pub fn comparison_grid(report: &Report) -> Grid {
     Grid {
         header: vec![
             "config",
@@ -383,35 +408,36 @@ fn comparison_grid(report: &Report) -> Grid {
 }
 
 /// Which breakdown a grid shows.
-#[derive(Clone, Copy)]
-enum By {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum By {
+    /// Per topic.
     Topic,
+    /// Per answer type.
     AnswerType,
 }
 
 impl By {
-    fn title(self) -> &'static str {
+    /// Both breakdowns, in the order reports show them.
+    pub const ALL: [By; 2] = [By::Topic, By::AnswerType];
+
+    /// The section title.
+    pub fn title(self) -> &'static str {
         match self {
             By::Topic => "By topic",
             By::AnswerType => "By answer type",
         }
     }
 
-    fn column(self) -> &'static str {
+    /// The key column's title.
+    pub fn column(self) -> &'static str {
         match self {
             By::Topic => "topic",
             By::AnswerType => "answer type",
         }
     }
 
-    fn id(self) -> &'static str {
-        match self {
-            By::Topic => "by-topic",
-            By::AnswerType => "by-answer-type",
-        }
-    }
-
-    fn of(self, c: &ConfigReport) -> &[(String, Summary)] {
+    /// A configuration's groups.
+    pub fn of(self, c: &ConfigReport) -> &[(String, Summary)] {
         match self {
             By::Topic => &c.by_topic,
             By::AnswerType => &c.by_answer_type,
@@ -420,7 +446,7 @@ impl By {
 }
 
 /// One breakdown over every configuration (rows grouped by configuration).
-fn breakdown_grid(report: &Report, by: By) -> Grid {
+pub fn breakdown_grid(report: &Report, by: By) -> Grid {
     let mut rows = Vec::new();
     for c in &report.configs {
         for (key, s) in by.of(c) {
@@ -457,7 +483,8 @@ fn breakdown_grid(report: &Report, by: By) -> Grid {
     }
 }
 
-const COMPARISON_NOTE: &str = "accuracy delta = candidate - baseline on items graded in both; \
+/// How to read the comparison table.
+pub const COMPARISON_NOTE: &str = "accuracy delta = candidate - baseline on items graded in both; \
      b = correct only in the baseline, c = correct only in the candidate; \
      McNemar exact two-sided p, Holm-adjusted across all comparisons.";
 
@@ -519,7 +546,7 @@ fn render_table(report: &Report) -> String {
             comfy(&comparison_grid(report))
         );
     }
-    for by in [By::Topic, By::AnswerType] {
+    for by in By::ALL {
         let grid = breakdown_grid(report, by);
         if !grid.rows.is_empty() {
             let _ = writeln!(out, "\n{}\n{}", by.title(), comfy(&grid));
@@ -625,7 +652,7 @@ fn render_markdown(report: &Report) -> String {
         md_table(&mut out, &comparison_grid(report));
         let _ = writeln!(out, "\n{}", md(COMPARISON_NOTE));
     }
-    for by in [By::Topic, By::AnswerType] {
+    for by in By::ALL {
         let grid = breakdown_grid(report, by);
         if !grid.rows.is_empty() {
             let _ = writeln!(out, "\n## {}\n", by.title());
@@ -633,251 +660,6 @@ fn render_markdown(report: &Report) -> String {
         }
     }
     out
-}
-
-// ---------------------------------------------------------------------------------------------
-// HTML.
-
-/// Escapes text for HTML element content and quoted attribute values.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(ch),
-        }
-    }
-    out
-}
-
-/// Encodes any string into a fragment of an HTML id that is also safe in a URL fragment:
-/// ASCII letters, digits and `_` stay, every other character becomes `.` plus its code point in
-/// hex plus `.`. The encoding is injective and never produces `-`, so ids joined with `-` do not
-/// collide.
-fn id_part(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for ch in s.chars() {
-        if ch.is_ascii_alphanumeric() || ch == '_' {
-            out.push(ch);
-        } else {
-            let _ = write!(out, ".{:x}.", u32::from(ch));
-        }
-    }
-    out
-}
-
-/// The HTML id of a configuration's section in the [`Format::Html`] page (link with `#` + id).
-pub fn config_anchor(config: &str) -> String {
-    format!("config-{}", id_part(config))
-}
-
-/// The HTML id of the list of item ids of one kind (`became_correct` or `became_incorrect`, as in
-/// [`Paired`]) in a configuration's section.
-pub fn item_list_anchor(config: &str, list: &str) -> String {
-    format!("items-{}-{}", id_part(config), id_part(list))
-}
-
-/// The HTML id of one item's entry in a configuration's section.
-pub fn item_anchor(config: &str, item_id: &str) -> String {
-    format!("item-{}-{}", id_part(config), id_part(item_id))
-}
-
-const CSS: &str = "\
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem;color:#1b1f24;line-height:1.4}
-h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem}h3{font-size:1rem}
-.banner{padding:.8rem 1rem;margin:0 0 1rem;border-radius:6px;font-weight:600;border:2px solid}
-.banner.simulated{background:#fff4ce;border-color:#d4a017}
-.banner.partial{background:#fde2e1;border-color:#c62828}
-table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}
-th,td{border:1px solid #d0d7de;padding:.3rem .6rem;text-align:left;vertical-align:top}
-th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
-dl.facts{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dt{font-weight:600}dd{margin:0}
-ul.ids{columns:3;font-family:ui-monospace,monospace;font-size:.85rem}
-.note{color:#57606a;font-size:.85rem}
-";
-
-fn html_table(out: &mut String, grid: &Grid) {
-    out.push_str("<table>\n<thead><tr>");
-    for h in &grid.header {
-        let _ = write!(out, "<th>{}</th>", html_escape(h));
-    }
-    out.push_str("</tr></thead>\n<tbody>\n");
-    for row in &grid.rows {
-        out.push_str("<tr>");
-        for (i, cell) in row.iter().enumerate() {
-            if i == 0 && grid.config_column {
-                let _ = write!(
-                    out,
-                    "<td><a href=\"#{}\">{}</a></td>",
-                    config_anchor(cell),
-                    html_escape(cell)
-                );
-            } else if i >= grid.numeric_from {
-                let _ = write!(out, "<td class=\"num\">{}</td>", html_escape(cell));
-            } else {
-                let _ = write!(out, "<td>{}</td>", html_escape(cell));
-            }
-        }
-        out.push_str("</tr>\n");
-    }
-    out.push_str("</tbody>\n</table>\n");
-}
-
-fn html_banners(out: &mut String, report: &Report) {
-    for label in report.labels() {
-        let class = if label == SIMULATED_LABEL {
-            "simulated"
-        } else {
-            "partial"
-        };
-        let _ = writeln!(
-            out,
-            "<div class=\"banner {class}\" role=\"alert\">⚠ {}</div>",
-            html_escape(&banner_text(label))
-        );
-    }
-}
-
-/// Like [`render`] with [`Format::Html`], but each item id listed in a configuration's section
-/// is linked to `item_link(config, item_id)` when that returns `Some(url)` (for example the
-/// recorded conversation of that answer). The URL is attribute-escaped, not validated.
-///
-/// Every configuration has a section with id [`config_anchor`]; its lists of item ids have ids
-/// [`item_list_anchor`] and each item entry has id [`item_anchor`], so other pages can link to
-/// them.
-pub fn render_html_linked(
-    report: &Report,
-    item_link: &dyn Fn(&str, &str) -> Option<String>,
-) -> String {
-    let mut out = String::new();
-    let title = match report.labels().as_slice() {
-        [] => format!("Eval run {}", report.run.run_id),
-        labels => format!("Eval run {} ({})", report.run.run_id, labels.join(", ")),
-    };
-    let _ = writeln!(
-        out,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{}</title>\n<style>\n{CSS}</style>\n</head>\n<body>",
-        html_escape(&title)
-    );
-    html_banners(&mut out, report);
-    let _ = writeln!(
-        out,
-        "<h1>Eval run <code>{}</code></h1>\n<dl class=\"facts\">",
-        html_escape(&report.run.run_id)
-    );
-    for (k, v) in run_facts(report) {
-        let _ = writeln!(out, "<dt>{k}</dt><dd>{}</dd>", html_escape(&v));
-    }
-    out.push_str("</dl>\n<h2 id=\"scores\">Scores</h2>\n");
-    html_table(&mut out, &quality_grid(report));
-    out.push_str("<h2 id=\"cost\">Latency, usage and cost</h2>\n");
-    html_table(&mut out, &cost_grid(report));
-    let _ = writeln!(
-        out,
-        "<h2 id=\"comparisons\">Compared with baseline {}</h2>",
-        html_escape(&report.baseline)
-    );
-    if report.comparisons.is_empty() {
-        out.push_str("<p class=\"note\">No comparison: a single configuration, or no baseline among them.</p>\n");
-    } else {
-        html_table(&mut out, &comparison_grid(report));
-        let _ = writeln!(
-            out,
-            "<p class=\"note\">{}</p>",
-            html_escape(COMPARISON_NOTE)
-        );
-    }
-    for by in [By::Topic, By::AnswerType] {
-        let grid = breakdown_grid(report, by);
-        let _ = writeln!(out, "<h2 id=\"{}\">{}</h2>", by.id(), by.title());
-        if grid.rows.is_empty() {
-            out.push_str("<p class=\"note\">No items.</p>\n");
-        } else {
-            html_table(&mut out, &grid);
-        }
-    }
-    out.push_str("<h2 id=\"configs\">Configurations</h2>\n");
-    for c in &report.configs {
-        html_config_section(&mut out, report, c, item_link);
-    }
-    html_banners(&mut out, report);
-    out.push_str("</body>\n</html>\n");
-    out
-}
-
-fn html_config_section(
-    out: &mut String,
-    report: &Report,
-    c: &ConfigReport,
-    item_link: &dyn Fn(&str, &str) -> Option<String>,
-) {
-    let _ = writeln!(
-        out,
-        "<section id=\"{}\">\n<h3>{}</h3>",
-        config_anchor(&c.name),
-        html_escape(&display_name(report, &c.name))
-    );
-    if !c.description.is_empty() {
-        let _ = writeln!(out, "<p>{}</p>", html_escape(&c.description));
-    }
-    let s = &c.summary;
-    let _ = writeln!(
-        out,
-        "<p>{} items: {} correct, {} incorrect, {} not attempted, {} errors, {} judge errors, {} unparseable.</p>",
-        s.n, s.correct, s.incorrect, s.not_attempted, s.errors, s.judge_errors, s.unparseable
-    );
-    let Some(p) = report.comparison(&c.name) else {
-        if c.name == report.baseline {
-            out.push_str(
-                "<p class=\"note\">Baseline: the other configurations are compared with it.</p>\n",
-            );
-        }
-        out.push_str("</section>\n");
-        return;
-    };
-    for (list, title, ids) in [
-        (
-            "became_correct",
-            "Became correct (c: wrong in the baseline, correct here)",
-            &p.became_correct,
-        ),
-        (
-            "became_incorrect",
-            "Became incorrect (b: correct in the baseline, not here)",
-            &p.became_incorrect,
-        ),
-    ] {
-        let _ = writeln!(out, "<h4>{} — {}</h4>", html_escape(title), ids.len());
-        let _ = writeln!(
-            out,
-            "<ul class=\"ids\" id=\"{}\">",
-            item_list_anchor(&c.name, list)
-        );
-        for id in ids {
-            let anchor = item_anchor(&c.name, id);
-            match item_link(&c.name, id) {
-                Some(url) => {
-                    let _ = writeln!(
-                        out,
-                        "<li id=\"{anchor}\"><a href=\"{}\">{}</a></li>",
-                        html_escape(&url),
-                        html_escape(id)
-                    );
-                }
-                None => {
-                    let _ = writeln!(out, "<li id=\"{anchor}\">{}</li>", html_escape(id));
-                }
-            }
-        }
-        out.push_str("</ul>\n");
-    }
-    out.push_str("</section>\n");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 pub mod db;
 pub mod guard;
 mod pages;
+pub mod report;
 pub mod svg;
 mod tail;
 pub mod text;

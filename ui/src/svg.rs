@@ -134,6 +134,165 @@ pub fn timeline(events: &[TimelineEvent], span_us: Option<i64>, ttft_us: Option<
     }
 }
 
+/// One configuration in [`scatter_chart`]: a proportion (with its interval) against a latency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScatterPoint {
+    /// Config name.
+    pub name: String,
+    /// Latency, ms (the x axis).
+    pub x_ms: f64,
+    /// Proportion in 0..=1 (the y axis).
+    pub y: f64,
+    /// Interval low end of `y`.
+    pub lo: f64,
+    /// Interval high end of `y`.
+    pub hi: f64,
+}
+
+/// A proportion against a latency, one labelled point per configuration with a vertical whisker over its
+/// interval (accuracy vs median latency: up and to the left is better). The x axis starts at 0.
+pub fn scatter_chart(points: &[ScatterPoint], x_title: &str, y_title: &str) -> Markup {
+    let (left, plot_w, plot_h) = (60.0, W - 60.0 - RIGHT - 120.0, 240.0);
+    let max_x = points
+        .iter()
+        .map(|p| p.x_ms)
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max)
+        .max(1.0)
+        * 1.1;
+    let x = |v: f64| left + (v / max_x).clamp(0.0, 1.0) * plot_w;
+    let y = |p: f64| TOP + (1.0 - p.clamp(0.0, 1.0)) * plot_h;
+    let h = TOP + plot_h + 44.0;
+    html! {
+        svg.chart.scatter xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (W) " " (h) } width=(W) height=(h)
+            role="img" aria-label={ (y_title) " against " (x_title) } {
+            @for p in [0.0, 0.25, 0.5, 0.75, 1.0] {
+                line x1=(x(0.0)) x2=(x(max_x)) y1=(y(p)) y2=(y(p)) stroke="#e5e7eb" {}
+                text x=(left - 8.0) y=(y(p) + 4.0) font-size="10" text-anchor="end" fill="#374151" { (format!("{:.0}%", p * 100.0)) }
+            }
+            @for i in 0..=5 {
+                @let v = max_x * f64::from(i) / 5.0;
+                text x=(x(v)) y=(y(0.0) + 16.0) font-size="10" text-anchor="middle" fill="#374151" { (format!("{v:.0} ms")) }
+            }
+            text x=(x(max_x / 2.0)) y=(y(0.0) + 32.0) font-size="11" text-anchor="middle" fill="#111827" { (x_title) }
+            text x="12" y=(y(0.5)) font-size="11" text-anchor="middle" fill="#111827"
+                transform={ "rotate(-90 12 " (y(0.5)) ")" } { (y_title) }
+            @for (i, p) in points.iter().enumerate() {
+                @let c = PALETTE[i % PALETTE.len()];
+                line x1=(x(p.x_ms)) x2=(x(p.x_ms)) y1=(y(p.lo)) y2=(y(p.hi)) stroke=(c) stroke-width="2" {}
+                circle.point cx=(x(p.x_ms)) cy=(y(p.y)) r="5" fill=(c) {
+                    title { (p.name) ": " (format!("{:.1}% [{:.1}, {:.1}] at {:.0} ms", p.y * 100.0, p.lo * 100.0, p.hi * 100.0, p.x_ms)) }
+                }
+                text x=(x(p.x_ms) + 8.0) y=(y(p.y) + 4.0) font-size="11" fill="#111827" { (p.name) }
+            }
+        }
+    }
+}
+
+/// A horizontal bar per (label, value), labels on the left, each value written after its bar by `fmt`
+/// (costs in dollars, tokens, …); every bar's title says its label and value.
+pub fn labelled_bars(bars: &[(String, f64)], fmt: fn(f64) -> String) -> Markup {
+    let plot_w = W - LABEL_W - RIGHT - 110.0;
+    let max = bars
+        .iter()
+        .map(|(_, v)| *v)
+        .filter(|v| v.is_finite())
+        .fold(0.0f64, f64::max);
+    let w = |v: f64| {
+        if max > 0.0 && v.is_finite() {
+            (v / max).clamp(0.0, 1.0) * plot_w
+        } else {
+            0.0
+        }
+    };
+    let h = TOP + ROW_H * bars.len().max(1) as f64;
+    html! {
+        svg.chart.hbars xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (W) " " (h) } width=(W) height=(h)
+            role="img" aria-label="bar chart" {
+            @for (i, (label, v)) in bars.iter().enumerate() {
+                @let y = TOP + ROW_H * i as f64;
+                text x=(LABEL_W - 8.0) y=(y + ROW_H / 2.0) font-size="12" text-anchor="end" fill="#111827" { (label) }
+                rect.bar x=(LABEL_W) y=(y + 4.0) width=(w(*v).max(1.0)) height=(ROW_H - 10.0) fill=(PALETTE[i % PALETTE.len()]) {
+                    title { (label) ": " (fmt(*v)) }
+                }
+                text x=(LABEL_W + w(*v) + 8.0) y=(y + ROW_H / 2.0) font-size="11" fill="#374151" { (fmt(*v)) }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod chart_tests {
+    use super::*;
+
+    #[test]
+    fn interval_and_scatter_charts_escape_names_and_place_every_point() {
+        let bar = AccuracyBar {
+            name: "<script>x</script>".into(),
+            accuracy: 0.5,
+            lo: 0.4,
+            hi: 0.6,
+            n: 10,
+        };
+        let f = interval_chart(std::slice::from_ref(&bar), "fscore", "F with 95% intervals")
+            .into_string();
+        assert!(f.contains("class=\"chart fscore\"") && f.contains("F with 95% intervals"));
+        assert!(!f.contains("<script>") && f.contains("&lt;script&gt;"));
+        assert!(
+            accuracy_chart(&[bar])
+                .into_string()
+                .contains("class=\"chart accuracy\"")
+        );
+
+        let pts = vec![
+            ScatterPoint {
+                name: "a".into(),
+                x_ms: 100.0,
+                y: 0.2,
+                lo: 0.1,
+                hi: 0.3,
+            },
+            ScatterPoint {
+                name: "<b>".into(),
+                x_ms: 300.0,
+                y: 0.9,
+                lo: 0.8,
+                hi: 1.0,
+            },
+        ];
+        let s = scatter_chart(&pts, "median latency", "accuracy").into_string();
+        assert_eq!(s.matches("class=\"point\"").count(), 2);
+        assert!(!s.contains("<b>") && s.contains("&lt;b&gt;"));
+        assert_eq!(
+            scatter_chart(&[], "x", "y")
+                .into_string()
+                .matches("class=\"point\"")
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn labelled_bars_write_their_values() {
+        let b = labelled_bars(
+            &[
+                ("base".into(), 0.0123),
+                ("web".into(), 0.05),
+                ("none".into(), f64::NAN),
+            ],
+            |v| format!("${v:.4}"),
+        )
+        .into_string();
+        assert_eq!(b.matches("class=\"bar\"").count(), 3);
+        assert!(b.contains("$0.0123") && b.contains("$0.0500"));
+        assert!(
+            !labelled_bars(&[], |v| v.to_string())
+                .into_string()
+                .contains("class=\"bar\"")
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,13 +348,19 @@ const ROW_H: f64 = 28.0;
 
 /// Accuracy per configuration on a 0–100% axis: a dot at the estimate, a whisker over the interval.
 pub fn accuracy_chart(bars: &[AccuracyBar]) -> Markup {
+    interval_chart(bars, "accuracy", "accuracy with 95% intervals")
+}
+
+/// Any proportion per row (accuracy, F-score, …) on a 0–100% axis, drawn as [`accuracy_chart`] draws
+/// accuracy; `class` is added to the `svg`'s classes and `label` is its accessible name.
+pub fn interval_chart(bars: &[AccuracyBar], class: &str, label: &str) -> Markup {
     let plot_w = W - LABEL_W - RIGHT - 90.0;
     let x = |v: f64| LABEL_W + v.clamp(0.0, 1.0) * plot_w;
     let h = TOP + ROW_H * bars.len().max(1) as f64 + 30.0;
     let axis_y = TOP + ROW_H * bars.len().max(1) as f64;
     html! {
-        svg.chart.accuracy xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (W) " " (h) } width=(W) height=(h)
-            role="img" aria-label="accuracy with 95% intervals" {
+        svg class={ "chart " (class) } xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (W) " " (h) } width=(W) height=(h)
+            role="img" aria-label=(label) {
             @for t in [0.0, 0.25, 0.5, 0.75, 1.0] {
                 line x1=(x(t)) x2=(x(t)) y1=(TOP - 8.0) y2=(axis_y) stroke="#e5e7eb" {}
                 text x=(x(t)) y=(axis_y + 16.0) font-size="10" text-anchor="middle" fill="#374151" { (format!("{:.0}%", t * 100.0)) }

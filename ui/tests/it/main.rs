@@ -2,6 +2,7 @@
 
 mod harness;
 mod pages;
+mod report;
 mod runs;
 mod safety;
 mod scale;
