@@ -421,6 +421,7 @@ fn sql_interpolations(code: &str) -> Vec<(usize, String)> {
         r"\bSELECT\b[\s\S]*\bFROM\b|\bWHERE\b|\bINSERT\s+INTO\b|\bUPDATE\s+\w+\s+SET\b|\bDELETE\s+FROM\b|\b(CREATE|ALTER|DROP)\s+(OR\s+REPLACE\s+)?(TEMP\s+|TEMPORARY\s+)?(TABLE|VIEW|INDEX|SEQUENCE|MACRO|SCHEMA)\b|\bATTACH\s+(DATABASE\s+)?'|\bCOPY\b[\s\S]*\bTO\s+'",
     )
     .expect("regex");
+    let named = regex::Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*\s*=[^=]").expect("regex");
     // A `const` item, a number, or arithmetic over them.
     let constant = |hole: &str| {
         hole.chars()
@@ -446,11 +447,7 @@ fn sql_interpolations(code: &str) -> Vec<(usize, String)> {
         let positional: Vec<&str> = args
             .iter()
             .map(|a| a.as_str())
-            .filter(|a| {
-                !regex::Regex::new(r"^[A-Za-z_][A-Za-z0-9_]*\s*=[^=]")
-                    .expect("regex")
-                    .is_match(a)
-            })
+            .filter(|a| !named.is_match(a))
             .collect();
         let mut next = 0;
         for name in interpolated_names(&lit) {
