@@ -1,7 +1,12 @@
 //! The recording's views as text for a terminal: any query result as a table (`agentcap query`), the
 //! conversation list (`agentcap conversations list`) and a conversation's tree (`conversations show`).
 //! The data comes from `agentcap_proxy::views`; this module only lays it out.
+//!
+//! Recorded text is hostile here too: control characters (line breaks, escape sequences that would drive
+//! the terminal) are printed escaped (`\n`, `\u{1b}`), so a tree line stays one line and nothing recorded
+//! reaches the terminal as a command. Query tables keep line breaks inside a cell (the table draws them).
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use agentcap_proxy::recorder::QueryResult;
@@ -20,15 +25,33 @@ pub fn cell_text(v: &Value) -> String {
     }
 }
 
+/// `s` with its control characters escaped as Rust writes them (`\r`, `\t`, `\u{1b}`, …); line breaks too,
+/// unless `keep_newlines`.
+pub fn printable(s: &str, keep_newlines: bool) -> Cow<'_, str> {
+    let escape = |c: char| c.is_control() && !(keep_newlines && c == '\n');
+    if !s.chars().any(escape) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if escape(c) {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
 /// Any query result as a text table.
 pub fn render_table(r: &QueryResult) -> String {
     let mut t = Table::new();
     t.load_style(presets::UTF8_FULL_CONDENSED);
-    t.set_header(r.columns.clone());
+    t.set_header(r.columns.iter().map(|c| printable(c, false).into_owned()));
     for row in &r.rows {
         t.add_row(row.iter().map(|v| match v {
             Value::Null => "NULL".to_string(),
-            v => cell_text(v),
+            v => printable(&cell_text(v), true).into_owned(),
         }));
     }
     for i in 0..r.columns.len() {
@@ -100,24 +123,27 @@ pub fn render_list(rows: &[ConversationSummary]) -> String {
             (Some(p), None) => p.clone(),
             _ => String::new(),
         };
-        t.add_row(vec![
-            r.id.clone(),
-            r.agent_id.clone().unwrap_or_default(),
-            r.model.clone().unwrap_or_default(),
-            r.turns.to_string(),
-            r.total_tokens.to_string(),
-            r.first_seen.as_deref().map(short_time).unwrap_or_default(),
-            r.last_seen.as_deref().map(short_time).unwrap_or_default(),
-            r.duration_us.map(human_us).unwrap_or_default(),
-            r.exchanges.to_string(),
-            r.errors.to_string(),
-            parent,
-            if r.simulated_upstream {
-                SIMULATED_LABEL.to_string()
-            } else {
-                String::new()
-            },
-        ]);
+        t.add_row(
+            [
+                r.id.clone(),
+                r.agent_id.clone().unwrap_or_default(),
+                r.model.clone().unwrap_or_default(),
+                r.turns.to_string(),
+                r.total_tokens.to_string(),
+                r.first_seen.as_deref().map(short_time).unwrap_or_default(),
+                r.last_seen.as_deref().map(short_time).unwrap_or_default(),
+                r.duration_us.map(human_us).unwrap_or_default(),
+                r.exchanges.to_string(),
+                r.errors.to_string(),
+                parent,
+                if r.simulated_upstream {
+                    SIMULATED_LABEL.to_string()
+                } else {
+                    String::new()
+                },
+            ]
+            .map(|cell| printable(&cell, false).into_owned()),
+        );
     }
     for column in [3, 4, 7, 8, 9] {
         right_align(&mut t, column, true);
@@ -160,7 +186,7 @@ fn draw(out: &mut String, nodes: &[Node], prefix: &str) {
             out,
             "{prefix}{}{}",
             if last { "└─ " } else { "├─ " },
-            n.label
+            printable(&n.label, false)
         );
         let deeper = format!("{prefix}{}", if last { "   " } else { "│  " });
         draw(out, &n.children, &deeper);
@@ -344,7 +370,10 @@ fn tree_children(t: &ConversationTree) -> Vec<Node> {
 
 /// `conversations show` as an indented tree.
 pub fn render_tree(t: &ConversationTree) -> String {
-    let mut out = format!("conversation {}\n", summary_label(&t.conversation));
+    let mut out = format!(
+        "conversation {}\n",
+        printable(&summary_label(&t.conversation), false)
+    );
     if !t.ancestors.is_empty() {
         let chain: Vec<String> = t
             .ancestors
@@ -357,7 +386,7 @@ pub fn render_tree(t: &ConversationTree) -> String {
                 )
             })
             .collect();
-        let _ = writeln!(out, "branch of {}", chain.join(" › "));
+        let _ = writeln!(out, "branch of {}", printable(&chain.join(" › "), false));
     }
     let children = tree_children(t);
     if children.is_empty() {
@@ -543,6 +572,29 @@ mod tests {
         ];
         assert!(render_tree(&c).contains("branch of A @ a_out › B @ b_out"));
         assert!(render_tree(&conv("E", None, vec![])).contains("→ message.input: \"hi\""));
+    }
+
+    /// Fails without `printable`: a line break in an id splits the tree line, an escape sequence reaches
+    /// the terminal.
+    #[test]
+    fn recorded_control_characters_are_printed_escaped() {
+        let hostile = "c\n└─ turn 9 · forged\x1b[2J\r";
+        let mut t = conv(hostile, None, vec![]);
+        t.turns[0].entries[1].entry_id = Some(hostile.into());
+        t.turns[0].error = Some(hostile.into());
+        let text = render_tree(&t);
+        assert_eq!(text.lines().count(), 4, "{text}");
+        assert!(!text.contains('\x1b') && !text.contains('\r'), "{text:?}");
+        assert!(text.contains("\\u{1b}[2J"), "{text}");
+        let list = render_list(&[summary(hostile, None)]);
+        assert!(!list.contains('\x1b') && list.contains("c\\n└─"), "{list}");
+        let r = qr(&["a\x1b"], vec![vec![json!("x\ny\x1b[31m")]]);
+        let table = render_table(&r);
+        assert!(
+            !table.contains('\x1b') && table.contains("y\\u{1b}[31m"),
+            "{table}"
+        );
+        assert_eq!(printable("plain", false), Cow::Borrowed("plain"));
     }
 
     #[test]

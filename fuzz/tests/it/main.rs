@@ -6,6 +6,7 @@
 //! failing input is written to `$AGENTCAP_FUZZ_OUT` (default the temp dir) and its path printed.
 
 mod journal;
+mod report_html;
 mod sql_gate;
 mod sse;
 mod ui_request;
