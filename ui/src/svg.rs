@@ -192,7 +192,8 @@ pub fn scatter_chart(points: &[ScatterPoint], x_title: &str, y_title: &str) -> M
 /// A horizontal bar per (label, value), labels on the left, each value written after its bar by `fmt`
 /// (costs in dollars, tokens, …); every bar's title says its label and value.
 pub fn labelled_bars(bars: &[(String, f64)], fmt: fn(f64) -> String) -> Markup {
-    let plot_w = W - LABEL_W - RIGHT - 110.0;
+    let label_w = label_width(bars.iter().map(|(l, _)| l.as_str()));
+    let plot_w = W - label_w - RIGHT - 110.0;
     let max = bars
         .iter()
         .map(|(_, v)| *v)
@@ -211,11 +212,11 @@ pub fn labelled_bars(bars: &[(String, f64)], fmt: fn(f64) -> String) -> Markup {
             role="img" aria-label="bar chart" {
             @for (i, (label, v)) in bars.iter().enumerate() {
                 @let y = TOP + ROW_H * i as f64;
-                text x=(LABEL_W - 8.0) y=(y + ROW_H / 2.0) font-size="12" text-anchor="end" fill="#111827" { (label) }
-                rect.bar x=(LABEL_W) y=(y + 4.0) width=(w(*v).max(1.0)) height=(ROW_H - 10.0) fill=(PALETTE[i % PALETTE.len()]) {
+                text x=(label_w - 8.0) y=(y + ROW_H / 2.0) font-size="12" text-anchor="end" fill="#111827" { (label) }
+                rect.bar x=(label_w) y=(y + 4.0) width=(w(*v).max(1.0)) height=(ROW_H - 10.0) fill=(PALETTE[i % PALETTE.len()]) {
                     title { (label) ": " (fmt(*v)) }
                 }
-                text x=(LABEL_W + w(*v) + 8.0) y=(y + ROW_H / 2.0) font-size="11" fill="#374151" { (fmt(*v)) }
+                text x=(label_w + w(*v) + 8.0) y=(y + ROW_H / 2.0) font-size="11" fill="#374151" { (fmt(*v)) }
             }
         }
     }
@@ -344,6 +345,12 @@ pub struct AccuracyBar {
 }
 
 const LABEL_W: f64 = 180.0;
+
+/// Room for row labels of 12px text: [`LABEL_W`] at least, wider for long labels (up to 360).
+fn label_width<'a>(labels: impl Iterator<Item = &'a str>) -> f64 {
+    let chars = labels.map(|l| l.chars().count()).max().unwrap_or(0);
+    (chars as f64 * 6.8 + 16.0).clamp(LABEL_W, 360.0)
+}
 const ROW_H: f64 = 28.0;
 
 /// Accuracy per configuration on a 0–100% axis: a dot at the estimate, a whisker over the interval.
@@ -354,8 +361,9 @@ pub fn accuracy_chart(bars: &[AccuracyBar]) -> Markup {
 /// Any proportion per row (accuracy, F-score, …) on a 0–100% axis, drawn as [`accuracy_chart`] draws
 /// accuracy; `class` is added to the `svg`'s classes and `label` is its accessible name.
 pub fn interval_chart(bars: &[AccuracyBar], class: &str, label: &str) -> Markup {
-    let plot_w = W - LABEL_W - RIGHT - 90.0;
-    let x = |v: f64| LABEL_W + v.clamp(0.0, 1.0) * plot_w;
+    let label_w = label_width(bars.iter().map(|b| b.name.as_str()));
+    let plot_w = W - label_w - RIGHT - 90.0;
+    let x = |v: f64| label_w + v.clamp(0.0, 1.0) * plot_w;
     let h = TOP + ROW_H * bars.len().max(1) as f64 + 30.0;
     let axis_y = TOP + ROW_H * bars.len().max(1) as f64;
     html! {
@@ -368,7 +376,7 @@ pub fn interval_chart(bars: &[AccuracyBar], class: &str, label: &str) -> Markup 
             @for (i, b) in bars.iter().enumerate() {
                 @let y = TOP + ROW_H * i as f64 + ROW_H / 2.0 - 6.0;
                 @let c = PALETTE[i % PALETTE.len()];
-                text x=(LABEL_W - 8.0) y=(y + 4.0) font-size="12" text-anchor="end" fill="#111827" { (b.name) }
+                text x=(label_w - 8.0) y=(y + 4.0) font-size="12" text-anchor="end" fill="#111827" { (b.name) }
                 line.ci x1=(x(b.lo)) x2=(x(b.hi)) y1=(y) y2=(y) stroke=(c) stroke-width="3" {}
                 line x1=(x(b.lo)) x2=(x(b.lo)) y1=(y - 6.0) y2=(y + 6.0) stroke=(c) stroke-width="2" {}
                 line x1=(x(b.hi)) x2=(x(b.hi)) y1=(y - 6.0) y2=(y + 6.0) stroke=(c) stroke-width="2" {}
