@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use agentcap_evalkit::config::RunnerSection;
 use agentcap_evalkit::report::{self, Format, Report};
 use agentcap_evalkit::{
     ConfigFile, GraderChoice, ResumeSpec, RunOutcome, RunSpec, Stop, Target, grade, history, store,
@@ -265,13 +266,6 @@ pub fn emit(report: &Report, out: &OutputArgs) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
-fn api_key(configs: Option<&ConfigFile>) -> Option<String> {
-    let var = configs
-        .and_then(|c| c.runner.api_key_env.clone())
-        .unwrap_or_else(|| "MISTRAL_API_KEY".into());
-    std::env::var(var).ok().filter(|k| !k.is_empty())
-}
-
 /// A stop triggered by SIGINT / SIGTERM.
 fn stop_on_signal() -> Stop {
     let stop = Stop::new();
@@ -320,12 +314,12 @@ pub async fn run(cmd: EvalCommand) -> anyhow::Result<i32> {
     match cmd {
         EvalCommand::Run(a) => {
             let (configs, text) = ConfigFile::load(&a.configs)?;
-            let key = api_key(Some(&configs));
+            let key = configs.runner.api_key();
             let mut spec = RunSpec::new(
                 a.dataset.clone(),
                 configs,
                 text,
-                "https://api.mistral.ai",
+                agentcap_proxy::config::DEFAULT_UPSTREAM,
                 a.db.clone(),
             );
             if let Some(t) = target(&a.target) {
@@ -364,7 +358,7 @@ pub async fn run(cmd: EvalCommand) -> anyhow::Result<i32> {
             }
             spec.concurrency = a.concurrency;
             spec.progress = !a.no_progress;
-            spec.api_key = api_key(None);
+            spec.api_key = RunnerSection::default().api_key();
             let outcome = agentcap_evalkit::resume(spec, stop_on_signal()).await?;
             finish(&outcome, &a.db, &a.output)
         }

@@ -53,7 +53,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use duckdb::{Config, Connection};
 use parking_lot::Mutex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::record::{ExchangeId, Msg};
@@ -63,7 +63,7 @@ pub use query::{
 };
 
 /// How hard the recorder tries to keep records across a crash.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Durability {
     /// The journal is group-committed every `journal_commit_interval`; a crash loses at most
