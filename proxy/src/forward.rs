@@ -14,8 +14,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use agentcap_wire::vocab::headers;
+
 use crate::ProxyError;
 use crate::config::ProxyConfig;
+use crate::recorder::body::REDACTED;
 use crate::tee::RequestTee;
 
 /// The pooled upstream client.
@@ -131,28 +134,15 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     h.remove(header::TRANSFER_ENCODING);
 }
 
-/// Header names whose values are never recorded.
-pub fn is_secret_header(name: &str) -> bool {
-    matches!(
-        name,
-        "authorization"
-            | "proxy-authorization"
-            | "cookie"
-            | "set-cookie"
-            | "x-api-key"
-            | "api-key"
-            | "x-agentcap-token"
-    ) || name.contains("secret")
-        || name.contains("password")
-}
-
-/// Headers as recorded: secret values replaced by `[REDACTED]`.
+/// Headers as recorded: the values of secret headers ([`headers::is_secret`]) replaced by
+/// [`REDACTED`] before they leave the hot path. Forwarding is not affected: the upstream receives
+/// every header of the request as the client sent it, except hop-by-hop headers and agentcap's own.
 pub fn recorded_headers(h: &HeaderMap) -> Vec<(String, String)> {
     h.iter()
         .map(|(k, v)| {
             let name = k.as_str().to_string();
-            let value = if is_secret_header(&name) {
-                "[REDACTED]".to_string()
+            let value = if headers::is_secret(&name) {
+                REDACTED.to_string()
             } else {
                 String::from_utf8_lossy(v.as_bytes()).into_owned()
             };
@@ -206,6 +196,37 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("content-type"));
+    }
+
+    #[test]
+    fn the_hot_path_and_the_recorder_redact_the_same_headers() {
+        use crate::recorder::body::{Redactor, headers_json, is_sensitive_header};
+        let mut names: Vec<String> = headers::SECRET.iter().map(|h| h.to_string()).collect();
+        names.extend(["x-client-secret".into(), "x-db-password".into()]);
+        let mut h = HeaderMap::new();
+        for (i, n) in names.iter().enumerate() {
+            let name = HeaderName::from_bytes(n.as_bytes()).unwrap();
+            h.insert(name, HeaderValue::from_str(&format!("value-{i}")).unwrap());
+        }
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        let recorded = recorded_headers(&h);
+        let stored: serde_json::Value =
+            serde_json::from_str(&headers_json(&recorded, &Redactor::default())).unwrap();
+        // The recorder redacts again whatever reaches it unredacted (a replayed or hand-made record).
+        let raw: Vec<(String, String)> = h
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        let stored_raw: serde_json::Value =
+            serde_json::from_str(&headers_json(&raw, &Redactor::default())).unwrap();
+        for n in &names {
+            assert!(is_sensitive_header(n), "{n}");
+            assert!(recorded.iter().any(|(k, v)| k == n && v == REDACTED), "{n}");
+            assert_eq!(stored[n.as_str()], REDACTED, "{n}");
+            assert_eq!(stored_raw[n.as_str()], REDACTED, "{n}");
+        }
+        assert_eq!(stored["accept"], "*/*");
+        assert_eq!(stored_raw["accept"], "*/*");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use agentcap_wire::vocab::headers;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -126,7 +127,7 @@ pub async fn handle(
     if let Some(token) = &shared.cfg.auth_token {
         let ok = parts
             .headers
-            .get("x-agentcap-token")
+            .get(headers::TOKEN)
             .is_some_and(|v| v.as_bytes() == token.as_bytes());
         if !ok {
             return Ok(json_error(
@@ -137,22 +138,22 @@ pub async fn handle(
             ));
         }
     }
-    parts.headers.remove("x-agentcap-token");
+    parts.headers.remove(headers::TOKEN);
 
     // agentcap's own headers: recorded, never forwarded.
     let session = parts
         .headers
-        .remove("x-agentcap-session")
+        .remove(headers::SESSION)
         .and_then(|v| v.to_str().ok().map(str::to_string));
     let tag_names: Vec<header::HeaderName> = parts
         .headers
         .keys()
-        .filter(|k| k.as_str().starts_with("x-agentcap-tag-"))
+        .filter(|k| k.as_str().starts_with(headers::TAG_PREFIX))
         .cloned()
         .collect();
     let mut tags = Vec::with_capacity(tag_names.len());
     for n in tag_names {
-        let name = n.as_str()["x-agentcap-tag-".len()..].to_string();
+        let name = n.as_str()[headers::TAG_PREFIX.len()..].to_string();
         for v in parts.headers.get_all(&n) {
             tags.push((
                 name.clone(),
