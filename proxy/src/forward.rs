@@ -1,78 +1,31 @@
-//! The upstream side: a pooled HTTP/1.1 + HTTP/2 client over rustls, and how requests are rewritten for it.
+//! The upstream side: the pooled upstream client, and how requests are rewritten for it.
 
-use std::fs::File;
-use std::io::BufReader;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
+use agentcap_wire::vocab::headers;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Uri, uri::PathAndQuery};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-
-use agentcap_wire::vocab::headers;
 
 use crate::ProxyError;
 use crate::config::ProxyConfig;
 use crate::recorder::body::REDACTED;
 use crate::tee::RequestTee;
+use crate::upstream::{self, ClientOptions, HttpClient};
 
 /// The pooled upstream client.
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, RequestTee<Incoming>>;
+pub type UpstreamClient = HttpClient<RequestTee<Incoming>>;
 
-fn load_ca(path: &Path, roots: &mut rustls::RootCertStore) -> Result<(), ProxyError> {
-    let f = File::open(path)
-        .map_err(|e| ProxyError::Config(format!("upstream CA {}: {e}", path.display())))?;
-    let mut n = 0;
-    for cert in rustls_pemfile::certs(&mut BufReader::new(f)) {
-        let cert =
-            cert.map_err(|e| ProxyError::Config(format!("upstream CA {}: {e}", path.display())))?;
-        roots
-            .add(cert)
-            .map_err(|e| ProxyError::Config(format!("upstream CA {}: {e}", path.display())))?;
-        n += 1;
-    }
-    if n == 0 {
-        return Err(ProxyError::Config(format!(
-            "upstream CA {} holds no certificate",
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
-/// Builds the upstream client: webpki roots plus `--upstream-ca`, h2 when the upstream offers it (ALPN).
+/// The upstream client ([`upstream::http_client`]): webpki roots plus `--upstream-ca`, h2 when the
+/// upstream offers it (ALPN), the configured connect timeout, TCP keep-alive after 60 s, idle pooled
+/// connections closed after 90 s.
 pub fn client(cfg: &ProxyConfig) -> Result<UpstreamClient, ProxyError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(ca) = &cfg.upstream_ca {
-        load_ca(ca, &mut roots)?;
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| ProxyError::Config(format!("TLS: {e}")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(cfg.connect_timeout));
-    http.set_keepalive(Some(Duration::from_secs(60)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(https))
+    upstream::http_client(&ClientOptions {
+        extra_ca: cfg.upstream_ca.clone(),
+        connect_timeout: cfg.connect_timeout,
+        tcp_keepalive: Some(Duration::from_secs(60)),
+        pool_idle_timeout: Duration::from_secs(90),
+    })
 }
 
 /// The upstream URI for a client request: always the configured upstream's scheme and authority (an

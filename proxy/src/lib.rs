@@ -13,6 +13,7 @@ pub mod record;
 pub mod recorder;
 pub mod server;
 pub mod tee;
+pub mod upstream;
 pub mod views;
 
 use std::net::SocketAddr;
