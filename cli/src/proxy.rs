@@ -144,7 +144,10 @@ impl ProxyArgs {
 
     /// Resolves flags over the config file over defaults, and validates.
     pub fn config(&self) -> anyhow::Result<ProxyConfig> {
-        Ok(ProxySettings::load(self.config.as_deref(), self.settings())?)
+        Ok(ProxySettings::load(
+            self.config.as_deref(),
+            self.settings(),
+        )?)
     }
 }
 

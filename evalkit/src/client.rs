@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use agentcap_proxy::upstream::{ClientOptions, HttpClient};
 use agentcap_wire::{ConversationEvent, ConversationUsageInfo, EntryAssembler, SseDecoder};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Uri, header};
 use http_body_util::{BodyExt, Full};
-use agentcap_proxy::upstream::{ClientOptions, HttpClient};
 use serde_json::Value;
 
 // The proxy records `SESSION` and `TAG_PREFIX` headers (in `exchanges.session` / `exchanges.tags`) and strips

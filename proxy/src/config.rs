@@ -444,10 +444,16 @@ mod tests {
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             ..ProxySettings::default()
         };
-        assert_eq!(file.overlay(flags.clone()).resolve().unwrap().admin_listen, None);
+        assert_eq!(
+            file.overlay(flags.clone()).resolve().unwrap().admin_listen,
+            None
+        );
         let file = ProxySettings::from_toml("admin_listen = \"127.0.0.1:9999\"").unwrap();
         let cfg = file.overlay(flags).resolve().unwrap();
-        assert_eq!(cfg.admin_listen, Some(SocketAddr::from(([127, 0, 0, 1], 0))));
+        assert_eq!(
+            cfg.admin_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 0)))
+        );
     }
 
     #[test]
@@ -456,7 +462,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown field `upstream_url`"), "{e}");
-        assert!(e.contains("upstream"), "the error lists the known keys: {e}");
+        assert!(
+            e.contains("upstream"),
+            "the error lists the known keys: {e}"
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("proxy.toml");
         std::fs::write(&path, "listen_addr = \"127.0.0.1:1\"\n").unwrap();
@@ -467,7 +476,10 @@ mod tests {
         let e = ProxySettings::from_toml("durability = \"sometimes\"")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("sometimes") || e.contains("unknown variant"), "{e}");
+        assert!(
+            e.contains("sometimes") || e.contains("unknown variant"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -122,8 +123,8 @@ pub async fn handle(
     let t0 = Instant::now();
     let (parts, body) = req.into_parts();
     let (parts, info) = match request_filter(&shared, parts, peer) {
-        Ok(filtered) => filtered,
-        Err(refused) => return Ok(refused),
+        ControlFlow::Continue(filtered) => filtered,
+        ControlFlow::Break(refused) => return Ok(refused),
     };
     let strict = matches!(shared.cfg.recorder.durability, Durability::Strict);
     let ex = Arc::new(Exchange::new(info.id, t0, shared.rec.clone(), strict));
@@ -132,8 +133,8 @@ pub async fn handle(
         info: Box::new(info),
     });
     let resp = match upstream_request(&shared, &ex, parts, body).await {
-        Ok(resp) => resp,
-        Err(answered) => return Ok(answered),
+        ControlFlow::Continue(resp) => resp,
+        ControlFlow::Break(answered) => return Ok(answered),
     };
     let (rparts, rbody) = upstream_response(&ex, resp);
     Ok(response_body(&shared, ex, rparts, rbody))
@@ -142,14 +143,14 @@ pub async fn handle(
 /// Phase 1, request filter: refuses `CONNECT` and a missing or wrong token (neither is recorded),
 /// takes agentcap's own headers off (the session and tags are kept for the record), fingerprints the
 /// bearer key, removes hop-by-hop headers and `Host`. Returns the request head to forward and what the
-/// recording keeps of it (secret header values already redacted).
+/// recording keeps of it (secret header values already redacted); `Break` carries the refusal.
 pub fn request_filter(
     shared: &Shared,
     mut parts: http::request::Parts,
     peer: SocketAddr,
-) -> Result<(http::request::Parts, RequestInfo), Response<ProxyBody>> {
+) -> ControlFlow<Response<ProxyBody>, (http::request::Parts, RequestInfo)> {
     if parts.method == Method::CONNECT {
-        return Err(json_error(
+        return ControlFlow::Break(json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "agentcap is not a forward proxy: CONNECT is refused",
             "invalid_request_error",
@@ -162,7 +163,7 @@ pub fn request_filter(
             .get(headers::TOKEN)
             .is_some_and(|v| v.as_bytes() == token.as_bytes());
         if !ok {
-            return Err(json_error(
+            return ControlFlow::Break(json_error(
                 StatusCode::UNAUTHORIZED,
                 "agentcap: missing or wrong X-Agentcap-Token",
                 "authentication_error",
@@ -213,7 +214,7 @@ pub fn request_filter(
         session,
         tags,
     };
-    Ok((parts, info))
+    ControlFlow::Continue((parts, info))
 }
 
 /// Phase 2, upstream request: rewrites the URI to the configured upstream, sends the request with its
@@ -226,7 +227,7 @@ pub async fn upstream_request(
     ex: &Arc<Exchange>,
     mut parts: http::request::Parts,
     body: Incoming,
-) -> Result<Response<Incoming>, Response<ProxyBody>> {
+) -> ControlFlow<Response<ProxyBody>, Response<Incoming>> {
     parts.uri = match forward::upstream_uri(&shared.cfg.upstream, &shared.base_path, &parts.uri) {
         Ok(u) => u,
         Err(e) => {
@@ -236,7 +237,7 @@ pub async fn upstream_request(
                 "invalid_request_error",
                 "agentcap_bad_target",
             );
-            return Err(record_local_response(
+            return ControlFlow::Break(record_local_response(
                 ex,
                 r,
                 &b,
@@ -265,7 +266,7 @@ pub async fn upstream_request(
                 "service_unavailable",
                 "agentcap_shutting_down",
             );
-            return Err(record_local_response(ex, r, &b, Outcome::ProxyError, msg));
+            return ControlFlow::Break(record_local_response(ex, r, &b, Outcome::ProxyError, msg));
         }
     };
     match sent {
@@ -280,7 +281,7 @@ pub async fn upstream_request(
                 "upstream_timeout",
                 "agentcap_upstream_timeout",
             );
-            Err(record_local_response(ex, r, &b, Outcome::Timeout, msg))
+            ControlFlow::Break(record_local_response(ex, r, &b, Outcome::Timeout, msg))
         }
         Ok(Err(_)) if ex.client_failure().is_some() => {
             // The upstream leg failed because the client's request body did (malformed, or the client left).
@@ -293,7 +294,7 @@ pub async fn upstream_request(
                 "invalid_request_error",
                 "agentcap_bad_request_body",
             );
-            Err(record_local_response(ex, r, &b, outcome, msg))
+            ControlFlow::Break(record_local_response(ex, r, &b, outcome, msg))
         }
         Ok(Err(e)) => {
             let cause = error_chain(&e);
@@ -318,7 +319,7 @@ pub async fn upstream_request(
                     "agentcap_upstream_failed"
                 },
             );
-            Err(record_local_response(
+            ControlFlow::Break(record_local_response(
                 ex,
                 r,
                 &b,
@@ -326,7 +327,7 @@ pub async fn upstream_request(
                 msg,
             ))
         }
-        Ok(Ok(resp)) => Ok(resp),
+        Ok(Ok(resp)) => ControlFlow::Continue(resp),
     }
 }
 

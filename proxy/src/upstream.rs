@@ -53,9 +53,7 @@ fn load_ca(path: &Path, roots: &mut rustls::RootCertStore) -> Result<(), ProxyEr
     let pem = std::fs::read(path).map_err(|e| bad(&e))?;
     let mut n = 0;
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots
-            .add(cert.map_err(|e| bad(&e))?)
-            .map_err(|e| bad(&e))?;
+        roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
         n += 1;
     }
     if n == 0 {

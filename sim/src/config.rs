@@ -369,7 +369,9 @@ mod tests {
         assert_eq!(m.tool("web_search"), Duration::from_millis(9));
         assert_eq!(m.tool("code_interpreter"), Duration::from_millis(7));
         assert_eq!(
-            LatencyPreset::Zero.model().with_overrides(&LatencyOverrides::default()),
+            LatencyPreset::Zero
+                .model()
+                .with_overrides(&LatencyOverrides::default()),
             LatencyModel::zero()
         );
         assert!("web_search".parse::<ToolLatency>().is_err());

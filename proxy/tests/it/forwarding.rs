@@ -558,7 +558,9 @@ async fn every_secret_header_is_forwarded_unchanged_and_redacted_in_the_recordin
         req = req.header(n.as_str(), v.as_str());
     }
     let req = req
-        .body(http_body_util::Full::new(Bytes::from_static(b"{\"inputs\":\"x\"}")))
+        .body(http_body_util::Full::new(Bytes::from_static(
+            b"{\"inputs\":\"x\"}",
+        )))
         .unwrap();
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<Bytes>>();
@@ -593,7 +595,10 @@ async fn every_secret_header_is_forwarded_unchanged_and_redacted_in_the_recordin
     let resp_h = crate::harness::as_json(&rows[0][1]);
     for (n, v) in &sent {
         let text = req_h.to_string();
-        assert!(!text.contains(v.as_str()), "{n}'s value is recorded: {text}");
+        assert!(
+            !text.contains(v.as_str()),
+            "{n}'s value is recorded: {text}"
+        );
         if !taken_off(n) {
             assert_eq!(req_h[n.as_str()], "[REDACTED]", "{n}");
         }
