@@ -92,7 +92,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<i32> {
         .await
         .context("starting the twin")?;
     let configs = ConfigFile::parse("demo configs", DEMO_CONFIGS)?;
-    let db = a.out_dir.join("agentcap.duckdb");
+    let db = a.out_dir.join(agentcap_proxy::recorder::DEFAULT_DB_PATH);
     let mut spec = RunSpec::new(
         dataset_spec.clone(),
         configs,

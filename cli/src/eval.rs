@@ -9,6 +9,7 @@ use agentcap_evalkit::report::{self, Format, Report};
 use agentcap_evalkit::{
     ConfigFile, GraderChoice, ResumeSpec, RunOutcome, RunSpec, Stop, Target, grade, history, store,
 };
+use agentcap_proxy::recorder::DEFAULT_DB_PATH;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -116,7 +117,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     /// The DuckDB file for results (and, with the embedded proxy, the recording).
-    #[arg(long, env = "AGENTCAP_DB", default_value = "agentcap.duckdb")]
+    #[arg(long, env = "AGENTCAP_DB", default_value = DEFAULT_DB_PATH)]
     pub db: PathBuf,
     /// Judge model of the simpleqa grader.
     #[arg(long, default_value = agentcap_evalkit::DEFAULT_JUDGE)]
@@ -157,7 +158,7 @@ pub struct ResumeArgs {
     #[arg(long)]
     pub retry_errors: bool,
     /// The DuckDB file holding the run.
-    #[arg(long, env = "AGENTCAP_DB", default_value = "agentcap.duckdb")]
+    #[arg(long, env = "AGENTCAP_DB", default_value = DEFAULT_DB_PATH)]
     pub db: PathBuf,
     #[command(flatten)]
     pub target: TargetArgs,
@@ -178,7 +179,7 @@ pub struct ResumeArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// The DuckDB file.
-    #[arg(long, env = "AGENTCAP_DB", default_value = "agentcap.duckdb")]
+    #[arg(long, env = "AGENTCAP_DB", default_value = DEFAULT_DB_PATH)]
     pub db: PathBuf,
     /// Output as JSON.
     #[arg(long)]
@@ -191,7 +192,7 @@ pub struct ShowArgs {
     /// The run (its id, or a unique prefix).
     pub run_id: String,
     /// The DuckDB file.
-    #[arg(long, env = "AGENTCAP_DB", default_value = "agentcap.duckdb")]
+    #[arg(long, env = "AGENTCAP_DB", default_value = DEFAULT_DB_PATH)]
     pub db: PathBuf,
     #[command(flatten)]
     pub output: OutputArgs,
@@ -205,7 +206,7 @@ pub struct CompareArgs {
     /// Candidate: RUN[:CONFIG].
     pub b: String,
     /// The DuckDB file.
-    #[arg(long, env = "AGENTCAP_DB", default_value = "agentcap.duckdb")]
+    #[arg(long, env = "AGENTCAP_DB", default_value = DEFAULT_DB_PATH)]
     pub db: PathBuf,
     #[command(flatten)]
     pub output: OutputArgs,

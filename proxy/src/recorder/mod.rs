@@ -79,6 +79,9 @@ pub enum Durability {
     Strict,
 }
 
+/// The DuckDB file every command uses unless told otherwise.
+pub const DEFAULT_DB_PATH: &str = "agentcap.duckdb";
+
 /// Recorder settings.
 #[derive(Debug, Clone)]
 pub struct RecorderConfig {
@@ -125,7 +128,7 @@ pub struct RecorderConfig {
 impl Default for RecorderConfig {
     fn default() -> Self {
         RecorderConfig {
-            db_path: PathBuf::from("agentcap.duckdb"),
+            db_path: PathBuf::from(DEFAULT_DB_PATH),
             journal_dir: None,
             channel_capacity: 65_536,
             channel_bytes: 32 * 1024 * 1024,
@@ -159,7 +162,7 @@ impl RecorderConfig {
             return dir.clone();
         }
         let name = self.db_path.file_name().map_or_else(
-            || "agentcap.duckdb".into(),
+            || DEFAULT_DB_PATH.into(),
             |n| n.to_string_lossy().into_owned(),
         );
         self.db_path.with_file_name(format!("{name}.journal"))
