@@ -11,7 +11,7 @@ use crate::ProxyError;
 use crate::config::ProxyConfig;
 use crate::recorder::body::REDACTED;
 use crate::tee::RequestTee;
-use crate::upstream::{self, ClientOptions, HttpClient};
+use crate::upstream::{self, ClientError, ClientOptions, HttpClient};
 
 /// The pooled upstream client.
 pub type UpstreamClient = HttpClient<RequestTee<Incoming>>;
@@ -25,6 +25,10 @@ pub fn client(cfg: &ProxyConfig) -> Result<UpstreamClient, ProxyError> {
         connect_timeout: cfg.connect_timeout,
         tcp_keepalive: Some(Duration::from_secs(60)),
         pool_idle_timeout: Duration::from_secs(90),
+    })
+    .map_err(|e| match e {
+        ClientError::Ca { .. } => ProxyError::Config(format!("upstream {e}")),
+        ClientError::Tls(_) => ProxyError::Internal(e.to_string()),
     })
 }
 

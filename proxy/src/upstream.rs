@@ -15,7 +15,21 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::ProxyError;
+/// Why a client could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The extra CA file cannot be read or holds no usable certificate (the operator's input).
+    #[error("CA certificate {}: {why}", path.display())]
+    Ca {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// rustls refused the TLS configuration (internal).
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+}
 
 /// A pooled HTTP/1.1 + HTTP/2 client over rustls whose requests have body type `B`.
 pub type HttpClient<B> = Client<HttpsConnector<HttpConnector>, B>;
@@ -46,9 +60,10 @@ impl Default for ClientOptions {
 }
 
 /// Adds every certificate of a PEM file to `roots`; a file without one is an error.
-fn load_ca(path: &Path, roots: &mut rustls::RootCertStore) -> Result<(), ProxyError> {
-    let bad = |e: &dyn std::fmt::Display| {
-        ProxyError::Config(format!("CA certificate {}: {e}", path.display()))
+fn load_ca(path: &Path, roots: &mut rustls::RootCertStore) -> Result<(), ClientError> {
+    let bad = |e: &dyn std::fmt::Display| ClientError::Ca {
+        path: path.to_owned(),
+        why: e.to_string(),
     };
     let pem = std::fs::read(path).map_err(|e| bad(&e))?;
     let mut n = 0;
@@ -63,7 +78,7 @@ fn load_ca(path: &Path, roots: &mut rustls::RootCertStore) -> Result<(), ProxyEr
 }
 
 /// Builds a client with `opts`. Fails only on the extra CA (unreadable, or holding no certificate).
-pub fn http_client<B>(opts: &ClientOptions) -> Result<HttpClient<B>, ProxyError>
+pub fn http_client<B>(opts: &ClientOptions) -> Result<HttpClient<B>, ClientError>
 where
     B: http_body::Body + Send,
     B::Data: Send,
@@ -77,7 +92,7 @@ where
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| ProxyError::Internal(format!("TLS: {e}")))?
+    .map_err(|e| ClientError::Tls(e.to_string()))?
     .with_root_certificates(roots)
     .with_no_client_auth();
     let mut http = HttpConnector::new();
