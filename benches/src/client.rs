@@ -2,22 +2,18 @@
 //! requests every bench sends.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
+use agentcap_proxy::upstream::{self, ClientOptions};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::Full;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value, json};
 
 use crate::BenchError;
 
 /// The client every bench uses: HTTP/1.1 keep-alive (h2 when a TLS target offers it), pooled per target.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub type HttpClient = upstream::HttpClient<Full<Bytes>>;
 
 /// One endpoint under test: a base URL such as `http://127.0.0.1:8787` or `https://api.mistral.ai`.
 #[derive(Debug, Clone)]
@@ -67,48 +63,14 @@ impl Target {
     }
 }
 
-/// Builds the client: webpki roots plus an optional extra CA (PEM), TCP_NODELAY, keep-alive.
+/// Builds the client ([`agentcap_proxy::upstream::http_client`]): webpki roots plus an optional extra
+/// CA (PEM), TCP_NODELAY, 10 s to connect, idle connections kept 90 s.
 pub fn client(ca: Option<&Path>) -> Result<HttpClient, BenchError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = ca {
-        let pem =
-            std::fs::read(path).map_err(|e| BenchError::Tls(format!("{}: {e}", path.display())))?;
-        let mut n = 0;
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| BenchError::Tls(format!("{}: {e}", path.display())))?;
-            roots
-                .add(cert)
-                .map_err(|e| BenchError::Tls(format!("{}: {e}", path.display())))?;
-            n += 1;
-        }
-        if n == 0 {
-            return Err(BenchError::Tls(format!(
-                "{}: no PEM certificate in it",
-                path.display()
-            )));
-        }
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| BenchError::Tls(e.to_string()))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_secs(10)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(https))
+    agentcap_proxy::upstream::http_client(&ClientOptions {
+        extra_ca: ca.map(Path::to_path_buf),
+        ..ClientOptions::default()
+    })
+    .map_err(|e| BenchError::Tls(e.to_string()))
 }
 
 /// Who answers a conversation start.

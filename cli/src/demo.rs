@@ -9,7 +9,7 @@ use agentcap_datasets::{builtin_set, manifest};
 use agentcap_evalkit::data::{Dataset, cached_path, default_cache_dir};
 use agentcap_evalkit::report::{self, Format};
 use agentcap_evalkit::{ConfigFile, GraderChoice, RunSpec, Stop};
-use agentcap_sim::{LatencyModel, LatencyPreset, SimConfig};
+use agentcap_sim::{LatencyPreset, SimConfig};
 use anyhow::Context;
 use clap::Args;
 
@@ -84,13 +84,9 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<i32> {
     } else {
         GraderChoice::Exact
     };
-    let latency = match a.latency {
-        LatencyPreset::Zero => LatencyModel::zero(),
-        LatencyPreset::Realistic => LatencyModel::realistic(),
-    };
     let sim_cfg = SimConfig {
         knowledge: Some(knowledge.clone()),
-        latency,
+        latency: a.latency.model(),
         ..SimConfig::default()
     };
     let (p_closed, p_search) = (sim_cfg.p_closed, sim_cfg.p_search);
@@ -98,7 +94,7 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<i32> {
         .await
         .context("starting the twin")?;
     let configs = ConfigFile::parse("demo configs", DEMO_CONFIGS)?;
-    let db = a.out_dir.join("agentcap.duckdb");
+    let db = a.out_dir.join(agentcap_proxy::recorder::DEFAULT_DB_PATH);
     let mut spec = RunSpec::new(
         dataset_spec.clone(),
         configs,

@@ -4,10 +4,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use agentcap_evalkit::config::RunnerSection;
 use agentcap_evalkit::report::{self, Format, Report};
 use agentcap_evalkit::{
     ConfigFile, GraderChoice, ResumeSpec, RunOutcome, RunSpec, Stop, Target, grade, history, store,
 };
+use agentcap_proxy::recorder::DEFAULT_DB_PATH;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 
@@ -114,7 +116,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     /// The DuckDB file for results (and, with the embedded proxy, the recording).
-    #[arg(long, env = "AGENTCAP_DB", default_value = "agentcap.duckdb")]
+    #[arg(long, env = "AGENTCAP_DB", default_value = DEFAULT_DB_PATH)]
     pub db: PathBuf,
     /// Judge model of the simpleqa grader.
     #[arg(long, default_value = agentcap_evalkit::DEFAULT_JUDGE)]
@@ -155,7 +157,7 @@ pub struct ResumeArgs {
     #[arg(long)]
     pub retry_errors: bool,
     /// The DuckDB file holding the run.
-    #[arg(long, env = "AGENTCAP_DB", default_value = "agentcap.duckdb")]
+    #[arg(long, env = "AGENTCAP_DB", default_value = DEFAULT_DB_PATH)]
     pub db: PathBuf,
     #[command(flatten)]
     pub target: TargetArgs,
@@ -176,7 +178,7 @@ pub struct ResumeArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// The DuckDB file.
-    #[arg(long, env = "AGENTCAP_DB", default_value = "agentcap.duckdb")]
+    #[arg(long, env = "AGENTCAP_DB", default_value = DEFAULT_DB_PATH)]
     pub db: PathBuf,
     /// Output as JSON.
     #[arg(long)]
@@ -189,7 +191,7 @@ pub struct ShowArgs {
     /// The run (its id, or a unique prefix).
     pub run_id: String,
     /// The DuckDB file.
-    #[arg(long, env = "AGENTCAP_DB", default_value = "agentcap.duckdb")]
+    #[arg(long, env = "AGENTCAP_DB", default_value = DEFAULT_DB_PATH)]
     pub db: PathBuf,
     #[command(flatten)]
     pub output: OutputArgs,
@@ -203,7 +205,7 @@ pub struct CompareArgs {
     /// Candidate: RUN[:CONFIG].
     pub b: String,
     /// The DuckDB file.
-    #[arg(long, env = "AGENTCAP_DB", default_value = "agentcap.duckdb")]
+    #[arg(long, env = "AGENTCAP_DB", default_value = DEFAULT_DB_PATH)]
     pub db: PathBuf,
     #[command(flatten)]
     pub output: OutputArgs,
@@ -264,13 +266,6 @@ pub fn emit(report: &Report, out: &OutputArgs) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
-fn api_key(configs: Option<&ConfigFile>) -> Option<String> {
-    let var = configs
-        .and_then(|c| c.runner.api_key_env.clone())
-        .unwrap_or_else(|| "MISTRAL_API_KEY".into());
-    std::env::var(var).ok().filter(|k| !k.is_empty())
-}
-
 /// A stop triggered by SIGINT / SIGTERM.
 fn stop_on_signal() -> Stop {
     let stop = Stop::new();
@@ -319,12 +314,12 @@ pub async fn run(cmd: EvalCommand) -> anyhow::Result<i32> {
     match cmd {
         EvalCommand::Run(a) => {
             let (configs, text) = ConfigFile::load(&a.configs)?;
-            let key = api_key(Some(&configs));
+            let key = configs.runner.api_key();
             let mut spec = RunSpec::new(
                 a.dataset.clone(),
                 configs,
                 text,
-                "https://api.mistral.ai",
+                agentcap_proxy::config::DEFAULT_UPSTREAM,
                 a.db.clone(),
             );
             if let Some(t) = target(&a.target) {
@@ -363,7 +358,7 @@ pub async fn run(cmd: EvalCommand) -> anyhow::Result<i32> {
             }
             spec.concurrency = a.concurrency;
             spec.progress = !a.no_progress;
-            spec.api_key = api_key(None);
+            spec.api_key = RunnerSection::default().api_key();
             let outcome = agentcap_evalkit::resume(spec, stop_on_signal()).await?;
             finish(&outcome, &a.db, &a.output)
         }

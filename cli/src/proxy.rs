@@ -2,18 +2,16 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::PathBuf;
 
 use agentcap_proxy::ProxyConfig;
-use agentcap_proxy::recorder::{Durability, RecorderConfig};
-use anyhow::{Context, bail};
+use agentcap_proxy::config::ProxySettings;
+use agentcap_proxy::recorder::Durability;
+use anyhow::Context;
 use clap::{Args, ValueEnum};
-use serde::Deserialize;
 
 /// Durability of the recording.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum DurabilityArg {
     /// The journal is group-committed every few milliseconds (default).
     Batched,
@@ -21,7 +19,8 @@ pub enum DurabilityArg {
     Strict,
 }
 
-/// Flags of `agentcap proxy`. Every flag may also come from `--config FILE` (TOML, same names with `_`).
+/// Flags of `agentcap proxy`. Every flag may also come from `--config FILE` (TOML, same names with `_`:
+/// [`ProxySettings`]).
 #[derive(Debug, Args)]
 #[command(
     about = "Run the recording proxy: forward to one upstream, record every exchange into DuckDB",
@@ -109,149 +108,46 @@ pub struct ProxyArgs {
     exit_on_stdin_close: bool,
 }
 
-/// The same settings in a config file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<SocketAddr>,
-    upstream: Option<String>,
-    db: Option<PathBuf>,
-    admin_listen: Option<SocketAddr>,
-    no_admin: Option<bool>,
-    admin_allow_host: Option<Vec<String>>,
-    admin_max_rows: Option<usize>,
-    admin_max_bytes: Option<usize>,
-    admin_query_timeout_ms: Option<u64>,
-    upstream_ca: Option<PathBuf>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    auth_token: Option<String>,
-    durability: Option<DurabilityArg>,
-    redact: Option<Vec<String>>,
-    capture_cap: Option<usize>,
-    connect_timeout_ms: Option<u64>,
-    response_timeout_ms: Option<u64>,
-    idle_timeout_ms: Option<u64>,
-    shutdown_grace_ms: Option<u64>,
-    header_read_timeout_ms: Option<u64>,
-    keep_alive_timeout_ms: Option<u64>,
-    max_connections: Option<usize>,
-}
-
-fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
 impl ProxyArgs {
-    /// Resolves flags over the config file over defaults, and validates.
-    pub fn config(&self) -> anyhow::Result<ProxyConfig> {
-        let f = match &self.config {
-            Some(p) => read_file(p)?,
-            None => FileConfig::default(),
-        };
-        let upstream = self
-            .upstream
-            .clone()
-            .or(f.upstream)
-            .unwrap_or_else(|| "https://api.mistral.ai".into());
-        let upstream: http::Uri = upstream
-            .parse()
-            .with_context(|| format!("--upstream {upstream:?} is not a URL"))?;
-        let mut redact = Vec::new();
-        for r in self.redact.iter().chain(f.redact.iter().flatten()) {
-            redact.push(regex::Regex::new(r).with_context(|| format!("--redact {r:?}"))?);
-        }
-        let recorder = RecorderConfig {
-            db_path: self
-                .db
-                .clone()
-                .or(f.db)
-                .unwrap_or_else(|| PathBuf::from("agentcap.duckdb")),
-            durability: match self
-                .durability
-                .or(f.durability)
-                .unwrap_or(DurabilityArg::Batched)
-            {
+    /// The flags as an overlay of the config file's settings (a flag not given leaves the file's value).
+    fn settings(&self) -> ProxySettings {
+        let list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+        ProxySettings {
+            listen: self.listen,
+            upstream: self.upstream.clone(),
+            db: self.db.clone(),
+            admin_listen: self.admin_listen,
+            no_admin: self.no_admin.then_some(true),
+            admin_allow_host: list(&self.admin_allow_host),
+            admin_max_rows: self.admin_max_rows,
+            admin_max_bytes: self.admin_max_bytes,
+            admin_query_timeout_ms: self.admin_query_timeout_ms,
+            upstream_ca: self.upstream_ca.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            auth_token: self.auth_token.clone(),
+            durability: self.durability.map(|d| match d {
                 DurabilityArg::Batched => Durability::Batched,
                 DurabilityArg::Strict => Durability::Strict,
-            },
-            capture_cap: self.capture_cap.or(f.capture_cap).unwrap_or(1 << 20),
-            redact,
-            ..RecorderConfig::default()
-        };
-        let mut cfg = ProxyConfig::new(upstream, recorder);
-        if let Some(l) = self.listen.or(f.listen) {
-            cfg.listen = l;
+            }),
+            redact: list(&self.redact),
+            capture_cap: self.capture_cap,
+            connect_timeout_ms: self.connect_timeout_ms,
+            response_timeout_ms: self.response_timeout_ms,
+            idle_timeout_ms: self.idle_timeout_ms,
+            shutdown_grace_ms: self.shutdown_grace_ms,
+            header_read_timeout_ms: self.header_read_timeout_ms,
+            keep_alive_timeout_ms: self.keep_alive_timeout_ms,
+            max_connections: self.max_connections,
         }
-        if self.no_admin || f.no_admin.unwrap_or(false) {
-            cfg.admin_listen = None;
-        } else if let Some(a) = self.admin_listen.or(f.admin_listen) {
-            cfg.admin_listen = Some(a);
-        }
-        cfg.admin.allowed_hosts = self
-            .admin_allow_host
-            .iter()
-            .chain(f.admin_allow_host.iter().flatten())
-            .cloned()
-            .collect();
-        if let Some(n) = self.admin_max_rows.or(f.admin_max_rows) {
-            cfg.admin.limits.max_rows = n;
-        }
-        if let Some(n) = self.admin_max_bytes.or(f.admin_max_bytes) {
-            cfg.admin.limits.max_bytes = n;
-        }
-        if let Some(ms) = self.admin_query_timeout_ms.or(f.admin_query_timeout_ms) {
-            cfg.admin.limits.timeout = Duration::from_millis(ms);
-        }
-        cfg.upstream_ca = self.upstream_ca.clone().or(f.upstream_ca);
-        cfg.tls_cert = self.tls_cert.clone().or(f.tls_cert);
-        cfg.tls_key = self.tls_key.clone().or(f.tls_key);
-        cfg.auth_token = self.auth_token.clone().or(f.auth_token);
-        let ms = |a: Option<u64>, b: Option<u64>, d: &mut Duration| {
-            if let Some(v) = a.or(b) {
-                *d = Duration::from_millis(v);
-            }
-        };
-        ms(
-            self.connect_timeout_ms,
-            f.connect_timeout_ms,
-            &mut cfg.connect_timeout,
-        );
-        ms(
-            self.response_timeout_ms,
-            f.response_timeout_ms,
-            &mut cfg.response_timeout,
-        );
-        ms(
-            self.idle_timeout_ms,
-            f.idle_timeout_ms,
-            &mut cfg.idle_timeout,
-        );
-        ms(
-            self.shutdown_grace_ms,
-            f.shutdown_grace_ms,
-            &mut cfg.shutdown_grace,
-        );
-        ms(
-            self.header_read_timeout_ms,
-            f.header_read_timeout_ms,
-            &mut cfg.header_read_timeout,
-        );
-        ms(
-            self.keep_alive_timeout_ms,
-            f.keep_alive_timeout_ms,
-            &mut cfg.keep_alive_timeout,
-        );
-        cfg.max_connections = self.max_connections.or(f.max_connections);
-        if !cfg.listen.ip().is_loopback() {
-            tracing::warn!(listen = %cfg.listen, "the proxy listens beyond loopback: anyone who reaches it can use your upstream");
-        }
-        if let Err(e) = cfg.validate() {
-            bail!(e);
-        }
-        Ok(cfg)
+    }
+
+    /// Resolves flags over the config file over defaults, and validates.
+    pub fn config(&self) -> anyhow::Result<ProxyConfig> {
+        Ok(ProxySettings::load(
+            self.config.as_deref(),
+            self.settings(),
+        )?)
     }
 }
 

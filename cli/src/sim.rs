@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agentcap_sim::{FaultRate, LatencyModel, LatencyPreset, SimConfig};
+use agentcap_sim::config::{
+    DEFAULT_ABSTAIN_RATIO, DEFAULT_LISTEN, DEFAULT_P_CLOSED, DEFAULT_P_SEARCH, DEFAULT_STALL_MS,
+    DEFAULT_TLS_CA_FILE,
+};
+use agentcap_sim::{FaultRate, LatencyOverrides, LatencyPreset, SimConfig, ToolLatency};
 use anyhow::Context;
 use clap::Args;
 
@@ -21,7 +25,7 @@ use clap::Args;
 )]
 pub struct SimArgs {
     /// Address to listen on (port 0 picks a free port).
-    #[arg(long, env = "AGENTCAP_SIM_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "AGENTCAP_SIM_LISTEN", default_value_t = DEFAULT_LISTEN)]
     listen: SocketAddr,
 
     /// Require `Authorization: Bearer KEY` on every request (401 otherwise).
@@ -45,8 +49,8 @@ pub struct SimArgs {
     tool_delay_ms: Option<u64>,
 
     /// Per-tool execution time, `NAME=MS` (repeatable), e.g. `web_search=1200`.
-    #[arg(long = "tool-latency", value_name = "NAME=MS", value_parser = parse_tool_latency)]
-    tool_latency: Vec<(String, u64)>,
+    #[arg(long = "tool-latency", value_name = "NAME=MS")]
+    tool_latency: Vec<ToolLatency>,
 
     /// A QA dataset to answer from: SimpleQA CSV, NQ-Open JSONL or agentcap JSONL.
     #[arg(long, env = "AGENTCAP_SIM_KNOWLEDGE")]
@@ -57,15 +61,15 @@ pub struct SimArgs {
     seed: u64,
 
     /// Probability of a correct answer to a known question without a search connector.
-    #[arg(long, env = "AGENTCAP_SIM_P_CLOSED", default_value_t = 0.23)]
+    #[arg(long, env = "AGENTCAP_SIM_P_CLOSED", default_value_t = DEFAULT_P_CLOSED)]
     p_closed: f64,
 
     /// Probability of a correct answer to a known question with web_search.
-    #[arg(long, env = "AGENTCAP_SIM_P_SEARCH", default_value_t = 0.75)]
+    #[arg(long, env = "AGENTCAP_SIM_P_SEARCH", default_value_t = DEFAULT_P_SEARCH)]
     p_search: f64,
 
     /// Among answers that are not correct, the share that abstain (the others are wrong).
-    #[arg(long, env = "AGENTCAP_SIM_ABSTAIN_RATIO", default_value_t = 0.3)]
+    #[arg(long, env = "AGENTCAP_SIM_ABSTAIN_RATIO", default_value_t = DEFAULT_ABSTAIN_RATIO)]
     abstain_ratio: f64,
 
     /// Inject a fault at random, `KIND=RATE` (repeatable); KIND is 429, 500, 503, reset, stall or error-event.
@@ -73,7 +77,7 @@ pub struct SimArgs {
     fault_rate: Vec<FaultRate>,
 
     /// How long a stalled response hangs, in milliseconds.
-    #[arg(long, env = "AGENTCAP_SIM_STALL_MS", default_value_t = 30_000)]
+    #[arg(long, env = "AGENTCAP_SIM_STALL_MS", default_value_t = DEFAULT_STALL_MS)]
     stall_ms: u64,
 
     /// Append every JSON body and SSE event sent to this JSONL file (for schema validation).
@@ -85,11 +89,7 @@ pub struct SimArgs {
     tls: bool,
 
     /// Where `--tls` writes the generated CA certificate (PEM), for clients to trust.
-    #[arg(
-        long,
-        env = "AGENTCAP_SIM_TLS_CA",
-        default_value = "agentcap-twin-ca.pem"
-    )]
+    #[arg(long, env = "AGENTCAP_SIM_TLS_CA", default_value = DEFAULT_TLS_CA_FILE)]
     tls_ca: PathBuf,
 
     /// Exit when standard input reaches end of file (lets a parent process tie the twin's life to its own).
@@ -97,38 +97,14 @@ pub struct SimArgs {
     exit_on_stdin_close: bool,
 }
 
-fn parse_tool_latency(s: &str) -> Result<(String, u64), String> {
-    let (name, ms) = s
-        .split_once('=')
-        .ok_or_else(|| format!("expected NAME=MS, got {s:?}"))?;
-    let ms = ms
-        .trim()
-        .parse::<u64>()
-        .map_err(|e| format!("bad milliseconds {ms:?}: {e}"))?;
-    Ok((name.trim().to_string(), ms))
-}
-
 impl SimArgs {
     fn config(&self) -> SimConfig {
-        let mut latency = match self.latency {
-            LatencyPreset::Zero => LatencyModel::zero(),
-            LatencyPreset::Realistic => LatencyModel::realistic(),
-        };
-        if let Some(ms) = self.ttft_ms {
-            latency.ttft = Duration::from_millis(ms);
-        }
-        if let Some(tps) = self.tokens_per_sec {
-            latency.tokens_per_sec = tps;
-        }
-        if let Some(ms) = self.tool_delay_ms {
-            latency.tool_delay = Duration::from_millis(ms);
-            latency.per_tool.clear();
-        }
-        for (name, ms) in &self.tool_latency {
-            latency
-                .per_tool
-                .insert(name.clone(), Duration::from_millis(*ms));
-        }
+        let latency = self.latency.model().with_overrides(&LatencyOverrides {
+            ttft: self.ttft_ms.map(Duration::from_millis),
+            tokens_per_sec: self.tokens_per_sec,
+            tool_delay: self.tool_delay_ms.map(Duration::from_millis),
+            per_tool: self.tool_latency.clone(),
+        });
         SimConfig {
             listen: self.listen,
             api_key: self.api_key.clone(),

@@ -7,14 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use agentcap_proxy::upstream::{ClientOptions, HttpClient};
 use agentcap_wire::{ConversationEvent, ConversationUsageInfo, EntryAssembler, SseDecoder};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Uri, header};
 use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 // The proxy records `SESSION` and `TAG_PREFIX` headers (in `exchanges.session` / `exchanges.tags`) and strips
@@ -169,7 +166,7 @@ pub struct ChatReply {
     pub total: Duration,
 }
 
-pub(crate) type Http = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+pub(crate) type Http = HttpClient<Full<Bytes>>;
 
 /// A client of one base URL (the proxy, or the upstream itself).
 #[derive(Clone)]
@@ -239,22 +236,15 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// A pooled HTTP/1.1 + HTTP/2 client for `http://` and `https://` (rustls, webpki roots).
+/// A pooled HTTP/1.1 + HTTP/2 client for `http://` and `https://` (the workspace's one builder,
+/// [`agentcap_proxy::upstream::http_client`]): webpki roots, 10 s to connect, idle connections closed
+/// after 30 s.
 pub(crate) fn http_client() -> Result<Http, String> {
-    let mut connector = HttpConnector::new();
-    connector.enforce_http(false);
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(Duration::from_secs(10)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-        .map_err(|e| format!("TLS: {e}"))?
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(connector);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(https))
+    agentcap_proxy::upstream::http_client(&ClientOptions {
+        pool_idle_timeout: Duration::from_secs(30),
+        ..ClientOptions::default()
+    })
+    .map_err(|e| e.to_string())
 }
 
 impl ApiClient {

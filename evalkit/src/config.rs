@@ -373,9 +373,21 @@ pub struct RunnerSection {
     /// Largest backoff, in milliseconds.
     #[serde(default)]
     pub max_backoff_ms: Option<u64>,
-    /// Environment variable holding the API key (default `MISTRAL_API_KEY`).
+    /// Environment variable holding the API key (default [`DEFAULT_API_KEY_ENV`]).
     #[serde(default)]
     pub api_key_env: Option<String>,
+}
+
+/// The environment variable holding the API key unless `[runner] api_key_env` names another.
+pub const DEFAULT_API_KEY_ENV: &str = "MISTRAL_API_KEY";
+
+impl RunnerSection {
+    /// The API key: the value of the variable `api_key_env` names (default [`DEFAULT_API_KEY_ENV`]);
+    /// unset or empty is none.
+    pub fn api_key(&self) -> Option<String> {
+        let var = self.api_key_env.as_deref().unwrap_or(DEFAULT_API_KEY_ENV);
+        std::env::var(var).ok().filter(|k| !k.is_empty())
+    }
 }
 
 fn is_name(s: &str) -> bool {

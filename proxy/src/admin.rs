@@ -42,7 +42,7 @@ use crate::recorder::{
 };
 
 /// The header that carries the token on the admin listener (the same as on the client listener).
-pub const TOKEN_HEADER: &str = "x-agentcap-token";
+pub const TOKEN_HEADER: &str = agentcap_wire::vocab::headers::TOKEN;
 
 /// Settings of the admin listener.
 #[derive(Debug, Clone, PartialEq, Eq)]

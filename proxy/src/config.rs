@@ -1,15 +1,26 @@
-//! The proxy's typed configuration, validated once at start.
+//! The proxy's configuration: [`ProxySettings`], the schema of the config file (TOML) whose fields the
+//! command line's flags overlay one by one, resolved into the typed [`ProxyConfig`], validated once at
+//! start.
+//!
+//! Every default is defined once, beside the struct that uses it: [`ProxyConfig::new`] (listeners,
+//! timeouts), [`RecorderConfig::default`] (database file, durability, capture cap),
+//! [`AdminConfig::default`] (query limits) and [`DEFAULT_UPSTREAM`]. A setting left unset in both the
+//! file and the flags keeps that default.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::Uri;
+use serde::Deserialize;
 
 use crate::ProxyError;
 use crate::admin::AdminConfig;
 use crate::conn::{self, ConnLimits};
-use crate::recorder::RecorderConfig;
+use crate::recorder::{Durability, RecorderConfig};
+
+/// The upstream every request goes to unless configured.
+pub const DEFAULT_UPSTREAM: &str = "https://api.mistral.ai";
 
 /// The client listener's connection cap unless configured (or lowered to fit the open-file limit).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -164,5 +175,330 @@ impl ProxyConfig {
     /// The upstream's base path without a trailing slash ("" for none).
     pub fn base_path(&self) -> &str {
         self.upstream.path().trim_end_matches('/')
+    }
+}
+
+/// The proxy's settings as a config file and the command line give them: the schema of
+/// `agentcap proxy --config FILE` (TOML, the flags' names with `_`).
+///
+/// Every field is optional; [`ProxySettings::overlay`] lays one set (the flags) over another (the file)
+/// and [`ProxySettings::resolve`] fills what is still unset with the defaults of [`ProxyConfig::new`],
+/// [`RecorderConfig::default`] and [`AdminConfig::default`]. A key the schema does not know is an error.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySettings {
+    /// Client listener ([`ProxyConfig::listen`]).
+    pub listen: Option<SocketAddr>,
+    /// The upstream URL ([`DEFAULT_UPSTREAM`] when unset).
+    pub upstream: Option<String>,
+    /// The DuckDB file ([`RecorderConfig::db_path`]).
+    pub db: Option<PathBuf>,
+    /// Admin listener, loopback only ([`ProxyConfig::admin_listen`]).
+    pub admin_listen: Option<SocketAddr>,
+    /// `true` disables the admin listener, whatever `admin_listen` says.
+    pub no_admin: Option<bool>,
+    /// Host names the admin listener answers to besides the loopback ones. The overlay's names are
+    /// added to the base's, not put in their place.
+    pub admin_allow_host: Option<Vec<String>>,
+    /// Most rows in one admin query's answer ([`crate::recorder::QueryLimits::max_rows`]).
+    pub admin_max_rows: Option<usize>,
+    /// Most bytes of rows in one admin query's answer ([`crate::recorder::QueryLimits::max_bytes`]).
+    pub admin_max_bytes: Option<usize>,
+    /// An admin query's timeout, in milliseconds ([`crate::recorder::QueryLimits::timeout`]).
+    pub admin_query_timeout_ms: Option<u64>,
+    /// Extra CA certificate (PEM) trusted for the upstream.
+    pub upstream_ca: Option<PathBuf>,
+    /// TLS to clients: certificate chain (PEM); goes with `tls_key`.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS to clients: private key (PEM).
+    pub tls_key: Option<PathBuf>,
+    /// The token clients must send in `X-Agentcap-Token`.
+    pub auth_token: Option<String>,
+    /// `batched` or `strict` ([`RecorderConfig::durability`]).
+    pub durability: Option<Durability>,
+    /// Regular expressions masked in stored bodies. The overlay's patterns are added to the base's.
+    pub redact: Option<Vec<String>>,
+    /// Largest body stored per request or response, in bytes ([`RecorderConfig::capture_cap`]).
+    pub capture_cap: Option<usize>,
+    /// [`ProxyConfig::connect_timeout`], in milliseconds.
+    pub connect_timeout_ms: Option<u64>,
+    /// [`ProxyConfig::response_timeout`], in milliseconds.
+    pub response_timeout_ms: Option<u64>,
+    /// [`ProxyConfig::idle_timeout`], in milliseconds.
+    pub idle_timeout_ms: Option<u64>,
+    /// [`ProxyConfig::shutdown_grace`], in milliseconds.
+    pub shutdown_grace_ms: Option<u64>,
+    /// [`ProxyConfig::header_read_timeout`], in milliseconds.
+    pub header_read_timeout_ms: Option<u64>,
+    /// [`ProxyConfig::keep_alive_timeout`], in milliseconds.
+    pub keep_alive_timeout_ms: Option<u64>,
+    /// [`ProxyConfig::max_connections`].
+    pub max_connections: Option<usize>,
+}
+
+impl ProxySettings {
+    /// Parses a config file's text (TOML). Unknown keys and values of the wrong type are errors that
+    /// name the key.
+    pub fn from_toml(text: &str) -> Result<ProxySettings, ProxyError> {
+        toml::from_str(text).map_err(|e| ProxyError::Config(e.to_string()))
+    }
+
+    /// Reads and parses a config file; errors name the file.
+    pub fn from_file(path: &Path) -> Result<ProxySettings, ProxyError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ProxyError::Config(format!("reading {}: {e}", path.display())))?;
+        toml::from_str(&text)
+            .map_err(|e| ProxyError::Config(format!("parsing {}: {e}", path.display())))
+    }
+
+    /// `over` laid on `self` field by field: a field set in `over` wins; the lists (`admin_allow_host`,
+    /// `redact`) are `over`'s entries followed by `self`'s.
+    pub fn overlay(self, over: ProxySettings) -> ProxySettings {
+        fn both(a: Option<Vec<String>>, b: Option<Vec<String>>) -> Option<Vec<String>> {
+            match (a, b) {
+                (None, None) => None,
+                (a, b) => Some(a.into_iter().chain(b).flatten().collect()),
+            }
+        }
+        macro_rules! pick {
+            ($($field:ident),* $(,)?) => {
+                ProxySettings {
+                    $($field: over.$field.or(self.$field),)*
+                    admin_allow_host: both(over.admin_allow_host, self.admin_allow_host),
+                    redact: both(over.redact, self.redact),
+                }
+            };
+        }
+        pick!(
+            listen,
+            upstream,
+            db,
+            admin_listen,
+            no_admin,
+            admin_max_rows,
+            admin_max_bytes,
+            admin_query_timeout_ms,
+            upstream_ca,
+            tls_cert,
+            tls_key,
+            auth_token,
+            durability,
+            capture_cap,
+            connect_timeout_ms,
+            response_timeout_ms,
+            idle_timeout_ms,
+            shutdown_grace_ms,
+            header_read_timeout_ms,
+            keep_alive_timeout_ms,
+            max_connections,
+        )
+    }
+
+    /// The config file at `file` (if any) with `flags` laid over it, resolved: what `agentcap proxy`
+    /// runs with.
+    pub fn load(file: Option<&Path>, flags: ProxySettings) -> Result<ProxyConfig, ProxyError> {
+        let base = match file {
+            Some(p) => ProxySettings::from_file(p)?,
+            None => ProxySettings::default(),
+        };
+        base.overlay(flags).resolve()
+    }
+
+    /// The typed configuration: unset fields keep their defaults; the result is validated. Warns when
+    /// the client listener is not on loopback.
+    pub fn resolve(self) -> Result<ProxyConfig, ProxyError> {
+        let bad = |m: String| ProxyError::Config(m);
+        let upstream = self.upstream.as_deref().unwrap_or(DEFAULT_UPSTREAM);
+        let upstream: Uri = upstream
+            .parse()
+            .map_err(|e| bad(format!("upstream {upstream:?} is not a URL: {e}")))?;
+        let mut recorder = RecorderConfig::default();
+        if let Some(db) = self.db {
+            recorder.db_path = db;
+        }
+        if let Some(d) = self.durability {
+            recorder.durability = d;
+        }
+        if let Some(c) = self.capture_cap {
+            recorder.capture_cap = c;
+        }
+        for r in self.redact.iter().flatten() {
+            recorder
+                .redact
+                .push(regex::Regex::new(r).map_err(|e| bad(format!("redact {r:?}: {e}")))?);
+        }
+        let mut cfg = ProxyConfig::new(upstream, recorder);
+        if let Some(l) = self.listen {
+            cfg.listen = l;
+        }
+        if self.no_admin == Some(true) {
+            cfg.admin_listen = None;
+        } else if let Some(a) = self.admin_listen {
+            cfg.admin_listen = Some(a);
+        }
+        cfg.admin.allowed_hosts = self.admin_allow_host.unwrap_or_default();
+        let limits = &mut cfg.admin.limits;
+        if let Some(n) = self.admin_max_rows {
+            limits.max_rows = n;
+        }
+        if let Some(n) = self.admin_max_bytes {
+            limits.max_bytes = n;
+        }
+        let ms = |v: Option<u64>, d: &mut Duration| {
+            if let Some(v) = v {
+                *d = Duration::from_millis(v);
+            }
+        };
+        ms(self.admin_query_timeout_ms, &mut limits.timeout);
+        cfg.upstream_ca = self.upstream_ca;
+        cfg.tls_cert = self.tls_cert;
+        cfg.tls_key = self.tls_key;
+        cfg.auth_token = self.auth_token;
+        ms(self.connect_timeout_ms, &mut cfg.connect_timeout);
+        ms(self.response_timeout_ms, &mut cfg.response_timeout);
+        ms(self.idle_timeout_ms, &mut cfg.idle_timeout);
+        ms(self.shutdown_grace_ms, &mut cfg.shutdown_grace);
+        ms(self.header_read_timeout_ms, &mut cfg.header_read_timeout);
+        ms(self.keep_alive_timeout_ms, &mut cfg.keep_alive_timeout);
+        cfg.max_connections = self.max_connections;
+        if !cfg.listen.ip().is_loopback() {
+            tracing::warn!(listen = %cfg.listen, "the proxy listens beyond loopback: anyone who reaches it can use your upstream");
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_recorders_and_the_proxys() {
+        let cfg = ProxySettings::default().resolve().unwrap();
+        let rec = RecorderConfig::default();
+        assert_eq!(cfg.recorder.db_path, rec.db_path);
+        assert_eq!(cfg.recorder.durability, rec.durability);
+        assert_eq!(cfg.recorder.capture_cap, rec.capture_cap);
+        assert_eq!(cfg.recorder.channel_capacity, rec.channel_capacity);
+        assert!(cfg.recorder.redact.is_empty());
+        let admin = AdminConfig::default();
+        assert_eq!(cfg.admin.limits, admin.limits);
+        assert_eq!(cfg.admin.allowed_hosts, admin.allowed_hosts);
+        let new = ProxyConfig::new(DEFAULT_UPSTREAM.parse().unwrap(), rec);
+        assert_eq!(cfg.upstream, new.upstream);
+        assert_eq!(cfg.listen, new.listen);
+        assert_eq!(cfg.admin_listen, new.admin_listen);
+        assert_eq!(cfg.connect_timeout, new.connect_timeout);
+        assert_eq!(cfg.response_timeout, new.response_timeout);
+        assert_eq!(cfg.idle_timeout, new.idle_timeout);
+        assert_eq!(cfg.shutdown_grace, new.shutdown_grace);
+        assert_eq!(cfg.header_read_timeout, new.header_read_timeout);
+        assert_eq!(cfg.keep_alive_timeout, new.keep_alive_timeout);
+        assert_eq!(cfg.max_connections, new.max_connections);
+    }
+
+    #[test]
+    fn flags_win_over_the_file_and_the_file_over_defaults() {
+        let file = ProxySettings::from_toml(
+            r#"
+            upstream = "http://127.0.0.1:9/base"
+            db = "file.duckdb"
+            durability = "strict"
+            capture_cap = 100
+            idle_timeout_ms = 1234
+            admin_max_rows = 7
+            admin_allow_host = ["file.local"]
+            redact = ["file-[0-9]+"]
+            "#,
+        )
+        .unwrap();
+        let flags = ProxySettings {
+            db: Some("flag.duckdb".into()),
+            capture_cap: Some(200),
+            admin_allow_host: Some(vec!["flag.local".into()]),
+            redact: Some(vec!["flag-[0-9]+".into()]),
+            ..ProxySettings::default()
+        };
+        let cfg = file.overlay(flags).resolve().unwrap();
+        // Set by the flags only, by both (flags win), by the file only, by neither.
+        assert_eq!(cfg.recorder.db_path, PathBuf::from("flag.duckdb"));
+        assert_eq!(cfg.recorder.capture_cap, 200);
+        assert_eq!(cfg.upstream.to_string(), "http://127.0.0.1:9/base");
+        assert_eq!(cfg.recorder.durability, Durability::Strict);
+        assert_eq!(cfg.idle_timeout, Duration::from_millis(1234));
+        assert_eq!(cfg.admin.limits.max_rows, 7);
+        let defaults = ProxyConfig::new(cfg.upstream.clone(), RecorderConfig::default());
+        assert_eq!(cfg.connect_timeout, defaults.connect_timeout);
+        assert_eq!(cfg.listen, defaults.listen);
+        // Lists add up, the flags' entries first.
+        assert_eq!(cfg.admin.allowed_hosts, ["flag.local", "file.local"]);
+        let redact: Vec<&str> = cfg.recorder.redact.iter().map(|r| r.as_str()).collect();
+        assert_eq!(redact, ["flag-[0-9]+", "file-[0-9]+"]);
+    }
+
+    #[test]
+    fn no_admin_from_either_side_disables_the_admin_listener() {
+        let file = ProxySettings::from_toml("no_admin = true").unwrap();
+        let flags = ProxySettings {
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            ..ProxySettings::default()
+        };
+        assert_eq!(
+            file.overlay(flags.clone()).resolve().unwrap().admin_listen,
+            None
+        );
+        let file = ProxySettings::from_toml("admin_listen = \"127.0.0.1:9999\"").unwrap();
+        let cfg = file.overlay(flags).resolve().unwrap();
+        assert_eq!(
+            cfg.admin_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 0)))
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_is_refused_with_its_name() {
+        let e = ProxySettings::from_toml("capture_cap = 10\nupstream_url = \"http://x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `upstream_url`"), "{e}");
+        assert!(
+            e.contains("upstream"),
+            "the error lists the known keys: {e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxy.toml");
+        std::fs::write(&path, "listen_addr = \"127.0.0.1:1\"\n").unwrap();
+        let e = ProxySettings::load(Some(&path), ProxySettings::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen_addr") && e.contains("proxy.toml"), "{e}");
+        let e = ProxySettings::from_toml("durability = \"sometimes\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sometimes") || e.contains("unknown variant"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_configuration_errors() {
+        for s in [
+            ProxySettings {
+                upstream: Some("ftp://x".into()),
+                ..Default::default()
+            },
+            ProxySettings {
+                redact: Some(vec!["(".into()]),
+                ..Default::default()
+            },
+            ProxySettings {
+                idle_timeout_ms: Some(0),
+                ..Default::default()
+            },
+        ] {
+            assert!(matches!(s.resolve(), Err(ProxyError::Config(_))));
+        }
     }
 }

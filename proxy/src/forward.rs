@@ -1,75 +1,35 @@
-//! The upstream side: a pooled HTTP/1.1 + HTTP/2 client over rustls, and how requests are rewritten for it.
+//! The upstream side: the pooled upstream client, and how requests are rewritten for it.
 
-use std::fs::File;
-use std::io::BufReader;
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
+use agentcap_wire::vocab::headers;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Uri, uri::PathAndQuery};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 
 use crate::ProxyError;
 use crate::config::ProxyConfig;
+use crate::recorder::body::REDACTED;
 use crate::tee::RequestTee;
+use crate::upstream::{self, ClientError, ClientOptions, HttpClient};
 
 /// The pooled upstream client.
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, RequestTee<Incoming>>;
+pub type UpstreamClient = HttpClient<RequestTee<Incoming>>;
 
-fn load_ca(path: &Path, roots: &mut rustls::RootCertStore) -> Result<(), ProxyError> {
-    let f = File::open(path)
-        .map_err(|e| ProxyError::Config(format!("upstream CA {}: {e}", path.display())))?;
-    let mut n = 0;
-    for cert in rustls_pemfile::certs(&mut BufReader::new(f)) {
-        let cert =
-            cert.map_err(|e| ProxyError::Config(format!("upstream CA {}: {e}", path.display())))?;
-        roots
-            .add(cert)
-            .map_err(|e| ProxyError::Config(format!("upstream CA {}: {e}", path.display())))?;
-        n += 1;
-    }
-    if n == 0 {
-        return Err(ProxyError::Config(format!(
-            "upstream CA {} holds no certificate",
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
-/// Builds the upstream client: webpki roots plus `--upstream-ca`, h2 when the upstream offers it (ALPN).
+/// The upstream client ([`upstream::http_client`]): webpki roots plus `--upstream-ca`, h2 when the
+/// upstream offers it (ALPN), the configured connect timeout, TCP keep-alive after 60 s, idle pooled
+/// connections closed after 90 s.
 pub fn client(cfg: &ProxyConfig) -> Result<UpstreamClient, ProxyError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(ca) = &cfg.upstream_ca {
-        load_ca(ca, &mut roots)?;
-    }
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| ProxyError::Config(format!("TLS: {e}")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(cfg.connect_timeout));
-    http.set_keepalive(Some(Duration::from_secs(60)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(https))
+    upstream::http_client(&ClientOptions {
+        extra_ca: cfg.upstream_ca.clone(),
+        connect_timeout: cfg.connect_timeout,
+        tcp_keepalive: Some(Duration::from_secs(60)),
+        pool_idle_timeout: Duration::from_secs(90),
+    })
+    .map_err(|e| match e {
+        ClientError::Ca { .. } => ProxyError::Config(format!("upstream {e}")),
+        ClientError::Tls(_) => ProxyError::Internal(e.to_string()),
+    })
 }
 
 /// The upstream URI for a client request: always the configured upstream's scheme and authority (an
@@ -131,28 +91,15 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     h.remove(header::TRANSFER_ENCODING);
 }
 
-/// Header names whose values are never recorded.
-pub fn is_secret_header(name: &str) -> bool {
-    matches!(
-        name,
-        "authorization"
-            | "proxy-authorization"
-            | "cookie"
-            | "set-cookie"
-            | "x-api-key"
-            | "api-key"
-            | "x-agentcap-token"
-    ) || name.contains("secret")
-        || name.contains("password")
-}
-
-/// Headers as recorded: secret values replaced by `[REDACTED]`.
+/// Headers as recorded: the values of secret headers ([`headers::is_secret`]) replaced by
+/// [`REDACTED`] before they leave the hot path. Forwarding is not affected: the upstream receives
+/// every header of the request as the client sent it, except hop-by-hop headers and agentcap's own.
 pub fn recorded_headers(h: &HeaderMap) -> Vec<(String, String)> {
     h.iter()
         .map(|(k, v)| {
             let name = k.as_str().to_string();
-            let value = if is_secret_header(&name) {
-                "[REDACTED]".to_string()
+            let value = if headers::is_secret(&name) {
+                REDACTED.to_string()
             } else {
                 String::from_utf8_lossy(v.as_bytes()).into_owned()
             };
@@ -206,6 +153,37 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("content-type"));
+    }
+
+    #[test]
+    fn the_hot_path_and_the_recorder_redact_the_same_headers() {
+        use crate::recorder::body::{Redactor, headers_json, is_sensitive_header};
+        let mut names: Vec<String> = headers::SECRET.iter().map(|h| h.to_string()).collect();
+        names.extend(["x-client-secret".into(), "x-db-password".into()]);
+        let mut h = HeaderMap::new();
+        for (i, n) in names.iter().enumerate() {
+            let name = HeaderName::from_bytes(n.as_bytes()).unwrap();
+            h.insert(name, HeaderValue::from_str(&format!("value-{i}")).unwrap());
+        }
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        let recorded = recorded_headers(&h);
+        let stored: serde_json::Value =
+            serde_json::from_str(&headers_json(&recorded, &Redactor::default())).unwrap();
+        // The recorder redacts again whatever reaches it unredacted (a replayed or hand-made record).
+        let raw: Vec<(String, String)> = h
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string()))
+            .collect();
+        let stored_raw: serde_json::Value =
+            serde_json::from_str(&headers_json(&raw, &Redactor::default())).unwrap();
+        for n in &names {
+            assert!(is_sensitive_header(n), "{n}");
+            assert!(recorded.iter().any(|(k, v)| k == n && v == REDACTED), "{n}");
+            assert_eq!(stored[n.as_str()], REDACTED, "{n}");
+            assert_eq!(stored_raw[n.as_str()], REDACTED, "{n}");
+        }
+        assert_eq!(stored["accept"], "*/*");
+        assert_eq!(stored_raw["accept"], "*/*");
     }
 
     #[test]

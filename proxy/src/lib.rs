@@ -13,6 +13,7 @@ pub mod record;
 pub mod recorder;
 pub mod server;
 pub mod tee;
+pub mod upstream;
 pub mod views;
 
 use std::net::SocketAddr;
@@ -42,6 +43,9 @@ pub enum ProxyError {
     /// The recorder failed (internal).
     #[error("recorder: {0}")]
     Recorder(#[from] recorder::RecorderError),
+    /// A thread or task of the proxy itself failed (internal: a bug, never the operator's input).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 /// A running proxy.
@@ -94,7 +98,7 @@ impl RunningProxy {
         let rec = self.recorder.take().expect("shut down once");
         let stats = tokio::task::spawn_blocking(move || rec.shutdown())
             .await
-            .map_err(|e| ProxyError::Config(format!("recorder shutdown panicked: {e}")))??;
+            .map_err(|e| ProxyError::Internal(format!("recorder shutdown panicked: {e}")))??;
         Ok(stats)
     }
 }
@@ -129,7 +133,7 @@ pub async fn start(cfg: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     let rcfg = cfg.recorder.clone();
     let recorder = tokio::task::spawn_blocking(move || Recorder::open(rcfg))
         .await
-        .map_err(|e| ProxyError::Config(format!("recorder start panicked: {e}")))??;
+        .map_err(|e| ProxyError::Internal(format!("recorder start panicked: {e}")))??;
     let handle = recorder.handle();
     let (stop, stop_rx) = watch::channel(false);
     let client_conns = Arc::new(conn::ConnCounters::default());

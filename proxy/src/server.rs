@@ -1,10 +1,14 @@
-//! The client-facing listener and the request handler: checks, rewriting, forwarding, recording, errors.
+//! The client-facing listener and the request handler, written as the phases every request goes
+//! through: [`request_filter`], [`upstream_request`], [`upstream_response`], [`response_body`], and
+//! the exchange logged once by [`Exchange::end`] (see ARCHITECTURE.md, "Life of a recorded request").
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use agentcap_wire::vocab::headers;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -70,7 +74,7 @@ fn json_error(status: StatusCode, message: &str, ty: &str, code: &str) -> Respon
     r
 }
 
-/// Records a response the proxy made up (502, 504, ...) and ends the exchange.
+/// Records a response the proxy made up (502, 504, ...) and ends the exchange (logs it once).
 fn record_local_response(
     ex: &Exchange,
     resp: Response<ProxyBody>,
@@ -107,29 +111,59 @@ fn local(status: StatusCode, message: &str, ty: &str, code: &str) -> (Response<P
     (json_error(status, message, ty, code), body)
 }
 
-/// Handles one client request.
+/// Handles one client request, phase by phase (ARCHITECTURE.md, "Life of a recorded request"):
+/// [`request_filter`], then [`upstream_request`], [`upstream_response`] and [`response_body`]; the
+/// exchange is logged once, by [`Exchange::end`], when its response body ends (or when the proxy
+/// answers by itself). Each phase that cannot go on answers the client itself.
 pub async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let t0 = Instant::now();
-    if req.method() == Method::CONNECT {
-        return Ok(json_error(
+    let (parts, body) = req.into_parts();
+    let (parts, info) = match request_filter(&shared, parts, peer) {
+        ControlFlow::Continue(filtered) => filtered,
+        ControlFlow::Break(refused) => return Ok(refused),
+    };
+    let strict = matches!(shared.cfg.recorder.durability, Durability::Strict);
+    let ex = Arc::new(Exchange::new(info.id, t0, shared.rec.clone(), strict));
+    // Through the exchange, so its messages keep their order across the channel and the spill.
+    ex.record(Msg::Request {
+        info: Box::new(info),
+    });
+    let resp = match upstream_request(&shared, &ex, parts, body).await {
+        ControlFlow::Continue(resp) => resp,
+        ControlFlow::Break(answered) => return Ok(answered),
+    };
+    let (rparts, rbody) = upstream_response(&ex, resp);
+    Ok(response_body(&shared, ex, rparts, rbody))
+}
+
+/// Phase 1, request filter: refuses `CONNECT` and a missing or wrong token (neither is recorded),
+/// takes agentcap's own headers off (the session and tags are kept for the record), fingerprints the
+/// bearer key, removes hop-by-hop headers and `Host`. Returns the request head to forward and what the
+/// recording keeps of it (secret header values already redacted); `Break` carries the refusal.
+pub fn request_filter(
+    shared: &Shared,
+    mut parts: http::request::Parts,
+    peer: SocketAddr,
+) -> ControlFlow<Response<ProxyBody>, (http::request::Parts, RequestInfo)> {
+    if parts.method == Method::CONNECT {
+        return ControlFlow::Break(json_error(
             StatusCode::METHOD_NOT_ALLOWED,
             "agentcap is not a forward proxy: CONNECT is refused",
             "invalid_request_error",
             "agentcap_connect_refused",
         ));
     }
-    let (mut parts, body) = req.into_parts();
     if let Some(token) = &shared.cfg.auth_token {
         let ok = parts
             .headers
-            .get("x-agentcap-token")
+            .get(headers::TOKEN)
             .is_some_and(|v| v.as_bytes() == token.as_bytes());
         if !ok {
-            return Ok(json_error(
+            return ControlFlow::Break(json_error(
                 StatusCode::UNAUTHORIZED,
                 "agentcap: missing or wrong X-Agentcap-Token",
                 "authentication_error",
@@ -137,22 +171,22 @@ pub async fn handle(
             ));
         }
     }
-    parts.headers.remove("x-agentcap-token");
+    parts.headers.remove(headers::TOKEN);
 
     // agentcap's own headers: recorded, never forwarded.
     let session = parts
         .headers
-        .remove("x-agentcap-session")
+        .remove(headers::SESSION)
         .and_then(|v| v.to_str().ok().map(str::to_string));
     let tag_names: Vec<header::HeaderName> = parts
         .headers
         .keys()
-        .filter(|k| k.as_str().starts_with("x-agentcap-tag-"))
+        .filter(|k| k.as_str().starts_with(headers::TAG_PREFIX))
         .cloned()
         .collect();
     let mut tags = Vec::with_capacity(tag_names.len());
     for n in tag_names {
-        let name = n.as_str()["x-agentcap-tag-".len()..].to_string();
+        let name = n.as_str()[headers::TAG_PREFIX.len()..].to_string();
         for v in parts.headers.get_all(&n) {
             tags.push((
                 name.clone(),
@@ -162,7 +196,6 @@ pub async fn handle(
         parts.headers.remove(&n);
     }
 
-    let id = Uuid::now_v7();
     let key_fingerprint = parts
         .headers
         .get(header::AUTHORIZATION)
@@ -170,7 +203,7 @@ pub async fn handle(
     forward::strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::HOST);
     let info = RequestInfo {
-        id,
+        id: Uuid::now_v7(),
         started_at: SystemTime::now(),
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
@@ -181,13 +214,20 @@ pub async fn handle(
         session,
         tags,
     };
-    let strict = matches!(shared.cfg.recorder.durability, Durability::Strict);
-    let ex = Arc::new(Exchange::new(id, t0, shared.rec.clone(), strict));
-    // Through the exchange, so its messages keep their order across the channel and the spill.
-    ex.record(Msg::Request {
-        info: Box::new(info),
-    });
+    ControlFlow::Continue((parts, info))
+}
 
+/// Phase 2, upstream request: rewrites the URI to the configured upstream, sends the request with its
+/// body behind a [`RequestTee`] and waits for the response head (at most `response_timeout`, or
+/// until the shutdown grace period runs out). When no response head comes, the proxy answers by
+/// itself (400 for a failed client body, 502, 503 or 504, in the API's error shape), records that
+/// answer and ends the exchange: the `Err` is that answer.
+pub async fn upstream_request(
+    shared: &Shared,
+    ex: &Arc<Exchange>,
+    mut parts: http::request::Parts,
+    body: Incoming,
+) -> ControlFlow<Response<ProxyBody>, Response<Incoming>> {
     parts.uri = match forward::upstream_uri(&shared.cfg.upstream, &shared.base_path, &parts.uri) {
         Ok(u) => u,
         Err(e) => {
@@ -197,8 +237,8 @@ pub async fn handle(
                 "invalid_request_error",
                 "agentcap_bad_target",
             );
-            return Ok(record_local_response(
-                &ex,
+            return ControlFlow::Break(record_local_response(
+                ex,
                 r,
                 &b,
                 Outcome::ProxyError,
@@ -226,10 +266,10 @@ pub async fn handle(
                 "service_unavailable",
                 "agentcap_shutting_down",
             );
-            return Ok(record_local_response(&ex, r, &b, Outcome::ProxyError, msg));
+            return ControlFlow::Break(record_local_response(ex, r, &b, Outcome::ProxyError, msg));
         }
     };
-    let resp = match sent {
+    match sent {
         Err(_) => {
             let msg = format!(
                 "agentcap: the upstream {} did not answer within {:?}",
@@ -241,7 +281,7 @@ pub async fn handle(
                 "upstream_timeout",
                 "agentcap_upstream_timeout",
             );
-            return Ok(record_local_response(&ex, r, &b, Outcome::Timeout, msg));
+            ControlFlow::Break(record_local_response(ex, r, &b, Outcome::Timeout, msg))
         }
         Ok(Err(_)) if ex.client_failure().is_some() => {
             // The upstream leg failed because the client's request body did (malformed, or the client left).
@@ -254,7 +294,7 @@ pub async fn handle(
                 "invalid_request_error",
                 "agentcap_bad_request_body",
             );
-            return Ok(record_local_response(&ex, r, &b, outcome, msg));
+            ControlFlow::Break(record_local_response(ex, r, &b, outcome, msg))
         }
         Ok(Err(e)) => {
             let cause = error_chain(&e);
@@ -279,22 +319,30 @@ pub async fn handle(
                     "agentcap_upstream_failed"
                 },
             );
-            return Ok(record_local_response(
-                &ex,
+            ControlFlow::Break(record_local_response(
+                ex,
                 r,
                 &b,
                 Outcome::UpstreamError,
                 msg,
-            ));
+            ))
         }
-        Ok(Ok(resp)) => resp,
-    };
+        Ok(Ok(resp)) => ControlFlow::Continue(resp),
+    }
+}
 
+/// Phase 3, upstream response: records the response head (status, headers with secrets redacted,
+/// the time it arrived, the HTTP version spoken upstream) and removes hop-by-hop headers before it
+/// goes to the client.
+pub fn upstream_response(
+    ex: &Exchange,
+    resp: Response<Incoming>,
+) -> (http::response::Parts, Incoming) {
     let (mut rparts, rbody) = resp.into_parts();
     let at_us = ex.offset_us();
     ex.response_headers_at(at_us);
     ex.record(Msg::Response {
-        id,
+        id: ex.id,
         seq: ex.next_seq(),
         status: rparts.status.as_u16(),
         headers: forward::recorded_headers(&rparts.headers),
@@ -302,6 +350,20 @@ pub async fn handle(
         upstream_version: HttpVersion::of(rparts.version),
     });
     forward::strip_hop_by_hop(&mut rparts.headers);
+    (rparts, rbody)
+}
+
+/// Phase 4, body: the response body goes to the client through a [`ResponseTee`], which forwards
+/// each frame as it arrives and hands a copy to the recorder, times out an idle body, ends the body
+/// when the shutdown grace period runs out, and, when the body ends in any way, logs the exchange
+/// once ([`Exchange::end`], phase 5; in strict mode the last frame waits for that record to be
+/// durable).
+pub fn response_body(
+    shared: &Shared,
+    ex: Arc<Exchange>,
+    rparts: http::response::Parts,
+    rbody: Incoming,
+) -> Response<ProxyBody> {
     let content_length = rparts
         .headers
         .get(header::CONTENT_LENGTH)
@@ -311,7 +373,7 @@ pub async fn handle(
         abort_signal(shared.abort.clone()),
         shared.cfg.shutdown_grace,
     );
-    Ok(Response::from_parts(rparts, tee.boxed()))
+    Response::from_parts(rparts, tee.boxed())
 }
 
 /// A TLS acceptor for the client listener, from PEM files.

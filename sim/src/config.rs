@@ -1,7 +1,7 @@
 //! The twin's typed configuration: latency model, knowledge mode, faults; validated once at start.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -67,6 +67,65 @@ impl LatencyModel {
     }
 }
 
+/// Changes to a latency preset, as the command line gives them (`agentcap sim --ttft-ms …`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LatencyOverrides {
+    /// Replaces [`LatencyModel::ttft`].
+    pub ttft: Option<Duration>,
+    /// Replaces [`LatencyModel::tokens_per_sec`].
+    pub tokens_per_sec: Option<f64>,
+    /// Replaces [`LatencyModel::tool_delay`] and clears the preset's per-tool times.
+    pub tool_delay: Option<Duration>,
+    /// Per-tool times set (or replaced) after that, in order.
+    pub per_tool: Vec<ToolLatency>,
+}
+
+impl LatencyModel {
+    /// This model with `o` applied.
+    pub fn with_overrides(mut self, o: &LatencyOverrides) -> Self {
+        if let Some(t) = o.ttft {
+            self.ttft = t;
+        }
+        if let Some(tps) = o.tokens_per_sec {
+            self.tokens_per_sec = tps;
+        }
+        if let Some(d) = o.tool_delay {
+            self.tool_delay = d;
+            self.per_tool.clear();
+        }
+        for t in &o.per_tool {
+            self.per_tool.insert(t.name.clone(), t.delay);
+        }
+        self
+    }
+}
+
+/// `NAME=MS` as given to `--tool-latency`: how long one tool runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolLatency {
+    /// The tool (`web_search`, …).
+    pub name: String,
+    /// Its execution time.
+    pub delay: Duration,
+}
+
+impl FromStr for ToolLatency {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, ms) = s
+            .split_once('=')
+            .ok_or_else(|| format!("expected NAME=MS, got {s:?}"))?;
+        let ms = ms
+            .trim()
+            .parse::<u64>()
+            .map_err(|e| format!("bad milliseconds {ms:?}: {e}"))?;
+        Ok(Self {
+            name: name.trim().to_string(),
+            delay: Duration::from_millis(ms),
+        })
+    }
+}
+
 /// A named latency preset, as given on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LatencyPreset {
@@ -74,6 +133,16 @@ pub enum LatencyPreset {
     Zero,
     /// [`LatencyModel::realistic`].
     Realistic,
+}
+
+impl LatencyPreset {
+    /// The preset's model.
+    pub fn model(self) -> LatencyModel {
+        match self {
+            LatencyPreset::Zero => LatencyModel::zero(),
+            LatencyPreset::Realistic => LatencyModel::realistic(),
+        }
+    }
 }
 
 impl FromStr for LatencyPreset {
@@ -170,6 +239,19 @@ impl FromStr for FaultRate {
     }
 }
 
+/// Where `agentcap sim` listens unless told otherwise ([`SimConfig::default`] takes a free port).
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+/// The file `agentcap sim --tls` writes its CA certificate to unless told otherwise.
+pub const DEFAULT_TLS_CA_FILE: &str = "agentcap-twin-ca.pem";
+/// Default of [`SimConfig::p_closed`].
+pub const DEFAULT_P_CLOSED: f64 = 0.23;
+/// Default of [`SimConfig::p_search`].
+pub const DEFAULT_P_SEARCH: f64 = 0.75;
+/// Default of [`SimConfig::abstain_ratio`].
+pub const DEFAULT_ABSTAIN_RATIO: f64 = 0.3;
+/// Default of [`SimConfig::stall`], in milliseconds.
+pub const DEFAULT_STALL_MS: u64 = 30_000;
+
 /// Everything the twin needs to start.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -207,11 +289,11 @@ impl Default for SimConfig {
             latency: LatencyModel::zero(),
             knowledge: None,
             seed: 0,
-            p_closed: 0.23,
-            p_search: 0.75,
-            abstain_ratio: 0.3,
+            p_closed: DEFAULT_P_CLOSED,
+            p_search: DEFAULT_P_SEARCH,
+            abstain_ratio: DEFAULT_ABSTAIN_RATIO,
             fault_rates: Vec::new(),
-            stall: Duration::from_secs(30),
+            stall: Duration::from_millis(DEFAULT_STALL_MS),
             capture: None,
             tls_ca_out: None,
         }
@@ -271,5 +353,28 @@ mod tests {
         };
         assert!(cfg.validate().is_err());
         assert!(SimConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn latency_overrides_apply_in_order() {
+        let o = LatencyOverrides {
+            ttft: Some(Duration::from_millis(5)),
+            tokens_per_sec: None,
+            tool_delay: Some(Duration::from_millis(7)),
+            per_tool: vec!["web_search = 9".parse().unwrap()],
+        };
+        let m = LatencyPreset::Realistic.model().with_overrides(&o);
+        assert_eq!(m.ttft, Duration::from_millis(5));
+        assert_eq!(m.tokens_per_sec, LatencyModel::realistic().tokens_per_sec);
+        assert_eq!(m.tool("web_search"), Duration::from_millis(9));
+        assert_eq!(m.tool("code_interpreter"), Duration::from_millis(7));
+        assert_eq!(
+            LatencyPreset::Zero
+                .model()
+                .with_overrides(&LatencyOverrides::default()),
+            LatencyModel::zero()
+        );
+        assert!("web_search".parse::<ToolLatency>().is_err());
+        assert!("web_search=x".parse::<ToolLatency>().is_err());
     }
 }

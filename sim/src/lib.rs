@@ -24,7 +24,9 @@ pub mod turn;
 pub mod twin;
 pub mod validate;
 
-pub use config::{FaultKind, FaultRate, LatencyModel, LatencyPreset, SimConfig};
+pub use config::{
+    FaultKind, FaultRate, LatencyModel, LatencyOverrides, LatencyPreset, SimConfig, ToolLatency,
+};
 pub use server::{RunningSim, start};
 pub use twin::{FAULT_HEADER, Sim};
 

@@ -15,6 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
 mod bench;
+mod config;
 mod connections;
 mod durability;
 mod eval;

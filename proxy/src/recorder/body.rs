@@ -12,21 +12,11 @@ use serde_json::{Map, Value};
 /// What replaces redacted text and credential header values.
 pub const REDACTED: &str = "[REDACTED]";
 
-/// Header names whose values are never stored (compared case-insensitively).
-const SENSITIVE_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-api-key",
-    "api-key",
-];
-
-/// `true` for headers that carry credentials.
+/// `true` for headers whose values are never stored: the workspace's one list,
+/// [`agentcap_wire::vocab::headers::is_secret`] (the hot path already redacted them; this keeps them
+/// out of whatever else reaches the recorder).
 pub fn is_sensitive_header(name: &str) -> bool {
-    SENSITIVE_HEADERS
-        .iter()
-        .any(|h| h.eq_ignore_ascii_case(name.trim()))
+    agentcap_wire::vocab::headers::is_secret(name)
 }
 
 /// The first value of a header (case-insensitive name).

@@ -53,7 +53,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use duckdb::{Config, Connection};
 use parking_lot::Mutex;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::record::{ExchangeId, Msg};
@@ -63,7 +63,7 @@ pub use query::{
 };
 
 /// How hard the recorder tries to keep records across a crash.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Durability {
     /// The journal is group-committed every `journal_commit_interval`; a crash loses at most
@@ -78,6 +78,9 @@ pub enum Durability {
     /// the response with an error instead of releasing its last frame.
     Strict,
 }
+
+/// The DuckDB file every command uses unless told otherwise.
+pub const DEFAULT_DB_PATH: &str = "agentcap.duckdb";
 
 /// Recorder settings.
 #[derive(Debug, Clone)]
@@ -125,7 +128,7 @@ pub struct RecorderConfig {
 impl Default for RecorderConfig {
     fn default() -> Self {
         RecorderConfig {
-            db_path: PathBuf::from("agentcap.duckdb"),
+            db_path: PathBuf::from(DEFAULT_DB_PATH),
             journal_dir: None,
             channel_capacity: 65_536,
             channel_bytes: 32 * 1024 * 1024,
@@ -159,7 +162,7 @@ impl RecorderConfig {
             return dir.clone();
         }
         let name = self.db_path.file_name().map_or_else(
-            || "agentcap.duckdb".into(),
+            || DEFAULT_DB_PATH.into(),
             |n| n.to_string_lossy().into_owned(),
         );
         self.db_path.with_file_name(format!("{name}.journal"))

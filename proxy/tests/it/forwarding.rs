@@ -500,3 +500,111 @@ async fn a_blocked_writer_loses_nothing() {
     assert_eq!(r.one("SELECT count(DISTINCT id) FROM exchanges"), json!(n));
     assert_eq!(rec.stats().records_dropped, 0);
 }
+
+/// An upstream that answers every request with its request headers as a JSON object, and with a
+/// secret-carrying `set-cookie` and `x-upstream-secret` of its own.
+async fn header_echo_upstream() -> std::net::SocketAddr {
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let svc = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let seen: serde_json::Map<String, Value> = req
+                        .headers()
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), json!(v.to_str().unwrap_or("?"))))
+                        .collect();
+                    Ok::<_, std::convert::Infallible>(
+                        http::Response::builder()
+                            .header("content-type", "application/json")
+                            .header("set-cookie", "sid=upstream-cookie-value")
+                            .header("x-upstream-secret", "upstream-secret-value")
+                            .body(http_body_util::Full::new(Bytes::from(
+                                Value::Object(seen).to_string(),
+                            )))
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn every_secret_header_is_forwarded_unchanged_and_redacted_in_the_recording() {
+    use agentcap_wire::vocab::headers;
+    let upstream = header_echo_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = agentcap_proxy::start(proxy_config(&format!("http://{upstream}"), dir.path()))
+        .await
+        .unwrap();
+    let mut names: Vec<&str> = headers::SECRET.to_vec();
+    names.extend(["x-client-secret", "x-db-password"]);
+    let sent: Vec<(String, String)> = names
+        .iter()
+        .map(|n| (n.to_string(), format!("value-of-{n}")))
+        .collect();
+    let mut req = http::Request::post(format!("http://{}/v1/conversations", proxy.addr()))
+        .header("content-type", "application/json")
+        .header("x-plain", "plain-value");
+    for (n, v) in &sent {
+        req = req.header(n.as_str(), v.as_str());
+    }
+    let req = req
+        .body(http_body_util::Full::new(Bytes::from_static(
+            b"{\"inputs\":\"x\"}",
+        )))
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let resp = client.request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["set-cookie"], "sid=upstream-cookie-value");
+    assert_eq!(resp.headers()["x-upstream-secret"], "upstream-secret-value");
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let seen: Value = serde_json::from_slice(&body).unwrap();
+    // Forwarding: every secret header reaches the upstream as sent, except the two that are taken
+    // off as documented: agentcap's own token and the hop-by-hop Proxy-Authorization.
+    let taken_off = |n: &str| n == headers::TOKEN || n == "proxy-authorization";
+    for (n, v) in &sent {
+        if taken_off(n) {
+            assert!(seen.get(n).is_none(), "{n} is not forwarded: {seen}");
+        } else {
+            assert_eq!(seen[n.as_str()], json!(v), "{n} is forwarded unchanged");
+        }
+    }
+    assert_eq!(seen["x-plain"], "plain-value");
+    // Recording: every secret value is replaced, in the request and in the response headers.
+    proxy.recorder().flush().await.unwrap();
+    let rows = proxy
+        .recorder()
+        .query("SELECT request_headers, response_headers FROM exchanges")
+        .unwrap()
+        .rows;
+    let req_h = crate::harness::as_json(&rows[0][0]);
+    let resp_h = crate::harness::as_json(&rows[0][1]);
+    for (n, v) in &sent {
+        let text = req_h.to_string();
+        assert!(
+            !text.contains(v.as_str()),
+            "{n}'s value is recorded: {text}"
+        );
+        if !taken_off(n) {
+            assert_eq!(req_h[n.as_str()], "[REDACTED]", "{n}");
+        }
+    }
+    assert_eq!(req_h["x-plain"], "plain-value");
+    assert_eq!(resp_h["set-cookie"], "[REDACTED]");
+    assert_eq!(resp_h["x-upstream-secret"], "[REDACTED]");
+    proxy.shutdown().await.unwrap();
+}

@@ -65,3 +65,40 @@ fn duckdb_is_opened_in_one_place() {
         "DuckDB opened outside agentcap_proxy::recorder::open_db: {offenders:?}"
     );
 }
+
+/// Every outgoing HTTP(S) client of the workspace is built by `agentcap_proxy::upstream::http_client`:
+/// no other file sets up a rustls client configuration or an HTTPS connector.
+#[test]
+fn outgoing_http_clients_are_built_in_one_place() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the workspace root")
+        .to_owned();
+    let home = root.join("proxy/src/upstream.rs");
+    let needles = [
+        concat!("HttpsConnector", "Builder"),
+        concat!("ClientConfig", "::builder"),
+    ];
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    assert!(files.contains(&home), "{} is missing", home.display());
+    let mut offenders = Vec::new();
+    for f in files.iter().filter(|f| **f != home) {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        for n in needles {
+            if let Some(at) = text.find(n) {
+                let line = text[..at].matches('\n').count() + 1;
+                offenders.push(format!(
+                    "{}:{line}",
+                    f.strip_prefix(&root).unwrap_or(f).display()
+                ));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "HTTP clients built outside agentcap_proxy::upstream::http_client: {offenders:?}"
+    );
+}
