@@ -4,5 +4,4 @@ mod harness;
 mod pages;
 mod runs;
 mod safety;
-mod scale;
 mod tail;
