@@ -77,7 +77,7 @@ fn agent_id(c: u64) -> Option<String> {
 }
 
 fn streamed(c: u64) -> bool {
-    c % 3 != 0
+    !c.is_multiple_of(3)
 }
 
 /// Sends the messages of exchange `i` (turn `t` of conversation `c`).
@@ -257,7 +257,7 @@ async fn generate(path: &Path, n: u64) {
         pending = Some(tokio::spawn(async move {
             fh.flush().await.expect("the recorder commits");
         }));
-        if i % (BATCH * 50) == 0 {
+        if i.is_multiple_of(BATCH * 50) {
             let s = t0.elapsed().as_secs_f64();
             eprintln!(
                 "  {i} exchanges in {s:.0} s ({:.0}/s)",

@@ -38,7 +38,7 @@ def recorded(tmp_path_factory):
     file, and `agentcap ui` opens it."""
     work = tmp_path_factory.mktemp("rec")
     db = work / "rec.duckdb"
-    twin = start_twin("--latency", "zero", "--knowledge", str(SHARED / "datasets" / "simpleqa" / "simple_qa_test_set.csv"))
+    twin = start_twin("--knowledge", str(SHARED / "datasets" / "simpleqa" / "simple_qa_test_set.csv"))
     proxy = start_proxy(twin.url, db)
     story = {}
     try:
