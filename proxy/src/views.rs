@@ -222,11 +222,28 @@ const STREAM_ERROR: &str = "'conversation.response.error'";
 /// went away chose to; that is no failure.
 const FAILED: &str = "(e.status >= 400 OR e.outcome NOT IN ('complete', 'cancelled_by_client'))";
 
-fn summary_sql(filter: &str, limit: Option<usize>) -> String {
+/// The summary rows; with `one`, of that conversation only: the aggregates then read only its exchanges,
+/// instead of aggregating every conversation and keeping one (the cost of a conversation page would grow with
+/// the whole recording).
+fn summary_sql(one: Option<&str>, limit: Option<usize>) -> String {
     let limit = limit.map(|n| format!("\nLIMIT {n}")).unwrap_or_default();
+    let (ev_scope, x_scope, u_scope, filter) = match one {
+        Some(id) => {
+            let id = sql_str(id);
+            (
+                format!(
+                    " AND exchange_id IN (SELECT id FROM exchanges WHERE conversation_id = {id})"
+                ),
+                format!(" AND e.conversation_id = {id}"),
+                format!("\n  WHERE COALESCE(u.conversation_id, e.conversation_id) = {id}"),
+                format!("WHERE c.id = {id}"),
+            )
+        }
+        None => Default::default(),
+    };
     format!(
         "WITH ev AS (
-  SELECT DISTINCT exchange_id FROM sse_events WHERE event_type = {STREAM_ERROR}
+  SELECT DISTINCT exchange_id FROM sse_events WHERE event_type = {STREAM_ERROR}{ev_scope}
 ), x AS (
   SELECT e.conversation_id,
          COUNT(*) AS exchanges,
@@ -237,11 +254,11 @@ fn summary_sql(filter: &str, limit: Option<usize>) -> String {
          arg_max(e.total_us, e.started_at) AS last_total_us,
          COUNT(*) FILTER (WHERE CAST(e.response_headers AS VARCHAR) LIKE {simulated}) AS simulated
   FROM exchanges e LEFT JOIN ev ON ev.exchange_id = e.id
-  WHERE e.conversation_id IS NOT NULL
+  WHERE e.conversation_id IS NOT NULL{x_scope}
   GROUP BY e.conversation_id
 ), u AS (
   SELECT COALESCE(u.conversation_id, e.conversation_id) AS conversation_id, SUM(u.total_tokens) AS total_tokens
-  FROM usage u LEFT JOIN exchanges e ON e.id = u.exchange_id
+  FROM usage u LEFT JOIN exchanges e ON e.id = u.exchange_id{u_scope}
   GROUP BY ALL
 )
 SELECT c.id AS conversation_id,
@@ -271,12 +288,12 @@ ORDER BY c.last_seen DESC NULLS LAST, c.first_seen DESC NULLS LAST, c.id DESC{li
 
 /// `conversations list`: the `limit` most recently seen conversations, newest first.
 pub fn list_sql(limit: usize) -> String {
-    summary_sql("", Some(limit))
+    summary_sql(None, Some(limit))
 }
 
 /// One conversation's summary row.
 pub fn summary_by_id_sql(id: &str) -> String {
-    summary_sql(&format!("WHERE c.id = {}", sql_str(id)), None)
+    summary_sql(Some(id), None)
 }
 
 /// The conversations restarted from `id`, oldest first.
@@ -322,11 +339,13 @@ FROM exchanges x
 LEFT JOIN (
   SELECT exchange_id, COUNT(*) AS n, SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens,
          SUM(total_tokens) AS total_tokens, SUM(connector_tokens) AS connector_tokens
-  FROM usage GROUP BY exchange_id
+  FROM usage WHERE exchange_id IN (SELECT id FROM exchanges WHERE conversation_id = {id}) GROUP BY exchange_id
 ) u ON u.exchange_id = x.id
 LEFT JOIN (
   SELECT exchange_id, CAST(arg_min(data, seq) AS VARCHAR) AS stream_error
-  FROM sse_events WHERE event_type = {STREAM_ERROR} GROUP BY exchange_id
+  FROM sse_events WHERE event_type = {STREAM_ERROR}
+    AND exchange_id IN (SELECT id FROM exchanges WHERE conversation_id = {id})
+  GROUP BY exchange_id
 ) ev ON ev.exchange_id = x.id
 WHERE x.conversation_id = {id} AND x.operation IN ({TURN_OPS})
 ORDER BY x.started_at, x.id",

@@ -9,7 +9,8 @@
 //!
 //! Environment: `AGENTCAP_UI_BENCH_EXCHANGES` (default 1,000,000; a multiple of 10), `AGENTCAP_UI_BENCH_DIR`
 //! (where the recording is built and kept for the next run; default `<target dir>/ui-bench`),
-//! `AGENTCAP_UI_BENCH_ITERS` (timed renders per page, default 15).
+//! `AGENTCAP_UI_BENCH_ITERS` (timed renders per page, default 15), `AGENTCAP_UI_BENCH_PAGES` (comma-separated
+//! label prefixes: only those pages), `AGENTCAP_UI_BENCH_TRACE` (set: print each statement's time).
 //!
 //! The generator goes through the real recorder: it opens `Recorder` on the file and sends, per exchange, the
 //! messages the proxy's hot path sends (`Request`, `RequestBody`, `Response`, one `ResponseBody` per frame,
@@ -305,6 +306,40 @@ async fn add_run(path: &Path) {
     twin.shutdown().await;
 }
 
+/// A [`Db`] that prints each statement's time (`AGENTCAP_UI_BENCH_TRACE=1`: which query a slow page waits on).
+struct Traced(ConnDb);
+
+impl Db for Traced {
+    fn query(
+        &self,
+        sql: &str,
+        params: &[agentcap_ui::Param],
+    ) -> Result<agentcap_proxy::recorder::QueryResult, agentcap_ui::UiError> {
+        let t = Instant::now();
+        let r = self.0.query(sql, params);
+        let head: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        eprintln!(
+            "    {:>8.1} ms  {}",
+            t.elapsed().as_secs_f64() * 1e3,
+            head.chars().take(150).collect::<String>()
+        );
+        r
+    }
+
+    fn with_connection(
+        &self,
+        f: &mut dyn FnMut(&duckdb::Connection),
+    ) -> Option<Result<(), agentcap_ui::UiError>> {
+        let t = Instant::now();
+        let r = self.0.with_connection(f);
+        eprintln!(
+            "    {:>8.1} ms  (eval history on a lent connection)",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+        r
+    }
+}
+
 fn one(db: &dyn Db, sql: &str) -> String {
     let r = db.query(sql, &[]).expect("query");
     r.rows
@@ -345,7 +380,15 @@ async fn main() {
         eprintln!("reusing {}", path.display());
     }
     let db = Arc::new(ConnDb::open_read_only(&path).expect("opens read-only"));
-    let st = UiState::new(db.clone(), UiConfig::default()).expect("ui state");
+    let trace = std::env::var_os("AGENTCAP_UI_BENCH_TRACE").is_some();
+    let source: Arc<dyn Db> = if trace {
+        Arc::new(Traced(
+            ConnDb::open_read_only(&path).expect("opens read-only"),
+        ))
+    } else {
+        db.clone()
+    };
+    let st = UiState::new(source, UiConfig::default()).expect("ui state");
     eprintln!(
         "recording: {} exchanges, {} SSE events, {} entries, {} conversations",
         one(db.as_ref(), "SELECT count(*) FROM exchanges"),
@@ -408,7 +451,14 @@ async fn main() {
         "{:<36} {:>10} {:>10} {:>10} {:>9}",
         "page", "median", "min", "max", "bytes"
     );
+    let only = std::env::var("AGENTCAP_UI_BENCH_PAGES").unwrap_or_default();
     for (label, path) in pages {
+        if !only.is_empty() && !only.split(',').any(|p| label.starts_with(p)) {
+            continue;
+        }
+        if trace {
+            eprintln!("{label}: {path}");
+        }
         let (status, _) = render(&st, &path).await;
         assert_eq!(status, StatusCode::OK, "{label}: {path}");
         let mut times = Vec::new();
