@@ -143,6 +143,10 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Serve the web UI on the embedded proxy's admin listener while the run goes (a free loopback port; the
+    /// URL is printed).
+    #[arg(long, conflicts_with_all = ["proxy", "no_record"])]
+    pub ui: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -346,6 +350,15 @@ pub async fn run(cmd: EvalCommand) -> anyhow::Result<i32> {
             spec.simulated_upstream = a.simulated_upstream;
             spec.progress = !a.no_progress;
             spec.api_key = key;
+            if a.ui {
+                spec.admin = Some(agentcap_evalkit::EmbeddedAdmin {
+                    listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                    mount: Some(agentcap_ui::admin_mount(agentcap_ui::UiConfig::default())),
+                    on_ready: std::sync::Arc::new(|addr| {
+                        eprintln!("agentcap eval: web UI on http://{addr}/ while the run goes");
+                    }),
+                });
+            }
             let outcome = agentcap_evalkit::run(spec, stop_on_signal()).await?;
             finish(&outcome, &a.db, &a.output)
         }

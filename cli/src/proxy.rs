@@ -39,7 +39,7 @@ pub struct ProxyArgs {
     /// The DuckDB file [default: agentcap.duckdb].
     #[arg(long, env = "AGENTCAP_DB")]
     db: Option<PathBuf>,
-    /// Admin listener for health, metrics and read-only queries, loopback only [default: 127.0.0.1:8788].
+    /// Admin listener for health, metrics, read-only queries and the web UI (/), loopback only [default: 127.0.0.1:8788].
     #[arg(long, env = "AGENTCAP_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
     /// Disable the admin listener.
@@ -165,7 +165,9 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
             signal.await;
         }
     };
-    let cfg = args.config()?;
+    let mut cfg = args.config()?;
+    // The web UI on the admin listener, over the live recording (the proxy only offers the hook).
+    cfg.admin.mount = Some(agentcap_ui::admin_mount(agentcap_ui::UiConfig::default()));
     let upstream = cfg.upstream.to_string();
     let db = cfg.recorder.db_path.display().to_string();
     let scheme = if cfg.tls_cert.is_some() {

@@ -36,7 +36,8 @@ pub mod store;
 pub use config::{ConfigError, ConfigFile};
 pub use runner::{ItemEvent, Observer, RunnerOptions, Stop};
 pub use session::{
-    DEFAULT_JUDGE, GraderChoice, ResumeSpec, RunOutcome, RunSpec, Target, resume, run,
+    DEFAULT_JUDGE, EmbeddedAdmin, GraderChoice, ResumeSpec, RunOutcome, RunSpec, Target, resume,
+    run,
 };
 
 /// What can go wrong in an eval (who failed is in the variant; the large ones are boxed).

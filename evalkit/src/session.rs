@@ -60,6 +60,26 @@ pub enum GraderChoice {
     Exact,
 }
 
+/// An admin listener for the embedded proxy (the CLI's `eval run --ui` mounts the web UI on it): bound on
+/// `listen` with `mount`, its address handed to `on_ready` once bound.
+#[derive(Clone)]
+pub struct EmbeddedAdmin {
+    /// Where it listens (loopback).
+    pub listen: std::net::SocketAddr,
+    /// The handler of the paths the admin API does not own.
+    pub mount: Option<agentcap_proxy::admin::AdminMount>,
+    /// Told the bound address.
+    pub on_ready: Arc<dyn Fn(std::net::SocketAddr) + Send + Sync>,
+}
+
+impl std::fmt::Debug for EmbeddedAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedAdmin")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Everything `eval run` needs.
 #[derive(Clone)]
 pub struct RunSpec {
@@ -100,6 +120,8 @@ pub struct RunSpec {
     pub api_key: Option<String>,
     /// Called after each item.
     pub observer: Option<Observer>,
+    /// An admin listener for the embedded proxy (none by default; ignored for other targets).
+    pub admin: Option<EmbeddedAdmin>,
 }
 
 impl std::fmt::Debug for RunSpec {
@@ -142,6 +164,7 @@ impl RunSpec {
             progress: false,
             api_key: None,
             observer: None,
+            admin: None,
         }
     }
 }
@@ -224,6 +247,7 @@ async fn connect(
     target: &Target,
     db: &Path,
     api_key: Option<String>,
+    admin: Option<&EmbeddedAdmin>,
 ) -> Result<Connected, EvalError> {
     match target {
         Target::Embedded { upstream } => {
@@ -232,8 +256,12 @@ async fn connect(
                 .map_err(|e| EvalError::Invalid(format!("--upstream {upstream:?}: {e}")))?;
             let mut cfg = ProxyConfig::new(uri, RecorderConfig::new(db));
             cfg.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-            cfg.admin_listen = None;
+            cfg.admin_listen = admin.map(|a| a.listen);
+            cfg.admin.mount = admin.and_then(|a| a.mount.clone());
             let proxy = agentcap_proxy::start(cfg).await?;
+            if let (Some(a), Some(addr)) = (admin, proxy.admin_addr()) {
+                (a.on_ready)(addr);
+            }
             let conn = proxy
                 .recorder()
                 .connection()
@@ -530,7 +558,13 @@ pub async fn run(spec: RunSpec, stop: Stop) -> Result<RunOutcome, EvalError> {
         )));
     }
     let opts = RunnerOptions::resolve(&spec.configs.runner, spec.concurrency);
-    let conn = connect(&spec.target, &spec.db, spec.api_key.clone()).await?;
+    let conn = connect(
+        &spec.target,
+        &spec.db,
+        spec.api_key.clone(),
+        spec.admin.as_ref(),
+    )
+    .await?;
     let run_id = new_run_id();
     let (judge_model, judge_parse, template) = match &grader {
         Grader::SimpleQa {
@@ -871,7 +905,7 @@ pub async fn resume(spec: ResumeSpec, stop: Stop) -> Result<RunOutcome, EvalErro
         }
     }
     let expected = items.len() * configs.len();
-    let conn = connect(&target, &spec.db, spec.api_key.clone()).await?;
+    let conn = connect(&target, &spec.db, spec.api_key.clone(), None).await?;
     conn.store.set_run_status(&run.run_id, "running", None);
     drive(
         conn,

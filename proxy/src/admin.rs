@@ -17,16 +17,26 @@
 //! `POST /query` takes `{"sql": "...", "params": [...]}` (params optional, bound to `?`), runs on a
 //! thread of its own within [`QueryLimits`], at most [`AdminConfig::max_concurrent_queries`] at once
 //! (429 beyond), and is interrupted when its client goes away.
+//!
+//! Every other path goes to the [`AdminMount`] when one is configured (the CLI mounts the web UI there;
+//! this crate knows nothing of it), after the same checks. It reads the recording through a [`QueryGate`]:
+//! the `/query` path, limits and permits. A browser cannot send `X-Agentcap-Token`, so with a token
+//! `GET /login?token=T` sets an `HttpOnly`, `SameSite=Strict` cookie holding the token's SHA-256, which
+//! `GET` and `HEAD` requests may present instead of the header (never `POST`: the JSON endpoints stay
+//! header-only).
 
 use std::convert::Infallible;
-use std::net::IpAddr;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -44,6 +54,125 @@ use crate::recorder::{
 /// The header that carries the token on the admin listener (the same as on the client listener).
 pub const TOKEN_HEADER: &str = agentcap_wire::vocab::headers::TOKEN;
 
+/// The cookie `GET /login?token=` sets for browsers: the hex SHA-256 of the token, `HttpOnly`,
+/// `SameSite=Strict`. Accepted instead of [`TOKEN_HEADER`] on `GET` and `HEAD` only.
+pub const TOKEN_COOKIE: &str = "agentcap_admin";
+
+/// The body of every admin response: the endpoints' JSON, or a mounted handler's (possibly streamed).
+pub type AdminBody = BoxBody<Bytes, Infallible>;
+
+/// A mounted handler, serving one request that passed [`check_request`].
+pub type MountedHandler = Arc<
+    dyn Fn(Request<Incoming>) -> Pin<Box<dyn Future<Output = Response<AdminBody>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// What a mount is given once, when the admin listener starts.
+#[derive(Debug, Clone)]
+pub struct MountContext {
+    /// The read-only query path of `POST /query`, with its limits and permits.
+    pub gate: QueryGate,
+    /// The listener's bound address.
+    pub addr: SocketAddr,
+    /// [`AdminConfig::allowed_hosts`].
+    pub allowed_hosts: Vec<String>,
+}
+
+type MountFactory = dyn Fn(MountContext) -> Result<MountedHandler, String> + Send + Sync;
+
+/// A handler for every path the admin API does not own (e.g. a web UI), built once when the listener
+/// starts. Its requests pass the same Host / Origin / token checks first.
+#[derive(Clone)]
+pub struct AdminMount(Arc<MountFactory>);
+
+impl AdminMount {
+    /// A mount built by `f` when the listener starts (an error stops the proxy's start).
+    pub fn new(
+        f: impl Fn(MountContext) -> Result<MountedHandler, String> + Send + Sync + 'static,
+    ) -> Self {
+        AdminMount(Arc::new(f))
+    }
+
+    fn build(&self, ctx: MountContext) -> Result<MountedHandler, String> {
+        (self.0)(ctx)
+    }
+}
+
+impl std::fmt::Debug for AdminMount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminMount")
+    }
+}
+
+impl PartialEq for AdminMount {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for AdminMount {}
+
+/// The read-only query path `POST /query` uses (the recorder's four layers, [`AdminConfig::limits`],
+/// at most [`AdminConfig::max_concurrent_queries`] at once), for a mounted handler. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct QueryGate {
+    rec: RecorderHandle,
+    limits: QueryLimits,
+    permits: Arc<Semaphore>,
+}
+
+/// Why a [`QueryGate`] query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// Every permit stayed taken for the query timeout (the listener is busy).
+    #[error("the admin listener is busy: every query permit stayed taken for {0:?}")]
+    Busy(std::time::Duration),
+    /// The recorder refused or failed the query.
+    #[error(transparent)]
+    Query(#[from] RecorderError),
+}
+
+impl QueryGate {
+    /// The bounds each query runs within.
+    pub fn limits(&self) -> &QueryLimits {
+        &self.limits
+    }
+
+    /// The recorder (its `connection()` is for the embedding program's own reads; see its docs).
+    pub fn recorder(&self) -> &RecorderHandle {
+        &self.rec
+    }
+
+    /// Runs one read-only statement on the calling thread, which it blocks: waits for a permit (at most
+    /// the query timeout, from a thread inside a tokio runtime's context; elsewhere it does not wait),
+    /// then runs through [`RecorderHandle::query_with`] within the limits, interruptible by `cancel`.
+    pub fn query_blocking(
+        &self,
+        sql: &str,
+        params: &[Value],
+        cancel: &QueryCancel,
+    ) -> Result<QueryResult, GateError> {
+        let busy = GateError::Busy(self.limits.timeout);
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => match tokio::runtime::Handle::try_current() {
+                Ok(rt) => rt
+                    .block_on(tokio::time::timeout(
+                        self.limits.timeout,
+                        self.permits.clone().acquire_owned(),
+                    ))
+                    .map_err(|_| GateError::Busy(self.limits.timeout))?
+                    .map_err(|_| busy)?,
+                Err(_) => return Err(busy),
+            },
+        };
+        let r = self.rec.query_with(sql, params, &self.limits, cancel);
+        drop(permit);
+        Ok(r?)
+    }
+}
+
 /// Settings of the admin listener.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
@@ -56,6 +185,8 @@ pub struct AdminConfig {
     pub max_body_bytes: usize,
     /// Queries running at once (default 4); more are answered 429.
     pub max_concurrent_queries: usize,
+    /// The handler of every other path (none by default: 404).
+    pub mount: Option<AdminMount>,
 }
 
 impl Default for AdminConfig {
@@ -65,6 +196,7 @@ impl Default for AdminConfig {
             limits: QueryLimits::default(),
             max_body_bytes: 1 << 20,
             max_concurrent_queries: 4,
+            mount: None,
         }
     }
 }
@@ -84,7 +216,6 @@ impl AdminConfig {
 }
 
 /// What the admin endpoints read.
-#[derive(Debug)]
 pub struct AdminState {
     /// The recorder.
     pub rec: RecorderHandle,
@@ -100,6 +231,19 @@ pub struct AdminState {
     pub cfg: AdminConfig,
     /// Permits for running queries.
     pub queries: Arc<Semaphore>,
+    /// The handler of the paths the admin API does not own, once built ([`AdminState::mount`]).
+    pub mounted: Option<MountedHandler>,
+}
+
+impl std::fmt::Debug for AdminState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminState")
+            .field("upstream", &self.upstream)
+            .field("db_path", &self.db_path)
+            .field("cfg", &self.cfg)
+            .field("mounted", &self.mounted.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AdminState {
@@ -120,7 +264,30 @@ impl AdminState {
             token,
             cfg,
             queries,
+            mounted: None,
         }
+    }
+
+    /// The read-only query path of `POST /query`, for a mounted handler.
+    pub fn gate(&self) -> QueryGate {
+        QueryGate {
+            rec: self.rec.clone(),
+            limits: self.cfg.limits,
+            permits: self.queries.clone(),
+        }
+    }
+
+    /// Builds [`AdminConfig::mount`], if any, for the listener bound at `addr`.
+    pub fn mount(&mut self, addr: SocketAddr) -> Result<(), String> {
+        if let Some(m) = &self.cfg.mount {
+            let ctx = MountContext {
+                gate: self.gate(),
+                addr,
+                allowed_hosts: self.cfg.allowed_hosts.clone(),
+            };
+            self.mounted = Some(m.build(ctx)?);
+        }
+        Ok(())
     }
 }
 
@@ -297,14 +464,20 @@ pub fn check_request<B>(st: &AdminState, req: &Request<B>) -> Result<(), Refusal
         ));
     }
     if let Some(token) = &st.token {
-        let ok = h
+        let header_ok = h
             .get(TOKEN_HEADER)
             .is_some_and(|v| same_secret(v.as_bytes(), token.as_bytes()));
-        if !ok {
+        let safe = req.method() == Method::GET || req.method() == Method::HEAD;
+        let cookie_ok = safe
+            && cookie(h, TOKEN_COOKIE)
+                .is_some_and(|c| same_secret(c.as_bytes(), cookie_value(token).as_bytes()));
+        // `/login` checks the token it is given itself.
+        let login = safe && st.mounted.is_some() && req.uri().path() == "/login";
+        if !(header_ok || cookie_ok || login) {
             return Err(refuse(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
-                "this proxy has an auth token: send it in X-Agentcap-Token",
+                "this proxy has an auth token: send it in X-Agentcap-Token (in a browser, open /login?token=TOKEN once)",
             ));
         }
     }
@@ -323,6 +496,59 @@ pub fn check_request<B>(st: &AdminState, req: &Request<B>) -> Result<(), Refusal
         }
     }
     Ok(())
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+fn cookie<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// What [`TOKEN_COOKIE`] holds for `token`: its SHA-256 in hex (the token itself never sits in the browser).
+fn cookie_value(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// `GET /login?token=T`: with the right token, sets [`TOKEN_COOKIE`] and redirects to `/`.
+fn login(st: &AdminState, query: Option<&str>) -> Response<Full<Bytes>> {
+    let Some(expected) = &st.token else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "this proxy has no token",
+        );
+    };
+    let given = query.unwrap_or("").split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == "token").then(|| {
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    });
+    if !given.is_some_and(|g| same_secret(g.as_bytes(), expected.as_bytes())) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "open /login?token=TOKEN with the proxy's --auth-token",
+        );
+    }
+    let mut r = reply(StatusCode::SEE_OTHER, &json!({"logged_in": true}));
+    let set = format!(
+        "{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict",
+        cookie_value(expected)
+    );
+    if let Ok(v) = HeaderValue::from_str(&set) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r.headers_mut()
+        .insert(header::LOCATION, HeaderValue::from_static("/"));
+    r
 }
 
 /// Interrupts the query when the handler's future is dropped (the client went away) before
@@ -416,13 +642,28 @@ async fn query(st: &AdminState, body: Bytes) -> Response<Full<Bytes>> {
 async fn handle(
     st: Arc<AdminState>,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<AdminBody>, Infallible> {
     if let Err(r) = check_request(&st, &req) {
-        return Ok(error(r.status, r.kind, r.message));
+        return Ok(error(r.status, r.kind, r.message).map(BodyExt::boxed));
     }
+    let own = matches!(
+        (req.method(), req.uri().path()),
+        (&Method::GET, "/health" | "/metrics") | (&Method::POST, "/query" | "/flush")
+    ) || (req.method() == Method::GET
+        && req.uri().path() == "/login"
+        && st.token.is_some()
+        && st.mounted.is_some());
+    match &st.mounted {
+        Some(mounted) if !own => Ok(mounted(req).await),
+        _ => Ok(endpoint(&st, req).await.map(BodyExt::boxed)),
+    }
+}
+
+async fn endpoint(st: &AdminState, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    Ok(match (method, path.as_str()) {
+    match (method, path.as_str()) {
+        (Method::GET, "/login") => login(st, req.uri().query()),
         (Method::GET, "/health") => reply(
             StatusCode::OK,
             &json!({"status": "ok", "upstream": st.upstream, "db": st.db_path, "uptime_s": st.started.elapsed().as_secs(), "queries_running": st.rec.running_queries()}),
@@ -445,7 +686,7 @@ async fn handle(
                     let too_big = e
                         .downcast_ref::<http_body_util::LengthLimitError>()
                         .is_some();
-                    return Ok(if too_big {
+                    return if too_big {
                         error(
                             StatusCode::PAYLOAD_TOO_LARGE,
                             "too_large",
@@ -453,17 +694,17 @@ async fn handle(
                         )
                     } else {
                         error(StatusCode::BAD_REQUEST, "bad_request", e)
-                    });
+                    };
                 }
             };
-            query(&st, body).await
+            query(st, body).await
         }
         _ => error(
             StatusCode::NOT_FOUND,
             "not_found",
             "unknown admin endpoint; endpoints: GET /health, GET /metrics, POST /query, POST /flush",
         ),
-    })
+    }
 }
 
 /// Serves the admin endpoints until `stop` flips (under the listener's limits, see [`crate::conn`]).

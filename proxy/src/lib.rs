@@ -141,7 +141,8 @@ pub async fn start(cfg: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     let client_limits = cfg.client_limits();
     report_connection_cap(&cfg, client_limits.max_connections);
     let admin_limits = cfg.admin_limits();
-    let admin = admin_listener.map(|tcp| {
+    let mut admin = None;
+    if let (Some(tcp), Some(bound)) = (admin_listener, admin_addr) {
         let l = conn::Listener {
             tcp,
             name: "admin",
@@ -152,15 +153,21 @@ pub async fn start(cfg: ProxyConfig) -> Result<RunningProxy, ProxyError> {
         };
         let db = &cfg.recorder.db_path;
         let db = std::fs::canonicalize(db).unwrap_or_else(|_| db.clone());
-        let st = Arc::new(admin::AdminState::new(
+        let mut st = admin::AdminState::new(
             handle.clone(),
             cfg.upstream.to_string(),
             db.display().to_string(),
             cfg.auth_token.clone(),
             cfg.admin.clone(),
-        ));
-        tokio::spawn(admin::serve(l, st, stop_rx.clone()))
-    });
+        );
+        if let Err(e) = st.mount(bound) {
+            let _ = tokio::task::spawn_blocking(move || recorder.shutdown()).await;
+            return Err(ProxyError::Config(format!(
+                "the admin listener's mount: {e}"
+            )));
+        }
+        admin = Some(tokio::spawn(admin::serve(l, Arc::new(st), stop_rx.clone())));
+    }
     let shared = Arc::new(server::Shared::new(cfg, client, handle.clone()));
     let listener = conn::Listener {
         tcp: listener,

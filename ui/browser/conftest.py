@@ -1,11 +1,11 @@
-"""Processes for the browser suite: the twin, the recording proxy, `agentcap ui`, the live example, a hostile
-upstream; and a headless Chromium (the system's, never a downloaded one).
+"""Processes for the browser suite: the twin, the recording proxy (its admin listener serves the UI over the live
+recording), `agentcap ui`, `agentcap eval run`, a hostile upstream; and a headless Chromium (the system's, never a
+downloaded one).
 
 Environment:
   AGENTCAP_BIN              the agentcap binary (default: <cargo target dir>/debug/agentcap)
-  AGENTCAP_UI_LIVE_BIN      the `live` example (default: <cargo target dir>/debug/examples/live)
   AGENTCAP_CHROMIUM         Chromium (default: /usr/bin/chromium)
-  AGENTCAP_UI_SCREENSHOTS   where screenshots go (default: a temporary directory, printed)
+  AGENTCAP_UI_SCREENSHOTS   where screenshots go (default: <cargo target dir>/ui-browser-screenshots)
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
 
@@ -34,8 +33,9 @@ def agentcap() -> str:
     return os.environ.get("AGENTCAP_BIN") or str(target_dir() / "debug" / "agentcap")
 
 
-def live_bin() -> str:
-    return os.environ.get("AGENTCAP_UI_LIVE_BIN") or str(target_dir() / "debug" / "examples" / "live")
+SHARED = REPO.parent / "shared"
+ADMIN_RE = re.compile(r"admin (http://127\.0\.0\.1:\d+)")
+RUN_RE = re.compile(r"^run (run_[0-9a-z]+):", re.M)
 
 
 class Proc:
@@ -78,26 +78,47 @@ class Proc:
                     self.p.wait()
 
 
-def start_twin() -> Proc:
-    return Proc([agentcap(), "sim", "--listen", "127.0.0.1:0", "--exit-on-stdin-close"])
+def start_twin(*extra: str) -> Proc:
+    return Proc([agentcap(), "sim", "--listen", "127.0.0.1:0", "--exit-on-stdin-close", *extra])
 
 
-def start_proxy(upstream: str, db: Path) -> Proc:
-    return Proc([agentcap(), "proxy", "--listen", "127.0.0.1:0", "--upstream", upstream, "--db", str(db),
-                 "--no-admin", "--exit-on-stdin-close"])
+def start_proxy(upstream: str, db: Path, admin: bool = False) -> Proc:
+    """`agentcap proxy`; with `admin`, its admin listener (and so the UI) on a free port: `Proc.admin_url`."""
+    listen = ["--admin-listen", "127.0.0.1:0"] if admin else ["--no-admin"]
+    p = Proc([agentcap(), "proxy", "--listen", "127.0.0.1:0", "--upstream", upstream, "--db", str(db), *listen,
+              "--exit-on-stdin-close"])
+    m = ADMIN_RE.search(p.line)
+    p.admin_url = m.group(1) if m else None
+    assert not admin or p.admin_url, p.line
+    return p
+
+
+def run_eval(upstream: str, db: Path, work: Path, limit: int = 5) -> str:
+    """`agentcap eval run` of `limit` SimpleQA items (from ../shared, fetched offline into a cache) through two
+    configs, its embedded proxy recording into `db` beside the eval tables. Returns the run id."""
+    cache = work / "cache"
+    subprocess.run([agentcap(), "datasets", "fetch", "simpleqa", "--from-dir", str(SHARED / "datasets" / "simpleqa"),
+                    "--data-dir", str(cache)], check=True, capture_output=True, text=True, timeout=120)
+    configs = work / "configs.toml"
+    configs.write_text('[[config]]\nname = "closed"\nmodel = "mistral-medium-latest"\n\n'
+                       '[[config]]\nname = "web"\nmodel = "mistral-medium-latest"\ntools = ["web_search"]\n')
+    out = subprocess.run([agentcap(), "eval", "run", "--dataset", "simpleqa", "--data-dir", str(cache),
+                          "--configs", str(configs), "--limit", str(limit), "--upstream", upstream, "--db", str(db),
+                          "--simulated-upstream", "--no-progress"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr + out.stdout
+    m = RUN_RE.search(out.stdout + out.stderr)
+    assert m, out.stdout + out.stderr
+    return m.group(1)
 
 
 def start_ui(db: Path) -> Proc:
     return Proc([agentcap(), "ui", "--db", str(db), "--listen", "127.0.0.1:0", "--exit-on-stdin-close"])
 
 
-def start_live(upstream: str, db: Path) -> Proc:
-    return Proc([live_bin(), upstream, str(db)])
-
-
 @pytest.fixture(scope="session")
 def shots() -> Path:
-    d = Path(os.environ.get("AGENTCAP_UI_SCREENSHOTS") or tempfile.mkdtemp(prefix="agentcap-ui-shots-"))
+    d = Path(os.environ.get("AGENTCAP_UI_SCREENSHOTS") or target_dir() / "ui-browser-screenshots")
     d.mkdir(parents=True, exist_ok=True)
     print(f"\nscreenshots in {d}")
     return d

@@ -5,8 +5,9 @@
 #   ui/browser/run.sh [pytest args...]
 #
 # Needs: `apt-get install -y chromium`, and the binaries built into the target dir:
-#   cargo build -p agentcap && cargo build -p agentcap-ui --example live
-# Environment: AGENTCAP_BIN, AGENTCAP_UI_LIVE_BIN, AGENTCAP_CHROMIUM, AGENTCAP_UI_SCREENSHOTS (see conftest.py);
+#   cargo build -p agentcap
+# Environment: AGENTCAP_BIN, AGENTCAP_CHROMIUM, AGENTCAP_UI_SCREENSHOTS (see conftest.py; screenshots go to the
+# target dir by default);
 # AGENTCAP_UI_VENV: the virtualenv to use or create (default: ui/browser/.venv).
 set -euo pipefail
 

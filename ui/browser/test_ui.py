@@ -1,6 +1,7 @@
 """The web UI in a real headless Chromium, over recordings made by the real proxy: navigation from the list to an
-exchange's SSE timeline to its conversation's branch; hostile recorded content stays inert; the live tail shows
-new traffic without a reload; no page logs a console error."""
+exchange's SSE timeline to its conversation's branch, and from an eval run to an incorrect item's conversation;
+hostile recorded content stays inert; the live tail on a running proxy's admin listener shows new traffic without
+a reload; no page logs a console error. Every page is screenshotted (see conftest.py for where)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import Watched, start_live, start_proxy, start_twin, start_ui
+from conftest import SHARED, Watched, run_eval, start_proxy, start_twin, start_ui
 
 HOSTILE = ("<script>window.pwned=1</script><img src=x onerror=\"window.pwned=2\">"
            "<a id=\"jsurl\" href=\"javascript:window.pwned=3\">click</a><svg onload=\"window.pwned=4\"></svg>")
@@ -32,9 +33,12 @@ def post(c: httpx.Client, path: str, body: dict, stream: bool = False) -> httpx.
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
     """A scripted session through the proxy: a web search (connector), a function call round trip (streamed),
-    a restart branch (streamed), a handoff (streamed). Then the proxy stops and `agentcap ui` opens the file."""
-    db = tmp_path_factory.mktemp("rec") / "rec.duckdb"
-    twin = start_twin()
+    a restart branch (streamed), a handoff (streamed). Then the proxy stops, a small SimpleQA eval runs on the
+    twin (knowledge mode: some answers right, some wrong) through the eval runner's embedded proxy into the same
+    file, and `agentcap ui` opens it."""
+    work = tmp_path_factory.mktemp("rec")
+    db = work / "rec.duckdb"
+    twin = start_twin("--knowledge", str(SHARED / "datasets" / "simpleqa" / "simple_qa_test_set.csv"))
     proxy = start_proxy(twin.url, db)
     story = {}
     try:
@@ -57,6 +61,8 @@ def recorded(tmp_path_factory):
                         {"inputs": [{"type": "function.result", "tool_call_id": tool_call_id, "result": "{\"temp_c\": 21}"}],
                          "stream": True}, stream=True)
             story = {"root": root, "events": sse_blocks(last.text)}
+        proxy.stop()
+        story["run"] = run_eval(twin.url, db, work)
     finally:
         proxy.stop()
         twin.stop()
@@ -71,11 +77,12 @@ def test_navigate_from_streams_to_timeline_to_branch(recorded, watched: Watched,
     page.goto(ui.url + "/")
     assert page.locator("#exchanges tbody tr").count() >= 7
     page.screenshot(path=str(shots / "01-exchanges.png"), full_page=True)
+    page.fill("input[name=session]", "browser")
     page.select_option("select[name=stream]", "yes")
     page.click("form.filters button[type=submit]")
     page.wait_for_url("**/?*stream=yes*")
     rows = page.locator("#exchanges tbody tr")
-    assert rows.count() == 3, "three streamed turns"
+    assert rows.count() == 3, "three streamed turns in the scripted session (the eval's are another session)"
     for i in range(rows.count()):
         assert "SSE" in rows.nth(i).inner_text()
     page.screenshot(path=str(shots / "02-streams.png"), full_page=True)
@@ -96,10 +103,43 @@ def test_navigate_from_streams_to_timeline_to_branch(recorded, watched: Watched,
     assert page.locator("#conversations tbody tr").count() >= 3
     assert "simulated upstream" in page.inner_text("main")
     page.screenshot(path=str(shots / "05-conversations.png"), full_page=True)
-    for n, path in enumerate(["/agents", "/usage", "/runs", "/sql?q=SELECT+operation%2C+count(*)+FROM+exchanges+GROUP+BY+1"]):
+    for name, path in [("agents", "/agents"), ("usage", "/usage"),
+                       ("sql", "/sql?q=SELECT+operation%2C+count(*)+FROM+exchanges+GROUP+BY+1")]:
         page.goto(ui.url + path)
         assert page.locator("p.error").count() == 0, path
-        page.screenshot(path=str(shots / f"09-extra-{n}.png"), full_page=True)
+        page.screenshot(path=str(shots / f"09-{name}.png"), full_page=True)
+    assert not watched.errors, watched.errors
+
+
+def test_from_an_eval_run_to_an_incorrect_items_conversation(recorded, watched: Watched, shots: Path):
+    ui, story = recorded
+    page = watched.page
+    page.goto(ui.url + "/runs")
+    assert "simulated upstream" in page.inner_text("#runs")
+    page.screenshot(path=str(shots / "10-runs.png"), full_page=True)
+    page.click(f"#runs a[href='/runs/{story['run']}']")
+    page.wait_for_url(f"**/runs/{story['run']}")
+    assert page.locator(".acc").count() == 2, "accuracy per config"
+    assert page.locator("#items tbody tr").count() == 5
+    page.screenshot(path=str(shots / "11-run.png"), full_page=True)
+    # An item one config got wrong (the twin in knowledge mode is deterministic: the seed fixes which).
+    wrong = page.locator("#items tbody tr").filter(has=page.locator("td", has_text="incorrect"))
+    assert wrong.count() >= 1, page.inner_text("#items")
+    wrong.first.locator("a").first.click()
+    page.wait_for_url(f"**/runs/{story['run']}/items/*")
+    page.screenshot(path=str(shots / "12-item.png"), full_page=True)
+    summary = page.locator("dl.summary").filter(has=page.locator("dd", has_text=" · incorrect"))
+    assert summary.count() >= 1
+    question = page.inner_text("p.text")
+    summary.first.locator("a.item-conversation").click()
+    page.wait_for_url("**/conversations/conv_*")
+    text = page.inner_text("main")
+    assert question[:40] in text, "the conversation is the item's: its question is the first input"
+    assert "message.output" in text
+    page.screenshot(path=str(shots / "13-item-conversation.png"), full_page=True)
+    page.goto(ui.url + f"/compare?a={story['run']}:closed&b={story['run']}:web")
+    assert page.locator("p.error").count() == 0
+    page.screenshot(path=str(shots / "14-compare.png"), full_page=True)
     assert not watched.errors, watched.errors
 
 
@@ -188,9 +228,10 @@ def test_hostile_content_stays_inert(tmp_path, watched: Watched, shots: Path):
 
 
 def test_live_tail_shows_new_traffic_without_reload(tmp_path, watched: Watched, shots: Path):
+    """The UI as `agentcap proxy` serves it on its admin listener, over the recording it is writing."""
     twin = start_twin()
-    live = start_live(twin.url, tmp_path / "live.duckdb")
-    proxy_url, ui_url = live.urls[0], live.urls[1]
+    live = start_proxy(twin.url, tmp_path / "live.duckdb", admin=True)
+    proxy_url, ui_url = live.url, live.admin_url
     try:
         page = watched.page
         page.goto(ui_url + "/")

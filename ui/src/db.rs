@@ -1,17 +1,17 @@
 //! The UI's only way to the data: read-only SQL with parameters, returning rows as JSON values.
 //!
-//! [`Db`] is a trait so the same pages run over a DuckDB file opened read-only (`agentcap ui --db`) or over a
-//! connection lent by a running proxy's recorder. Every statement goes through the proxy's read-only
-//! statement filter and runs inside a transaction that is always rolled back: the UI never writes.
+//! [`Db`] is a trait so the same pages run over a DuckDB file opened read-only (`agentcap ui --db`, [`ConnDb`])
+//! or over a running proxy's recording ([`GateDb`], on its admin listener). Either way every statement, the
+//! SQL console's included, runs through the proxy's read-only query path (`recorder::query::run_read_only`:
+//! the statement filter, DuckDB's parser agreeing, a read-only transaction always rolled back, a row, byte and
+//! time limit), the one `agentcap query` uses: the UI never writes.
 
-use std::panic::AssertUnwindSafe;
 use std::path::Path;
 
-use agentcap_proxy::recorder::QueryResult;
-use agentcap_proxy::recorder::query::{check_read_only, db_value_to_json};
-use agentcap_proxy::recorder::{DbAccess, open_db};
+use agentcap_proxy::admin::QueryGate;
+use agentcap_proxy::recorder::query::run_read_only;
+use agentcap_proxy::recorder::{DbAccess, QueryCancel, QueryLimits, QueryResult, open_db};
 use duckdb::Connection;
-use duckdb::types::Value as DbValue;
 use parking_lot::Mutex;
 use serde_json::Value;
 
@@ -27,12 +27,16 @@ pub enum Param {
 }
 
 impl Param {
-    fn to_db(&self) -> DbValue {
+    fn to_json(&self) -> Value {
         match self {
-            Param::Text(s) => DbValue::Text(s.clone()),
-            Param::Int(i) => DbValue::BigInt(*i),
+            Param::Text(s) => Value::String(s.clone()),
+            Param::Int(i) => Value::from(*i),
         }
     }
+}
+
+fn json_params(params: &[Param]) -> Vec<Value> {
+    params.iter().map(Param::to_json).collect()
 }
 
 /// Read-only SQL with parameters over a recording.
@@ -41,17 +45,19 @@ pub trait Db: Send + Sync {
     fn query(&self, sql: &str, params: &[Param]) -> Result<QueryResult, UiError>;
 
     /// Lends a connection, inside a transaction that is rolled back afterwards, to a reader that takes a
-    /// `duckdb::Connection` (the eval runner's history). `None` when this source has no connection to lend.
+    /// `duckdb::Connection` (the eval runner's history, our own SQL only). `None` when this source has no
+    /// connection to lend.
     fn with_connection(&self, f: &mut dyn FnMut(&Connection)) -> Option<Result<(), UiError>> {
         let _ = f;
         None
     }
 }
 
-/// A [`Db`] over a DuckDB connection: a file opened read-only, or a connection to a live recorder's
-/// database. Each query runs on a clone of the connection, inside a transaction that is rolled back.
+/// A [`Db`] over a DuckDB connection: a file opened read-only. Each query runs on a clone of the connection
+/// through the proxy's read-only query path within [`QueryLimits`].
 pub struct ConnDb {
     conn: Mutex<Connection>,
+    limits: QueryLimits,
 }
 
 impl std::fmt::Debug for ConnDb {
@@ -61,10 +67,11 @@ impl std::fmt::Debug for ConnDb {
 }
 
 impl ConnDb {
-    /// Wraps a connection (e.g. `RecorderHandle::connection()` of a running proxy).
+    /// Wraps a connection, with the default query limits (those of `agentcap query`).
     pub fn new(conn: Connection) -> Self {
         ConnDb {
             conn: Mutex::new(conn),
+            limits: QueryLimits::default(),
         }
     }
 
@@ -89,55 +96,62 @@ impl ConnDb {
 
 impl Db for ConnDb {
     fn query(&self, sql: &str, params: &[Param]) -> Result<QueryResult, UiError> {
-        check_read_only(sql).map_err(|e| UiError::Internal(e.to_string()))?;
         let conn = self.conn.lock().try_clone().map_err(UiError::Db)?;
-        conn.execute_batch("BEGIN TRANSACTION READ ONLY")
-            .map_err(UiError::Db)?;
-        let out = collect(&conn, sql, params);
-        let _ = conn.execute_batch("ROLLBACK");
-        out
+        run_read_only(
+            &conn,
+            sql,
+            &json_params(params),
+            &self.limits,
+            &QueryCancel::new(),
+        )
+        .map_err(|e| UiError::Query(e.to_string()))
     }
 
     fn with_connection(&self, f: &mut dyn FnMut(&Connection)) -> Option<Result<(), UiError>> {
-        Some(lend(&self.conn, f))
+        let conn = self.conn.lock().try_clone().map_err(UiError::Db);
+        Some(conn.and_then(|c| lend(&c, f)))
     }
 }
 
-fn lend(conn: &Mutex<Connection>, f: &mut dyn FnMut(&Connection)) -> Result<(), UiError> {
-    let conn = conn.lock().try_clone().map_err(UiError::Db)?;
+/// A [`Db`] over a running proxy's recording, through its admin listener's [`QueryGate`]: the same path,
+/// limits and permits as `POST /query`. Queries run on connections of their own to the recorder's database
+/// (never the writer's, which they cannot block); the eval pages' reader gets a connection from the recorder
+/// too, inside a read-only transaction.
+#[derive(Debug, Clone)]
+pub struct GateDb {
+    gate: QueryGate,
+}
+
+impl GateDb {
+    /// Reads through `gate`.
+    pub fn new(gate: QueryGate) -> Self {
+        GateDb { gate }
+    }
+}
+
+impl Db for GateDb {
+    fn query(&self, sql: &str, params: &[Param]) -> Result<QueryResult, UiError> {
+        self.gate
+            .query_blocking(sql, &json_params(params), &QueryCancel::new())
+            .map_err(|e| UiError::Query(e.to_string()))
+    }
+
+    fn with_connection(&self, f: &mut dyn FnMut(&Connection)) -> Option<Result<(), UiError>> {
+        let conn = self
+            .gate
+            .recorder()
+            .connection()
+            .map_err(|e| UiError::Query(e.to_string()));
+        Some(conn.and_then(|c| lend(&c, f)))
+    }
+}
+
+fn lend(conn: &Connection, f: &mut dyn FnMut(&Connection)) -> Result<(), UiError> {
     conn.execute_batch("BEGIN TRANSACTION READ ONLY")
         .map_err(UiError::Db)?;
-    f(&conn);
+    f(conn);
     let _ = conn.execute_batch("ROLLBACK");
     Ok(())
-}
-
-fn collect(conn: &Connection, sql: &str, params: &[Param]) -> Result<QueryResult, UiError> {
-    let mut stmt = conn.prepare(sql).map_err(UiError::Db)?;
-    let values: Vec<DbValue> = params.iter().map(Param::to_db).collect();
-    let mut rows = stmt
-        .query(duckdb::params_from_iter(values))
-        .map_err(UiError::Db)?;
-    let columns = rows.as_ref().map(|s| s.column_names()).unwrap_or_default();
-    let mut out = QueryResult {
-        columns,
-        rows: Vec::new(),
-        truncated: false,
-        truncated_reason: None,
-    };
-    while let Some(row) = rows.next().map_err(UiError::Db)? {
-        let mut r = Vec::with_capacity(out.columns.len());
-        for i in 0..out.columns.len() {
-            // The duckdb crate panics on a few result shapes it cannot decode; the UI's own SQL casts
-            // everything to plain types, so this only guards against a damaged file.
-            let v = std::panic::catch_unwind(AssertUnwindSafe(|| row.get::<_, DbValue>(i)))
-                .map_err(|_| UiError::Internal(format!("column {i} cannot be decoded")))?
-                .map_err(UiError::Db)?;
-            r.push(db_value_to_json(&v));
-        }
-        out.rows.push(r);
-    }
-    Ok(out)
 }
 
 /// Column access by name over a [`QueryResult`].

@@ -3,7 +3,8 @@
 //!
 //! Server-rendered HTML (`maud`: checked at compile time, escapes every value by default), charts as SVG
 //! drawn here, one small embedded script. The data comes through [`Db`], so the same [`handle`] serves a
-//! DuckDB file opened read-only (`agentcap ui --db`) or a running proxy's recording.
+//! DuckDB file opened read-only (`agentcap ui --db`) or a running proxy's recording ([`admin_mount`], on its
+//! admin listener).
 //!
 //! Architecture Invariant: recorded content is hostile. It reaches a page only through maud's escaping
 //! (never `PreEscaped`), every response carries [`guard::CSP`] (no inline script), and requests whose
@@ -22,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentcap_proxy::admin::{AdminMount, MountContext, MountedHandler};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::service::service_fn;
@@ -29,7 +31,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
-pub use db::{ConnDb, Db, Param};
+pub use db::{ConnDb, Db, GateDb, Param};
 pub use pages::SQL_ROWS;
 pub use web::UiBody;
 
@@ -48,6 +50,9 @@ pub enum UiError {
     /// DuckDB failed (internal).
     #[error("DuckDB: {0}")]
     Db(#[from] duckdb::Error),
+    /// The read-only query path refused or failed a statement (the SQL console's text, or a limit).
+    #[error("{0}")]
+    Query(String),
     /// Anything else internal.
     #[error("internal: {0}")]
     Internal(String),
@@ -262,6 +267,29 @@ fn login(query: &web::Query, expected: &str) -> Response<UiBody> {
     r.headers_mut()
         .insert(header::LOCATION, HeaderValue::from_static("/"));
     r
+}
+
+/// The UI as a mount on a running proxy's admin listener (`AdminConfig::mount`): the pages over the live
+/// recording through the listener's [`QueryGate`](agentcap_proxy::admin::QueryGate) (the path, limits and
+/// permits of `POST /query`), answering the listener's Host names. The listener checks Host, Origin and the
+/// token (header, or the cookie of its `/login`) before any request gets here; the UI checks Host and Origin
+/// again. `base` gives the page bounds; its listen address, token and hosts are the listener's.
+pub fn admin_mount(base: UiConfig) -> AdminMount {
+    AdminMount::new(move |ctx: MountContext| {
+        let cfg = UiConfig {
+            listen: ctx.addr,
+            auth_token: None,
+            allowed_hosts: ctx.allowed_hosts.clone(),
+            ..base.clone()
+        };
+        let state =
+            UiState::new(Arc::new(GateDb::new(ctx.gate)), cfg).map_err(|e| e.to_string())?;
+        let handler: MountedHandler = Arc::new(move |req| {
+            let st = state.clone();
+            Box::pin(async move { handle(&st, req).await })
+        });
+        Ok(handler)
+    })
 }
 
 /// A bound, running UI server.

@@ -800,3 +800,80 @@ fn simple_evals_compat_is_stored_with_the_run_and_read_again_by_resume() {
     let (_, strict) = eval_run(&db, false);
     assert_eq!(counts(&strict), (4, 2, 2, 2, 0));
 }
+
+/// One GET over a fresh connection: the status and the whole answer.
+fn get(base: &str, path: &str) -> (u16, String) {
+    let addr = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = std::net::TcpStream::connect(addr).expect("the UI listens");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, out)
+}
+
+#[test]
+fn eval_run_with_ui_serves_the_web_ui_while_the_run_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    // Slow answers (300 ms each, one item at a time): the run is still going while the test reads the UI.
+    let (_twin, url) = twin(dir.path(), "ui-twin", &["--ttft-ms", "300"]);
+    let configs = dir.path().join("configs.toml");
+    std::fs::write(&configs, CONFIGS).unwrap();
+    let db = dir.path().join("ui.duckdb");
+    let mut child = agentcap()
+        .args([
+            "eval",
+            "run",
+            "--dataset",
+            "mini-qa",
+            "--configs",
+            configs.to_str().unwrap(),
+            "--concurrency",
+            "1",
+            "--upstream",
+            &url,
+            "--db",
+            db.to_str().unwrap(),
+            "--no-progress",
+            "--ui",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let ui = loop {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+        assert!(n > 0, "eval run ended without printing the UI's URL");
+        if let Some(rest) = line.split("web UI on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    // Keep reading stderr so the child never blocks on a full pipe.
+    let drain = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = err.read_to_string(&mut rest);
+        rest
+    });
+    let (status, page) = get(&ui, "/");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("content-security-policy"), "{page}");
+    // The run appears on the live recording's run list while it goes.
+    crate::poll_until("the run on /runs", Duration::from_secs(60), || {
+        get(&ui, "/runs").1.contains("href=\"/runs/run_")
+    });
+    let status = child.wait().unwrap();
+    let rest = drain.join().unwrap();
+    assert!(status.success(), "{rest}");
+}

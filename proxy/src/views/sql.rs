@@ -50,16 +50,22 @@ macro_rules! with_turn_ops {
     };
 }
 
-/// The summary statement: `$filter` (a `WHERE` on `conversations c`) and `$limit` (a `LIMIT`) are literals.
-/// Placeholders: turn operations, simulated-header pattern, then those of `$filter` and `$limit`.
+/// The summary statement: `$ev`, `$x` and `$u` (scopes of the aggregates), `$filter` (a `WHERE` on
+/// `conversations c`) and `$limit` (a `LIMIT`) are literals. Placeholders, in order: turn operations, those of
+/// `$ev`, the simulated-header pattern, those of `$x`, `$u`, `$filter` and `$limit`.
+///
+/// For one conversation the scopes restrict every aggregate to its exchanges: aggregating the whole recording
+/// and keeping one row would make a conversation page's cost grow with the recording.
 ///
 /// An exchange failed when it had an HTTP error, an end other than complete (a client that went away chose
 /// to; that is no failure) or a stream ended by an error event.
 macro_rules! summary_sql {
-    ($filter:literal, $limit:literal) => {
+    ($ev:literal, $x:literal, $u:literal, $filter:literal, $limit:literal) => {
         with_turn_ops!(
             ", ev AS (
-  SELECT DISTINCT exchange_id FROM sse_events WHERE event_type = 'conversation.response.error'
+  SELECT DISTINCT exchange_id FROM sse_events WHERE event_type = 'conversation.response.error'",
+            $ev,
+            "
 ), x AS (
   SELECT e.conversation_id,
          COUNT(*) AS exchanges,
@@ -73,11 +79,15 @@ macro_rules! summary_sql {
   FROM exchanges e
   LEFT JOIN ev ON ev.exchange_id = e.id
   LEFT JOIN turn_ops t ON t.op = e.operation
-  WHERE e.conversation_id IS NOT NULL
+  WHERE e.conversation_id IS NOT NULL",
+            $x,
+            "
   GROUP BY e.conversation_id
 ), u AS (
   SELECT COALESCE(u.conversation_id, e.conversation_id) AS conversation_id, SUM(u.total_tokens) AS total_tokens
-  FROM usage u LEFT JOIN exchanges e ON e.id = u.exchange_id
+  FROM usage u LEFT JOIN exchanges e ON e.id = u.exchange_id",
+            $u,
+            "
   GROUP BY ALL
 )
 SELECT c.id AS conversation_id,
@@ -110,7 +120,7 @@ LEFT JOIN u ON u.conversation_id = c.id
 /// `conversations list`: the `limit` most recently seen conversations, newest first.
 pub fn list_sql(limit: usize) -> Sql {
     Sql {
-        text: summary_sql!("", "\nLIMIT ?"),
+        text: summary_sql!("", "", "", "", "\nLIMIT ?"),
         params: vec![
             turn_ops_param(),
             simulated_header_pattern().into(),
@@ -122,10 +132,19 @@ pub fn list_sql(limit: usize) -> Sql {
 /// One conversation's summary row.
 pub fn summary_by_id_sql(id: &str) -> Sql {
     Sql {
-        text: summary_sql!("WHERE c.id = ?\n", ""),
+        text: summary_sql!(
+            " AND exchange_id IN (SELECT id FROM exchanges WHERE conversation_id = ?)",
+            " AND e.conversation_id = ?",
+            "\n  WHERE COALESCE(u.conversation_id, e.conversation_id) = ?",
+            "WHERE c.id = ?\n",
+            ""
+        ),
         params: vec![
             turn_ops_param(),
+            id.into(),
             simulated_header_pattern().into(),
+            id.into(),
+            id.into(),
             id.into(),
         ],
     }
@@ -177,16 +196,19 @@ JOIN turn_ops t ON t.op = x.operation
 LEFT JOIN (
   SELECT exchange_id, COUNT(*) AS n, SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens,
          SUM(total_tokens) AS total_tokens, SUM(connector_tokens) AS connector_tokens
-  FROM usage GROUP BY exchange_id
+  FROM usage WHERE exchange_id IN (SELECT id FROM exchanges WHERE conversation_id = ?)
+  GROUP BY exchange_id
 ) u ON u.exchange_id = x.id
 LEFT JOIN (
   SELECT exchange_id, CAST(arg_min(data, seq) AS VARCHAR) AS stream_error
-  FROM sse_events WHERE event_type = 'conversation.response.error' GROUP BY exchange_id
+  FROM sse_events WHERE event_type = 'conversation.response.error'
+    AND exchange_id IN (SELECT id FROM exchanges WHERE conversation_id = ?)
+  GROUP BY exchange_id
 ) ev ON ev.exchange_id = x.id
 WHERE x.conversation_id = ?
 ORDER BY x.started_at, x.id"
         ),
-        params: vec![turn_ops_param(), id.into()],
+        params: vec![turn_ops_param(), id.into(), id.into(), id.into()],
     }
 }
 

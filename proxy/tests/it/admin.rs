@@ -2,12 +2,16 @@
 //! the proxy recording afterwards.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use agentcap_proxy::admin::Client;
-use agentcap_proxy::recorder::{DbAccess, open_db};
+use agentcap_proxy::admin::{AdminMount, Client, MountedHandler};
+use agentcap_proxy::recorder::{DbAccess, QueryCancel, open_db};
 use agentcap_sim::SimConfig;
+use bytes::Bytes;
 use http::Method;
+use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -413,4 +417,151 @@ async fn json_operators_and_params_work_on_the_recording() {
         std::path::Path::new(&a.db),
         std::fs::canonicalize(r.db_path()).unwrap()
     );
+}
+
+/// One HTTP/1.1 GET or POST written by hand, read to the end: the status and the whole answer text.
+async fn raw_text(addr: SocketAddr, head: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr)
+        .await
+        .expect("admin listener reachable");
+    let req = format!("{head}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    (status, text)
+}
+
+/// A mount that answers `mounted PATH N` (N: exchanges counted through the gate) and counts its calls.
+fn counting_mount(calls: Arc<AtomicUsize>) -> AdminMount {
+    AdminMount::new(move |ctx| {
+        let calls = calls.clone();
+        let handler: MountedHandler = Arc::new(move |req| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let gate = ctx.gate.clone();
+            Box::pin(async move {
+                let n = tokio::task::spawn_blocking(move || {
+                    gate.query_blocking("SELECT count(*) FROM exchanges", &[], &QueryCancel::new())
+                })
+                .await
+                .unwrap()
+                .expect("the gate answers");
+                let text = format!("mounted {} {}", req.uri().path(), n.rows[0][0]);
+                http::Response::new(Full::new(Bytes::from(text)).boxed())
+            })
+        });
+        Ok(handler)
+    })
+}
+
+#[tokio::test]
+async fn a_mount_gets_other_paths_only_after_the_host_origin_and_token_checks() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mount = counting_mount(calls.clone());
+    let r = recorded(|c| {
+        c.auth_token = Some("tok".into());
+        c.admin.mount = Some(mount);
+    })
+    .await;
+    let addr = admin(&r);
+    let port = addr.port();
+    for (head, want) in [
+        (
+            format!("GET / HTTP/1.1\r\nHost: evil.example:{port}\r\nX-Agentcap-Token: tok"),
+            403,
+        ),
+        (
+            format!(
+                "GET / HTTP/1.1\r\nHost: {addr}\r\nX-Agentcap-Token: tok\r\nOrigin: http://evil.example"
+            ),
+            403,
+        ),
+        (
+            format!(
+                "GET / HTTP/1.1\r\nHost: {addr}\r\nX-Agentcap-Token: tok\r\nSec-Fetch-Site: cross-site"
+            ),
+            403,
+        ),
+        (format!("GET / HTTP/1.1\r\nHost: {addr}"), 401),
+        (
+            format!("GET / HTTP/1.1\r\nHost: {addr}\r\nCookie: agentcap_admin=tok"),
+            401,
+        ),
+        (
+            format!("GET /login?token=nope HTTP/1.1\r\nHost: {addr}"),
+            401,
+        ),
+        (format!("GET /login HTTP/1.1\r\nHost: {addr}"), 401),
+    ] {
+        let (status, text) = raw_text(addr, &head).await;
+        assert_eq!(status, want, "{head}\n-> {text}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0, "refused before the mount");
+    // A browser logs in once: the cookie holds the token's digest, never the token.
+    let (status, text) = raw_text(
+        addr,
+        &format!("GET /login?token=tok HTTP/1.1\r\nHost: {addr}"),
+    )
+    .await;
+    assert_eq!(status, 303, "{text}");
+    let cookie = text
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .expect("a cookie is set");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("tok;"), "{cookie}");
+    let cookie = cookie.split(';').next().unwrap();
+    let (status, text) = raw_text(
+        addr,
+        &format!("GET /runs/x HTTP/1.1\r\nHost: {addr}\r\nCookie: a=b; {cookie}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.ends_with("mounted /runs/x 1"), "{text}");
+    let (status, text) = raw_text(
+        addr,
+        &format!("GET / HTTP/1.1\r\nHost: localhost:{port}\r\nX-Agentcap-Token: tok"),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // The cookie is for GET and HEAD only: the JSON endpoints still want the header.
+    let (status, text) = raw_text(
+        addr,
+        &format!("POST /flush HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nCookie: {cookie}"),
+    )
+    .await;
+    assert_eq!(status, 401, "{text}");
+    // The admin API keeps its own paths.
+    let (status, text) = raw_text(
+        addr,
+        &format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}"),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"status\":\"ok\""), "{text}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_mount_that_cannot_be_built_stops_the_start() {
+    let mount = AdminMount::new(|_| Err("no pages today".into()));
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = agentcap_proxy::ProxyConfig::new(
+        "http://127.0.0.1:9".parse().unwrap(),
+        agentcap_proxy::recorder::RecorderConfig::new(dir.path().join("m.duckdb")),
+    );
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    cfg.admin.mount = Some(mount);
+    let err = agentcap_proxy::start(cfg).await.expect_err("refused");
+    assert!(err.to_string().contains("no pages today"), "{err}");
 }

@@ -403,6 +403,12 @@ async fn list_gives_one_row_per_conversation_newest_first() {
     assert_eq!(root.turns, 3, "failed turns are not counted");
     assert!(root.first_seen.is_some() && root.last_seen.is_some() && root.duration_us.is_some());
     assert_eq!(root.parent_conversation_id, None);
+    // One conversation's summary (its aggregates scoped to its own exchanges) is its row of the list.
+    for row in &rows {
+        let q = views::sql::summary_by_id_sql(&row.id);
+        let one = views::summaries(&query(&r)(q.text, &q.params).unwrap());
+        assert_eq!(one, vec![row.clone()], "{}", row.id);
+    }
     let tree = views::show(query(&r), &st.root).unwrap().unwrap();
     let turn_tokens: i64 = tree
         .turns

@@ -33,6 +33,11 @@ pub struct Reply {
 }
 
 pub async fn rig() -> Rig {
+    rig_with(|_| {}).await
+}
+
+/// A rig whose proxy configuration `tweak` adjusts (e.g. an admin listener with the UI mounted).
+pub async fn rig_with(tweak: impl FnOnce(&mut ProxyConfig)) -> Rig {
     let twin = agentcap_sim::start(SimConfig::default())
         .await
         .expect("twin starts");
@@ -45,6 +50,7 @@ pub async fn rig() -> Rig {
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.admin_listen = None;
     cfg.shutdown_grace = Duration::from_secs(5);
+    tweak(&mut cfg);
     let proxy = agentcap_proxy::start(cfg).await.expect("proxy starts");
     Rig {
         _twin: twin,

@@ -5,6 +5,5 @@ mod pages;
 mod report;
 mod runs;
 mod safety;
-mod scale;
 mod tail;
 mod text;

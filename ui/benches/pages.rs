@@ -1,0 +1,481 @@
+//! Server time of the UI's pages over a big recording: the exchanges page with filters, a conversation page, an
+//! exchange page (SSE timeline) and an eval run page. A bench binary printing medians, not a test.
+//!
+//! ```text
+//! cargo bench -p agentcap-ui --bench pages                                  # release: the figures to quote
+//! AGENTCAP_UI_BENCH_EXCHANGES=100000 cargo bench -p agentcap-ui --bench pages
+//! cargo test -p agentcap-ui --bench pages                                   # the same in a debug build
+//! ```
+//!
+//! Environment: `AGENTCAP_UI_BENCH_EXCHANGES` (default 1,000,000; a multiple of 10), `AGENTCAP_UI_BENCH_DIR`
+//! (where the recording is built and kept for the next run; default `<target dir>/ui-bench`),
+//! `AGENTCAP_UI_BENCH_ITERS` (timed renders per page, default 15), `AGENTCAP_UI_BENCH_PAGES` (comma-separated
+//! label prefixes: only those pages), `AGENTCAP_UI_BENCH_TRACE` (set: print each statement's time).
+//!
+//! The generator goes through the real recorder: it opens `Recorder` on the file and sends, per exchange, the
+//! messages the proxy's hot path sends (`Request`, `RequestBody`, `Response`, one `ResponseBody` per frame,
+//! `End`), so the journal, the derivation (SSE decoding, entry assembly, conversations, usage) and the DuckDB
+//! batches all run as they do behind a proxy. The recording is conversations of ten turns (a start, then nine
+//! appends) among eight agents and a bare model, a hundred sessions, one exchange every two seconds of wall
+//! time. Two conversations in three are streamed: fifteen events a turn (started, thirteen deltas, done), so
+//! the recording holds ten SSE events per exchange on average (10,000,000 for 1,000,000 exchanges). The third
+//! gets JSON responses. Sending paces itself on the recorder: at most two batches of 1,000 exchanges are
+//! outstanding (a flush per batch), so nothing spills. Then a real eval run (mini-qa through two configs on
+//! the twin, via the embedded proxy) is added to the same file for the run page.
+//!
+//! Each page is rendered once to warm up and then `ITERS` times by calling `agentcap_ui::handle` directly on a
+//! read-only connection (`agentcap ui --db`): server time, without the network.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use agentcap_proxy::record::{HttpVersion, Msg, Outcome, RequestInfo, Timings};
+use agentcap_proxy::recorder::{Recorder, RecorderConfig, RecorderHandle};
+use agentcap_ui::{ConnDb, Db, UiConfig, UiState};
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::json;
+
+/// Turns per conversation.
+const TURNS: u64 = 10;
+/// Exchanges per flush.
+const BATCH: u64 = 1_000;
+/// Deltas per streamed turn (plus `started` and `done`: fifteen events).
+const DELTAS: u64 = 13;
+/// Agents the conversations are spread over (the ninth "agent" is a bare model).
+const AGENTS: u64 = 8;
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
+fn bench_dir() -> PathBuf {
+    if let Ok(d) = std::env::var("AGENTCAP_UI_BENCH_DIR") {
+        return PathBuf::from(d);
+    }
+    // The test/bench binary sits in <target>/<profile>/deps.
+    let exe = std::env::current_exe().expect("own path");
+    let target = exe
+        .ancestors()
+        .nth(3)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir);
+    target.join("ui-bench")
+}
+
+fn conv_id(c: u64) -> String {
+    format!("conv_{c:032x}")
+}
+
+fn agent_id(c: u64) -> Option<String> {
+    let a = c % (AGENTS + 1);
+    (a < AGENTS).then(|| format!("ag_{a:030x}"))
+}
+
+fn streamed(c: u64) -> bool {
+    !c.is_multiple_of(3)
+}
+
+/// Sends the messages of exchange `i` (turn `t` of conversation `c`).
+fn send_exchange(h: &RecorderHandle, base: SystemTime, i: u64) {
+    let (c, t) = (i / TURNS, i % TURNS);
+    let id = uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 | u128::from(i));
+    let conv = conv_id(c);
+    let stream = streamed(c);
+    let agent = agent_id(c);
+    let path = if t == 0 {
+        "/v1/conversations".to_string()
+    } else {
+        format!("/v1/conversations/{conv}")
+    };
+    let mut body = json!({"inputs": format!("Question {t} of conversation {c}: what happened in year {}?", 1900 + i % 120), "stream": stream});
+    if t == 0 {
+        match &agent {
+            Some(a) => body["agent_id"] = json!(a),
+            None => body["model"] = json!("mistral-medium-latest"),
+        }
+    }
+    let body = Bytes::from(body.to_string());
+    let session = format!("sess-{}", c % 100);
+    h.send(Msg::Request {
+        info: Box::new(RequestInfo {
+            id,
+            started_at: base + Duration::from_secs(2 * i),
+            method: "POST".into(),
+            path,
+            query: None,
+            client_addr: "127.0.0.1:50000".into(),
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("content-length".into(), body.len().to_string()),
+                ("x-agentcap-session".into(), session.clone()),
+            ],
+            key_fingerprint: Some(format!("{:012x}", c % 7)),
+            session: Some(session),
+            tags: vec![("suite".into(), "bench".into())],
+        }),
+    });
+    let bytes_in = body.len() as u64;
+    h.send(Msg::RequestBody {
+        id,
+        seq: 1,
+        bytes: body,
+    });
+    let ctype = if stream {
+        "text/event-stream"
+    } else {
+        "application/json"
+    };
+    h.send(Msg::Response {
+        id,
+        seq: 2,
+        status: 200,
+        headers: vec![
+            ("content-type".into(), ctype.into()),
+            ("x-agentcap-upstream".into(), "simulated".into()),
+        ],
+        at_us: 9_000 + i % 1_000,
+        upstream_version: Some(HttpVersion::Http11),
+    });
+    let msg = format!("msg_{i:032x}");
+    let model = "mistral-medium-latest";
+    let agent_json = agent.as_deref().map_or(json!(null), |a| json!(a));
+    let words = [
+        "The",
+        " answer",
+        " is",
+        " in",
+        " the",
+        " record",
+        " of",
+        " year",
+        " ",
+        "19",
+        "42",
+        ",",
+        " sourced.",
+    ];
+    let mut seq = 3;
+    let mut at = 10_000 + i % 1_000;
+    let mut bytes_out = 0u64;
+    let mut frame = |h: &RecorderHandle, seq: &mut u32, at: u64, bytes: String| {
+        bytes_out += bytes.len() as u64;
+        h.send(Msg::ResponseBody {
+            id,
+            seq: *seq,
+            at_us: at,
+            bytes: Bytes::from(bytes),
+        });
+        *seq += 1;
+    };
+    if stream {
+        let ev = |name: &str, data: serde_json::Value| format!("event: {name}\ndata: {data}\n\n");
+        frame(
+            h,
+            &mut seq,
+            at,
+            ev(
+                "conversation.response.started",
+                json!({"type": "conversation.response.started", "conversation_id": conv}),
+            ),
+        );
+        for (k, w) in words.iter().enumerate().take(DELTAS as usize) {
+            at += 20_000 + (i * 7 + k as u64) % 5_000;
+            frame(
+                h,
+                &mut seq,
+                at,
+                ev(
+                    "message.output.delta",
+                    json!({"type": "message.output.delta", "output_index": 0, "id": msg, "content_index": 0,
+                    "model": model, "agent_id": agent_json, "role": "assistant", "content": w}),
+                ),
+            );
+        }
+        at += 5_000;
+        frame(
+            h,
+            &mut seq,
+            at,
+            ev(
+                "conversation.response.done",
+                json!({"type": "conversation.response.done",
+                "usage": {"prompt_tokens": 20 + t * 30, "completion_tokens": 13, "total_tokens": 33 + t * 30}}),
+            ),
+        );
+    } else {
+        at += 250_000 + i % 50_000;
+        let text: String = words.concat();
+        frame(
+            h,
+            &mut seq,
+            at,
+            json!({"object": "conversation.response", "conversation_id": conv,
+                "outputs": [{"type": "message.output", "object": "entry", "id": msg, "agent_id": agent_json, "model": model,
+                             "role": "assistant", "content": text, "created_at": "2026-01-01T00:00:00Z", "completed_at": "2026-01-01T00:00:01Z"}],
+                "usage": {"prompt_tokens": 20 + t * 30, "completion_tokens": 13, "total_tokens": 33 + t * 30}})
+            .to_string(),
+        );
+    }
+    h.send(Msg::End {
+        id,
+        seq,
+        outcome: Outcome::Complete,
+        error: None,
+        timings: Timings {
+            response_headers_us: Some(9_000 + i % 1_000),
+            total_us: at + 300,
+            upstream_us: at,
+        },
+        bytes_in,
+        bytes_out,
+    });
+}
+
+/// Builds the recording of `n` exchanges through the recorder.
+async fn generate(path: &Path, n: u64) {
+    let rec = Recorder::open(RecorderConfig::new(path)).expect("recorder opens");
+    let h = rec.handle();
+    let base = SystemTime::now() - Duration::from_secs(2 * n + 3_600);
+    let t0 = Instant::now();
+    let mut pending: Option<tokio::task::JoinHandle<()>> = None;
+    let mut i = 0;
+    while i < n {
+        let end = (i + BATCH).min(n);
+        for k in i..end {
+            send_exchange(&h, base, k);
+        }
+        i = end;
+        if let Some(p) = pending.take() {
+            p.await.expect("flush task");
+        }
+        let fh = h.clone();
+        pending = Some(tokio::spawn(async move {
+            fh.flush().await.expect("the recorder commits");
+        }));
+        if i.is_multiple_of(BATCH * 50) {
+            let s = t0.elapsed().as_secs_f64();
+            eprintln!(
+                "  {i} exchanges in {s:.0} s ({:.0}/s)",
+                i as f64 / s.max(1e-9)
+            );
+        }
+    }
+    if let Some(p) = pending.take() {
+        p.await.expect("flush task");
+    }
+    let stats = tokio::task::spawn_blocking(move || rec.shutdown())
+        .await
+        .expect("shutdown thread")
+        .expect("recorder stops");
+    eprintln!(
+        "generated {n} exchanges in {:.0} s: {}",
+        t0.elapsed().as_secs_f64(),
+        serde_json::to_string(&stats).unwrap_or_default()
+    );
+}
+
+const CONFIGS: &str = r#"
+[[config]]
+name = "closed"
+model = "mistral-medium-latest"
+
+[[config]]
+name = "web"
+agent = { model = "mistral-medium-latest", tools = ["web_search"] }
+"#;
+
+/// Adds a real eval run to the file (the embedded proxy records its exchanges there too).
+async fn add_run(path: &Path) {
+    let twin = agentcap_sim::start(agentcap_sim::SimConfig::default())
+        .await
+        .expect("twin starts");
+    let configs = agentcap_evalkit::ConfigFile::parse("bench", CONFIGS).expect("configs");
+    let mut spec = agentcap_evalkit::RunSpec::new("mini-qa", configs, CONFIGS, twin.url(), path);
+    spec.simulated_upstream = true;
+    let out = agentcap_evalkit::run(spec, agentcap_evalkit::Stop::new())
+        .await
+        .expect("the eval run succeeds");
+    eprintln!("eval run {} added", out.report.run.run_id);
+    drop(out);
+    twin.shutdown().await;
+}
+
+/// A [`Db`] that prints each statement's time (`AGENTCAP_UI_BENCH_TRACE=1`: which query a slow page waits on).
+struct Traced(ConnDb);
+
+impl Db for Traced {
+    fn query(
+        &self,
+        sql: &str,
+        params: &[agentcap_ui::Param],
+    ) -> Result<agentcap_proxy::recorder::QueryResult, agentcap_ui::UiError> {
+        let t = Instant::now();
+        let r = self.0.query(sql, params);
+        let head: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        eprintln!(
+            "    {:>8.1} ms  {}",
+            t.elapsed().as_secs_f64() * 1e3,
+            head.chars().take(150).collect::<String>()
+        );
+        r
+    }
+
+    fn with_connection(
+        &self,
+        f: &mut dyn FnMut(&duckdb::Connection),
+    ) -> Option<Result<(), agentcap_ui::UiError>> {
+        let t = Instant::now();
+        let r = self.0.with_connection(f);
+        eprintln!(
+            "    {:>8.1} ms  (eval history on a lent connection)",
+            t.elapsed().as_secs_f64() * 1e3
+        );
+        r
+    }
+}
+
+fn one(db: &dyn Db, sql: &str) -> String {
+    let r = db.query(sql, &[]).expect("query");
+    r.rows
+        .first()
+        .and_then(|r| r.first())
+        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+        .expect("a value")
+}
+
+async fn render(st: &UiState, path: &str) -> (StatusCode, usize) {
+    let req = Request::builder()
+        .uri(path)
+        .header("host", "127.0.0.1:8790")
+        .body(())
+        .expect("request");
+    let resp = agentcap_ui::handle(st, req).await;
+    let status = resp.status();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, body.len())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n = env_u64("AGENTCAP_UI_BENCH_EXCHANGES", 1_000_000).max(TURNS) / TURNS * TURNS;
+    let iters = env_u64("AGENTCAP_UI_BENCH_ITERS", 15).max(1);
+    let dir = bench_dir();
+    std::fs::create_dir_all(&dir).expect("bench dir");
+    let path = dir.join(format!("ui-{n}.duckdb"));
+    let done = dir.join(format!("ui-{n}.complete"));
+    if !done.exists() {
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(path.with_extension("duckdb.wal"));
+        eprintln!("building {} ({n} exchanges)", path.display());
+        generate(&path, n).await;
+        add_run(&path).await;
+        std::fs::write(&done, b"").expect("marker");
+    } else {
+        eprintln!("reusing {}", path.display());
+    }
+    let db = Arc::new(ConnDb::open_read_only(&path).expect("opens read-only"));
+    let trace = std::env::var_os("AGENTCAP_UI_BENCH_TRACE").is_some();
+    let source: Arc<dyn Db> = if trace {
+        Arc::new(Traced(
+            ConnDb::open_read_only(&path).expect("opens read-only"),
+        ))
+    } else {
+        db.clone()
+    };
+    let st = UiState::new(source, UiConfig::default()).expect("ui state");
+    eprintln!(
+        "recording: {} exchanges, {} SSE events, {} entries, {} conversations",
+        one(db.as_ref(), "SELECT count(*) FROM exchanges"),
+        one(db.as_ref(), "SELECT count(*) FROM sse_events"),
+        one(db.as_ref(), "SELECT count(*) FROM entries"),
+        one(db.as_ref(), "SELECT count(*) FROM conversations"),
+    );
+    let run = one(
+        db.as_ref(),
+        "SELECT run_id FROM eval_runs ORDER BY created_at DESC LIMIT 1",
+    );
+    let mid = n / TURNS / 2;
+    let mid = if streamed(mid) { mid } else { mid + 1 };
+    let stream_ex = uuid::Uuid::from_u128(
+        0x0190_0000_0000_7000_8000_0000_0000_0000 | u128::from(mid * TURNS + 5),
+    );
+    // The cursor the list's "older" link of the page halfway down would carry.
+    let deep = {
+        let r = db
+            .query(
+                &format!(
+                    "SELECT started_at, id FROM exchanges ORDER BY started_at DESC, id DESC LIMIT 1 OFFSET {}",
+                    n / 2
+                ),
+                &[],
+            )
+            .expect("cursor query");
+        let text = |k: usize| r.rows[0][k].as_str().unwrap_or_default().to_string();
+        format!("{},{}", text(0), text(1))
+    };
+    let pages = [
+        ("exchanges, no filter", "/".to_string()),
+        ("exchanges, stream=yes", "/?stream=yes".to_string()),
+        (
+            "exchanges, agent + stream filter",
+            format!("/?agent={}&stream=yes", agent_id(1).unwrap_or_default()),
+        ),
+        ("exchanges, session filter", "/?session=sess-7".to_string()),
+        (
+            "exchanges, status=500 (no match)",
+            "/?status=500".to_string(),
+        ),
+        ("exchanges, keyset page halfway", format!("/?before={deep}")),
+        (
+            "conversation (10 turns)",
+            format!("/conversations/{}", conv_id(mid)),
+        ),
+        (
+            "exchange (15-event timeline)",
+            format!("/exchanges/{stream_ex}"),
+        ),
+        ("eval run", format!("/runs/{run}")),
+        ("conversations list", "/conversations".to_string()),
+        ("usage by hour", "/usage".to_string()),
+    ];
+    println!(
+        "{n} exchanges; {iters} renders per page after one warm-up; server time (agentcap_ui::handle)"
+    );
+    println!(
+        "{:<36} {:>10} {:>10} {:>10} {:>9}",
+        "page", "median", "min", "max", "bytes"
+    );
+    let only = std::env::var("AGENTCAP_UI_BENCH_PAGES").unwrap_or_default();
+    for (label, path) in pages {
+        if !only.is_empty() && !only.split(',').any(|p| label.starts_with(p)) {
+            continue;
+        }
+        if trace {
+            eprintln!("{label}: {path}");
+        }
+        let (status, _) = render(&st, &path).await;
+        assert_eq!(status, StatusCode::OK, "{label}: {path}");
+        let mut times = Vec::new();
+        let mut size = 0;
+        for _ in 0..iters {
+            let t = Instant::now();
+            let (_, len) = render(&st, &path).await;
+            times.push(t.elapsed());
+            size = len;
+        }
+        times.sort();
+        let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+        println!(
+            "{label:<36} {:>10} {:>10} {:>10} {size:>9}",
+            ms(times[times.len() / 2]),
+            ms(times[0]),
+            ms(times[times.len() - 1])
+        );
+    }
+}
