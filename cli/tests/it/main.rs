@@ -19,6 +19,7 @@ mod connections;
 mod durability;
 mod eval;
 mod memory;
+mod replay;
 mod shutdown;
 mod tidy;
 
