@@ -148,7 +148,8 @@ pub struct Summary {
     pub exchanges: usize,
     /// Of which streamed.
     pub streams: usize,
-    /// Of which cannot be served faithfully (truncated at capture, no upstream response).
+    /// Of which cannot be served faithfully (request or response truncated at capture, no upstream
+    /// response): a truncated request never matches, a matched unfaithful response is an error.
     pub unfaithful: usize,
     /// Of which served with bytes not known to equal the recorded wire bytes.
     pub inexact: usize,
@@ -209,12 +210,10 @@ impl Cassette {
             ..Summary::default()
         };
         for x in &self.exchanges {
-            match &x.payload {
-                Payload::Events(_) => s.streams += 1,
-                Payload::Unfaithful(_) => s.unfaithful += 1,
-                Payload::Body(_) => {}
+            if matches!(x.payload, Payload::Events(_)) {
+                s.streams += 1;
             }
-            if x.request.is_none() {
+            if matches!(x.payload, Payload::Unfaithful(_)) || x.request.is_none() {
                 s.unfaithful += 1;
             }
             if x.inexact.is_some() {

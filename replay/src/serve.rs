@@ -175,14 +175,6 @@ async fn respond(x: &Recorded, timing: Timing, t0: Instant) -> Response<Body> {
             &[("exchange_id", Value::String(x.id.clone()))],
         );
     }
-    if x.request.is_none() {
-        return error(
-            StatusCode::NOT_IMPLEMENTED,
-            "agentcap replay: the recorded request was truncated at capture".into(),
-            "replay_unfaithful",
-            &[("exchange_id", Value::String(x.id.clone()))],
-        );
-    }
     sleep_until(t0 + timing.delay(x.headers_us)).await;
     let cut: Option<BoxError> = x.cut.clone().map(Into::into);
     let body: Body = match &x.payload {

@@ -474,3 +474,60 @@ fn replay_timing_modes_hold_or_skip_the_recorded_gaps() {
         assert_eq!(got, stream_body(), "{timing}");
     }
 }
+
+#[test]
+fn replay_forwards_a_miss_upstream_and_records_it_into_the_cassette() {
+    let (dir, db) = recording();
+    let (_twin, line) = Kid::start(
+        "twin",
+        &[
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--latency",
+            "zero",
+            "--exit-on-stdin-close",
+        ],
+        &dir.path().join("twin.err"),
+    );
+    let twin = line.rsplit(' ').next().unwrap().to_string();
+    let new_turn = r#"{"model":"mistral-medium-latest","inputs":"A question the cassette lacks."}"#;
+    let mut r = Replay::start(
+        dir.path(),
+        &db,
+        &["--timing", "fast", "--on-miss", "upstream", &twin],
+    );
+    // Recorded exchanges are still served from the cassette.
+    assert_eq!(r.call("GET", "/v1/conversations/conv_gone", "").status, 404);
+    let forwarded = r.call("POST", "/v1/conversations", new_turn);
+    assert_eq!(forwarded.status, 200, "{}", forwarded.text());
+    let conversation = forwarded.json()["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(r._kid.terminate().success());
+    drop(r);
+
+    // The forwarded exchange was recorded into the file (tagged) and a new replay serves it.
+    let tags = super::stdout_of(&[
+        "query",
+        "--db",
+        db.to_str().unwrap(),
+        "--admin",
+        "http://127.0.0.1:9",
+        "--format",
+        "json",
+        "SELECT tags FROM exchanges WHERE conversation_id IS NOT NULL AND path = '/v1/conversations' AND status = 200 AND id NOT LIKE 'x%'",
+    ]);
+    let rows: Value = serde_json::from_str(&tags).unwrap();
+    let tag: Value = serde_json::from_str(rows[0]["tags"].as_str().unwrap()).unwrap();
+    assert_eq!(tag["replay"], "miss", "{tags}");
+    let r = Replay::start(dir.path(), &db, &["--timing", "fast"]);
+    let replayed = r.call("POST", "/v1/conversations", new_turn);
+    assert_eq!(replayed.status, 200, "{}", replayed.text());
+    assert_eq!(
+        replayed.body, forwarded.body,
+        "the new episode replays byte-identical"
+    );
+    assert_eq!(replayed.json()["conversation_id"], conversation.as_str());
+}
