@@ -6,6 +6,7 @@
 //! failing input is written to `$AGENTCAP_FUZZ_OUT` (default the temp dir) and its path printed.
 
 mod journal;
+mod replay_match;
 mod sql_gate;
 mod sse;
 mod ui_request;
