@@ -223,6 +223,16 @@ impl Cassette {
         s
     }
 
+    /// The length of the longest recorded request body in canonical form.
+    pub fn longest_request(&self) -> usize {
+        self.exchanges
+            .iter()
+            .filter_map(|x| x.request.as_ref())
+            .map(|b| b.canonical().len())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The recorded exchanges, in recorded order.
     pub fn exchanges(&self) -> &[Arc<Recorded>] {
         &self.exchanges

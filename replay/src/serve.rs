@@ -29,8 +29,13 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Every response body.
 type Body = UnsyncBoxBody<Bytes, BoxError>;
 
-/// The largest request body read for matching; larger ones are refused (413).
+/// The largest request body read when misses are forwarded; larger ones are refused (413).
 const MAX_REQUEST_BODY: usize = 64 << 20;
+/// Room above the longest recorded request body (in canonical form) for a request that spells the
+/// same JSON with more whitespace; a longer request is refused (413) when misses are not forwarded.
+const REQUEST_SLACK: usize = 1 << 20;
+/// Connections served at once; accept waits while this many are open.
+pub(crate) const MAX_CONNECTIONS: usize = 256;
 
 /// Tag header the forwarded misses carry, so the recording marks them.
 fn miss_tag() -> String {
@@ -40,6 +45,7 @@ fn miss_tag() -> String {
 /// What every connection shares.
 pub(crate) struct State {
     cassette: Cassette,
+    max_body: usize,
     timing: Timing,
     forward_to: Option<SocketAddr>,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -48,8 +54,16 @@ pub(crate) struct State {
 impl State {
     /// The shared state: misses go to `forward_to` (the recording proxy) when given.
     pub(crate) fn new(cassette: Cassette, timing: Timing, forward_to: Option<SocketAddr>) -> State {
+        let max_body = match forward_to {
+            Some(_) => MAX_REQUEST_BODY,
+            None => cassette
+                .longest_request()
+                .saturating_add(REQUEST_SLACK)
+                .min(MAX_REQUEST_BODY),
+        };
         State {
             cassette,
+            max_body,
             timing,
             forward_to,
             client: Client::builder(TokioExecutor::new()).build_http(),
@@ -64,7 +78,13 @@ pub(crate) async fn accept_loop(
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut conns = JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let slot = tokio::select! {
+            s = Arc::clone(&slots).acquire_owned() => s,
+            _ = stopped.wait_for(|s| *s) => break,
+        };
+        let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = stopped.wait_for(|s| *s) => break,
@@ -81,6 +101,7 @@ pub(crate) async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
         conns.spawn(async move {
+            let _slot = slot;
             let svc = service_fn(move |req| {
                 let state = Arc::clone(&state);
                 async move { Ok::<_, Infallible>(handle(&state, req).await) }
@@ -121,15 +142,23 @@ fn error(
 async fn handle(state: &State, req: Request<Incoming>) -> Response<Body> {
     let t0 = Instant::now();
     let (parts, body) = req.into_parts();
-    let body = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
+    let body = match Limited::new(body, state.max_body).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
-            return error(
+            // The rest of the body is not read: the connection cannot carry another request.
+            let mut r = error(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("agentcap replay: the request body could not be read: {e}"),
+                format!(
+                    "agentcap replay: the request body could not be read within {} bytes ({e}); \
+                     no recorded request is that long",
+                    state.max_body
+                ),
                 "replay_bad_request",
                 &[],
             );
+            r.headers_mut()
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
         }
     };
     let target = parts

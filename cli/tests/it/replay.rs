@@ -531,3 +531,15 @@ fn replay_forwards_a_miss_upstream_and_records_it_into_the_cassette() {
     );
     assert_eq!(replayed.json()["conversation_id"], conversation.as_str());
 }
+
+#[test]
+fn replay_refuses_a_body_longer_than_every_recorded_request() {
+    let (dir, db) = recording();
+    let r = Replay::start(dir.path(), &db, &["--timing", "fast"]);
+    let huge = format!(r#"{{"inputs":"{}"}}"#, "x".repeat(3 << 20));
+    let answer = r.call("POST", "/v1/conversations", &huge);
+    assert_eq!(answer.status, 413, "{}", answer.text());
+    assert_eq!(answer.json()["code"], "replay_bad_request");
+    // The listener still serves.
+    assert_eq!(r.call("GET", "/v1/conversations/conv_gone", "").status, 404);
+}
