@@ -6,7 +6,9 @@ proxy's DuckDB file, and the same script runs against it. Every call must get th
 byte-identical body (for streams: the same events, byte for byte) as the recorded run, as the SDK's own httpx
 transport received them (wirelog.py). A request the recording does not hold gets the documented miss error.
 
-The test starts its own processes, so it runs once, with the `direct` target.
+The test starts its own processes, so it runs once, with the `direct` target. Its file name sorts it after the
+suites that start the shared twins (which then already hold their ports, so none can reuse a port this test
+closed and see its requests) and before the recording checks that read them.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ def test_sdk_session_replays_byte_identical(target, wire_log, tmp_path):
     if target != "direct":
         pytest.skip("starts its own twin, proxy and replay: runs once, with the direct target")
     logs = tmp_path / "logs"
+    first = len(wire_log.records)  # this test's requests only, whatever ports earlier tests used
     twin = start_twin("replay-rec", tmp_path / "replay-rec.jsonl", logs)
     try:
         proxy = start_proxy("replay-rec-proxy", twin.direct_url, logs)
@@ -94,7 +97,7 @@ def test_sdk_session_replays_byte_identical(target, wire_log, tmp_path):
     finally:
         twin.stop()
     assert twin.proc.poll() is not None, "the twin must be stopped while the replay runs"
-    recorded = wire_log.to(proxy.url)
+    recorded = [r for r in wire_log.records[first:] if r.origin == proxy.url]
     assert len(recorded) >= 10, [r.describe() for r in recorded]
     assert any(r.is_sse for r in recorded), "the session streamed nothing"
 
@@ -105,7 +108,7 @@ def test_sdk_session_replays_byte_identical(target, wire_log, tmp_path):
         url = match.group(1).rstrip("/")
         assert "0 not replayable, 0 not byte-exact" in lines[0], lines[0]
         script(Mistral(server_url=url, api_key=API_KEY, timeout_ms=30_000))
-        compare(recorded, wire_log.to(url))
+        compare(recorded, [r for r in wire_log.records[first:] if r.origin == url])
 
         # A request the recording does not hold: the documented miss, naming the closest request and path.
         res = httpx.post(f"{url}/v1/conversations", json={"model": MODEL, "inputs": "Hello replay, who are you!"},
