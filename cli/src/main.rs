@@ -7,6 +7,7 @@ mod demo;
 mod eval;
 mod proxy;
 mod query;
+mod replay;
 mod sim;
 mod ui;
 
@@ -63,6 +64,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Browse a recording in the browser: exchanges, SSE timelines, conversations (read-only web UI).
     Ui(ui::UiArgs),
+    /// Serve a recording as if it were the API (cassette mode): recorded answers, streams at the recorded pace.
+    Replay(replay::ReplayArgs),
     /// Benchmark an endpoint: streamed conversations timed per event, or fixed-rate load; optionally two side by side.
     Bench {
         #[command(subcommand)]
@@ -100,6 +103,7 @@ fn main() -> anyhow::Result<()> {
             Command::Demo(args) => demo::run(args).await,
             Command::Bench { command } => bench::run(command).await.map(|()| 0),
             Command::Ui(args) => ui::run(args).await.map(|()| 0),
+            Command::Replay(args) => replay::run(args).await.map(|()| 0),
         }
     })?;
     drop(rt);

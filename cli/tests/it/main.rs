@@ -20,6 +20,7 @@ mod connections;
 mod durability;
 mod eval;
 mod memory;
+mod replay;
 mod shutdown;
 mod tidy;
 

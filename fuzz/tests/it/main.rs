@@ -7,6 +7,7 @@
 
 mod journal;
 mod report_html;
+mod replay_match;
 mod sql_gate;
 mod sse;
 mod ui_request;
