@@ -25,6 +25,10 @@ use super::body::{
 use super::journal::system_time_to_us;
 use super::ops;
 
+/// Rows per chunk of `sse_events` rows a long stream hands to DuckDB while it runs
+/// ([`ExchangeMsgs::take_event_chunk`]): about 0.5 MB of rows held per stream at most.
+pub const EVENT_CHUNK_ROWS: usize = 4096;
+
 /// Error text of exchanges the proxy never saw end.
 pub const STOPPED_EARLY: &str = "proxy stopped before the exchange ended";
 
@@ -110,6 +114,7 @@ pub struct ExchangeMsgs {
     response_wire: u64,
     response_frames: u64,
     last_at: OffsetUs,
+    events_taken: usize,
     /// The end, if it was recorded.
     pub end: Option<EndInfo>,
 }
@@ -149,6 +154,7 @@ impl ExchangeMsgs {
             response_wire: 0,
             response_frames: 0,
             last_at: 0,
+            events_taken: 0,
             end: None,
         }
     }
@@ -156,6 +162,27 @@ impl ExchangeMsgs {
     /// Response body frames seen.
     pub fn response_frame_count(&self) -> u64 {
         self.response_frames
+    }
+
+    /// Takes the `sse_events` rows derived so far, once there are at least `min_rows` of them
+    /// (only a stream past the capture cap derives rows before the exchange ends). The rows come
+    /// out in `seq` order, each once; [`derive`] returns the rows not taken, and counts all of them
+    /// in `event_count`. This is what keeps a long stream's memory bounded: the owner hands each
+    /// chunk to DuckDB while the stream runs.
+    pub fn take_event_chunk(&mut self, min_rows: usize) -> Option<Vec<EventRow>> {
+        match &mut self.response_body {
+            ResponseCopy::Stream(s) => {
+                let rows = s.take_events(min_rows)?;
+                self.events_taken += rows.len();
+                Some(rows)
+            }
+            _ => None,
+        }
+    }
+
+    /// Event rows handed out by [`ExchangeMsgs::take_event_chunk`] so far.
+    pub fn events_taken(&self) -> usize {
+        self.events_taken
     }
 
     /// About how many bytes of memory the copy holds (for the queue gauges and bounds).
@@ -350,6 +377,14 @@ pub struct EventRow {
     pub data_truncated: bool,
 }
 
+impl EventRow {
+    /// About how many bytes of memory the row takes.
+    pub fn approx_bytes(&self) -> usize {
+        let o = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        std::mem::size_of::<EventRow>() + o(&self.data) + o(&self.parse_error) + o(&self.event_type)
+    }
+}
+
 /// One `entries` row (exchange and conversation ids come from the owning [`Derived`]).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EntryRow {
@@ -466,13 +501,7 @@ impl Derived {
             + o(&x.response_body)
             + o(&x.response_body_raw)
             + o(&x.error);
-        let events: usize = self
-            .events
-            .iter()
-            .map(|e| {
-                std::mem::size_of::<EventRow>() + o(&e.data) + o(&e.parse_error) + o(&e.event_type)
-            })
-            .sum();
+        let events: usize = self.events.iter().map(EventRow::approx_bytes).sum();
         let entries: usize = self
             .entries
             .iter()
@@ -513,7 +542,10 @@ fn scalar_text(v: Option<&Value>) -> Option<String> {
 /// The streamed part of a response, decoded.
 #[derive(Default)]
 struct StreamResult {
+    /// Event rows not handed out yet (see [`ExchangeMsgs::take_event_chunk`]).
     events: Vec<EventRow>,
+    /// Event rows derived so far, handed out or not: the next row's `seq`.
+    event_total: usize,
     first_event_us: Option<i64>,
     error: Option<String>,
     conversation_id: Option<String>,
@@ -594,6 +626,12 @@ impl StreamDeriver {
         let events: usize = self.out.events.len() * std::mem::size_of::<EventRow>();
         // Stored data is what the budget let through; the decoders hold their windows.
         events + self.out.data_used + 64 * 1024
+    }
+
+    /// The event rows derived since the last call, once there are at least `min_rows` of them.
+    fn take_events(&mut self, min_rows: usize) -> Option<Vec<EventRow>> {
+        (!self.out.events.is_empty() && self.out.events.len() >= min_rows)
+            .then(|| std::mem::take(&mut self.out.events))
     }
 
     fn push(&mut self, at_us: OffsetUs, frame: &[u8]) {
@@ -779,7 +817,7 @@ fn handle_event(
     chat_usage: &mut Option<Value>,
     redactor: &Redactor,
 ) {
-    let seq = i32::try_from(out.events.len()).unwrap_or(i32::MAX);
+    let seq = i32::try_from(out.event_total).unwrap_or(i32::MAX);
     let size = i32::try_from(ev.raw_len).unwrap_or(i32::MAX);
     let offset_us = to_i64(at_us);
     out.first_event_us.get_or_insert(offset_us);
@@ -864,6 +902,7 @@ fn push_row(out: &mut StreamResult, mut row: EventRow) {
         out.truncated = true;
     }
     out.events.push(row);
+    out.event_total += 1;
 }
 
 fn usage_row(u: &ConversationUsageInfo) -> UsageRow {
@@ -1158,7 +1197,7 @@ pub fn derive(mut x: ExchangeMsgs, ctx: &DeriveCtx) -> Derived {
                 StreamDeriver::new(resp_headers, stream_kind(x.request.as_deref()), ctx).finish()
             }
         };
-        row.event_count = Some(i32::try_from(s.events.len()).unwrap_or(i32::MAX));
+        row.event_count = Some(i32::try_from(s.event_total).unwrap_or(i32::MAX));
         row.first_event_us = s.first_event_us;
         row.response_parse_error = s.error;
         row.response_truncated = s.truncated;
