@@ -2150,3 +2150,44 @@ async fn long_stream_under_a_failing_duckdb_is_written_once() {
     let stats = rec.shutdown().unwrap();
     assert_eq!(stats.records_dropped, 0);
 }
+
+/// The JSON operators work on the recording's JSON-text columns, through the recorder's query path
+/// (the admin `/query`) and on a file (`agentcap query --db FILE`); `duckdb_extensions()`, which
+/// would list a directory on disk, is refused with the reason instead of a file-system error.
+#[tokio::test]
+async fn recorded_json_columns_answer_the_json_operators() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let rec = Recorder::open(cfg.clone()).unwrap();
+    let h = rec.handle();
+    Ex::new("POST", "/v1/conversations")
+        .json(&json!({"inputs": "hi", "model": MODEL}))
+        .reply(200, &turn_response("conv_json", small_usage()))
+        .end()
+        .send(&h);
+    h.flush().await.unwrap();
+    let sql = "SELECT tags->>'run', request_body->>'model', json_array_length(response_body->'outputs'), \
+               response_headers->>'content-type' FROM exchanges";
+    let want = vec![vec![
+        json!("7"),
+        json!(MODEL),
+        json!(3),
+        json!("application/json"),
+    ]];
+    assert_eq!(rows(&h, sql), want);
+    rec.shutdown().unwrap();
+
+    let file = query_file_read_only(&cfg.db_path, sql, &[], &QueryLimits::default()).unwrap();
+    assert_eq!(file.rows, want);
+    let e = query_file_read_only(
+        &cfg.db_path,
+        "SELECT * FROM duckdb_extensions()",
+        &[],
+        &QueryLimits::default(),
+    )
+    .expect_err("duckdb_extensions() is refused");
+    assert!(
+        matches!(&e, RecorderError::QueryRefused { reason } if reason.contains("built in")),
+        "{e}"
+    );
+}
