@@ -500,6 +500,7 @@ impl State {
                             self.pending_rows = self.pending_rows.saturating_sub(p.rows);
                             self.held_bytes = self.held_bytes.saturating_sub(p.bytes);
                             self.held -= usize::from(p.derived.is_some());
+                            self.events_dropped.remove(&p.id);
                             (p.id, p.segs)
                         })
                         .collect();
