@@ -124,8 +124,9 @@ pub struct Timings {
 }
 
 /// A message from the hot path. `seq` numbers each exchange's messages from 0, so the recorder can put
-/// them back in order whichever path (channel or spill journal) they took.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// them back in order whichever path (channel or spill journal) they took. The journal has its own
+/// binary encoding (`recorder::journal`), so `Msg` needs no serde.
+#[derive(Debug, Clone)]
 pub enum Msg {
     /// The request arrived (seq 0).
     Request {
@@ -139,7 +140,6 @@ pub enum Msg {
         /// Order within the exchange.
         seq: u32,
         /// The bytes.
-        #[serde(with = "bytes_serde")]
         bytes: Bytes,
     },
     /// The upstream's response head arrived.
@@ -166,7 +166,6 @@ pub enum Msg {
         /// Receive offset.
         at_us: OffsetUs,
         /// The bytes.
-        #[serde(with = "bytes_serde")]
         bytes: Bytes,
     },
     /// The exchange ended (always the last message of an exchange).
@@ -209,19 +208,5 @@ impl Msg {
             | Msg::ResponseBody { seq, .. }
             | Msg::End { seq, .. } => *seq,
         }
-    }
-}
-
-mod bytes_serde {
-    use bytes::Bytes;
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(b)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-        let v: Vec<u8> = serde::de::Deserialize::deserialize(d)?;
-        Ok(Bytes::from(v))
     }
 }

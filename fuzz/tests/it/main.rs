@@ -5,6 +5,7 @@
 //! `AGENTCAP_FUZZ_SECONDS=600` runs each for that long instead. `AGENTCAP_FUZZ_SEED` replays a run; a
 //! failing input is written to `$AGENTCAP_FUZZ_OUT` (default the temp dir) and its path printed.
 
+mod derive_chunks;
 mod journal;
 mod report_html;
 mod replay_match;

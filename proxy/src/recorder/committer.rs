@@ -7,6 +7,13 @@
 //! writer which exchanges are in DuckDB, so their journal files can go. When DuckDB fails,
 //! batches stay pending and are retried every 500 ms; past `max_pending_exchanges` the derived
 //! rows of journaled exchanges are dropped from memory and derived again from the journal later.
+//!
+//! A long stream's `sse_events` rows arrive in chunks while it runs ([`EventChunk`]) and are
+//! written before anything queued after them, so an exchange's event rows may be in DuckDB before
+//! its `exchanges` row. Architecture Invariant: an exchange's event rows are written once. A chunk
+//! retried after a failed COMMIT first deletes its `seq` range; an exchange derived again from the
+//! journal first deletes the rows its chunks wrote; the replay on start deletes the event rows of
+//! exchanges without an `exchanges` row before it derives them again.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -21,7 +28,7 @@ use tokio::sync::oneshot;
 use crate::record::ExchangeId;
 
 use super::db::{self, BatchCounts};
-use super::derive::{DeriveCtx, Derived, ExchangeMsgs, derive};
+use super::derive::{DeriveCtx, Derived, EventRow, ExchangeMsgs, derive};
 use super::journal::SegId;
 use super::replay::load_exchanges;
 use super::{RecorderConfig, RecorderError, Shared, StatsAtomics};
@@ -41,13 +48,27 @@ pub(crate) struct Queued {
     pub mark: u64,
     /// Row count estimate until derived.
     pub rows: usize,
+    /// Event rows already handed over in [`EventChunk`]s.
+    pub events_taken: usize,
     /// The rows, when the writer derived them itself (no deriver thread).
     pub derived: Option<Derived>,
+}
+
+/// `sse_events` rows of a stream that is still running, in `seq` order (see
+/// [`super::derive::EVENT_CHUNK_ROWS`]); the rest of its rows come with its [`Queued`] entry.
+pub(crate) struct EventChunk {
+    pub id: ExchangeId,
+    pub rows: Vec<EventRow>,
+    /// The writer's journal write number of the latest message they derive from (`u64::MAX`:
+    /// one of the exchange's messages could not be journaled).
+    pub mark: u64,
 }
 
 /// Requests from the writer thread.
 pub(crate) enum DbMsg {
     Queued(Box<Queued>),
+    /// Event rows of a running stream: written before anything queued after them.
+    Events(Box<EventChunk>),
     /// Commit everything queued so far; answer once it is in DuckDB.
     Flush(oneshot::Sender<Result<(), RecorderError>>),
     /// Commit everything (a few attempts), then stop.
@@ -74,6 +95,8 @@ struct Pending {
     bytes: usize,
     segs: Vec<SegId>,
     mark: u64,
+    /// Event rows its chunks handed over before it ended.
+    events_taken: usize,
 }
 
 pub(crate) struct Committer {
@@ -105,6 +128,15 @@ struct State {
     next_retry: Instant,
     dedupe: bool,
     memory_dropped_warned: bool,
+    /// Event chunks not written yet, with their bytes.
+    chunks: VecDeque<(EventChunk, usize)>,
+    /// Exchanges with an event chunk dropped from memory: derived again in full from the journal.
+    events_dropped: HashSet<ExchangeId>,
+}
+
+/// About how many bytes of memory event rows take (for the DuckDB queue's gauge and bound).
+fn event_bytes(rows: &[EventRow]) -> usize {
+    rows.iter().map(EventRow::approx_bytes).sum()
 }
 
 /// Rows for an exchange whose derivation panicked (a bug): at least its id and the failure.
@@ -133,6 +165,8 @@ impl Committer {
             next_retry: Instant::now(),
             dedupe: false,
             memory_dropped_warned: false,
+            chunks: VecDeque::new(),
+            events_dropped: HashSet::new(),
         };
         let rx = s.c.rx.clone();
         loop {
@@ -141,6 +175,7 @@ impl Committer {
             crossbeam_channel::select! {
                 recv(rx) -> msg => match msg {
                     Ok(DbMsg::Queued(q)) => s.queue(*q),
+                    Ok(DbMsg::Events(c)) => s.take_chunk(*c),
                     Ok(DbMsg::Flush(reply)) => s.flush(reply),
                     Ok(DbMsg::Shutdown(reply)) => {
                         let _ = reply.send(s.shutdown());
@@ -163,7 +198,7 @@ impl Committer {
 impl State {
     /// How long the loop may sleep before a batch is due.
     fn timeout(&self) -> Duration {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.chunks.is_empty() {
             return Duration::from_millis(250);
         }
         if self.failing {
@@ -175,16 +210,51 @@ impl State {
         }
     }
 
+    /// Holds a running stream's event rows until the next batch.
+    fn take_chunk(&mut self, c: EventChunk) {
+        if self.events_dropped.contains(&c.id) {
+            // An earlier chunk was dropped: the whole exchange is derived again from the journal.
+            return;
+        }
+        let bytes = event_bytes(&c.rows);
+        self.pending_rows += c.rows.len();
+        self.add_bytes(bytes);
+        self.chunks.push_back((c, bytes));
+        self.pending_since.get_or_insert_with(Instant::now);
+        self.bound_memory();
+    }
+
+    /// Rows derived for an exchange that lost an event chunk from memory miss that chunk's rows:
+    /// they are derived again from the journal instead, when it holds the whole exchange. An
+    /// exchange the journal could not hold is written with the rows it has, and counted.
+    fn keep_derived(&self, id: ExchangeId, mark: u64) -> bool {
+        if !self.events_dropped.contains(&id) {
+            return true;
+        }
+        if mark == u64::MAX {
+            StatsAtomics::add(&self.c.shared.stats.exchanges_incomplete, 1);
+            tracing::error!(exchange = %id,
+                "agentcap recorder: a stream's event rows were dropped from memory while DuckDB failed and the journal could not keep the exchange; writing the rows still held");
+            return true;
+        }
+        false
+    }
+
     fn queue(&mut self, mut q: Queued) {
         if let Some(d) = self.early.remove(&q.ticket) {
             q.derived = Some(d.unwrap_or_else(|| underivable(q.id)));
         }
-        let (deriving, rows, bytes) = match &q.derived {
+        let mut deriving = q.derived.is_none();
+        if q.derived.is_some() && !self.keep_derived(q.id, q.mark) {
+            q.derived = None;
+            deriving = false;
+        }
+        let (rows, bytes) = match &q.derived {
             Some(d) => {
                 self.held += 1;
-                (false, d.row_count(), d.approx_bytes())
+                (d.row_count(), d.approx_bytes())
             }
-            None => (true, q.rows, 0),
+            None => (q.rows, 0),
         };
         self.pending_rows += rows;
         self.add_bytes(bytes);
@@ -197,6 +267,7 @@ impl State {
             bytes,
             segs: q.segs,
             mark: q.mark,
+            events_taken: q.events_taken,
         });
         self.pending_since.get_or_insert_with(Instant::now);
         self.bound_memory();
@@ -219,6 +290,16 @@ impl State {
         if !p.deriving {
             return;
         }
+        let (id, mark) = (p.id, p.mark);
+        if !self.keep_derived(id, mark) {
+            if let Some(p) = index.and_then(|i| self.pending.get_mut(i)) {
+                p.deriving = false;
+            }
+            return;
+        }
+        let Some(p) = index.and_then(|i| self.pending.get_mut(i)) else {
+            return;
+        };
         let d = derived.unwrap_or_else(|| underivable(p.id));
         let rows = d.row_count();
         let bytes = d.approx_bytes();
@@ -297,6 +378,38 @@ impl State {
         }
         let synced = self.c.shared.journal_synced.load(Ordering::SeqCst);
         let mut dropped = 0usize;
+        let mut chunks_dropped = 0usize;
+        if over_bytes {
+            let mut kept = VecDeque::new();
+            for (c, bytes) in std::mem::take(&mut self.chunks) {
+                if c.mark <= synced {
+                    self.events_dropped.insert(c.id);
+                    self.held_bytes = self.held_bytes.saturating_sub(bytes);
+                    self.pending_rows = self.pending_rows.saturating_sub(c.rows.len());
+                    chunks_dropped += 1;
+                } else {
+                    kept.push_back((c, bytes));
+                }
+            }
+            // A chunk after a dropped one of the same exchange goes too: rows stay in `seq` order.
+            for (c, bytes) in std::mem::take(&mut kept) {
+                if self.events_dropped.contains(&c.id) {
+                    self.held_bytes = self.held_bytes.saturating_sub(bytes);
+                    self.pending_rows = self.pending_rows.saturating_sub(c.rows.len());
+                } else {
+                    self.chunks.push_back((c, bytes));
+                }
+            }
+            for p in &mut self.pending {
+                if self.events_dropped.contains(&p.id)
+                    && p.mark != u64::MAX
+                    && p.derived.take().is_some()
+                {
+                    self.held -= 1;
+                    self.held_bytes = self.held_bytes.saturating_sub(std::mem::take(&mut p.bytes));
+                }
+            }
+        }
         for p in &mut self.pending {
             if !p.deriving && p.mark <= synced && p.derived.take().is_some() {
                 dropped += 1;
@@ -305,7 +418,7 @@ impl State {
         }
         self.publish_bytes();
         self.held -= dropped;
-        if dropped > 0 && !self.memory_dropped_warned {
+        if dropped + chunks_dropped > 0 && !self.memory_dropped_warned {
             self.memory_dropped_warned = true;
             tracing::warn!(
                 pending = self.pending.len(),
@@ -315,7 +428,7 @@ impl State {
     }
 
     fn maybe_commit(&mut self) {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.chunks.is_empty() {
             return;
         }
         let due = if self.failing {
@@ -334,6 +447,10 @@ impl State {
 
     /// Writes every pending exchange, in batches of about `batch_rows` rows.
     fn commit_all(&mut self) -> Result<(), RecorderError> {
+        if let Err(e) = self.write_chunks() {
+            self.db_failed(&e);
+            return Err(e);
+        }
         while !self.pending.is_empty() {
             let mut n = 0;
             let mut rows = 0;
@@ -383,6 +500,7 @@ impl State {
                             self.pending_rows = self.pending_rows.saturating_sub(p.rows);
                             self.held_bytes = self.held_bytes.saturating_sub(p.bytes);
                             self.held -= usize::from(p.derived.is_some());
+                            self.events_dropped.remove(&p.id);
                             (p.id, p.segs)
                         })
                         .collect();
@@ -407,6 +525,38 @@ impl State {
         self.pending_since = None;
         for w in self.waiters.drain(..) {
             let _ = w.send(Ok(()));
+        }
+        Ok(())
+    }
+
+    /// Writes the event chunks held, in one transaction, before anything queued after them.
+    fn write_chunks(&mut self) -> Result<(), RecorderError> {
+        if self.chunks.is_empty() {
+            return Ok(());
+        }
+        if self.c.shared.db_fault.load(Ordering::SeqCst) {
+            return Err(RecorderError::SimulatedFault);
+        }
+        let texts: Vec<String> = self.chunks.iter().map(|(c, _)| c.id.to_string()).collect();
+        let batch: Vec<(&str, &[EventRow])> = texts
+            .iter()
+            .zip(&self.chunks)
+            .map(|(id, (c, _))| (id.as_str(), &c.rows[..]))
+            .collect();
+        let t0 = Instant::now();
+        let n = db::write_event_chunks(&self.c.conn, &batch, self.dedupe)?;
+        let us = u64::try_from(t0.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let s = &self.c.shared.stats;
+        StatsAtomics::add(&s.db_busy_us, us);
+        StatsAtomics::add(&s.rows_written, n);
+        StatsAtomics::add(&s.sse_events_written, n);
+        for (c, bytes) in self.chunks.drain(..) {
+            self.held_bytes = self.held_bytes.saturating_sub(bytes);
+            self.pending_rows = self.pending_rows.saturating_sub(c.rows.len());
+        }
+        self.publish_bytes();
+        if self.pending.is_empty() {
+            self.pending_since = None;
         }
         Ok(())
     }
@@ -447,15 +597,41 @@ impl State {
             .filter(|p| p.derived.is_none() && !p.deriving)
         {
             if p.mark > synced {
-                // Not on disk yet (only when every deriver died): try again shortly.
-                return Err(RecorderError::Config(
-                    "an exchange to derive again is not journaled yet".into(),
-                ));
+                // Not on disk yet: try again shortly.
+                return Err(RecorderError::NotJournaledYet);
             }
             ids.insert(p.id);
             files.extend(p.segs.iter().copied());
         }
-        let mut loaded = load_exchanges(&self.c.dir, &files, &ids, &self.c.derive)?;
+        if self.c.shared.db_fault.load(Ordering::SeqCst) {
+            return Err(RecorderError::SimulatedFault);
+        }
+        // Event rows its chunks wrote are written again with the rest (in chunks, as they come).
+        let conn = &self.c.conn;
+        for p in self.pending.iter().take(n) {
+            if p.derived.is_none()
+                && !p.deriving
+                && (p.events_taken > 0 || self.events_dropped.contains(&p.id))
+            {
+                db::delete_events(conn, &p.id.to_string())?;
+            }
+        }
+        let mut written = 0u64;
+        let mut loaded = load_exchanges(
+            &self.c.dir,
+            &files,
+            &ids,
+            &self.c.derive,
+            &mut |id, rows| {
+                written += db::write_event_chunks(conn, &[(&id.to_string(), &rows)], false)?;
+                Ok(())
+            },
+        )?;
+        StatsAtomics::add(&self.c.shared.stats.rows_written, written);
+        StatsAtomics::add(&self.c.shared.stats.sse_events_written, written);
+        for id in &ids {
+            self.events_dropped.remove(id);
+        }
         for p in self.pending.iter_mut().take(n) {
             if p.derived.is_none() && !p.deriving {
                 let msgs = loaded

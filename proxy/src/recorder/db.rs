@@ -8,7 +8,7 @@ use duckdb::types::{TimeUnit, Value as DbValue};
 use duckdb::{Connection, params};
 
 use super::RecorderError;
-use super::derive::{ConvUpdate, Derived};
+use super::derive::{ConvUpdate, Derived, EventRow};
 
 /// Rows written by one batch, per table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -71,6 +71,82 @@ pub fn existing_ids(conn: &Connection, ids: &[&str]) -> Result<HashSet<String>, 
         }
     }
     Ok(found)
+}
+
+/// Appends chunks of `sse_events` rows (exchange id, rows) in one transaction; returns the rows
+/// written. With `dedupe` (a retry after a failed COMMIT that may have landed), each chunk's `seq`
+/// range of its exchange is deleted first, so a chunk is never written twice.
+pub fn write_event_chunks(
+    conn: &Connection,
+    chunks: &[(&str, &[EventRow])],
+    dedupe: bool,
+) -> Result<u64, RecorderError> {
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let result = (|| {
+        if dedupe {
+            let mut del = conn.prepare_cached(
+                "DELETE FROM sse_events WHERE exchange_id = ? AND seq BETWEEN ? AND ?",
+            )?;
+            for (id, rows) in chunks {
+                if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
+                    del.execute(params![id, first.seq, last.seq])?;
+                }
+            }
+        }
+        let mut n = 0u64;
+        let mut app = conn.appender("sse_events")?;
+        for (id, rows) in chunks {
+            for e in *rows {
+                append_event(&mut app, id, e)?;
+            }
+            n += rows.len() as u64;
+        }
+        app.flush()?;
+        Ok::<_, RecorderError>(n)
+    })();
+    match result {
+        Ok(n) => match conn.execute_batch("COMMIT") {
+            Ok(()) => Ok(n),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(e.into())
+            }
+        },
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Deletes the `sse_events` rows of one exchange (before they are written again in full).
+pub fn delete_events(conn: &Connection, exchange_id: &str) -> Result<(), RecorderError> {
+    conn.prepare_cached("DELETE FROM sse_events WHERE exchange_id = ?")?
+        .execute([exchange_id])?;
+    Ok(())
+}
+
+/// Deletes the `sse_events` rows whose exchange has no `exchanges` row: the chunks of a long
+/// stream written before a stop that left the exchange itself to the journal's replay.
+pub fn delete_orphan_events(conn: &Connection) -> Result<u64, RecorderError> {
+    let n = conn.execute(
+        "DELETE FROM sse_events WHERE exchange_id NOT IN (SELECT id FROM exchanges)",
+        [],
+    )?;
+    Ok(n as u64)
+}
+
+fn append_event(app: &mut duckdb::Appender<'_>, id: &str, e: &EventRow) -> duckdb::Result<()> {
+    app.append_row(params![
+        id,
+        e.seq,
+        e.event_type,
+        e.data,
+        e.parse_error,
+        e.offset_us,
+        e.size,
+        e.data_truncated
+    ])
 }
 
 /// A conversation's updates within one batch, merged.
@@ -285,16 +361,7 @@ fn write_in_tx(
         for d in &batch {
             let id = d.exchange.id.as_str();
             for e in &d.events {
-                app.append_row(params![
-                    id,
-                    e.seq,
-                    e.event_type,
-                    e.data,
-                    e.parse_error,
-                    e.offset_us,
-                    e.size,
-                    e.data_truncated
-                ])?;
+                append_event(&mut app, id, e)?;
             }
             counts.sse_events += d.events.len() as u64;
         }

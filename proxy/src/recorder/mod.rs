@@ -234,6 +234,10 @@ pub enum RecorderError {
     /// A configuration value is unusable.
     #[error("invalid recorder configuration: {0}")]
     Config(String),
+    /// An exchange to derive again from the journal is not committed to it yet (transient: the
+    /// DuckDB thread tries again after the next group commit).
+    #[error("an exchange to derive again from the journal is not committed to it yet")]
+    NotJournaledYet,
 }
 
 /// Counters, readable at any time.

@@ -586,26 +586,35 @@ pub fn run_read_only(
         Some(reason) => Err(RecorderError::QueryStopped { reason }),
         None => Ok(()),
     };
-    let result = (|| {
-        conn.execute_batch("BEGIN TRANSACTION READ ONLY")?;
-        let checked_text = match kind {
-            StatementKind::Explain => after_keyword(sql, "EXPLAIN").unwrap_or(sql),
-            _ => sql,
-        };
-        let out = duckdb_agrees(conn, checked_text)
+    let checked_text = match kind {
+        StatementKind::Explain => after_keyword(sql, "EXPLAIN").unwrap_or(sql),
+        _ => sql,
+    };
+    let result = in_read_only_transaction(conn, || {
+        duckdb_agrees(conn, checked_text)
             .and_then(|()| stopped())
-            .and_then(|()| collect(conn, sql, params, limits));
-        let rollback = conn.execute_batch("ROLLBACK");
-        let out = out?;
-        rollback?;
-        Ok(out)
-    })();
+            .and_then(|()| collect(conn, sql, params, limits))
+    });
     drop(watchdog);
     drop(attached);
     result.map_err(|e| match cancel.reason() {
         Some(reason) => RecorderError::QueryStopped { reason },
         None => e,
     })
+}
+
+/// Layer 3: runs `body` inside a read-only transaction on `conn`, always rolled back: DuckDB
+/// refuses any write to the database in it, whatever got past the parsers.
+fn in_read_only_transaction<T>(
+    conn: &Connection,
+    body: impl FnOnce() -> Result<T, RecorderError>,
+) -> Result<T, RecorderError> {
+    conn.execute_batch("BEGIN TRANSACTION READ ONLY")?;
+    let out = body();
+    let rollback = conn.execute_batch("ROLLBACK");
+    let out = out?;
+    rollback?;
+    Ok(out)
 }
 
 /// Counts bytes written.
@@ -870,6 +879,33 @@ mod tests {
             Err(RecorderError::QueryRefused { reason }) => reason,
             other => panic!("{sql:?} was not refused: {other:?}"),
         }
+    }
+
+    /// Layer 3 on its own: statements handed straight to the query runner, as if both parsers
+    /// had let them through, cannot write.
+    #[test]
+    fn the_read_only_transaction_alone_refuses_writes() {
+        let conn = open_db(None, DbAccess::ReadWrite).unwrap();
+        conn.execute_batch("CREATE TABLE t AS SELECT 1 AS x")
+            .unwrap();
+        for sql in [
+            "DELETE FROM t",
+            "UPDATE t SET x = 2",
+            "INSERT INTO t VALUES (5)",
+            "DROP TABLE t",
+            "CREATE TABLE u (x INT)",
+        ] {
+            let e = in_read_only_transaction(&conn, || {
+                collect(&conn, sql, &[], &QueryLimits::default())
+            })
+            .expect_err(sql)
+            .to_string();
+            assert!(e.contains("read-only"), "{sql}: {e}");
+        }
+        let x: i64 = conn
+            .query_row("SELECT sum(x) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(x, 1);
     }
 
     #[test]

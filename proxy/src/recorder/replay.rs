@@ -12,7 +12,7 @@ use crate::record::{ExchangeId, Msg};
 
 use super::RecorderError;
 use super::db;
-use super::derive::{DeriveCtx, Derived, ExchangeMsgs, derive};
+use super::derive::{DeriveCtx, Derived, EVENT_CHUNK_ROWS, EventRow, ExchangeMsgs, derive};
 use super::journal::{self, SegId, SegKind};
 
 /// Exchanges derived per pass when replaying the journal.
@@ -34,12 +34,19 @@ struct Loading {
     early: BTreeMap<u32, Msg>,
 }
 
-/// Reads the exchanges `ids` from the journal files `files`, folded into their bounded copies.
+/// What receives the `sse_events` rows a long stream derives while it is read back, in `seq`
+/// order, before its exchange's other rows (see [`ExchangeMsgs::take_event_chunk`]).
+pub(crate) type EventSink<'a> =
+    dyn FnMut(ExchangeId, Vec<EventRow>) -> Result<(), RecorderError> + 'a;
+
+/// Reads the exchanges `ids` from the journal files `files`, folded into their bounded copies; the
+/// event rows of a long stream go to `events` as they are derived.
 pub(crate) fn load_exchanges(
     dir: &Path,
     files: &BTreeSet<SegId>,
     ids: &HashSet<ExchangeId>,
     ctx: &DeriveCtx,
+    events: &mut EventSink<'_>,
 ) -> Result<HashMap<ExchangeId, ExchangeMsgs>, RecorderError> {
     let mut loading: HashMap<ExchangeId, Loading> = HashMap::new();
     for seg in files {
@@ -64,6 +71,9 @@ pub(crate) fn load_exchanges(
                 while let Some(m) = l.early.remove(&l.next) {
                     l.msgs.push(m, ctx);
                     l.next += 1;
+                }
+                if let Some(rows) = l.msgs.take_event_chunk(EVENT_CHUNK_ROWS) {
+                    events(id, rows)?;
                 }
             } else if seq > l.next {
                 l.early.entry(seq).or_insert(m);
@@ -199,6 +209,9 @@ pub(crate) fn replay(
             }
         }
     }
+    // Event rows a long stream's chunks wrote before the stop, for an exchange that did not get
+    // its `exchanges` row: the exchange is derived again below, rows included.
+    db::delete_orphan_events(conn)?;
     // Pass 2: derive and write, a chunk of exchanges at a time, skipping the exchanges DuckDB
     // already has (the DuckDB thread had committed them before the crash).
     for chunk in order.chunks(REDERIVE_CHUNK) {
@@ -216,7 +229,9 @@ pub(crate) fn replay(
             .iter()
             .flat_map(|id| located.get(id).into_iter().flatten().copied())
             .collect();
-        let mut loaded = load_exchanges(dir, &files, &ids, ctx)?;
+        let mut loaded = load_exchanges(dir, &files, &ids, ctx, &mut |id, rows| {
+            db::write_event_chunks(conn, &[(&id.to_string(), &rows)], false).map(drop)
+        })?;
         let derived: Vec<Derived> = chunk
             .iter()
             .filter_map(|id| loaded.remove(id).map(|m| derive(m, ctx)))

@@ -36,8 +36,8 @@ use tokio::sync::oneshot;
 use crate::record::{ExchangeId, Msg};
 
 use super::body::Redactor;
-use super::committer::{Committed, DbMsg, DeriveDone, Queued};
-use super::derive::{DeriveCtx, ExchangeMsgs, derive};
+use super::committer::{Committed, DbMsg, DeriveDone, EventChunk, Queued};
+use super::derive::{DeriveCtx, EVENT_CHUNK_ROWS, ExchangeMsgs, derive};
 use super::journal::{self, SEGMENT_ROTATE_BYTES, SegId, SegKind, SegmentFile};
 use super::{
     AckTx, Control, Durability, Item, NotDurable, RecorderConfig, RecorderError, Shared, SpillItem,
@@ -470,6 +470,20 @@ impl Writer {
                 live.msgs.push(m, &self.derive);
                 live.next_seq += 1;
             }
+            // A long stream's event rows go to DuckDB while it runs (see "Memory model").
+            if let Some(rows) = live.msgs.take_event_chunk(EVENT_CHUNK_ROWS) {
+                let chunk = EventChunk {
+                    id,
+                    rows,
+                    mark: if live.failure.is_some() {
+                        u64::MAX
+                    } else {
+                        live.mark
+                    },
+                };
+                // A closed DuckDB thread (a bug) leaves the exchange to the journal's replay.
+                let _ = self.db_tx.send(DbMsg::Events(Box::new(chunk)));
+            }
         } else if seq > live.next_seq {
             live.early.entry(seq).or_insert(msg);
         }
@@ -496,6 +510,7 @@ impl Writer {
         // Until derived, count about one row per response frame.
         let rows = 1 + usize::try_from(msgs.response_frame_count()).unwrap_or(usize::MAX);
         let bytes = msgs.approx_bytes();
+        let events_taken = msgs.events_taken();
         let gauge = &self.shared.stats.derive_queue_bytes;
         let job = match &self.jobs_tx {
             Some(tx) if gauge.load(Ordering::Relaxed) + bytes as u64 <= DERIVE_QUEUE_BYTES => {
@@ -522,6 +537,7 @@ impl Writer {
             segs,
             mark,
             rows,
+            events_taken,
             derived,
         };
         if self.db_tx.send(DbMsg::Queued(Box::new(queued))).is_err() {

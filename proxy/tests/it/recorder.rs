@@ -2000,3 +2000,194 @@ async fn capped_long_stream_replays_to_the_same_rows() {
     assert_eq!(h.stats().records_dropped, 0);
     rec.shutdown().unwrap();
 }
+
+/// A long stream's events: a start, `n` small deltas (no end event).
+fn long_stream_events(conv: &str, n: usize) -> Vec<Value> {
+    let mut events =
+        vec![json!({"type": "conversation.response.started", "conversation_id": conv})];
+    for i in 0..n {
+        events.push(
+            json!({"type": "message.output.delta", "output_index": 0, "id": "msg_1",
+            "content_index": 0, "model": MODEL, "content": format!("{i} ")}),
+        );
+    }
+    events
+}
+
+/// `data` in frames of 4 KiB.
+fn frames_4k(data: &[u8]) -> Vec<Vec<u8>> {
+    data.chunks(4096).map(<[u8]>::to_vec).collect()
+}
+
+/// `(rows, distinct seq, max seq + 1)` of an exchange's `sse_events`.
+fn event_rows(h: &RecorderHandle, id: ExchangeId) -> (i64, i64, i64) {
+    let r = rows(
+        h,
+        &format!(
+            "SELECT count(*), count(DISTINCT seq), coalesce(max(seq) + 1, 0) FROM sse_events WHERE exchange_id = '{id}'"
+        ),
+    );
+    let n = |i: usize| r[0][i].as_i64().unwrap();
+    (n(0), n(1), n(2))
+}
+
+/// A stream past the capture cap hands its event rows to DuckDB in chunks while it runs (its
+/// memory does not grow with its length), and a crash in the middle of it neither loses nor
+/// duplicates a row: the replay deletes the chunks written for an exchange without a row and
+/// derives it again in full.
+#[tokio::test]
+async fn long_stream_rows_are_written_while_it_runs_and_replayed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = RecorderConfig {
+        capture_cap: 4096,
+        ..config(dir.path())
+    };
+    let rec = Recorder::open(cfg.clone()).unwrap();
+    let h = rec.handle();
+    let events = long_stream_events("conv_long", 10_000);
+    let ex = Ex::new("POST", "/v1/conversations")
+        .json(&json!({"inputs": "hi", "stream": true}))
+        .response(200, &[("content-type", "text/event-stream")])
+        .frames(frames_4k(&sse(&events)));
+    let id = ex.send(&h);
+    h.flush().await.unwrap();
+    let (written, distinct, _) = event_rows(&h, id);
+    assert!(
+        written >= 8192,
+        "the running stream's rows are in DuckDB: {written}"
+    );
+    assert_eq!(written, distinct);
+    assert_eq!(
+        count(
+            &h,
+            &format!("SELECT count(*) FROM exchanges WHERE id = '{id}'")
+        ),
+        0
+    );
+    rec.abort();
+    drop(h);
+
+    let rec = Recorder::open(cfg).unwrap();
+    let h = rec.handle();
+    assert_eq!(h.stats().replayed_exchanges, 1);
+    assert_eq!(event_rows(&h, id), (10_001, 10_001, 10_001));
+    assert_eq!(
+        rows(
+            &h,
+            &format!("SELECT event_count, outcome FROM exchanges WHERE id = '{id}'")
+        ),
+        vec![vec![json!(10_001), json!("proxy_error")]]
+    );
+
+    // A complete long stream, live.
+    let ex = Ex::new("POST", "/v1/conversations")
+        .json(&json!({"inputs": "hi", "stream": true}))
+        .response(200, &[("content-type", "text/event-stream")])
+        .frames(frames_4k(&sse(&long_stream_events("conv_long2", 20_000))))
+        .end();
+    let id = ex.send(&h);
+    h.flush().await.unwrap();
+    assert_eq!(event_rows(&h, id), (20_001, 20_001, 20_001));
+    assert_eq!(
+        count(
+            &h,
+            &format!("SELECT event_count FROM exchanges WHERE id = '{id}'")
+        ),
+        20_001
+    );
+    let stats = rec.shutdown().unwrap();
+    assert_eq!(stats.records_dropped, 0);
+}
+
+/// While DuckDB fails, a long stream's chunks are held up to `max_pending_bytes`, then dropped from
+/// memory and the exchange is derived again from the journal: its rows are still written once,
+/// the ones a chunk wrote before the failure included.
+#[tokio::test]
+async fn long_stream_under_a_failing_duckdb_is_written_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = RecorderConfig {
+        capture_cap: 4096,
+        ..config(dir.path())
+    };
+    cfg.max_pending_bytes = 256 * 1024;
+    let rec = Recorder::open(cfg).unwrap();
+    let h = rec.handle();
+    let events = long_stream_events("conv_fail", 30_000);
+    let ex = Ex::new("POST", "/v1/conversations")
+        .json(&json!({"inputs": "hi", "stream": true}))
+        .response(200, &[("content-type", "text/event-stream")])
+        .frames(frames_4k(&sse(&events)))
+        .end();
+    let id = ex.id;
+    let mut msgs = ex.msgs;
+    let rest = msgs.split_off(msgs.len() / 3);
+    for m in msgs {
+        h.send(m);
+    }
+    h.flush().await.unwrap();
+    assert!(
+        event_rows(&h, id).0 > 0,
+        "a chunk was written before the failure"
+    );
+    h.set_db_fault(true);
+    for m in rest {
+        h.send(m);
+    }
+    wait_until("failed DuckDB attempts with the exchange pending", || {
+        let s = h.stats();
+        s.db_errors >= 3 && s.pending_exchanges == 1
+    });
+    h.set_db_fault(false);
+    h.flush().await.unwrap();
+    assert_eq!(event_rows(&h, id), (30_001, 30_001, 30_001));
+    assert_eq!(
+        count(
+            &h,
+            &format!("SELECT event_count FROM exchanges WHERE id = '{id}'")
+        ),
+        30_001
+    );
+    let stats = rec.shutdown().unwrap();
+    assert_eq!(stats.records_dropped, 0);
+}
+
+/// The JSON operators work on the recording's JSON-text columns, through the recorder's query path
+/// (the admin `/query`) and on a file (`agentcap query --db FILE`); `duckdb_extensions()`, which
+/// would list a directory on disk, is refused with the reason instead of a file-system error.
+#[tokio::test]
+async fn recorded_json_columns_answer_the_json_operators() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let rec = Recorder::open(cfg.clone()).unwrap();
+    let h = rec.handle();
+    Ex::new("POST", "/v1/conversations")
+        .json(&json!({"inputs": "hi", "model": MODEL}))
+        .reply(200, &turn_response("conv_json", small_usage()))
+        .end()
+        .send(&h);
+    h.flush().await.unwrap();
+    let sql = "SELECT tags->>'run', request_body->>'model', json_array_length(response_body->'outputs'), \
+               response_headers->>'content-type' FROM exchanges";
+    let want = vec![vec![
+        json!("7"),
+        json!(MODEL),
+        json!(3),
+        json!("application/json"),
+    ]];
+    assert_eq!(rows(&h, sql), want);
+    rec.shutdown().unwrap();
+
+    let file = query_file_read_only(&cfg.db_path, sql, &[], &QueryLimits::default()).unwrap();
+    assert_eq!(file.rows, want);
+    let e = query_file_read_only(
+        &cfg.db_path,
+        "SELECT * FROM duckdb_extensions()",
+        &[],
+        &QueryLimits::default(),
+    )
+    .expect_err("duckdb_extensions() is refused");
+    assert!(
+        matches!(&e, RecorderError::QueryRefused { reason } if reason.contains("built in")),
+        "{e}"
+    );
+}
