@@ -606,6 +606,11 @@ const SQL_INTERPOLATION_ALLOWED: &[(&str, &str, &str)] = &[
         "`hour` or `day`: the request is matched against the two constants, never pasted",
     ),
     (
+        "replay/src/cassette.rs",
+        "predicate",
+        "`agentcap replay --where`: the user's own SQL condition on their own file, run through the read-only gate",
+    ),
+    (
         "ui/src/pages/extra.rs",
         "body",
         "the SQL console's own statement, wrapped in a row limit; the read-only filter checks the result",
@@ -670,6 +675,121 @@ fn sql_is_built_with_parameters_not_pasted_values() {
         found.is_empty(),
         "SQL text built with an interpolated value (bind it to a `?` parameter instead; an identifier or \
          constant no input can reach goes into SQL_INTERPOLATION_ALLOWED with the reason):\n{}",
+        found.join("\n")
+    );
+}
+
+/// The fixed sleeps in `code` that are not inside a loop (by line): a test that sleeps and then looks is
+/// guessing how long something takes; a test waits by polling its condition in a loop with a deadline.
+/// A block's header is the text between the previous `;`, `{` or `}` and its `{`.
+fn sleeps_outside_loops(code: &str) -> Vec<usize> {
+    let bytes = code.as_bytes();
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(i) = code[from..].find("sleep(").map(|i| from + i) {
+        from = i + 1;
+        // A definition or a method named like it (`fn sleep(`, `.sleep_until(`) is no wait.
+        let before = code[..i].trim_end();
+        if before.ends_with("fn") {
+            continue;
+        }
+        let mut depth = 0usize;
+        let mut in_loop = false;
+        let mut j = i;
+        while j > 0 {
+            j -= 1;
+            match bytes[j] {
+                b'}' => depth += 1,
+                b'{' if depth > 0 => depth -= 1,
+                b'{' => {
+                    let start = code[..j].rfind([';', '{', '}']).map_or(0, |s| s + 1);
+                    let header = &code[start..j];
+                    let words: Vec<&str> = header
+                        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .collect();
+                    if words.iter().any(|w| matches!(*w, "loop" | "while" | "for")) {
+                        in_loop = true;
+                        break;
+                    }
+                    if words.contains(&"fn") {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !in_loop {
+            found.push(code[..i].matches('\n').count() + 1);
+        }
+    }
+    found
+}
+
+#[test]
+fn the_sleep_detector_sees_a_guess_and_spares_a_poll() {
+    let code = r#"
+fn poll() {
+    let deadline = Instant::now() + T;
+    while !ready() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+fn guess() {
+    start();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(ready());
+}
+async fn guess_in_if() {
+    if x { tokio::time::sleep(Duration::from_millis(300)).await; }
+}
+async fn poll_in_if() {
+    for _ in 0..100 { if !ready() { tokio::time::sleep(D).await; } }
+}
+"#;
+    assert_eq!(sleeps_outside_loops(code), [11, 15]);
+}
+
+/// Tests wait on conditions, never on a fixed sleep (ARCHITECTURE.md, "Tests"): every sleep in a test
+/// file is a step of a polling loop. A fake peer that delays on purpose (a slow upstream) is not a test's
+/// wait; such a file goes into the list below with the reason.
+#[test]
+fn tests_wait_on_conditions_not_on_fixed_sleeps() {
+    const DELAYS_ON_PURPOSE: &[(&str, &str)] = &[(
+        "cli/tests/it/tidy.rs",
+        "this file: the detector and its samples spell `sleep(` in strings",
+    )];
+    let mut found = Vec::new();
+    let mut scanned = 0;
+    for m in members() {
+        for f in rust_files(&root().join(&m).join("tests")) {
+            let rel = f
+                .strip_prefix(root())
+                .expect("under the root")
+                .to_string_lossy()
+                .replace('\\', "/");
+            if DELAYS_ON_PURPOSE.iter().any(|(file, _)| *file == rel) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&f).expect("readable");
+            let code: String = text
+                .lines()
+                .map(|l| match l.find("//") {
+                    Some(i) if !l[..i].contains('"') => &l[..i],
+                    _ => l,
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            scanned += 1;
+            for line in sleeps_outside_loops(&code) {
+                found.push(format!("{rel}:{line}"));
+            }
+        }
+    }
+    assert!(scanned > 30, "only {scanned} test files");
+    assert!(
+        found.is_empty(),
+        "a fixed sleep outside a polling loop (wait on the condition instead):\n{}",
         found.join("\n")
     );
 }
