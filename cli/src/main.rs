@@ -161,6 +161,23 @@ pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
+/// A future that resolves on SIGINT / SIGTERM, or also when standard input closes if `exit_on_stdin` (the
+/// `--exit-on-stdin-close` flag of the long-running commands, so a parent process that dies stops them). Like
+/// [`shutdown_signal`], the handlers are installed when this is called.
+pub(crate) fn stop_requested(exit_on_stdin: bool) -> impl std::future::Future<Output = ()> {
+    let signal = shutdown_signal();
+    async move {
+        if exit_on_stdin {
+            tokio::select! {
+                _ = signal => {},
+                _ = stdin_closed() => {},
+            }
+        } else {
+            signal.await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

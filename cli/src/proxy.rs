@@ -153,18 +153,8 @@ impl ProxyArgs {
 
 /// Runs the proxy until SIGINT / SIGTERM, then drains and flushes.
 pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
-    let signal = crate::shutdown_signal();
     let exit_on_stdin = args.exit_on_stdin_close;
-    let shutdown = async move {
-        if exit_on_stdin {
-            tokio::select! {
-                _ = signal => {},
-                _ = crate::stdin_closed() => {},
-            }
-        } else {
-            signal.await;
-        }
-    };
+    let shutdown = crate::stop_requested(exit_on_stdin);
     let mut cfg = args.config()?;
     // The web UI on the admin listener, over the live recording (the proxy only offers the hook).
     cfg.admin.mount = Some(agentcap_ui::admin_mount(agentcap_ui::UiConfig::default()));

@@ -76,17 +76,7 @@ pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
     cfg.on_miss = on_miss(&args.on_miss)?;
     cfg.ignore_fields = args.ignore_field;
     let exit_on_stdin = args.exit_on_stdin_close;
-    let signal = crate::shutdown_signal();
-    let shutdown = async move {
-        if exit_on_stdin {
-            tokio::select! {
-                _ = signal => {},
-                _ = crate::stdin_closed() => {},
-            }
-        } else {
-            signal.await;
-        }
-    };
+    let shutdown = crate::stop_requested(exit_on_stdin);
     let db = args.db.display().to_string();
     agentcap_replay::run(
         cfg,

@@ -127,17 +127,7 @@ pub async fn run(args: SimArgs) -> anyhow::Result<()> {
     let cfg = args.config();
     let exit_on_stdin = args.exit_on_stdin_close;
     let tls = args.tls;
-    let signal = crate::shutdown_signal();
-    let shutdown = async move {
-        if exit_on_stdin {
-            tokio::select! {
-                _ = signal => {},
-                _ = crate::stdin_closed() => {},
-            }
-        } else {
-            signal.await;
-        }
-    };
+    let shutdown = crate::stop_requested(exit_on_stdin);
     agentcap_sim::run(
         cfg,
         move |addr| {

@@ -50,15 +50,7 @@ pub async fn run(a: UiArgs) -> anyhow::Result<()> {
         ui.url(),
         a.db.display()
     );
-    let signal = crate::shutdown_signal();
-    if a.exit_on_stdin_close {
-        tokio::select! {
-            _ = signal => {},
-            _ = crate::stdin_closed() => {},
-        }
-    } else {
-        signal.await;
-    }
+    crate::stop_requested(a.exit_on_stdin_close).await;
     ui.shutdown().await;
     Ok(())
 }
