@@ -104,19 +104,7 @@ pub fn write_event_chunks(
         app.flush()?;
         Ok::<_, RecorderError>(n)
     })();
-    match result {
-        Ok(n) => match conn.execute_batch("COMMIT") {
-            Ok(()) => Ok(n),
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                Err(e.into())
-            }
-        },
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    finish_transaction(conn, result)
 }
 
 /// Deletes the `sse_events` rows of one exchange (before they are written again in full).
@@ -267,19 +255,7 @@ pub fn write_batch(
     // Outside the transaction, so a rolled-back batch never takes the staging table with it.
     conn.execute_batch(CREATE_CONV_STAGE)?;
     conn.execute_batch("BEGIN TRANSACTION")?;
-    match write_in_tx(conn, batch, dedupe) {
-        Ok(counts) => match conn.execute_batch("COMMIT") {
-            Ok(()) => Ok(counts),
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                Err(e.into())
-            }
-        },
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    finish_transaction(conn, write_in_tx(conn, batch, dedupe))
 }
 
 fn write_in_tx(
@@ -478,4 +454,17 @@ fn write_in_tx(
         counts.conversations += order.len() as u64;
     }
     Ok(counts)
+}
+
+/// Ends the open transaction: COMMIT when `result` is Ok (rolled back if the COMMIT fails), ROLLBACK otherwise.
+fn finish_transaction<T>(
+    conn: &Connection,
+    result: Result<T, RecorderError>,
+) -> Result<T, RecorderError> {
+    let committed =
+        result.and_then(|v| conn.execute_batch("COMMIT").map(|()| v).map_err(Into::into));
+    if committed.is_err() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    committed
 }
