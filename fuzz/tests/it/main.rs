@@ -7,8 +7,8 @@
 
 mod derive_chunks;
 mod journal;
-mod report_html;
 mod replay_match;
+mod report_html;
 mod sql_gate;
 mod sse;
 mod ui_request;

@@ -8,6 +8,7 @@ use agentcap_evalkit::EvalError;
 use agentcap_evalkit::history;
 use agentcap_evalkit::metrics::Paired;
 use agentcap_evalkit::report::Report;
+use agentcap_proxy::views::SIMULATED_LABEL;
 use maud::{Markup, html};
 
 use super::{clip, fmt_ts, layout};
@@ -62,7 +63,7 @@ pub async fn list(state: &UiState) -> Result<Markup, UiError> {
                         td.num { (r.finished_items) }
                         td.num { (r.errors) }
                         td { (r.grader) }
-                        td { @if r.simulated_upstream { span.sim { "simulated upstream" } } }
+                        td { @if r.simulated_upstream { span.sim { (SIMULATED_LABEL) } } }
                     } } }
                 }
             }
@@ -151,7 +152,7 @@ pub async fn run(state: &UiState, id: &str) -> Result<Markup, UiError> {
                 (info.dataset) " · grader " (info.grader) " · seed " (info.seed)
                 " · started " (fmt_ts(Some(&info.started_at)))
                 @if !info.complete { " · " b { "incomplete" } }
-                @if info.simulated_upstream { " · " span.sim { "simulated upstream" } }
+                @if info.simulated_upstream { " · " span.sim { (SIMULATED_LABEL) } }
             }
             h2 { "Accuracy (95% Wilson interval)" }
             (accuracy_chart(&bars))
