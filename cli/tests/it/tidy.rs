@@ -602,11 +602,6 @@ const SQL_INTERPOLATION_ALLOWED: &[(&str, &str, &str)] = &[
     ),
     (
         "ui/src/pages/extra.rs",
-        "by",
-        "`hour` or `day`: the request is matched against the two constants, never pasted",
-    ),
-    (
-        "ui/src/pages/extra.rs",
         "body",
         "the SQL console's own statement, wrapped in a row limit; the read-only filter checks the result",
     ),
