@@ -11,7 +11,7 @@ use clap::Args;
 #[derive(Debug, Args)]
 pub struct UiArgs {
     /// The DuckDB recording, opened read-only (no proxy may be recording into it).
-    #[arg(long, default_value = "agentcap.duckdb")]
+    #[arg(long, default_value = agentcap_proxy::recorder::DEFAULT_DB_PATH)]
     pub db: PathBuf,
     /// Listen address. Anything but a loopback address requires --auth-token.
     #[arg(long, default_value = "127.0.0.1:8790")]

@@ -978,7 +978,7 @@ impl Source {
             None => match health {
                 Ok(h) => Ok(Route::Admin { db: h.db }),
                 Err(ClientError::Unreachable { .. }) => {
-                    let db = PathBuf::from("agentcap.duckdb");
+                    let db = PathBuf::from(crate::recorder::DEFAULT_DB_PATH);
                     if !db.exists() {
                         return Err(SourceError::Nothing {
                             admin: self.admin.clone(),

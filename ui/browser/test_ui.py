@@ -119,7 +119,7 @@ def test_from_an_eval_run_to_an_incorrect_items_conversation(recorded, watched: 
     page.screenshot(path=str(shots / "10-runs.png"), full_page=True)
     page.click(f"#runs a[href='/runs/{story['run']}']")
     page.wait_for_url(f"**/runs/{story['run']}")
-    assert page.locator(".acc").count() == 2, "accuracy per config"
+    assert page.locator("svg.accuracy .acc").count() == 2, "accuracy per config"
     assert page.locator("#items tbody tr").count() == 5
     page.screenshot(path=str(shots / "11-run.png"), full_page=True)
     # An item one config got wrong (the twin in knowledge mode is deterministic: the seed fixes which).

@@ -180,8 +180,9 @@ pub fn charts(report: &Report) -> Markup {
     }
 }
 
-/// Accuracy per (config, topic), on one chart while that stays readable.
-fn topic_chart(report: &Report) -> Markup {
+/// Accuracy per (config, topic), on one chart while that stays readable (nothing when there are too many
+/// rows or none).
+pub fn topic_chart(report: &Report) -> Markup {
     let bars: Vec<AccuracyBar> = report
         .configs
         .iter()

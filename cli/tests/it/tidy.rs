@@ -601,11 +601,6 @@ const SQL_INTERPOLATION_ALLOWED: &[(&str, &str, &str)] = &[
         "`Filters::sql`: fixed clauses with `?` placeholders",
     ),
     (
-        "ui/src/pages/extra.rs",
-        "by",
-        "`hour` or `day`: the request is matched against the two constants, never pasted",
-    ),
-    (
         "replay/src/cassette.rs",
         "predicate",
         "`agentcap replay --where`: the user's own SQL condition on their own file, run through the read-only gate",

@@ -50,22 +50,28 @@ macro_rules! with_turn_ops {
     };
 }
 
-/// The summary statement: `$ev`, `$x` and `$u` (scopes of the aggregates), `$filter` (a `WHERE` on
-/// `conversations c`) and `$limit` (a `LIMIT`) are literals. Placeholders, in order: turn operations, those of
-/// `$ev`, the simulated-header pattern, those of `$x`, `$u`, `$filter` and `$limit`.
+/// The summary statement: `$cs` (the `SELECT id FROM conversations …` choosing the conversations summarised)
+/// is a literal. Placeholders, in order: turn operations, those of `$cs`, the simulated-header pattern.
 ///
-/// For one conversation the scopes restrict every aggregate to its exchanges: aggregating the whole recording
-/// and keeping one row would make a conversation page's cost grow with the recording.
+/// Every aggregate reads only the rows of the chosen conversations: their exchanges first (`xs`), then the
+/// error events and usage rows of those exchanges. Aggregating the whole recording and keeping a few rows
+/// would make a conversation page's and the list's cost grow with the recording.
 ///
 /// An exchange failed when it had an HTTP error, an end other than complete (a client that went away chose
 /// to; that is no failure) or a stream ended by an error event.
 macro_rules! summary_sql {
-    ($ev:literal, $x:literal, $u:literal, $filter:literal, $limit:literal) => {
+    ($cs:literal) => {
         with_turn_ops!(
-            ", ev AS (
-  SELECT DISTINCT exchange_id FROM sse_events WHERE event_type = 'conversation.response.error'",
-            $ev,
+            ", cs AS MATERIALIZED (",
+            $cs,
             "
+), xs AS MATERIALIZED (
+  SELECT id, conversation_id, operation, status, outcome, started_at, total_us,
+         CAST(response_headers AS VARCHAR) LIKE ? AS simulated
+  FROM exchanges WHERE conversation_id IN (SELECT id FROM cs)
+), ev AS (
+  SELECT DISTINCT exchange_id FROM sse_events
+  WHERE event_type = 'conversation.response.error' AND exchange_id IN (SELECT id FROM xs)
 ), x AS (
   SELECT e.conversation_id,
          COUNT(*) AS exchanges,
@@ -75,19 +81,15 @@ macro_rules! summary_sql {
          MIN(e.started_at) AS first_started,
          MAX(e.started_at) AS last_started,
          arg_max(e.total_us, e.started_at) AS last_total_us,
-         COUNT(*) FILTER (WHERE CAST(e.response_headers AS VARCHAR) LIKE ?) AS simulated
-  FROM exchanges e
+         COUNT(*) FILTER (WHERE e.simulated) AS simulated
+  FROM xs e
   LEFT JOIN ev ON ev.exchange_id = e.id
   LEFT JOIN turn_ops t ON t.op = e.operation
-  WHERE e.conversation_id IS NOT NULL",
-            $x,
-            "
   GROUP BY e.conversation_id
 ), u AS (
   SELECT COALESCE(u.conversation_id, e.conversation_id) AS conversation_id, SUM(u.total_tokens) AS total_tokens
-  FROM usage u LEFT JOIN exchanges e ON e.id = u.exchange_id",
-            $u,
-            "
+  FROM usage u LEFT JOIN xs e ON e.id = u.exchange_id
+  WHERE u.conversation_id IN (SELECT id FROM cs) OR e.id IS NOT NULL
   GROUP BY ALL
 )
 SELECT c.id AS conversation_id,
@@ -109,10 +111,8 @@ SELECT c.id AS conversation_id,
 FROM conversations c
 LEFT JOIN x ON x.conversation_id = c.id
 LEFT JOIN u ON u.conversation_id = c.id
-",
-            $filter,
-            "ORDER BY c.last_seen DESC NULLS LAST, c.first_seen DESC NULLS LAST, c.id DESC",
-            $limit
+WHERE c.id IN (SELECT id FROM cs)
+ORDER BY c.last_seen DESC NULLS LAST, c.first_seen DESC NULLS LAST, c.id DESC"
         )
     };
 }
@@ -120,11 +120,15 @@ LEFT JOIN u ON u.conversation_id = c.id
 /// `conversations list`: the `limit` most recently seen conversations, newest first.
 pub fn list_sql(limit: usize) -> Sql {
     Sql {
-        text: summary_sql!("", "", "", "", "\nLIMIT ?"),
+        text: summary_sql!(
+            "
+  SELECT id FROM conversations
+  ORDER BY last_seen DESC NULLS LAST, first_seen DESC NULLS LAST, id DESC LIMIT ?"
+        ),
         params: vec![
             turn_ops_param(),
-            simulated_header_pattern().into(),
             i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            simulated_header_pattern().into(),
         ],
     }
 }
@@ -132,20 +136,11 @@ pub fn list_sql(limit: usize) -> Sql {
 /// One conversation's summary row.
 pub fn summary_by_id_sql(id: &str) -> Sql {
     Sql {
-        text: summary_sql!(
-            " AND exchange_id IN (SELECT id FROM exchanges WHERE conversation_id = ?)",
-            " AND e.conversation_id = ?",
-            "\n  WHERE COALESCE(u.conversation_id, e.conversation_id) = ?",
-            "WHERE c.id = ?\n",
-            ""
-        ),
+        text: summary_sql!("SELECT id FROM conversations WHERE id = ?"),
         params: vec![
             turn_ops_param(),
             id.into(),
             simulated_header_pattern().into(),
-            id.into(),
-            id.into(),
-            id.into(),
         ],
     }
 }
@@ -167,11 +162,12 @@ pub fn parent_sql(id: &str) -> Sql {
     }
 }
 
-/// The turn exchanges of `id` with their usage, in order.
+/// The turn exchanges of `id` with their usage, in order. The usage rows and error events read are those of
+/// the conversation's exchanges (`xs`, found once), not the whole recording's.
 pub fn turns_sql(id: &str) -> Sql {
     Sql {
         text: with_turn_ops!(
-            "
+            ", xs AS MATERIALIZED (SELECT id FROM exchanges WHERE conversation_id = ?)
 SELECT CAST(x.id AS VARCHAR) AS exchange_id,
        x.operation,
        CAST(x.started_at AS VARCHAR) AS started_at,
@@ -196,27 +192,34 @@ JOIN turn_ops t ON t.op = x.operation
 LEFT JOIN (
   SELECT exchange_id, COUNT(*) AS n, SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens,
          SUM(total_tokens) AS total_tokens, SUM(connector_tokens) AS connector_tokens
-  FROM usage WHERE exchange_id IN (SELECT id FROM exchanges WHERE conversation_id = ?)
+  FROM usage WHERE exchange_id IN (SELECT id FROM xs)
   GROUP BY exchange_id
 ) u ON u.exchange_id = x.id
 LEFT JOIN (
   SELECT exchange_id, CAST(arg_min(data, seq) AS VARCHAR) AS stream_error
   FROM sse_events WHERE event_type = 'conversation.response.error'
-    AND exchange_id IN (SELECT id FROM exchanges WHERE conversation_id = ?)
+    AND exchange_id IN (SELECT id FROM xs)
   GROUP BY exchange_id
 ) ev ON ev.exchange_id = x.id
 WHERE x.conversation_id = ?
 ORDER BY x.started_at, x.id"
         ),
-        params: vec![turn_ops_param(), id.into(), id.into(), id.into()],
+        params: vec![turn_ops_param(), id.into(), id.into()],
     }
 }
 
 /// The entries of the turn exchanges of `id`, inputs before outputs, by position.
+///
+/// The recorder writes each entry row with its exchange's `conversation_id`, so the scan of `entries` filters
+/// on that column (a constant the scan applies before reading the wide columns) instead of joining every
+/// entry of the recording to its exchange.
 pub fn entries_sql(id: &str) -> Sql {
     Sql {
         text: with_turn_ops!(
-            "
+            ", xs AS MATERIALIZED (
+  SELECT id, started_at FROM exchanges
+  WHERE conversation_id = ? AND operation IN (SELECT op FROM turn_ops)
+)
 SELECT CAST(e.exchange_id AS VARCHAR) AS exchange_id,
        e.entry_id,
        e.direction,
@@ -234,12 +237,11 @@ SELECT CAST(e.exchange_id AS VARCHAR) AS exchange_id,
        e.source,
        CAST(e.raw AS VARCHAR) AS raw
 FROM entries e
-JOIN exchanges x ON x.id = e.exchange_id
-JOIN turn_ops t ON t.op = x.operation
-WHERE x.conversation_id = ?
+JOIN xs x ON x.id = e.exchange_id
+WHERE e.conversation_id = ?
 ORDER BY x.started_at, x.id, CASE e.direction WHEN 'input' THEN 0 ELSE 1 END, e.position"
         ),
-        params: vec![turn_ops_param(), id.into()],
+        params: vec![turn_ops_param(), id.into(), id.into()],
     }
 }
 
@@ -263,7 +265,7 @@ mod tests {
             assert!(!q.text.contains(hostile));
             assert!(!q.text.contains("conversations.start"));
         }
-        assert_eq!(list_sql(7).params[2], 7);
+        assert_eq!(list_sql(7).params[1], 7);
     }
 
     #[test]

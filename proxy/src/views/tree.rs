@@ -172,7 +172,7 @@ mod tests {
             ));
         }
         if sql.contains("FROM conversations c") {
-            let id = param(params.len() - 1)?;
+            let id = param(1)?;
             let c = convs.iter().find(|c| c.0 == id).unwrap();
             return Ok(qr(
                 &[

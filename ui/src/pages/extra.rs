@@ -3,7 +3,7 @@
 use maud::{Markup, html};
 use serde_json::Value;
 
-use super::{clip, fmt_ts, layout};
+use super::{clip, fmt_ts, fmt_us, layout};
 use crate::db::{Param, Rows};
 use crate::svg::bar_chart;
 use crate::web::{Query, enc};
@@ -75,53 +75,127 @@ fn tools(snap: &Value) -> String {
         .unwrap_or_default()
 }
 
-/// Tokens per hour (or `?by=day`), newest buckets, as a bar chart and a table.
+/// The usage statement. Placeholders, in order: the bucket unit (`hour` or `day`), the number of newest
+/// buckets, the unit again, the split (`agent` or `model`).
+///
+/// One row per (bucket, agent or model) and, through the grouping sets, one per bucket over every split
+/// (`whole` = 1): the bucket's percentiles are those of all its exchanges, not a mix of the splits'. Only
+/// the exchanges of the newest buckets are read (`started_at` bounds the scan).
+const USAGE_SQL: &str = "WITH b AS (
+  SELECT DISTINCT date_trunc(?, CAST(started_at AS TIMESTAMP)) AS bucket FROM exchanges
+  WHERE started_at IS NOT NULL ORDER BY bucket DESC LIMIT ?
+), e AS (
+  SELECT id, total_us, date_trunc(?, CAST(started_at AS TIMESTAMP)) AS bucket,
+         CASE ? WHEN 'model' THEN model ELSE agent_id END AS split
+  FROM exchanges
+  WHERE CAST(started_at AS TIMESTAMP) >= (SELECT min(bucket) FROM b)
+)
+SELECT CAST(e.bucket AS VARCHAR) AS bucket,
+       e.split,
+       CAST(grouping(e.split) AS BIGINT) AS whole,
+       count(*) AS requests,
+       CAST(sum(u.prompt_tokens) AS BIGINT) AS prompt,
+       CAST(sum(u.completion_tokens) AS BIGINT) AS completion,
+       CAST(sum(u.connector_tokens) AS BIGINT) AS connector,
+       CAST(sum(u.total_tokens) AS BIGINT) AS total,
+       CAST(quantile_disc(e.total_us, 0.5) AS BIGINT) AS p50_us,
+       CAST(quantile_disc(e.total_us, 0.99) AS BIGINT) AS p99_us
+FROM e LEFT JOIN usage u ON u.exchange_id = e.id
+GROUP BY GROUPING SETS ((e.bucket, e.split), (e.bucket))
+ORDER BY e.bucket DESC, whole DESC, e.split NULLS LAST";
+
+/// Requests, tokens (prompt / completion / connector) and p50 / p99 total time per hour or day
+/// (`?bucket=hour|day`, `by` also read), split by agent or model (`?split=agent|model`): charts of the
+/// buckets' totals and a table of each bucket's total and its splits.
 pub async fn usage(state: &UiState, q: &Query) -> Result<Markup, UiError> {
-    let by = match q.get("by") {
+    let bucket = match q.get("bucket").or_else(|| q.get("by")) {
         None | Some("hour") => "hour",
         Some("day") => "day",
         Some(other) => {
             return Err(UiError::BadRequest(format!(
-                "by is hour or day, not {other:?}"
+                "bucket is hour or day, not {other:?}"
             )));
         }
     };
-    // The unit is one of two constants, never request text.
-    let sql = format!(
-        "SELECT CAST(date_trunc('{by}', CAST(e.started_at AS TIMESTAMP)) AS VARCHAR) AS bucket, \
-         sum(u.prompt_tokens) AS prompt, sum(u.completion_tokens) AS completion, sum(u.total_tokens) AS total, \
-         count(*) AS turns FROM usage u JOIN exchanges e ON e.id = u.exchange_id \
-         GROUP BY 1 ORDER BY 1 DESC LIMIT ?"
-    );
-    let r = state.query(sql, vec![Param::Int(MAX_BUCKETS)]).await?;
+    let split = match q.get("split") {
+        None | Some("agent") => "agent",
+        Some("model") => "model",
+        Some(other) => {
+            return Err(UiError::BadRequest(format!(
+                "split is agent or model, not {other:?}"
+            )));
+        }
+    };
+    let unit = || Param::Text(bucket.to_string());
+    let r = state
+        .query(
+            USAGE_SQL.into(),
+            vec![
+                unit(),
+                Param::Int(MAX_BUCKETS),
+                unit(),
+                Param::Text(split.to_string()),
+            ],
+        )
+        .await?;
     let rows = Rows::new(&r);
-    let mut bars: Vec<(String, f64)> = rows
-        .iter()
-        .map(|r| {
-            (
-                r.text("bucket").unwrap_or_default(),
-                r.float("total").unwrap_or(0.0),
-            )
-        })
-        .collect();
-    bars.reverse();
+    let totals: Vec<_> = rows.iter().filter(|r| r.int("whole") == Some(1)).collect();
+    let series = |col: &str, scale: f64| -> Vec<(String, f64)> {
+        totals
+            .iter()
+            .rev()
+            .map(|r| {
+                (
+                    r.text("bucket").unwrap_or_default(),
+                    r.float(col).unwrap_or(0.0) / scale,
+                )
+            })
+            .collect()
+    };
+    let link = |b: &str, s: &str| format!("/usage?bucket={b}&split={s}");
+    let none = if split == "agent" {
+        "(no agent)"
+    } else {
+        "(no model)"
+    };
     Ok(layout(
         "Usage",
         html! {
-            p { "Tokens per " (by) " (UTC) · "
-                @if by == "hour" { a href="/usage?by=day" { "per day" } } @else { a href="/usage?by=hour" { "per hour" } } }
-            @if rows.is_empty() { p.empty { "No usage recorded." } }
+            p { "Per " (bucket) " (UTC), split by " (split) " · "
+                @if bucket == "hour" { a #by-day href=(link("day", split)) { "per day" } }
+                @else { a #by-hour href=(link("hour", split)) { "per hour" } }
+                " · "
+                @if split == "agent" { a #split-model href=(link(bucket, "model")) { "split by model" } }
+                @else { a #split-agent href=(link(bucket, "agent")) { "split by agent" } }
+            }
+            @if rows.is_empty() { p.empty { "Nothing recorded." } }
             @else {
-                (bar_chart(&bars))
+                div.charts {
+                    figure { figcaption { "Requests" } (bar_chart(&series("requests", 1.0))) }
+                    figure { figcaption { "Tokens (total)" } (bar_chart(&series("total", 1.0))) }
+                    figure { figcaption { "p50 total time (ms)" } (bar_chart(&series("p50_us", 1_000.0))) }
+                    figure { figcaption { "p99 total time (ms)" } (bar_chart(&series("p99_us", 1_000.0))) }
+                }
                 table.list #usage {
-                    thead { tr { th { "From" } th.num { "Turns" } th.num { "Prompt" } th.num { "Completion" } th.num { "Total" } } }
-                    tbody { @for r in rows.iter() { tr {
-                        td { (r.text("bucket").unwrap_or_default()) }
-                        td.num { (r.int("turns").unwrap_or(0)) }
-                        td.num { (r.int("prompt").unwrap_or(0)) }
-                        td.num { (r.int("completion").unwrap_or(0)) }
-                        td.num { (r.int("total").unwrap_or(0)) }
-                    } } }
+                    thead { tr {
+                        th { "From" } th { (split) } th.num { "Requests" } th.num { "Prompt" } th.num { "Completion" }
+                        th.num { "Connector" } th.num { "Total tokens" } th.num { "p50" } th.num { "p99" }
+                    } }
+                    tbody { @for r in rows.iter() {
+                        @let whole = r.int("whole") == Some(1);
+                        tr.total[whole] data-bucket=(r.text("bucket").unwrap_or_default())
+                            data-split=(if whole { "*".to_string() } else { r.text("split").unwrap_or_default() }) {
+                            td { @if whole { (r.text("bucket").unwrap_or_default()) } }
+                            td { @if whole { "all" } @else { (r.text("split").unwrap_or_else(|| none.to_string())) } }
+                            td.num { (r.int("requests").unwrap_or(0)) }
+                            td.num { (r.int("prompt").unwrap_or(0)) }
+                            td.num { (r.int("completion").unwrap_or(0)) }
+                            td.num { (r.int("connector").unwrap_or(0)) }
+                            td.num { (r.int("total").unwrap_or(0)) }
+                            td.num { (fmt_us(r.int("p50_us"))) }
+                            td.num { (fmt_us(r.int("p99_us"))) }
+                        }
+                    } }
                 }
             }
         },

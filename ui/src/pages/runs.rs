@@ -8,11 +8,13 @@ use agentcap_evalkit::EvalError;
 use agentcap_evalkit::history;
 use agentcap_evalkit::metrics::Paired;
 use agentcap_evalkit::report::Report;
+use agentcap_proxy::views::SIMULATED_LABEL;
 use maud::{Markup, html};
 
 use super::{clip, fmt_ts, layout};
 use crate::db::{Db, Param, Rows};
-use crate::svg::{AccuracyBar, accuracy_chart, cdf_chart};
+use crate::report::{charts, topic_chart};
+use crate::svg::{AccuracyBar, accuracy_chart};
 use crate::web::{Query, enc};
 use crate::{UiError, UiState};
 
@@ -62,7 +64,7 @@ pub async fn list(state: &UiState) -> Result<Markup, UiError> {
                         td.num { (r.finished_items) }
                         td.num { (r.errors) }
                         td { (r.grader) }
-                        td { @if r.simulated_upstream { span.sim { "simulated upstream" } } }
+                        td { @if r.simulated_upstream { span.sim { (SIMULATED_LABEL) } } }
                     } } }
                 }
             }
@@ -74,18 +76,16 @@ const ITEMS_SQL: &str = "SELECT i.item_id, i.position, i.question, i.config, i.s
   FROM eval_items i LEFT JOIN eval_grades g ON g.run_id = i.run_id AND g.config = i.config AND g.item_id = i.item_id \
   WHERE i.run_id = ? AND i.position < ? ORDER BY i.position, i.config";
 
-/// One run: accuracy with intervals, latency CDFs, the items.
+/// One run: the static report's charts (accuracy and F-score with intervals, accuracy against latency,
+/// latency CDFs, cost, accuracy per topic), the summary, the paired comparisons, the items.
 pub async fn run(state: &UiState, id: &str) -> Result<Markup, UiError> {
     let id = id.to_string();
     let rid = id.clone();
-    let (report, items) = state
+    let report = state
         .with_db(move |db| {
             lent(db, |c| {
                 let run_id = history::resolve_run_id(c, &rid)?;
-                Ok((
-                    history::load_report(c, &run_id)?,
-                    history::load_items(c, &run_id)?,
-                ))
+                history::load_report(c, &run_id)
             })
         })
         .await??;
@@ -100,28 +100,6 @@ pub async fn run(state: &UiState, id: &str) -> Result<Markup, UiError> {
         )
         .await?;
     let configs: Vec<String> = report.configs.iter().map(|c| c.name.clone()).collect();
-    let bars = bars(&report);
-    let total: Vec<(String, Vec<f64>)> = configs
-        .iter()
-        .map(|n| {
-            let v = items
-                .get(n)
-                .map(|v| v.iter().filter_map(|i| i.total_ms).collect())
-                .unwrap_or_default();
-            (n.clone(), v)
-        })
-        .collect();
-    let ttft: Vec<(String, Vec<f64>)> = configs
-        .iter()
-        .map(|n| {
-            let v: Vec<f64> = items
-                .get(n)
-                .map(|v| v.iter().filter_map(|i| i.ttft_ms).collect())
-                .unwrap_or_default();
-            (n.clone(), v)
-        })
-        .filter(|(_, v)| !v.is_empty())
-        .collect();
     // Item rows grouped by item, in sample order.
     let rows = Rows::new(&table);
     let mut by_item: BTreeMap<i64, (String, String, BTreeMap<String, String>)> = BTreeMap::new();
@@ -151,10 +129,8 @@ pub async fn run(state: &UiState, id: &str) -> Result<Markup, UiError> {
                 (info.dataset) " · grader " (info.grader) " · seed " (info.seed)
                 " · started " (fmt_ts(Some(&info.started_at)))
                 @if !info.complete { " · " b { "incomplete" } }
-                @if info.simulated_upstream { " · " span.sim { "simulated upstream" } }
+                @if info.simulated_upstream { " · " span.sim { (SIMULATED_LABEL) } }
             }
-            h2 { "Accuracy (95% Wilson interval)" }
-            (accuracy_chart(&bars))
             table.list #summary {
                 thead { tr { th { "Config" } th.num { "Items" } th.num { "Correct" } th.num { "Incorrect" } th.num { "Not attempted" }
                     th.num { "Errors" } th.num { "Accuracy" } th.num { "F-score" } th.num { "p50 total" } th.num { "p90 total" } } }
@@ -171,11 +147,11 @@ pub async fn run(state: &UiState, id: &str) -> Result<Markup, UiError> {
                 h2 { "Paired against the baseline (" (report.baseline) ")" }
                 (comparisons(&report.comparisons))
             }
-            h2 { "Total latency, CDF per config" }
-            (cdf_chart(&total))
-            @if !ttft.is_empty() {
-                h2 { "Time to first token, CDF per config" }
-                (cdf_chart(&ttft))
+            // The static report's charts: one implementation for both.
+            (charts(&report))
+            @if report.configs.iter().any(|c| !c.by_topic.is_empty()) {
+                h2 #topics { "Accuracy per topic (95% Wilson interval)" }
+                (topic_chart(&report))
             }
             h2 { "Items" }
             @if by_item.len() >= MAX_ITEMS { p.muted { "The first " (MAX_ITEMS) " items of the sample." } }

@@ -7,3 +7,4 @@ mod runs;
 mod safety;
 mod tail;
 mod text;
+mod usage;

@@ -43,16 +43,29 @@ async fn run_pages_show_accuracy_latency_and_link_items_to_conversations() {
 
     let page = get(&st, &format!("/runs/{run_id}")).await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    // The static report's charts: accuracy, then F-score, each with an estimate and an interval per config.
+    let accuracy = &page.body[page.body.find("class=\"chart accuracy\"").unwrap()..];
+    let accuracy = &accuracy[..accuracy.find("</svg>").unwrap()];
     assert_eq!(
-        page.body.matches("class=\"acc\"").count(),
+        accuracy.matches("class=\"acc\"").count(),
         2,
         "one estimate per config"
     );
     assert_eq!(
-        page.body.matches("class=\"ci\"").count(),
+        accuracy.matches("class=\"ci\"").count(),
         2,
         "one interval per config"
     );
+    assert!(
+        page.body.contains("class=\"chart fscore\""),
+        "the F-score chart"
+    );
+    for anchor in ["accuracy", "fscore", "tradeoff", "latency"] {
+        assert!(
+            page.body.contains(&format!("<h2 id=\"{anchor}\">")),
+            "the report's chart {anchor} on the run page"
+        );
+    }
     assert!(
         page.body.matches("class=\"cdfline\"").count() >= 2,
         "latency CDF per config"
