@@ -648,7 +648,8 @@ async fn handle(
     }
     let own = matches!(
         (req.method(), req.uri().path()),
-        (&Method::GET, "/health" | "/metrics" | "/metrics.json") | (&Method::POST, "/query" | "/flush")
+        (&Method::GET, "/health" | "/metrics" | "/metrics.json")
+            | (&Method::POST, "/query" | "/flush")
     ) || (req.method() == Method::GET
         && req.uri().path() == "/login"
         && st.token.is_some()

@@ -48,13 +48,16 @@ fn gen_ai_token_buckets() -> Histogram {
     Histogram::new(exponential_buckets(1.0, 4.0, 14))
 }
 
+/// Reads one value of a [`RecorderStats`].
+type Get = fn(&RecorderStats) -> u64;
+
 /// The recorder's counters and gauges, mirrored from a [`RecorderStats`] snapshot at each scrape.
 #[derive(Debug, Default)]
 struct RecorderMirror {
-    counters: Vec<(fn(&RecorderStats) -> u64, Counter)>,
-    gauges: Vec<(fn(&RecorderStats) -> u64, Gauge)>,
+    counters: Vec<(Get, Counter)>,
+    gauges: Vec<(Get, Gauge)>,
     /// Gauges of microsecond stats, exposed in seconds.
-    seconds: Vec<(fn(&RecorderStats) -> u64, Gauge<f64, AtomicU64>)>,
+    seconds: Vec<(Get, Gauge<f64, AtomicU64>)>,
 }
 
 /// The proxy's metric registry and the handles derivation observes (all atomics: observing never
@@ -238,7 +241,11 @@ pub fn encode(registry: &Registry, openmetrics: bool) -> String {
     let mut om = String::new();
     // Writing to a String cannot fail.
     let _ = prometheus_client::encoding::text::encode(&mut om, registry);
-    if openmetrics { om } else { openmetrics_to_text(&om) }
+    if openmetrics {
+        om
+    } else {
+        openmetrics_to_text(&om)
+    }
 }
 
 fn status_class(status: Option<i32>) -> &'static str {
@@ -284,13 +291,10 @@ pub fn gen_ai_operation(op: &str, has_agent: bool) -> Option<&'static str> {
 
 impl RecorderMirror {
     fn register(registry: &mut Registry) -> Self {
-        type Get = fn(&RecorderStats) -> u64;
-        let counters: [(&str, &str, Get); 17] = [
-            (
-                "received",
-                "Messages handed to the recorder",
-                |s| s.received,
-            ),
+        let counters: [(&str, &str, Get); 18] = [
+            ("received", "Messages handed to the recorder", |s| {
+                s.received
+            }),
             (
                 "spilled",
                 "Messages that found the channel full and went to the spill file",
@@ -301,47 +305,31 @@ impl RecorderMirror {
                 "Bytes appended to journal segments and spill files",
                 |s| s.journal_bytes,
             ),
-            (
-                "journal_errors",
-                "Journal or spill I/O errors",
-                |s| s.journal_errors,
-            ),
-            (
-                "exchanges_written",
-                "Exchanges committed to DuckDB",
-                |s| s.exchanges_written,
-            ),
+            ("journal_errors", "Journal or spill I/O errors", |s| {
+                s.journal_errors
+            }),
+            ("exchanges_written", "Exchanges committed to DuckDB", |s| {
+                s.exchanges_written
+            }),
             (
                 "rows_written",
                 "Rows committed to DuckDB, all tables",
                 |s| s.rows_written,
             ),
-            (
-                "sse_events_written",
-                "sse_events rows committed",
-                |s| s.sse_events_written,
-            ),
-            (
-                "entries_written",
-                "entries rows committed",
-                |s| s.entries_written,
-            ),
+            ("sse_events_written", "sse_events rows committed", |s| {
+                s.sse_events_written
+            }),
+            ("entries_written", "entries rows committed", |s| {
+                s.entries_written
+            }),
             ("usage_written", "usage rows committed", |s| s.usage_written),
-            (
-                "agents_written",
-                "agents rows inserted",
-                |s| s.agents_written,
-            ),
-            (
-                "conversations_written",
-                "conversations upserts",
-                |s| s.conversations_written,
-            ),
-            (
-                "db_errors",
-                "Failed DuckDB batch attempts",
-                |s| s.db_errors,
-            ),
+            ("agents_written", "agents rows inserted", |s| {
+                s.agents_written
+            }),
+            ("conversations_written", "conversations upserts", |s| {
+                s.conversations_written
+            }),
+            ("db_errors", "Failed DuckDB batch attempts", |s| s.db_errors),
             (
                 "records_dropped",
                 "Records lost (stays 0 unless something is sent after shutdown)",
@@ -356,6 +344,11 @@ impl RecorderMirror {
                 "journal_corrupt_segments",
                 "Damaged journal files kept aside",
                 |s| s.journal_corrupt_segments,
+            ),
+            (
+                "journal_corrupt_bytes",
+                "Bytes of damaged journal data skipped while reading",
+                |s| s.journal_corrupt_bytes,
             ),
             (
                 "strict_not_durable",

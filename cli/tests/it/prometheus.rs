@@ -227,7 +227,9 @@ fn prometheus_scrapes_the_proxy_and_the_twin() {
         tokens.0 > 0 && tokens.1 > 0,
         "the twin reported no usage: {tokens:?}"
     );
-    eprintln!("sent {PLAIN} plain and {STREAMED} streamed starts: {events} SSE events, tokens {tokens:?}");
+    eprintln!(
+        "sent {PLAIN} plain and {STREAMED} streamed starts: {events} SSE events, tokens {tokens:?}"
+    );
     // Everything derived and committed before Prometheus starts: its first scrape sees the final
     // values.
     post_raw(&h, &format!("{admin}/flush"), &json!({}));
@@ -289,17 +291,22 @@ fn prometheus_scrapes_the_proxy_and_the_twin() {
         name: "prometheus",
         child,
     };
-    let prom_err = || std::fs::read_to_string(dir.path().join("prometheus.err")).unwrap_or_default();
-    poll_until("Prometheus to scrape both targets", Duration::from_secs(120), || {
-        if let Ok(Some(status)) = server.child.try_wait() {
-            panic!("prometheus exited ({status}):\n{}", prom_err());
-        }
-        let ready = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-            && get_raw(&h, &format!("{prom}/-/ready"), None).0 == 200;
-        ready
-            && scalar(&h, &prom, "sum(agentcap_requests_total{job=\"proxy\"})").is_some()
-            && scalar(&h, &prom, "sum(agentcap_sim_requests_total{job=\"twin\"})").is_some()
-    });
+    let prom_err =
+        || std::fs::read_to_string(dir.path().join("prometheus.err")).unwrap_or_default();
+    poll_until(
+        "Prometheus to scrape both targets",
+        Duration::from_secs(120),
+        || {
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("prometheus exited ({status}):\n{}", prom_err());
+            }
+            let ready = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                && get_raw(&h, &format!("{prom}/-/ready"), None).0 == 200;
+            ready
+                && scalar(&h, &prom, "sum(agentcap_requests_total{job=\"proxy\"})").is_some()
+                && scalar(&h, &prom, "sum(agentcap_sim_requests_total{job=\"twin\"})").is_some()
+        },
+    );
 
     // Requests by operation, read back through Prometheus.
     let by_op = |q: &str| -> Vec<(String, f64)> {
@@ -339,7 +346,9 @@ fn prometheus_scrapes_the_proxy_and_the_twin() {
         scalar(
             &h,
             &prom,
-            &format!("sum(gen_ai_client_token_usage_sum{{job=\"proxy\",gen_ai_token_type=\"{ty}\"}})"),
+            &format!(
+                "sum(gen_ai_client_token_usage_sum{{job=\"proxy\",gen_ai_token_type=\"{ty}\"}})"
+            ),
         )
     };
     assert_eq!(token_sum("input"), Some(tokens.0 as f64));
