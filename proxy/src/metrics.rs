@@ -446,3 +446,72 @@ impl RecorderMirror {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every metric the proxy exposes is in the README's table, and every `agentcap_` or
+    /// `gen_ai_` name of the table (but the twin's) is exposed.
+    #[test]
+    fn readme_documents_every_metric() {
+        let m = Metrics::new();
+        let mut d = Derived::default();
+        d.exchange.operation = "conversations.start_stream".into();
+        d.exchange.status = Some(200);
+        d.exchange.outcome = "complete".into();
+        d.exchange.event_count = Some(3);
+        d.exchange.total_us = Some(2_000);
+        d.exchange.upstream_us = Some(1_500);
+        d.exchange.overhead_us = Some(500);
+        d.exchange.first_event_us = Some(900);
+        d.usage = Some(crate::recorder::derive::UsageRow {
+            prompt_tokens: Some(7),
+            completion_tokens: Some(11),
+            ..Default::default()
+        });
+        m.observe(&d);
+        let text = m.encode(&RecorderStats::default(), false);
+        assert!(
+            text.contains("gen_ai_client_token_usage_sum{gen_ai_operation_name=\"chat\",gen_ai_provider_name=\"mistral_ai\",gen_ai_token_type=\"output\"} 11.0"),
+            "{text}"
+        );
+        let exposed: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
+            .collect();
+        let readme = include_str!("../../README.md");
+        let documented: Vec<&str> = readme
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `")?.split('`').next())
+            .filter(|n| n.starts_with("agentcap_") || n.starts_with("gen_ai_"))
+            .filter(|n| !n.starts_with("agentcap_sim_"))
+            .collect();
+        for name in &exposed {
+            assert!(
+                documented.contains(name),
+                "{name} is not in the README's table"
+            );
+        }
+        for name in &documented {
+            assert!(
+                exposed.contains(name),
+                "the README lists {name}, not exposed"
+            );
+        }
+        assert!(exposed.len() > 30, "{exposed:?}");
+    }
+
+    #[test]
+    fn outcome_and_status_names() {
+        assert_eq!(outcome_name("cancelled_by_client"), "cancelled_by_client");
+        assert_eq!(outcome_name("???"), "other");
+        assert_eq!(status_class(Some(204)), "2xx");
+        assert_eq!(status_class(None), "none");
+        assert_eq!(
+            gen_ai_operation("conversations.start_stream", true),
+            Some("invoke_agent")
+        );
+        assert_eq!(gen_ai_operation("agents.list", false), None);
+    }
+}
