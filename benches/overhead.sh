@@ -105,7 +105,7 @@ wait_http() {
 cpu_s() { awk '{print ($14+$15)/100}' "/proc/$1/stat"; }
 rss_kb() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
 hwm_kb() { awk '/^VmHWM/{print $2}' "/proc/$1/status"; }
-metrics() { python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('$1/metrics', timeout=5).read().decode())"; }
+metrics() { python3 -c "import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('$1/metrics.json', timeout=5).read().decode())"; }
 
 # A twin: start_twin NAME ARGS...; sets ${NAME}_url.
 start_twin() {

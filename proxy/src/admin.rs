@@ -648,7 +648,8 @@ async fn handle(
     }
     let own = matches!(
         (req.method(), req.uri().path()),
-        (&Method::GET, "/health" | "/metrics") | (&Method::POST, "/query" | "/flush")
+        (&Method::GET, "/health" | "/metrics" | "/metrics.json")
+            | (&Method::POST, "/query" | "/flush")
     ) || (req.method() == Method::GET
         && req.uri().path() == "/login"
         && st.token.is_some()
@@ -668,7 +669,25 @@ async fn endpoint(st: &AdminState, req: Request<Incoming>) -> Response<Full<Byte
             StatusCode::OK,
             &json!({"status": "ok", "upstream": st.upstream, "db": st.db_path, "uptime_s": st.started.elapsed().as_secs(), "queries_running": st.rec.running_queries()}),
         ),
-        (Method::GET, "/metrics") => reply(
+        (Method::GET, "/metrics") => {
+            let om = crate::metrics::wants_openmetrics(
+                req.headers()
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok()),
+            );
+            let mut r = reply(StatusCode::OK, &Value::Null);
+            *r.body_mut() = Full::new(Bytes::from(st.rec.encode_metrics(om)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(if om {
+                    crate::metrics::OPENMETRICS_CONTENT_TYPE
+                } else {
+                    crate::metrics::TEXT_CONTENT_TYPE
+                }),
+            );
+            r
+        }
+        (Method::GET, "/metrics.json") => reply(
             StatusCode::OK,
             &serde_json::to_value(st.rec.stats()).unwrap_or(Value::Null),
         ),
@@ -702,7 +721,7 @@ async fn endpoint(st: &AdminState, req: Request<Incoming>) -> Response<Full<Byte
         _ => error(
             StatusCode::NOT_FOUND,
             "not_found",
-            "unknown admin endpoint; endpoints: GET /health, GET /metrics, POST /query, POST /flush",
+            "unknown admin endpoint; endpoints: GET /health, GET /metrics, GET /metrics.json, POST /query, POST /flush",
         ),
     }
 }

@@ -272,7 +272,7 @@ impl<B> ResponseTee<B> {
         self.ex.not_durable();
         if let Some(skipped) = NOT_DURABLE_LOG.allow() {
             tracing::error!(exchange = %self.ex.id, reason = why, not_logged_since_last = skipped,
-                "agentcap: strict durability: a response's record is not durable; ending the client's stream with an error (one line per 10 s at most; `strict_not_durable` in /metrics counts them all)");
+                "agentcap: strict durability: a response's record is not durable; ending the client's stream with an error (one line per 10 s at most; `strict_not_durable` in /metrics.json counts them all)");
         }
         Poll::Ready(Some(Err(format!(
             "agentcap: the response was not completed because its recording could not be made durable (--durability strict): {why}"

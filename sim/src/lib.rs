@@ -16,6 +16,7 @@ pub mod http;
 pub mod ids;
 pub mod judge;
 pub mod knowledge;
+pub mod metrics;
 pub mod route;
 pub mod server;
 pub mod state;

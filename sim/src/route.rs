@@ -49,8 +49,29 @@ fn known_path(segs: &[&str]) -> bool {
     )
 }
 
-/// Serves one request.
+/// Serves one request: the twin's own `GET /metrics`, or an API request (counted in the metrics
+/// by operation and status class).
 pub(crate) async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Reply {
+    if req.method() == Method::GET && req.uri().path() == "/metrics" {
+        let accept = req
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        let (text, ctype) = sim.metrics.encode(accept);
+        let mut r = http::Response::new(crate::http::full(text));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+        return Ok(r);
+    }
+    let mut op = Operation::Other;
+    let reply = serve(&sim, req, &mut op).await;
+    sim.metrics
+        .count(op, reply.as_ref().ok().map(|r| r.status().as_u16()));
+    reply
+}
+
+/// Serves one API request; `op` receives the operation as soon as it is known.
+async fn serve(sim: &Arc<Sim>, req: Request<Incoming>, op_out: &mut Operation) -> Reply {
     if req.version() == http::Version::HTTP_2 {
         sim.h2_requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -103,6 +124,7 @@ pub(crate) async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Reply {
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let op = operation(&parts.method, &path, stream);
+    *op_out = op;
     let forced: Option<FaultKind> = parts
         .headers
         .get(headers::SIM_FAULT)

@@ -32,6 +32,8 @@ pub struct Sim {
     pub capture: Option<Capture>,
     /// Requests served over HTTP/2 (so tests can tell which protocol a client negotiated).
     pub h2_requests: std::sync::atomic::AtomicU64,
+    /// The twin's Prometheus metrics (`GET /metrics`).
+    pub metrics: crate::metrics::SimMetrics,
     rng: SeqRng,
 }
 
@@ -62,6 +64,7 @@ impl Sim {
             knowledge,
             capture,
             h2_requests: Default::default(),
+            metrics: Default::default(),
         })
     }
 

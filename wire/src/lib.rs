@@ -43,6 +43,7 @@
 mod macros;
 
 pub mod assemble;
+pub mod exposition;
 pub mod maybe;
 pub mod sse;
 pub mod types;

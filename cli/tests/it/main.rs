@@ -20,6 +20,7 @@ mod connections;
 mod durability;
 mod eval;
 mod memory;
+mod prometheus;
 mod replay;
 mod shutdown;
 mod tidy;

@@ -223,7 +223,7 @@ fn proxy_memory_stays_bounded_under_long_streams_and_uploads() {
                         let mut m = String::new();
                         if let Ok(mut s) = TcpStream::connect(&host) {
                             let _ = s.write_all(
-                                format!("GET /metrics HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n")
+                                format!("GET /metrics.json HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n")
                                     .as_bytes(),
                             );
                             let _ = s.read_to_string(&mut m);

@@ -221,6 +221,7 @@ impl State {
         self.add_bytes(bytes);
         self.chunks.push_back((c, bytes));
         self.pending_since.get_or_insert_with(Instant::now);
+        self.publish_lag();
         self.bound_memory();
     }
 
@@ -270,6 +271,7 @@ impl State {
             events_taken: q.events_taken,
         });
         self.pending_since.get_or_insert_with(Instant::now);
+        self.publish_lag();
         self.bound_memory();
     }
 
@@ -316,6 +318,15 @@ impl State {
     fn add_bytes(&mut self, n: usize) {
         self.held_bytes += n;
         self.publish_bytes();
+    }
+
+    /// Publishes when the oldest row waiting for a commit arrived (the commit-lag gauge).
+    fn publish_lag(&self) {
+        let sh = &self.c.shared;
+        let v = self.pending_since.map_or(0, |t| {
+            t.saturating_duration_since(sh.started).as_micros() as u64 + 1
+        });
+        sh.pending_since_us.store(v, Ordering::Relaxed);
     }
 
     fn publish_bytes(&self) {
@@ -523,6 +534,7 @@ impl State {
         self.memory_dropped_warned = false;
         self.pending_rows = 0;
         self.pending_since = None;
+        self.publish_lag();
         for w in self.waiters.drain(..) {
             let _ = w.send(Ok(()));
         }
@@ -557,6 +569,7 @@ impl State {
         self.publish_bytes();
         if self.pending.is_empty() {
             self.pending_since = None;
+            self.publish_lag();
         }
         Ok(())
     }

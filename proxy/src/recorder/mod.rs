@@ -48,7 +48,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use duckdb::{Config, Connection};
@@ -303,6 +303,11 @@ pub struct RecorderStats {
     /// as soon as they pass `max_pending_bytes`; while DuckDB fails, past it the rows of journaled
     /// exchanges are dropped from memory and derived again from the journal later).
     pub db_queue_bytes: u64,
+    /// Gauge: messages in the channel from the hot path to the writer (bounded by
+    /// `channel_capacity`).
+    pub channel_messages: u64,
+    /// Gauge: age in µs of the oldest derived row waiting for a DuckDB commit (0 when none waits).
+    pub db_commit_lag_us: u64,
 }
 
 #[derive(Debug, Default)]
@@ -362,6 +367,8 @@ impl StatsAtomics {
             channel_bytes: g(&self.channel_bytes),
             derive_queue_bytes: g(&self.derive_queue_bytes),
             db_queue_bytes: g(&self.db_queue_bytes),
+            channel_messages: 0,
+            db_commit_lag_us: 0,
         }
     }
 
@@ -481,6 +488,13 @@ pub(crate) struct Shared {
     channel_bytes_cap: u64,
     /// `RecorderConfig::spill_queue_bytes`.
     spill_bytes_cap: u64,
+    /// The clock of [`Shared::pending_since_us`].
+    started: Instant,
+    /// When the oldest derived row waiting for a DuckDB commit arrived, in µs since `started`
+    /// plus one (0: none waits). Published by the DuckDB thread.
+    pending_since_us: AtomicU64,
+    /// The Prometheus metrics (derivation observes each exchange once).
+    metrics: crate::metrics::Metrics,
 }
 
 impl Shared {
@@ -614,6 +628,9 @@ impl Recorder {
             request_copy_limit: body::request_copy_limit(cfg.capture_cap),
             channel_bytes_cap: cfg.channel_bytes as u64,
             spill_bytes_cap: cfg.spill_queue_bytes as u64,
+            started: Instant::now(),
+            pending_since_us: AtomicU64::new(0),
+            metrics: crate::metrics::Metrics::new(),
         });
         let replay = replay::replay(&conn, &journal_dir, &derive_ctx, cfg.batch_rows)?;
         StatsAtomics::add(&shared.stats.replayed_exchanges, replay.exchanges);
@@ -839,7 +856,19 @@ impl RecorderHandle {
     pub fn stats(&self) -> RecorderStats {
         let mut s = self.shared.stats.snapshot();
         s.spill_queue = self.spill_tx.len() as u64;
+        s.channel_messages = self.data_tx.len() as u64;
+        let since = self.shared.pending_since_us.load(Ordering::Relaxed);
+        if since > 0 {
+            let now = self.shared.started.elapsed().as_micros() as u64 + 1;
+            s.db_commit_lag_us = now.saturating_sub(since);
+        }
         s
+    }
+
+    /// The Prometheus exposition of the proxy's metrics (see [`crate::metrics`]): OpenMetrics
+    /// text when `openmetrics`, else the classic text format.
+    pub fn encode_metrics(&self, openmetrics: bool) -> String {
+        self.shared.metrics.encode(&self.stats(), openmetrics)
     }
 
     /// Resolves once everything sent before the call is committed to DuckDB (exchanges still in

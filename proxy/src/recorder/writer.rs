@@ -143,6 +143,9 @@ fn run_deriver(
             .fetch_sub(bytes as u64, Ordering::Relaxed);
         let derived =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| derive(msgs, &ctx))).ok();
+        if let Some(d) = &derived {
+            shared.metrics.observe(d);
+        }
         if done.send((ticket, derived)).is_err() {
             return;
         }
@@ -529,7 +532,11 @@ impl Writer {
             // The queue is full (or there is no deriver): derive here.
             _ => Some(msgs),
         };
-        let derived = job.map(|msgs| derive(msgs, &self.derive));
+        let derived = job.map(|msgs| {
+            let d = derive(msgs, &self.derive);
+            self.shared.metrics.observe(&d);
+            d
+        });
         self.outstanding += 1;
         let queued = Queued {
             ticket,
