@@ -327,6 +327,7 @@ fn write_in_tx(
                 x.model,
                 x.event_count,
                 x.upstream_version,
+                x.stream_error,
             ])?;
             counts.exchanges += 1;
         }

@@ -148,8 +148,25 @@ ALTER TABLE sse_events ADD COLUMN data_truncated BOOLEAN;
 ALTER TABLE entries ADD COLUMN truncated BOOLEAN;
 "#;
 
+/// Schema version 4: a stream's error event on its exchange row, so reading which exchanges failed does not
+/// scan `sse_events`. Recordings made before it get the column filled from their events.
+const V4: &str = r#"
+-- The data of the stream's first 'conversation.response.error' event (JSON text), or a JSON string saying
+-- the capture cap left it out; NULL when the stream had no error event (and for non-streamed exchanges).
+ALTER TABLE exchanges ADD COLUMN stream_error VARCHAR;
+UPDATE exchanges SET stream_error = ev.stream_error
+FROM (
+  SELECT exchange_id,
+         COALESCE(CAST(arg_min(data, seq) AS VARCHAR),
+                  '"error event data not stored: capture cap reached"') AS stream_error
+  FROM sse_events WHERE event_type = 'conversation.response.error'
+  GROUP BY exchange_id
+) ev
+WHERE exchanges.id = ev.exchange_id;
+"#;
+
 /// Every migration, in order; index + 1 is the version.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The latest schema version.
 pub fn latest_version() -> i32 {
@@ -302,7 +319,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(
-            last, "upstream_version",
+            last, "stream_error",
             "appenders fill columns in table order"
         );
         for (table, column) in [("sse_events", "data_truncated"), ("entries", "truncated")] {
@@ -316,6 +333,57 @@ mod tests {
                 .unwrap();
             assert_eq!(last, column, "version 3 appends {column} to {table}");
         }
+    }
+
+    #[test]
+    fn a_version_3_database_gains_stream_error_from_its_error_events() {
+        let conn = memory();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER, applied_at TIMESTAMP)",
+        )
+        .unwrap();
+        for (i, m) in MIGRATIONS[..3].iter().enumerate() {
+            conn.execute_batch(&migration_sql(m)).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?, NULL)",
+                [i64::try_from(i + 1).unwrap()],
+            )
+            .unwrap();
+        }
+        conn.execute_batch(
+            r#"INSERT INTO exchanges (id, outcome) VALUES ('failed', 'complete'), ('capped', 'complete'),
+                                                            ('fine', 'complete');
+               INSERT INTO sse_events (exchange_id, seq, event_type, data, data_truncated) VALUES
+                 ('failed', 0, 'conversation.response.started', '{}', false),
+                 ('failed', 2, 'conversation.response.error', '{"message": "second"}', false),
+                 ('failed', 1, 'conversation.response.error', '{"message": "first"}', false),
+                 ('capped', 0, 'conversation.response.error', NULL, true),
+                 ('fine', 0, 'conversation.response.done', '{}', false)"#,
+        )
+        .unwrap();
+        assert_eq!(migrate(&conn).unwrap(), latest_version());
+        let mut st = conn
+            .prepare("SELECT id, stream_error FROM exchanges ORDER BY id")
+            .unwrap();
+        let got: Vec<(String, Option<String>)> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "capped".to_owned(),
+                    Some(r#""error event data not stored: capture cap reached""#.to_owned())
+                ),
+                (
+                    "failed".to_owned(),
+                    Some(r#"{"message": "first"}"#.to_owned())
+                ),
+                ("fine".to_owned(), None),
+            ]
+        );
     }
 
     #[test]

@@ -181,6 +181,7 @@ pub fn turns(r: &QueryResult) -> Vec<Turn> {
 /// The `message` of an error event's data, or the data as it is.
 fn error_message(data: &str) -> String {
     match serde_json::from_str::<Value>(data) {
+        Ok(Value::String(s)) => s,
         Ok(v) => v
             .get("message")
             .and_then(value_text)

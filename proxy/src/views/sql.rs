@@ -53,8 +53,8 @@ macro_rules! with_turn_ops {
 /// The summary statement: `$cs` (the `SELECT id FROM conversations …` choosing the conversations summarised)
 /// is a literal. Placeholders, in order: turn operations, those of `$cs`, the simulated-header pattern.
 ///
-/// Every aggregate reads only the rows of the chosen conversations: their exchanges first (`xs`), then the
-/// error events and usage rows of those exchanges. Aggregating the whole recording and keeping a few rows
+/// Every aggregate reads only the rows of the chosen conversations: their exchanges first (`xs`, whose rows
+/// say whether a stream ended by an error event), then the usage rows of those exchanges. Aggregating the whole recording and keeping a few rows
 /// would make a conversation page's and the list's cost grow with the recording.
 ///
 /// An exchange failed when it had an HTTP error, an end other than complete (a client that went away chose
@@ -67,23 +67,19 @@ macro_rules! summary_sql {
             "
 ), xs AS MATERIALIZED (
   SELECT id, conversation_id, operation, status, outcome, started_at, total_us,
-         CAST(response_headers AS VARCHAR) LIKE ? AS simulated
+         CAST(response_headers AS VARCHAR) LIKE ? AS simulated, stream_error IS NOT NULL AS stream_failed
   FROM exchanges WHERE conversation_id IN (SELECT id FROM cs)
-), ev AS (
-  SELECT DISTINCT exchange_id FROM sse_events
-  WHERE event_type = 'conversation.response.error' AND exchange_id IN (SELECT id FROM xs)
 ), x AS (
   SELECT e.conversation_id,
          COUNT(*) AS exchanges,
          COUNT(t.op) AS turn_exchanges,
          COUNT(*) FILTER (WHERE (e.status >= 400 OR e.outcome NOT IN ('complete', 'cancelled_by_client'))
-                          OR ev.exchange_id IS NOT NULL) AS errors,
+                          OR e.stream_failed) AS errors,
          MIN(e.started_at) AS first_started,
          MAX(e.started_at) AS last_started,
          arg_max(e.total_us, e.started_at) AS last_total_us,
          COUNT(*) FILTER (WHERE e.simulated) AS simulated
   FROM xs e
-  LEFT JOIN ev ON ev.exchange_id = e.id
   LEFT JOIN turn_ops t ON t.op = e.operation
   GROUP BY e.conversation_id
 ), u AS (
@@ -162,8 +158,8 @@ pub fn parent_sql(id: &str) -> Sql {
     }
 }
 
-/// The turn exchanges of `id` with their usage, in order. The usage rows and error events read are those of
-/// the conversation's exchanges (`xs`, found once), not the whole recording's.
+/// The turn exchanges of `id` with their usage, in order. The usage rows read are those of the conversation's
+/// exchanges (`xs`, found once), not the whole recording's; a stream's error event is on its exchange row.
 pub fn turns_sql(id: &str) -> Sql {
     Sql {
         text: with_turn_ops!(
@@ -186,7 +182,7 @@ SELECT CAST(x.id AS VARCHAR) AS exchange_id,
        CAST(u.completion_tokens AS BIGINT) AS completion_tokens,
        CAST(u.total_tokens AS BIGINT) AS total_tokens,
        CAST(u.connector_tokens AS BIGINT) AS connector_tokens,
-       ev.stream_error
+       x.stream_error
 FROM exchanges x
 JOIN turn_ops t ON t.op = x.operation
 LEFT JOIN (
@@ -195,12 +191,6 @@ LEFT JOIN (
   FROM usage WHERE exchange_id IN (SELECT id FROM xs)
   GROUP BY exchange_id
 ) u ON u.exchange_id = x.id
-LEFT JOIN (
-  SELECT exchange_id, CAST(arg_min(data, seq) AS VARCHAR) AS stream_error
-  FROM sse_events WHERE event_type = 'conversation.response.error'
-    AND exchange_id IN (SELECT id FROM xs)
-  GROUP BY exchange_id
-) ev ON ev.exchange_id = x.id
 WHERE x.conversation_id = ?
 ORDER BY x.started_at, x.id"
         ),

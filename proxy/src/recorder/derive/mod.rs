@@ -421,6 +421,7 @@ pub fn derive(mut x: ExchangeMsgs, ctx: &DeriveCtx) -> Derived {
         };
         row.event_count = Some(i32::try_from(s.event_total).unwrap_or(i32::MAX));
         row.first_event_us = s.first_event_us;
+        row.stream_error = s.stream_error;
         row.response_parse_error = s.error;
         row.response_truncated = s.truncated;
         truncated_outputs = s.truncated_outputs;
@@ -764,6 +765,46 @@ mod tests {
             .find(|e| e.direction == "output")
             .unwrap();
         assert_eq!(out.text.as_deref(), Some("Hello é\n"));
+    }
+
+    /// The exchange row carries the first error event's data, or says the capture cap left it out; a stream
+    /// without an error event has none.
+    #[test]
+    fn a_stream_error_event_is_on_the_exchange_row() {
+        let events = [
+            r#"{"type":"conversation.response.started","conversation_id":"c1"}"#,
+            r#"{"type":"conversation.response.error","message":"first","code":3000}"#,
+            r#"{"type":"conversation.response.error","message":"second","code":3000}"#,
+        ];
+        let wire: String = events
+            .iter()
+            .map(|e| {
+                let v: Value = serde_json::from_str(e).unwrap();
+                String::from_utf8(agentcap_wire::encode_conversation_event(&v).to_vec()).unwrap()
+            })
+            .collect();
+        let x = |frames: &[&str]| {
+            exchange(
+                "POST",
+                "/v1/conversations",
+                r#"{"inputs":"hi","stream":true}"#,
+                200,
+                "text/event-stream",
+                frames,
+            )
+        };
+        let d = derive(x(&[wire.as_str()]), &ctx());
+        assert_eq!(d.exchange.stream_error.as_deref(), Some(events[1]));
+        let mut capped = ctx();
+        capped.capture_cap = 70;
+        let d = derive(x(&[wire.as_str()]), &capped);
+        assert!(d.events[1].data_truncated);
+        assert_eq!(
+            d.exchange.stream_error.as_deref(),
+            Some(r#""error event data not stored: capture cap reached""#)
+        );
+        let fine = &wire[..wire.find("event: conversation.response.error").unwrap()];
+        assert_eq!(derive(x(&[fine]), &ctx()).exchange.stream_error, None);
     }
 
     #[test]

@@ -76,6 +76,9 @@ pub struct ExchangeRow {
     pub event_count: Option<i32>,
     /// HTTP version the upstream answered over (`HTTP/1.1`, `HTTP/2`, ...); `None` when the proxy answered itself.
     pub upstream_version: Option<String>,
+    /// The data of the stream's first `conversation.response.error` event (JSON text), or, when the capture
+    /// cap left that data out, a JSON string saying so; `None` when no error event came.
+    pub stream_error: Option<String>,
 }
 
 /// One `sse_events` row (the exchange id comes from the owning [`Derived`]).

@@ -40,6 +40,8 @@ pub(super) struct StreamResult {
     pub(super) data_room: usize,
     /// Event data bytes stored so far.
     pub(super) data_used: usize,
+    /// The first error event's data (see [`super::ExchangeRow::stream_error`]).
+    pub(super) stream_error: Option<String>,
 }
 
 /// What kind of payload the stream carries.
@@ -381,6 +383,19 @@ fn push_row(out: &mut StreamResult, mut row: EventRow) {
         row.data_truncated = true;
         out.truncated = true;
     }
+    if out.stream_error.is_none() && row.event_type.as_deref() == Some(STREAM_ERROR_EVENT) {
+        out.stream_error = Some(
+            row.data
+                .clone()
+                .unwrap_or_else(|| STREAM_ERROR_NOT_CAPTURED.to_owned()),
+        );
+    }
     out.events.push(row);
     out.event_total += 1;
 }
+
+/// The event type of a conversation stream's error event.
+const STREAM_ERROR_EVENT: &str = "conversation.response.error";
+
+/// `stream_error` when the error event's data was past the capture cap (a JSON string).
+const STREAM_ERROR_NOT_CAPTURED: &str = "\"error event data not stored: capture cap reached\"";
