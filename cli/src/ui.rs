@@ -29,6 +29,10 @@ pub struct UiArgs {
     /// Also stop when standard input reaches end of file (ties the UI's life to a parent process).
     #[arg(long)]
     pub exit_on_stdin_close: bool,
+    /// First upgrade a recording made by an older agentcap to the current schema, in place (the only write
+    /// the UI ever makes; no proxy may be recording into the file).
+    #[arg(long)]
+    pub migrate: bool,
 }
 
 /// Runs the UI until SIGINT / SIGTERM.
@@ -42,6 +46,23 @@ pub async fn run(a: UiArgs) -> anyhow::Result<()> {
     };
     cfg.validate()?;
     let path = a.db.clone();
+    if a.migrate {
+        if !path.is_file() {
+            anyhow::bail!("{} is not a recording (no such file)", path.display());
+        }
+        let p = path.clone();
+        let (before, after) =
+            tokio::task::spawn_blocking(move || agentcap_proxy::recorder::schema::migrate_file(&p))
+                .await??;
+        if before == after {
+            println!("{} is at schema version {after}", path.display());
+        } else {
+            println!(
+                "{} upgraded from schema version {before} to {after}",
+                path.display()
+            );
+        }
+    }
     let db = tokio::task::spawn_blocking(move || ConnDb::open_read_only(&path)).await??;
     let state = UiState::new(Arc::new(db), cfg)?;
     let ui = agentcap_ui::start(state).await?;

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use agentcap_proxy::admin::QueryGate;
 use agentcap_proxy::recorder::query::run_read_only;
-use agentcap_proxy::recorder::{DbAccess, QueryCancel, QueryLimits, QueryResult, open_db};
+use agentcap_proxy::recorder::{DbAccess, QueryCancel, QueryLimits, QueryResult, open_db, schema};
 use duckdb::Connection;
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -90,6 +90,27 @@ impl ConnDb {
                 path.display()
             ))
         })?;
+        let found = schema::version(&conn).map_err(|e| {
+            UiError::Config(format!(
+                "cannot read {}'s schema version: {e}",
+                path.display()
+            ))
+        })?;
+        let wanted = schema::latest_version();
+        // 0: no recording tables (a file of eval runs only), whose pages need none.
+        if found != 0 && found != wanted {
+            let what = match found {
+                f if f < wanted => format!(
+                    "was recorded with schema version {f}, the pages read version {wanted}: upgrade it in \
+                     place once with `agentcap ui --db {} --migrate` (no proxy may be recording into it)",
+                    path.display()
+                ),
+                f => format!(
+                    "has schema version {f}, newer than the {wanted} this agentcap reads: use a newer agentcap"
+                ),
+            };
+            return Err(UiError::Config(format!("{} {what}", path.display())));
+        }
         Ok(ConnDb::new(conn))
     }
 }

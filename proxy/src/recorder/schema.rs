@@ -186,6 +186,31 @@ pub fn migration_sql(sql: &str) -> String {
     sql.replace(JSON_TYPE, "VARCHAR")
 }
 
+/// The schema version of an open database (0: not a recording, no migration table).
+pub fn version(conn: &Connection) -> Result<i32, RecorderError> {
+    let has_table: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM information_schema.tables WHERE table_name = 'schema_migrations'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_table {
+        return Ok(0);
+    }
+    Ok(conn.query_row(
+        "SELECT COALESCE(max(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// Brings the recording at `path` to the latest schema (the file must not be open elsewhere). Returns the
+/// versions before and after.
+pub fn migrate_file(path: &std::path::Path) -> Result<(i32, i32), RecorderError> {
+    let conn = super::open_db(Some(path), super::DbAccess::ReadWrite)?;
+    let before = version(&conn)?;
+    Ok((before, migrate(&conn)?))
+}
+
 /// Applies the pending migrations, each in its own transaction. Returns the version reached.
 pub fn migrate(conn: &Connection) -> Result<i32, RecorderError> {
     conn.execute_batch(

@@ -7,4 +7,5 @@ mod runs;
 mod safety;
 mod tail;
 mod text;
+mod upgrade;
 mod usage;
