@@ -670,7 +670,7 @@ async fn endpoint(st: &AdminState, req: Request<Incoming>) -> Response<Full<Byte
             &json!({"status": "ok", "upstream": st.upstream, "db": st.db_path, "uptime_s": st.started.elapsed().as_secs(), "queries_running": st.rec.running_queries()}),
         ),
         (Method::GET, "/metrics") => {
-            let om = crate::metrics::wants_openmetrics(
+            let om = crate::recorder::metrics::wants_openmetrics(
                 req.headers()
                     .get(header::ACCEPT)
                     .and_then(|v| v.to_str().ok()),
@@ -680,9 +680,9 @@ async fn endpoint(st: &AdminState, req: Request<Incoming>) -> Response<Full<Byte
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(if om {
-                    crate::metrics::OPENMETRICS_CONTENT_TYPE
+                    crate::recorder::metrics::OPENMETRICS_CONTENT_TYPE
                 } else {
-                    crate::metrics::TEXT_CONTENT_TYPE
+                    crate::recorder::metrics::TEXT_CONTENT_TYPE
                 }),
             );
             r

@@ -9,7 +9,6 @@ pub mod config;
 pub mod conn;
 pub mod exchange;
 pub mod forward;
-pub mod metrics;
 pub mod record;
 pub mod recorder;
 pub mod server;

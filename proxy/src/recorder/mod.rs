@@ -33,6 +33,7 @@ mod committer;
 pub mod db;
 pub mod derive;
 pub mod journal;
+pub mod metrics;
 pub mod ops;
 pub mod query;
 mod replay;
@@ -494,7 +495,7 @@ pub(crate) struct Shared {
     /// plus one (0: none waits). Published by the DuckDB thread.
     pending_since_us: AtomicU64,
     /// The Prometheus metrics (derivation observes each exchange once).
-    metrics: crate::metrics::Metrics,
+    metrics: crate::recorder::metrics::Metrics,
 }
 
 impl Shared {
@@ -630,7 +631,7 @@ impl Recorder {
             spill_bytes_cap: cfg.spill_queue_bytes as u64,
             started: Instant::now(),
             pending_since_us: AtomicU64::new(0),
-            metrics: crate::metrics::Metrics::new(),
+            metrics: crate::recorder::metrics::Metrics::new(),
         });
         let replay = replay::replay(&conn, &journal_dir, &derive_ctx, cfg.batch_rows)?;
         StatsAtomics::add(&shared.stats.replayed_exchanges, replay.exchanges);

@@ -9,7 +9,7 @@
 //! one, never a replay or a re-derivation): the operation depends on the request body's `stream`
 //! flag and the tokens on the response body, which only derivation parses. The hot path therefore
 //! pays nothing for them. The recorder's gauges and counters are read from
-//! [`crate::recorder::RecorderStats`] when a scrape encodes them.
+//! [`super::RecorderStats`] when a scrape encodes them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,8 +19,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::recorder::RecorderStats;
-use crate::recorder::derive::Derived;
+use super::RecorderStats;
+use super::derive::Derived;
 
 pub use agentcap_wire::exposition::{
     OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, openmetrics_to_text, wants_openmetrics,
