@@ -240,9 +240,10 @@ fn configs_kind(c: &Connection, run_id: &str, kind: &str) -> Result<Option<Strin
         .map(|cfg| cfg.name))
 }
 
-/// The items a candidate lost against the recorded answers: graded `incorrect` (a different
-/// answer than a recorded answer that says something, or the recorded answer preferred in both
-/// orders), in sample order.
+/// The items a candidate lost against the recorded answers, in sample order: under agreement,
+/// a different answer (`incorrect`) where the recorded answer was graded good (the judge found
+/// it agreeing with itself, i.e. not an abstention: its own grade is `correct`); under pairwise,
+/// the recorded answer preferred in both orders.
 pub fn load_regressions(
     c: &Connection,
     run_id: &str,
@@ -255,10 +256,13 @@ pub fn load_regressions(
          FROM eval_items i
          JOIN eval_items r ON r.run_id = i.run_id AND r.item_id = i.item_id AND r.config = ?
          JOIN eval_grades g ON g.run_id = i.run_id AND g.config = i.config AND g.item_id = i.item_id
+         LEFT JOIN eval_grades rg
+           ON rg.run_id = r.run_id AND rg.config = r.config AND rg.item_id = r.item_id
          WHERE i.run_id = ? AND i.config <> ? AND g.outcome = 'incorrect'
+           AND (? = 'pairwise' OR rg.outcome = 'correct')
          ORDER BY i.position, i.config",
     )?;
-    let rows = stmt.query_map(params![recorded, run_id, recorded], |r| {
+    let rows = stmt.query_map(params![recorded, run_id, recorded, grader], |r| {
         Ok(Regression {
             item_id: r.get(0)?,
             config: r.get(1)?,
@@ -274,14 +278,7 @@ pub fn load_regressions(
             },
         })
     })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let reg = row?;
-        if grader == "pairwise" || crate::recorded::recorded_answer_is_good(&reg.recorded_answer) {
-            out.push(reg);
-        }
-    }
-    Ok(out)
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Every stored run, newest first.

@@ -28,7 +28,7 @@ use agentcap_proxy::views::sql::{simulated_header_pattern, turn_ops};
 use agentcap_wire::vocab::Operation;
 use serde_json::{Map, Value, json};
 
-use crate::grade::{Grade, normalize_answer};
+use crate::grade::Grade;
 
 /// The prefix of `--dataset recorded:FILE`.
 pub const PREFIX: &str = "recorded:";
@@ -281,7 +281,13 @@ pub fn from_recording(spec: &FromRecording) -> Result<FromRecordingStats, Record
             t.inputs.push(raw);
         } else {
             if kind == Some("message.output") {
-                t.answer = text.map(|a| (a, s(&r[5])));
+                // Several message outputs read as the runner reads a live answer: joined by a
+                // blank line; the entry id is the last one's.
+                let text = text.unwrap_or_default();
+                t.answer = Some(match t.answer.take() {
+                    Some((before, _)) => (format!("{before}\n\n{text}"), s(&r[5])),
+                    None => (text, s(&r[5])),
+                });
             }
             t.outputs.push(raw);
         }
@@ -545,13 +551,6 @@ pub fn render_pairwise_prompt(template: &str, question: &str, a: &str, b: &str) 
     }
     out.push_str(rest);
     out
-}
-
-/// Whether a recorded answer counts as good for the regression list: it says something (neither
-/// empty nor an abstention by the exact grader's list).
-pub fn recorded_answer_is_good(answer: &str) -> bool {
-    let n = normalize_answer(answer);
-    !n.is_empty() && !crate::grade::ABSTENTIONS.contains(&n.as_str())
 }
 
 #[cfg(test)]

@@ -593,15 +593,11 @@ async fn grade_answer(sh: &Shared, cfg: &ResolvedConfig, item: &QaItem, answer: 
         graded_at: now_rfc3339(),
     };
     match &sh.grader {
-        Grader::Agreement { .. } | Grader::Pairwise { .. } if cfg.recorded => {
-            // The recorded answer against itself: it agrees unless it abstains; pairwise, a tie.
-            let g = match &sh.grader {
-                Grader::Agreement { .. } if recorded::recorded_answer_is_good(answer) => {
-                    Grade::Correct
-                }
-                _ => Grade::NotAttempted,
-            };
-            Graded::Done(Outcome::Graded(g), row(sh.grader.name(), g.as_str()))
+        Grader::Pairwise { .. } if cfg.recorded => {
+            // The recorded answer against itself: a tie by definition, no judge needed. (Under
+            // agreement the judge is asked: whether it abstains is the judge's call.)
+            let g = Grade::NotAttempted;
+            Graded::Done(Outcome::Graded(g), row("pairwise", g.as_str()))
         }
         Grader::Agreement {
             template,
