@@ -276,7 +276,8 @@ fn shorten(s: &str) -> String {
     }
 }
 
-const RECORDED_NOTE: &str = "Against the recorded answers: agreement counts the judge's same / \
+/// What the "against the recorded answers" table counts (every format shows it under the table).
+pub const RECORDED_NOTE: &str = "Against the recorded answers: agreement counts the judge's same / \
 different / abstains; pairwise asks the judge twice with the answers swapped, a win or loss needs \
 both orders to agree (otherwise a tie), the win rate and the sign test weigh wins against losses \
 (ties left out).";
