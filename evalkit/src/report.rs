@@ -217,7 +217,11 @@ pub fn versus_recorded_grid(report: &Report) -> Grid {
                     v.wins.to_string(),
                     v.losses.to_string(),
                     v.ties.to_string(),
-                    pct_ci(v.rate, v.rate_ci),
+                    if v.grader == "pairwise" && v.wins + v.losses == 0 {
+                        DASH.into()
+                    } else {
+                        pct_ci(v.rate, v.rate_ci)
+                    },
                     v.sign_test_p.map_or_else(|| DASH.into(), p_value),
                 ]
             })
