@@ -96,6 +96,39 @@ async fn record(
     out
 }
 
+/// Creates an agent through a proxy in front of `upstream` and records `n` one-turn conversations
+/// with it (its version named); returns the agent id, its version and `n`.
+async fn record_with_agent(upstream: &str, db: &Path, n: usize) -> (String, Value, usize) {
+    let mut cfg = ProxyConfig::new(upstream.parse().unwrap(), RecorderConfig::new(db));
+    cfg.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    cfg.admin_listen = None;
+    let proxy = agentcap_proxy::start(cfg).await.unwrap();
+    let client = ApiClient::new(&format!("http://{}", proxy.addr()), None).unwrap();
+    let t = tags("agents");
+    let agent = client
+        .json(
+            http::Method::POST,
+            "/v1/agents",
+            Some(&json!({"model": "mistral-medium-latest", "name": "support"})),
+            &t,
+        )
+        .await
+        .unwrap();
+    let id = agent["id"].as_str().unwrap().to_string();
+    let version = agent["version"].clone();
+    for i in 0..n {
+        client
+            .start_conversation(
+                &json!({"agent_id": id, "agent_version": version, "inputs": format!("Hello number {i}"), "stream": false}),
+                &t,
+            )
+            .await
+            .unwrap();
+    }
+    proxy.shutdown().await.unwrap();
+    (id, version, n)
+}
+
 fn read_set(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -150,14 +183,21 @@ async fn recorded_turns_become_items_with_their_history_and_provenance() {
     let db = dir.path().join("rec.duckdb");
     let convs = record(&sim.url(), &db, "prod", 12, 0).await;
     let other = record(&sim.url(), &db, "staging", 2, 500).await;
+    let (agent, version, agent_convs) = record_with_agent(&sim.url(), &db, 2).await;
     sim.shutdown().await;
     let total: usize = convs.values().map(Vec::len).sum();
-    let all = total + other.values().map(Vec::len).sum::<usize>();
+    let all = total + other.values().map(Vec::len).sum::<usize>() + agent_convs;
 
     let set = dir.path().join("set.jsonl");
     assert_eq!(from(&db, &set, TurnSelection::Every, None), all);
-    assert_eq!(from(&db, &set, TurnSelection::First, None), 14);
-    assert_eq!(from(&db, &set, TurnSelection::Final, None), 14);
+    assert_eq!(
+        from(&db, &set, TurnSelection::First, None),
+        14 + agent_convs
+    );
+    assert_eq!(
+        from(&db, &set, TurnSelection::Final, None),
+        14 + agent_convs
+    );
     let finals = read_set(&set);
     assert!(
         finals
@@ -169,6 +209,28 @@ async fn recorded_turns_become_items_with_their_history_and_provenance() {
         total,
         "--session keeps only that session's turns"
     );
+    let by_agent = from_recording(&FromRecording {
+        db: db.clone(),
+        predicate: None,
+        session: None,
+        agent: Some(agent.clone()),
+        limit: None,
+        turns: TurnSelection::Every,
+        out: set.clone(),
+    })
+    .unwrap();
+    assert_eq!(
+        (by_agent.conversations, by_agent.items),
+        (agent_convs, agent_convs)
+    );
+    for v in read_set(&set) {
+        assert_eq!(v["metadata"]["agent_id"], json!(agent), "{v}");
+        assert_eq!(
+            v["metadata"]["agent_version"],
+            json!(version.to_string()),
+            "{v}"
+        );
+    }
     // --where runs through the read-only gate; a write is refused, a condition selects.
     let refused = from_recording(&FromRecording {
         db: db.clone(),
