@@ -242,7 +242,8 @@ fn configs_kind(c: &Connection, run_id: &str, kind: &str) -> Result<Option<Strin
 
 /// The items a candidate lost against the recorded answers, in sample order: under agreement,
 /// a different answer (`incorrect`) where the recorded answer was graded good (the judge found
-/// it agreeing with itself, i.e. not an abstention: its own grade is `correct`); under pairwise,
+/// it agreeing with itself, i.e. not an abstention: its own grade is `correct`; and, when the
+/// item has gold answers, the recorded answer matches one by the exact grader); under pairwise,
 /// the recorded answer preferred in both orders.
 pub fn load_regressions(
     c: &Connection,
@@ -252,7 +253,7 @@ pub fn load_regressions(
 ) -> Result<Vec<Regression>, EvalError> {
     let mut stmt = c.prepare(
         "SELECT i.item_id, i.config, i.question, r.answer, i.answer, r.conversation_id,
-                i.conversation_id
+                i.conversation_id, r.golds
          FROM eval_items i
          JOIN eval_items r ON r.run_id = i.run_id AND r.item_id = i.item_id AND r.config = ?
          JOIN eval_grades g ON g.run_id = i.run_id AND g.config = i.config AND g.item_id = i.item_id
@@ -263,22 +264,38 @@ pub fn load_regressions(
          ORDER BY i.position, i.config",
     )?;
     let rows = stmt.query_map(params![recorded, run_id, recorded, grader], |r| {
-        Ok(Regression {
-            item_id: r.get(0)?,
-            config: r.get(1)?,
-            question: r.get(2)?,
-            recorded_answer: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
-            candidate_answer: r.get(4)?,
-            recorded_conversation_id: r.get(5)?,
-            candidate_conversation_id: r.get(6)?,
-            verdict: if grader == "pairwise" {
-                "lost".into()
-            } else {
-                "different".into()
+        let golds: Vec<String> = r
+            .get::<_, Option<String>>(7)?
+            .and_then(|g| serde_json::from_str(&g).ok())
+            .unwrap_or_default();
+        Ok((
+            golds,
+            Regression {
+                item_id: r.get(0)?,
+                config: r.get(1)?,
+                question: r.get(2)?,
+                recorded_answer: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                candidate_answer: r.get(4)?,
+                recorded_conversation_id: r.get(5)?,
+                candidate_conversation_id: r.get(6)?,
+                verdict: if grader == "pairwise" {
+                    "lost".into()
+                } else {
+                    "different".into()
+                },
             },
-        })
+        ))
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut out = Vec::new();
+    for row in rows {
+        let (golds, reg) = row?;
+        let recorded_right = golds.is_empty()
+            || crate::grade::exact_grade(&reg.recorded_answer, &golds) == Grade::Correct;
+        if grader == "pairwise" || recorded_right {
+            out.push(reg);
+        }
+    }
+    Ok(out)
 }
 
 /// Every stored run, newest first.

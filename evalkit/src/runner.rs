@@ -802,7 +802,9 @@ pub(crate) async fn run_item(sh: Arc<Shared>, job: Job) -> Option<Outcome> {
         item_id: item.id.clone(),
         position,
         question: item.question.clone(),
-        golds: serde_json::to_string(&item.answers).unwrap_or_else(|_| "[]".into()),
+        // A recorded item's `answer` is the recorded answer, not a gold one: its golds are
+        // `metadata.gold` (often none).
+        golds: serde_json::to_string(&golds(&item)).unwrap_or_else(|_| "[]".into()),
         topic,
         answer_type,
         prompt,

@@ -513,3 +513,99 @@ async fn a_recorded_run_stopped_midway_resumes_only_the_missing_items() {
         .unwrap();
     assert_eq!(rows as usize, pairs, "one row per pair, none twice");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gold_answers_of_recorded_items_feed_the_gold_graders_and_filter_regressions() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = twin(Some(simpleqa()), &[]).await;
+    let db = dir.path().join("prod.duckdb");
+    record(&sim.url(), &db, "prod", 20, 0).await;
+    let bare = dir.path().join("bare.jsonl");
+    let n = from(&db, &bare, TurnSelection::First, None);
+    assert_eq!(n, 20);
+
+    // Without gold answers the gold graders are refused, naming the way out.
+    let refused = run(
+        spec_for(&bare, CANDIDATES, &db, &sim.url(), GraderChoice::Exact),
+        Stop::new(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        refused.contains("--grader agreement or pairwise"),
+        "{refused}"
+    );
+
+    // The SimpleQA gold answer of each turn's question, as `metadata.gold`.
+    let gold: BTreeMap<String, String> = agentcap_datasets::load_path(&simpleqa())
+        .unwrap()
+        .into_iter()
+        .map(|it| (it.question, it.answers[0].clone()))
+        .collect();
+    let set = dir.path().join("gold.jsonl");
+    let lines: Vec<String> = read_set(&bare)
+        .into_iter()
+        .map(|mut v| {
+            let g = gold[v["question"].as_str().unwrap()].clone();
+            v["metadata"]["gold"] = json!([g]);
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(&set, lines.join("\n")).unwrap();
+
+    let exact = run(
+        spec_for(&set, CANDIDATES, &db, &sim.url(), GraderChoice::Exact),
+        Stop::new(),
+    )
+    .await
+    .unwrap();
+    let counts = by_config(&exact.report);
+    let right = read_set(&set)
+        .iter()
+        .filter(|v| {
+            agentcap_evalkit::grade::exact_grade(
+                v["answer"].as_str().unwrap(),
+                &[v["metadata"]["gold"][0].as_str().unwrap().to_string()],
+            ) == agentcap_evalkit::grade::Grade::Correct
+        })
+        .count();
+    assert_eq!(
+        counts["recorded"].0, right,
+        "the recorded column graded against gold"
+    );
+    assert!(right > 0 && right < n, "{right} of {n}");
+    assert!(exact.report.versus_recorded.is_empty());
+
+    // Agreement: a regression needs a recorded answer that was right.
+    let agreement = run(
+        spec_for(&set, CANDIDATES, &db, &sim.url(), GraderChoice::Agreement),
+        Stop::new(),
+    )
+    .await
+    .unwrap();
+    sim.shutdown().await;
+    let r = &agreement.report;
+    let differs = r.versus_recorded.iter().map(|v| v.losses).sum::<usize>();
+    assert!(r.regressions.len() <= differs);
+    for g in &r.regressions {
+        let q = &g.question;
+        assert_eq!(
+            agentcap_evalkit::grade::exact_grade(&g.recorded_answer, &[gold[q].clone()]),
+            agentcap_evalkit::grade::Grade::Correct,
+            "{g:?}"
+        );
+    }
+    let c = open(&db);
+    let golds: String = c
+        .query_row(
+            "SELECT golds FROM eval_items WHERE run_id = ? AND config = 'recorded' LIMIT 1",
+            [&agreement.run_id],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        golds.starts_with("[\"") && !golds.contains("\"],[\""),
+        "{golds}"
+    );
+}
