@@ -1,5 +1,6 @@
-//! `agentcap datasets list | fetch NAME`: the built-in manifests and their state in the cache, and
-//! a verified download into the cache (the work is in `agentcap_evalkit::fetch`).
+//! `agentcap datasets list | fetch NAME | from-recording`: the built-in manifests and their state in
+//! the cache, a verified download into the cache (the work is in `agentcap_evalkit::fetch`), and
+//! recorded conversations as an eval set (`agentcap_evalkit::recorded`).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,6 +19,39 @@ pub enum DatasetsCommand {
     List(ListArgs),
     /// Download a dataset into the cache, verifying its size and sha256 (source URL, then mirrors).
     Fetch(FetchArgs),
+    /// Turn recorded conversations into an eval set (JSONL): one item per turn with its history,
+    /// the recorded answer and its provenance; run it with `eval run --dataset recorded:FILE`.
+    FromRecording(FromRecordingArgs),
+}
+
+/// Flags of `datasets from-recording`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Examples:\n  agentcap datasets from-recording --db agentcap.duckdb --out set.jsonl\n  agentcap datasets from-recording --db agentcap.duckdb --agent ag_123 --turns final --limit 200 --out set.jsonl\n  agentcap datasets from-recording --db agentcap.duckdb --where \"model = 'mistral-medium-latest'\" --out set.jsonl"
+)]
+pub struct FromRecordingArgs {
+    /// The recording (opened read-only).
+    #[arg(long, env = "AGENTCAP_DB")]
+    pub db: PathBuf,
+    /// A SQL condition over the `conversations` table (id, agent_id, agent_version, model,
+    /// first_seen, …), checked by the same read-only gate as `agentcap query`.
+    #[arg(long = "where", value_name = "SQL")]
+    pub predicate: Option<String>,
+    /// Only turns recorded under this X-Agentcap-Session.
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Only conversations with this agent.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// At most N conversations (the first seen first).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Which turns become items: first, final or every.
+    #[arg(long, default_value = "every")]
+    pub turns: agentcap_evalkit::recorded::TurnSelection,
+    /// The JSONL file to write.
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// Flags of `datasets list`.
@@ -100,6 +134,31 @@ pub async fn run(cmd: DatasetsCommand) -> anyhow::Result<()> {
                     )?;
                 }
             }
+            Ok(())
+        }
+        DatasetsCommand::FromRecording(a) => {
+            let spec = agentcap_evalkit::recorded::FromRecording {
+                db: a.db,
+                predicate: a.predicate,
+                session: a.session,
+                agent: a.agent,
+                limit: a.limit,
+                turns: a.turns,
+                out: a.out,
+            };
+            let stats = tokio::task::spawn_blocking(move || {
+                agentcap_evalkit::recorded::from_recording(&spec).map(|s| (s, spec.out))
+            })
+            .await??;
+            let (stats, out) = stats;
+            writeln!(
+                std::io::stdout().lock(),
+                "{} items from {} conversations ({} turns left out) -> {}",
+                stats.items,
+                stats.conversations,
+                stats.skipped_turns,
+                out.display()
+            )?;
             Ok(())
         }
         DatasetsCommand::Fetch(a) => {

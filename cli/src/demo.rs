@@ -116,6 +116,8 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<i32> {
         match grader {
             GraderChoice::SimpleQa => "the SimpleQA judge (simulated)",
             GraderChoice::Exact => "exact match",
+            GraderChoice::Agreement => "agreement with the recorded answers (simulated judge)",
+            GraderChoice::Pairwise => "pairwise against the recorded answers (simulated judge)",
         }
     );
     let stop = Stop::new();

@@ -59,6 +59,10 @@ pub enum GraderArg {
     Simpleqa,
     /// SQuAD-style normalised exact match against any gold answer (approximate on SimpleQA).
     Exact,
+    /// Recorded sets: the judge says whether the answer agrees with the recorded one.
+    Agreement,
+    /// Recorded sets: the judge prefers the recorded answer or the candidate's, asked in both orders.
+    Pairwise,
 }
 
 /// How the report is output.
@@ -94,11 +98,12 @@ pub struct TargetArgs {
 /// Flags of `eval run`.
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Examples:\n  agentcap datasets fetch simpleqa\n  agentcap eval run --dataset simpleqa --configs configs.toml --limit 100 --out report.html\n  agentcap eval run --dataset questions.jsonl --configs configs.toml --grader exact --cutoff 'web.accuracy>=0.7'\n\nThe API key is read from MISTRAL_API_KEY (or the variable named by [runner] api_key_env)."
+    after_help = "Examples:\n  agentcap datasets fetch simpleqa\n  agentcap eval run --dataset simpleqa --configs configs.toml --limit 100 --out report.html\n  agentcap eval run --dataset questions.jsonl --configs configs.toml --grader exact --cutoff 'web.accuracy>=0.7'\n  agentcap eval run --dataset recorded:set.jsonl --configs candidates.toml --grader pairwise\n\nThe API key is read from MISTRAL_API_KEY (or the variable named by [runner] api_key_env)."
 )]
 pub struct RunArgs {
-    /// simpleqa | nq-open (fetched with `agentcap datasets fetch`), mini-qa (built in), or a file
-    /// (SimpleQA CSV, NQ-Open JSONL, JSONL {id, question, answer | answers, metadata}).
+    /// simpleqa | nq-open (fetched with `agentcap datasets fetch`), mini-qa (built in), a file
+    /// (SimpleQA CSV, NQ-Open JSONL, JSONL {id, question, answer | answers, metadata}), or
+    /// recorded:FILE (a set written by `agentcap datasets from-recording`; adds the `recorded` column).
     #[arg(long)]
     pub dataset: String,
     /// The TOML file of named configs.
@@ -121,7 +126,7 @@ pub struct RunArgs {
     /// Judge model of the simpleqa grader.
     #[arg(long, default_value = agentcap_evalkit::DEFAULT_JUDGE)]
     pub judge: String,
-    /// Grader [default: simpleqa for SimpleQA data, exact otherwise].
+    /// Grader [default: agreement for recorded sets, simpleqa for SimpleQA data, exact otherwise].
     #[arg(long, value_enum)]
     pub grader: Option<GraderArg>,
     /// The grader template (default: the official one fetched with the dataset, checksum verified).
@@ -339,6 +344,8 @@ pub async fn run(cmd: EvalCommand) -> anyhow::Result<i32> {
             spec.grader = a.grader.map(|g| match g {
                 GraderArg::Simpleqa => GraderChoice::SimpleQa,
                 GraderArg::Exact => GraderChoice::Exact,
+                GraderArg::Agreement => GraderChoice::Agreement,
+                GraderArg::Pairwise => GraderChoice::Pairwise,
             });
             spec.grader_template = a.grader_template.clone();
             spec.judge_parse = if a.simple_evals_compat {

@@ -45,6 +45,9 @@ pub enum DataError {
     /// The grader template is missing or wrong.
     #[error("{0}")]
     Template(String),
+    /// A `recorded:` file that is not a recorded set.
+    #[error("{0}")]
+    NotRecorded(String),
     /// Two items share an id.
     #[error("item id {0:?} appears twice in the dataset; results are keyed by id")]
     DuplicateId(String),
@@ -86,12 +89,33 @@ pub struct Dataset {
     pub format: Option<Format>,
     /// Every item, in file order.
     pub items: Vec<QaItem>,
+    /// Read as recorded conversations (`recorded:FILE`): each item is replayed with its history
+    /// and the recorded answers are the `recorded` config column.
+    pub recorded: bool,
 }
 
 impl Dataset {
     /// Resolves `spec`: a manifest name (looked up in `cache_dir`, checksum verified), a built-in
     /// set name, or a path.
     pub fn resolve(spec: &str, cache_dir: &Path) -> Result<Dataset, DataError> {
+        if let Some(file) = spec.strip_prefix(crate::recorded::PREFIX) {
+            let mut d = Dataset::resolve(file, cache_dir)?;
+            if d.format != Some(Format::Jsonl) {
+                return Err(DataError::NotRecorded(format!(
+                    "{spec}: a recorded set is the JSONL `agentcap datasets from-recording` writes"
+                )));
+            }
+            if let Some(it) = d.items.iter().find(|it| !crate::recorded::is_recorded(it)) {
+                return Err(DataError::NotRecorded(format!(
+                    "{spec}: item {:?} is not a recorded turn (its metadata.source is not \"recording\")",
+                    it.id
+                )));
+            }
+            d.recorded = true;
+            d.source = format!("{}{}", crate::recorded::PREFIX, d.source);
+            d.label = format!("{}{}", crate::recorded::PREFIX, d.label);
+            return Ok(d);
+        }
         if let Some(m) = manifest::find(spec) {
             let path = cached_path(cache_dir, &m);
             if !path.exists() {
@@ -110,6 +134,7 @@ impl Dataset {
                 format: Some(m.format),
                 path: Some(path),
                 items,
+                recorded: false,
             });
         }
         if let Some(items) = builtin_set(spec) {
@@ -120,6 +145,7 @@ impl Dataset {
                 sha256: None,
                 format: None,
                 items,
+                recorded: false,
             });
         }
         let path = PathBuf::from(spec);
@@ -143,6 +169,7 @@ impl Dataset {
             sha256: Some(sha256),
             format: Some(format),
             items,
+            recorded: false,
         })
     }
 

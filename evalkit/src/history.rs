@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::EvalError;
 use crate::grade::Grade;
 use crate::metrics::{ItemResult, Outcome};
-use crate::report::{Report, RunInfo};
+use crate::report::{Regression, Report, RunInfo, VersusRecorded};
 use crate::store::has_table;
 
 /// A stored run, as read back: the same row the store writes.
@@ -217,7 +217,85 @@ pub fn load_report(c: &Connection, run_id: &str) -> Result<Report, EvalError> {
             (cfg.name, cfg.description, v)
         })
         .collect();
-    Ok(Report::build(info, &run.baseline, per_config, run.seed))
+    let mut report = Report::build(info, &run.baseline, per_config, run.seed);
+    if matches!(run.grader.as_str(), "agreement" | "pairwise")
+        && let Some(recorded) = configs_kind(c, run_id, crate::recorded::RECORDED_CONFIG)?
+    {
+        report.versus_recorded = report
+            .configs
+            .iter()
+            .filter(|cfg| cfg.name != recorded)
+            .map(|cfg| VersusRecorded::from_summary(&cfg.name, &run.grader, &cfg.summary))
+            .collect();
+        report.regressions = load_regressions(c, run_id, &recorded, &run.grader)?;
+    }
+    Ok(report)
+}
+
+/// The name of the run's config of `kind`, if it has one.
+fn configs_kind(c: &Connection, run_id: &str, kind: &str) -> Result<Option<String>, EvalError> {
+    Ok(load_configs(c, run_id)?
+        .into_iter()
+        .find(|cfg| cfg.kind == kind)
+        .map(|cfg| cfg.name))
+}
+
+/// The items a candidate lost against the recorded answers, in sample order: under agreement,
+/// a different answer (`incorrect`) where the recorded answer was graded good (the judge found
+/// it agreeing with itself, i.e. not an abstention: its own grade is `correct`; and, when the
+/// item has gold answers, the recorded answer matches one by the exact grader); under pairwise,
+/// the recorded answer preferred in both orders.
+pub fn load_regressions(
+    c: &Connection,
+    run_id: &str,
+    recorded: &str,
+    grader: &str,
+) -> Result<Vec<Regression>, EvalError> {
+    let mut stmt = c.prepare(
+        "SELECT i.item_id, i.config, i.question, r.answer, i.answer, r.conversation_id,
+                i.conversation_id, r.golds
+         FROM eval_items i
+         JOIN eval_items r ON r.run_id = i.run_id AND r.item_id = i.item_id AND r.config = ?
+         JOIN eval_grades g ON g.run_id = i.run_id AND g.config = i.config AND g.item_id = i.item_id
+         LEFT JOIN eval_grades rg
+           ON rg.run_id = r.run_id AND rg.config = r.config AND rg.item_id = r.item_id
+         WHERE i.run_id = ? AND i.config <> ? AND g.outcome = 'incorrect'
+           AND (? = 'pairwise' OR rg.outcome = 'correct')
+         ORDER BY i.position, i.config",
+    )?;
+    let rows = stmt.query_map(params![recorded, run_id, recorded, grader], |r| {
+        let golds: Vec<String> = r
+            .get::<_, Option<String>>(7)?
+            .and_then(|g| serde_json::from_str(&g).ok())
+            .unwrap_or_default();
+        Ok((
+            golds,
+            Regression {
+                item_id: r.get(0)?,
+                config: r.get(1)?,
+                question: r.get(2)?,
+                recorded_answer: r.get::<_, Option<String>>(3)?.unwrap_or_default(),
+                candidate_answer: r.get(4)?,
+                recorded_conversation_id: r.get(5)?,
+                candidate_conversation_id: r.get(6)?,
+                verdict: if grader == "pairwise" {
+                    "lost".into()
+                } else {
+                    "different".into()
+                },
+            },
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (golds, reg) = row?;
+        let recorded_right = golds.is_empty()
+            || crate::grade::exact_grade(&reg.recorded_answer, &golds) == Grade::Correct;
+        if grader == "pairwise" || recorded_right {
+            out.push(reg);
+        }
+    }
+    Ok(out)
 }
 
 /// Every stored run, newest first.

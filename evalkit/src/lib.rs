@@ -6,7 +6,8 @@
 //!   `agentcap-wire`. [`runner`]: concurrency, rate limit, timeouts, retries, grading.
 //!   [`store`]: the `eval_*` tables in DuckDB. [`session`]: a run or a resume from start to end
 //!   (the recording proxy embedded by default). [`history`]: stored runs read back (list, show,
-//!   compare). [`fetch`]: `datasets fetch`.
+//!   compare). [`fetch`]: `datasets fetch`. [`recorded`]: recorded conversations as eval sets
+//!   (`datasets from-recording`, `--dataset recorded:FILE`, the agreement and pairwise graders).
 //! - [`grade`], [`metrics`], [`report`]: grading rules, statistics and report rendering.
 //!
 //! ```no_run
@@ -28,6 +29,7 @@ pub mod fetch;
 pub mod grade;
 pub mod history;
 pub mod metrics;
+pub mod recorded;
 pub mod report;
 pub mod runner;
 pub mod session;

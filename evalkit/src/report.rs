@@ -93,7 +93,198 @@ pub struct Report {
     pub configs: Vec<ConfigReport>,
     /// Every non-baseline configuration compared with the baseline, in configuration order.
     pub comparisons: Vec<Paired>,
+    /// A recorded set graded by agreement or pairwise: each candidate against the recorded
+    /// answers (empty otherwise).
+    #[serde(default)]
+    pub versus_recorded: Vec<VersusRecorded>,
+    /// A recorded set graded by agreement or pairwise: the items a candidate lost.
+    #[serde(default)]
+    pub regressions: Vec<Regression>,
 }
+
+/// One candidate against the recorded answers of a recorded set.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VersusRecorded {
+    /// The candidate config.
+    pub config: String,
+    /// `agreement` or `pairwise`.
+    pub grader: String,
+    /// Graded items.
+    pub n: usize,
+    /// Agreement: same answer; pairwise: the candidate won in both orders.
+    pub wins: usize,
+    /// Agreement: a different answer; pairwise: the recorded answer won in both orders.
+    pub losses: usize,
+    /// Agreement: one abstains; pairwise: a tie (or orders that disagree).
+    pub ties: usize,
+    /// Agreement: `wins / n`; pairwise: `wins / (wins + losses)` (ties left out, as in the sign
+    /// test).
+    pub rate: f64,
+    /// Wilson 95% interval of the rate.
+    pub rate_ci: Interval,
+    /// Pairwise: the two-sided sign test of wins against losses (ties left out); agreement:
+    /// `None` (the paired tests against the `recorded` baseline apply).
+    pub sign_test_p: Option<f64>,
+}
+
+/// An item a candidate lost against the recorded answer, with both conversations.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Regression {
+    /// The item.
+    pub item_id: String,
+    /// The candidate config.
+    pub config: String,
+    /// The question (the turn's last user message).
+    pub question: String,
+    /// The recorded answer.
+    pub recorded_answer: String,
+    /// The candidate's answer.
+    pub candidate_answer: Option<String>,
+    /// The recorded conversation (UI: `/conversations/{id}`).
+    pub recorded_conversation_id: Option<String>,
+    /// The candidate's conversation.
+    pub candidate_conversation_id: Option<String>,
+    /// What the judge said: `different` (agreement) or `lost` (pairwise).
+    pub verdict: String,
+}
+
+impl VersusRecorded {
+    /// A candidate's figures from its summary (`correct` = same / won, `incorrect` = different /
+    /// lost, `not_attempted` = abstains / tie).
+    pub fn from_summary(config: &str, grader: &str, s: &Summary) -> VersusRecorded {
+        let (wins, losses, ties) = (s.correct, s.incorrect, s.not_attempted);
+        let pairwise = grader == "pairwise";
+        let (k, n) = if pairwise {
+            (wins, wins + losses)
+        } else {
+            (wins, wins + losses + ties)
+        };
+        VersusRecorded {
+            config: config.to_string(),
+            grader: grader.to_string(),
+            n: wins + losses + ties,
+            wins,
+            losses,
+            ties,
+            rate: if n == 0 { 0.0 } else { k as f64 / n as f64 },
+            rate_ci: metrics::wilson(k, n, 1.96),
+            sign_test_p: pairwise.then(|| metrics::mcnemar_exact(wins, losses)),
+        }
+    }
+}
+
+/// The path of a conversation's page in the UI.
+pub fn conversation_link(id: &str) -> String {
+    format!("/conversations/{id}")
+}
+
+/// Candidates against the recorded answers.
+pub fn versus_recorded_grid(report: &Report) -> Grid {
+    let pairwise = report
+        .versus_recorded
+        .iter()
+        .any(|v| v.grader == "pairwise");
+    let header = if pairwise {
+        vec![
+            "config",
+            "n",
+            "wins",
+            "losses",
+            "ties",
+            "win rate [95% CI]",
+            "sign test p",
+        ]
+    } else {
+        vec![
+            "config",
+            "n",
+            "same",
+            "different",
+            "abstains",
+            "agreement [95% CI]",
+            "sign test p",
+        ]
+    };
+    Grid {
+        header,
+        rows: report
+            .versus_recorded
+            .iter()
+            .map(|v| {
+                vec![
+                    v.config.clone(),
+                    v.n.to_string(),
+                    v.wins.to_string(),
+                    v.losses.to_string(),
+                    v.ties.to_string(),
+                    if v.grader == "pairwise" && v.wins + v.losses == 0 {
+                        DASH.into()
+                    } else {
+                        pct_ci(v.rate, v.rate_ci)
+                    },
+                    v.sign_test_p.map_or_else(|| DASH.into(), p_value),
+                ]
+            })
+            .collect(),
+        numeric_from: 1,
+        config_column: true,
+    }
+}
+
+/// The regression list: item, config, verdict, both conversations' pages, both answers.
+pub fn regressions_grid(report: &Report) -> Grid {
+    Grid {
+        header: vec![
+            "item",
+            "config",
+            "verdict",
+            "recorded conversation",
+            "candidate conversation",
+            "recorded answer",
+            "candidate answer",
+        ],
+        rows: report
+            .regressions
+            .iter()
+            .map(|r| {
+                vec![
+                    r.item_id.clone(),
+                    r.config.clone(),
+                    r.verdict.clone(),
+                    r.recorded_conversation_id
+                        .as_deref()
+                        .map_or_else(|| DASH.into(), conversation_link),
+                    r.candidate_conversation_id
+                        .as_deref()
+                        .map_or_else(|| DASH.into(), conversation_link),
+                    shorten(&r.recorded_answer),
+                    r.candidate_answer
+                        .as_deref()
+                        .map_or_else(|| DASH.into(), shorten),
+                ]
+            })
+            .collect(),
+        numeric_from: 7,
+        config_column: false,
+    }
+}
+
+fn shorten(s: &str) -> String {
+    const MAX: usize = 80;
+    let one_line: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= MAX {
+        one_line
+    } else {
+        let cut: String = one_line.chars().take(MAX - 1).collect();
+        format!("{cut}…")
+    }
+}
+
+/// What the "against the recorded answers" table counts (every format shows it under the table).
+pub const RECORDED_NOTE: &str = "Against the recorded answers: agreement counts the judge's same / \
+different / abstains; pairwise asks the judge twice with the answers swapped, a win or loss needs \
+both orders to agree (otherwise a tie), the win rate and the sign test weigh wins against losses \
+(ties left out).";
 
 impl Report {
     /// Summaries and breakdowns for every configuration, and every non-baseline configuration
@@ -134,6 +325,8 @@ impl Report {
             baseline: baseline.to_string(),
             configs,
             comparisons,
+            versus_recorded: Vec::new(),
+            regressions: Vec::new(),
         }
     }
 
@@ -546,6 +739,17 @@ fn render_table(report: &Report) -> String {
             comfy(&comparison_grid(report))
         );
     }
+    if !report.versus_recorded.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nAgainst the recorded answers\n{}\n{RECORDED_NOTE}",
+            comfy(&versus_recorded_grid(report))
+        );
+        let _ = writeln!(out, "\nRegressions ({})", report.regressions.len());
+        if !report.regressions.is_empty() {
+            let _ = writeln!(out, "{}", comfy(&regressions_grid(report)));
+        }
+    }
     for by in By::ALL {
         let grid = breakdown_grid(report, by);
         if !grid.rows.is_empty() {
@@ -651,6 +855,15 @@ fn render_markdown(report: &Report) -> String {
         );
         md_table(&mut out, &comparison_grid(report));
         let _ = writeln!(out, "\n{}", md(COMPARISON_NOTE));
+    }
+    if !report.versus_recorded.is_empty() {
+        out.push_str("\n## Against the recorded answers\n\n");
+        md_table(&mut out, &versus_recorded_grid(report));
+        let _ = writeln!(out, "\n{}", md(RECORDED_NOTE));
+        let _ = writeln!(out, "\n## Regressions ({})\n", report.regressions.len());
+        if !report.regressions.is_empty() {
+            md_table(&mut out, &regressions_grid(report));
+        }
     }
     for by in By::ALL {
         let grid = breakdown_grid(report, by);

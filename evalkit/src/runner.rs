@@ -18,6 +18,7 @@ use crate::client::{Answer, ApiClient, AttemptError, Tags};
 use crate::config::{Price, RunnerSection, Variant};
 use crate::grade::{self, Grade, JudgeParse};
 use crate::metrics::Outcome;
+use crate::recorded;
 use crate::store::{AttemptRow, GradeRow, ItemRow, Store};
 
 /// Runner settings, resolved from flags over the file's `[runner]` over defaults.
@@ -139,14 +140,32 @@ pub enum Grader {
     },
     /// Normalised exact match against any gold answer.
     Exact,
+    /// Recorded sets: the judge says whether the answer agrees with the recorded one (same,
+    /// different, one abstains), read strictly ([`crate::recorded::parse_agreement_reply`]).
+    Agreement {
+        /// Template with `{question}`, `{target}` (the recorded answer), `{predicted_answer}`.
+        template: Arc<str>,
+        /// Judge model.
+        judge_model: String,
+    },
+    /// Recorded sets: the judge prefers the recorded answer, the candidate's, or neither, asked in
+    /// both orders ([`crate::recorded::pairwise_verdict`]).
+    Pairwise {
+        /// Template with `{question}`, `{answer_a}`, `{answer_b}`.
+        template: Arc<str>,
+        /// Judge model.
+        judge_model: String,
+    },
 }
 
 impl Grader {
-    /// `simpleqa` or `exact`.
+    /// `simpleqa`, `exact`, `agreement` or `pairwise`.
     pub fn name(&self) -> &'static str {
         match self {
             Grader::SimpleQa { .. } => "simpleqa",
             Grader::Exact => "exact",
+            Grader::Agreement { .. } => "agreement",
+            Grader::Pairwise { .. } => "pairwise",
         }
     }
 }
@@ -170,6 +189,8 @@ pub struct ResolvedConfig {
     pub agent_version: Option<String>,
     /// Price of the model, when the table has it.
     pub price: Option<Price>,
+    /// The `recorded` column of a recorded set: its answers are the recorded ones, never sent.
+    pub recorded: bool,
 }
 
 /// Live counts of one config.
@@ -526,12 +547,27 @@ impl Shared {
     }
 }
 
-fn golds_target(item: &QaItem) -> String {
-    match item.answers.len() {
-        0 => String::new(),
-        1 => item.answers[0].clone(),
-        _ => item.answers.join(" OR "),
+/// The gold answers the gold graders use: a recorded item's `metadata.gold` (its `answer` is the
+/// recorded answer, not a gold one), any other item's answers.
+pub fn golds(item: &QaItem) -> Vec<String> {
+    if crate::recorded::is_recorded(item) {
+        return item
+            .metadata
+            .get("gold")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
     }
+    item.answers.clone()
+}
+
+fn golds_target(golds: &[String]) -> String {
+    golds.join(" OR ")
 }
 
 /// What grading an answer came to.
@@ -544,9 +580,92 @@ enum Graded {
 
 /// Grades `answer` to `item` under the run's grader.
 async fn grade_answer(sh: &Shared, cfg: &ResolvedConfig, item: &QaItem, answer: &str) -> Graded {
+    let row = |grader: &str, outcome: &str| GradeRow {
+        run_id: sh.run_id.clone(),
+        config: cfg.name.clone(),
+        item_id: item.id.clone(),
+        grader: grader.into(),
+        outcome: outcome.into(),
+        judge_model: None,
+        judge_reply: None,
+        judge_attempt_id: None,
+        judge_ms: None,
+        graded_at: now_rfc3339(),
+    };
     match &sh.grader {
+        Grader::Pairwise { .. } if cfg.recorded => {
+            // The recorded answer against itself: a tie by definition, no judge needed. (Under
+            // agreement the judge is asked: whether it abstains is the judge's call.)
+            let g = Grade::NotAttempted;
+            Graded::Done(Outcome::Graded(g), row("pairwise", g.as_str()))
+        }
+        Grader::Agreement {
+            template,
+            judge_model,
+        } => {
+            let prompt = grade::render_grader_prompt(
+                template,
+                &item.question,
+                recorded::recorded_answer(item),
+                answer,
+            );
+            match judge(sh, cfg, item, judge_model, &prompt).await {
+                Attempted::Cancelled => Graded::Cancelled,
+                Attempted::Failed { error, .. } => Graded::JudgeFailed(error),
+                Attempted::Ok {
+                    value, attempt_id, ..
+                } => {
+                    let parsed = recorded::parse_agreement_reply(&value.text).map(|a| a.grade());
+                    let mut r = row("agreement", parsed.map_or("unparseable", Grade::as_str));
+                    r.judge_model = Some(judge_model.clone());
+                    r.judge_reply = Some(value.text.clone());
+                    r.judge_attempt_id = Some(attempt_id);
+                    r.judge_ms = Some(ms(value.total));
+                    Graded::Done(parsed.map_or(Outcome::Unparseable, Outcome::Graded), r)
+                }
+            }
+        }
+        Grader::Pairwise {
+            template,
+            judge_model,
+        } => {
+            let reference = recorded::recorded_answer(item);
+            let orders = [
+                recorded::render_pairwise_prompt(template, &item.question, reference, answer),
+                recorded::render_pairwise_prompt(template, &item.question, answer, reference),
+            ];
+            let mut replies = Vec::with_capacity(2);
+            let mut total = Duration::ZERO;
+            let mut last_attempt = None;
+            for prompt in &orders {
+                match judge(sh, cfg, item, judge_model, prompt).await {
+                    Attempted::Cancelled => return Graded::Cancelled,
+                    Attempted::Failed { error, .. } => return Graded::JudgeFailed(error),
+                    Attempted::Ok {
+                        value, attempt_id, ..
+                    } => {
+                        total += value.total;
+                        last_attempt = Some(attempt_id);
+                        replies.push(value.text);
+                    }
+                }
+            }
+            let parsed = match (
+                recorded::parse_preference_reply(&replies[0]),
+                recorded::parse_preference_reply(&replies[1]),
+            ) {
+                (Some(a), Some(b)) => Some(recorded::pairwise_verdict(a, b)),
+                _ => None,
+            };
+            let mut r = row("pairwise", parsed.map_or("unparseable", Grade::as_str));
+            r.judge_model = Some(judge_model.clone());
+            r.judge_reply = Some(serde_json::to_string(&replies).unwrap_or_default());
+            r.judge_attempt_id = last_attempt;
+            r.judge_ms = Some(ms(total));
+            Graded::Done(parsed.map_or(Outcome::Unparseable, Outcome::Graded), r)
+        }
         Grader::Exact => {
-            let g = grade::exact_grade(answer, &item.answers);
+            let g = grade::exact_grade(answer, &golds(item));
             Graded::Done(
                 Outcome::Graded(g),
                 GradeRow {
@@ -568,8 +687,12 @@ async fn grade_answer(sh: &Shared, cfg: &ResolvedConfig, item: &QaItem, answer: 
             judge_model,
             parse,
         } => {
-            let judge_prompt =
-                grade::render_grader_prompt(template, &item.question, &golds_target(item), answer);
+            let judge_prompt = grade::render_grader_prompt(
+                template,
+                &item.question,
+                &golds_target(&golds(item)),
+                answer,
+            );
             let client = sh.client.clone();
             let judged = sh
                 .with_retries(
@@ -616,6 +739,28 @@ async fn grade_answer(sh: &Shared, cfg: &ResolvedConfig, item: &QaItem, answer: 
     }
 }
 
+/// One judge call with retries.
+async fn judge(
+    sh: &Shared,
+    cfg: &ResolvedConfig,
+    item: &QaItem,
+    judge_model: &str,
+    prompt: &str,
+) -> Attempted<crate::client::ChatReply> {
+    let client = sh.client.clone();
+    sh.with_retries(
+        &cfg.name,
+        &item.id,
+        "judge",
+        |_: &crate::client::ChatReply| None,
+        |tags| {
+            let client = client.clone();
+            async move { client.chat(judge_model, prompt, &tags).await }
+        },
+    )
+    .await
+}
+
 /// Runs one (item, config) pair to its end; `None` when the run stopped before it finished.
 pub(crate) async fn run_item(sh: Arc<Shared>, job: Job) -> Option<Outcome> {
     let Job {
@@ -639,10 +784,16 @@ pub(crate) async fn run_item(sh: Arc<Shared>, job: Job) -> Option<Outcome> {
         };
         return Some(sh.finished(ci, &item.id, outcome));
     }
-    let prompt = cfg.variant.render_prompt(&item.question);
+    // A recorded turn is replayed with its history as `inputs`; the prompt template does not apply.
+    let replay = recorded::replay_inputs(&item);
+    let prompt = match &replay {
+        Some(_) => item.question.clone(),
+        None => cfg.variant.render_prompt(&item.question),
+    };
     let mut body = cfg.body.clone();
     if let Value::Object(o) = &mut body {
-        o.insert("inputs".into(), Value::String(prompt.clone()));
+        let inputs = replay.unwrap_or_else(|| Value::String(prompt.clone()));
+        o.insert("inputs".into(), inputs);
     }
     let (topic, answer_type) = crate::data::labels(&item);
     let mut row = ItemRow {
@@ -651,13 +802,18 @@ pub(crate) async fn run_item(sh: Arc<Shared>, job: Job) -> Option<Outcome> {
         item_id: item.id.clone(),
         position,
         question: item.question.clone(),
-        golds: serde_json::to_string(&item.answers).unwrap_or_else(|_| "[]".into()),
+        // A recorded item's `answer` is the recorded answer, not a gold one: its golds are
+        // `metadata.gold` (often none).
+        golds: serde_json::to_string(&golds(&item)).unwrap_or_else(|_| "[]".into()),
         topic,
         answer_type,
         prompt,
         replace,
         ..ItemRow::default()
     };
+    if cfg.recorded {
+        return recorded_item(&sh, ci, cfg, &item, row).await;
+    }
     let client = sh.client.clone();
     let answered = sh
         .with_retries(
@@ -716,6 +872,50 @@ pub(crate) async fn run_item(sh: Arc<Shared>, job: Job) -> Option<Outcome> {
         Graded::Cancelled => return None,
         Graded::JudgeFailed(error) => {
             // The answer and its figures stay; the grade is missing and counted apart.
+            row.status = "judge_error".into();
+            row.error_kind = Some(format!("judge_{}", error.class()));
+            row.error = Some(format!("judge: {error}"));
+            (Outcome::JudgeError, None)
+        }
+        Graded::Done(outcome, grade_row) => (outcome, Some(grade_row)),
+    };
+    row.finished_at = now_rfc3339();
+    sh.store.put_item(row, grade_row);
+    Some(sh.finished(ci, &item.id, outcome))
+}
+
+/// The `recorded` column's item: the recorded answer with its recorded figures, no request.
+async fn recorded_item(
+    sh: &Shared,
+    ci: usize,
+    cfg: &ResolvedConfig,
+    item: &QaItem,
+    mut row: ItemRow,
+) -> Option<Outcome> {
+    let p = recorded::provenance(item);
+    if p.simulated_upstream && !sh.simulated_marked.swap(true, Ordering::Relaxed) {
+        sh.store.mark_simulated(&sh.run_id);
+    }
+    let answer = recorded::recorded_answer(item).to_string();
+    row.status = "answered".into();
+    row.answer = Some(answer.clone());
+    row.conversation_id = p.conversation_id;
+    row.attempts = 0;
+    row.ttft_ms = p.first_event_ms;
+    row.total_ms = p.latency_ms;
+    row.prompt_tokens = p.prompt_tokens.unwrap_or(0);
+    row.completion_tokens = p.completion_tokens.unwrap_or(0);
+    row.cost_usd = cfg.price.as_ref().map(|pr| {
+        pr.cost(
+            row.prompt_tokens,
+            row.completion_tokens,
+            0,
+            &BTreeMap::new(),
+        )
+    });
+    let (outcome, grade_row) = match grade_answer(sh, cfg, item, &answer).await {
+        Graded::Cancelled => return None,
+        Graded::JudgeFailed(error) => {
             row.status = "judge_error".into();
             row.error_kind = Some(format!("judge_{}", error.class()));
             row.error = Some(format!("judge: {error}"));

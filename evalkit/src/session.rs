@@ -58,6 +58,11 @@ pub enum GraderChoice {
     SimpleQa,
     /// Normalised exact match.
     Exact,
+    /// Recorded sets: agreement with the recorded answer, by the judge.
+    Agreement,
+    /// Recorded sets: the judge's preference between the recorded answer and the candidate's, in
+    /// both orders.
+    Pairwise,
 }
 
 /// An admin listener for the embedded proxy (the CLI's `eval run --ui` mounts the web UI on it): bound on
@@ -484,7 +489,112 @@ fn resolved(
         model,
         agent_id: agent.as_ref().map(|a| a.0.clone()),
         agent_version: agent.and_then(|a| a.1),
+        recorded: false,
     }
+}
+
+/// The `recorded` config column of a recorded set: the recorded answers with their recorded
+/// latency and tokens (priced at `model`'s price when the table has it).
+fn recorded_config(file: &ConfigFile, model: Option<String>) -> ResolvedConfig {
+    let variant = crate::config::Variant {
+        name: crate::recorded::RECORDED_CONFIG.into(),
+        description: Some("the recorded production answers".into()),
+        agent_id: None,
+        agent_version: None,
+        agent: None,
+        model: model.clone(),
+        tools: Vec::new(),
+        instructions: None,
+        completion_args: None,
+        mode: crate::config::Mode::Stream,
+        prompt: None,
+        store: None,
+    };
+    ResolvedConfig {
+        name: variant.name.clone(),
+        description: "the recorded production answers".into(),
+        variant,
+        body: Value::Null,
+        price: model.as_ref().and_then(|m| file.prices.get(m).cloned()),
+        model,
+        agent_id: None,
+        agent_version: None,
+        recorded: true,
+    }
+}
+
+/// The most frequent recorded model of a recorded set's items.
+fn recorded_model(items: &[agentcap_datasets::QaItem]) -> Option<String> {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for it in items {
+        if let Some(m) = crate::recorded::provenance(it).model {
+            *counts.entry(m).or_default() += 1;
+        }
+    }
+    counts.into_iter().max_by_key(|(_, n)| *n).map(|(m, _)| m)
+}
+
+/// The grader of a run: `choice` with its template (`explicit`, else the built-in or the
+/// dataset's), checked against the dataset.
+fn make_grader(
+    choice: GraderChoice,
+    dataset: &Dataset,
+    items: &[agentcap_datasets::QaItem],
+    spec: &RunSpec,
+) -> Result<Grader, EvalError> {
+    let explicit = |builtin: &str| -> Result<Arc<str>, EvalError> {
+        match &spec.grader_template {
+            Some(p) => std::fs::read_to_string(p)
+                .map(Into::into)
+                .map_err(|e| EvalError::Invalid(format!("grader template {}: {e}", p.display()))),
+            None => Ok(builtin.into()),
+        }
+    };
+    let needs_recorded = |name: &str| -> Result<(), EvalError> {
+        if dataset.recorded {
+            Ok(())
+        } else {
+            Err(EvalError::Invalid(format!(
+                "--grader {name} compares answers with recorded ones: use --dataset recorded:FILE"
+            )))
+        }
+    };
+    Ok(match choice {
+        GraderChoice::Exact | GraderChoice::SimpleQa => {
+            if dataset.recorded
+                && let Some(it) = items.iter().find(|it| runner::golds(it).is_empty())
+            {
+                return Err(EvalError::Invalid(format!(
+                    "item {:?} of the recorded set has no gold answer (metadata.gold): use --grader agreement or pairwise",
+                    it.id
+                )));
+            }
+            match choice {
+                GraderChoice::Exact => Grader::Exact,
+                _ => Grader::SimpleQa {
+                    template: dataset
+                        .grader_template(spec.grader_template.as_deref(), &spec.cache_dir)?
+                        .into(),
+                    judge_model: spec.judge_model.clone(),
+                    parse: spec.judge_parse,
+                },
+            }
+        }
+        GraderChoice::Agreement => {
+            needs_recorded("agreement")?;
+            Grader::Agreement {
+                template: explicit(crate::recorded::AGREEMENT_TEMPLATE)?,
+                judge_model: spec.judge_model.clone(),
+            }
+        }
+        GraderChoice::Pairwise => {
+            needs_recorded("pairwise")?;
+            Grader::Pairwise {
+                template: explicit(crate::recorded::PAIRWISE_TEMPLATE)?,
+                judge_model: spec.judge_model.clone(),
+            }
+        }
+    })
 }
 
 async fn setup_call(
@@ -518,7 +628,11 @@ fn config_rows(run_id: &str, configs: &[ResolvedConfig]) -> Vec<ConfigRow> {
             name: c.name.clone(),
             position: i,
             description: c.description.clone(),
-            kind: c.variant.kind().as_str().into(),
+            kind: if c.recorded {
+                crate::recorded::RECORDED_CONFIG.into()
+            } else {
+                c.variant.kind().as_str().into()
+            },
             mode: c.variant.mode.as_str().into(),
             prompt_template: c.variant.prompt.clone(),
             model: c.model.clone(),
@@ -533,26 +647,29 @@ fn config_rows(run_id: &str, configs: &[ResolvedConfig]) -> Vec<ConfigRow> {
 pub async fn run(spec: RunSpec, stop: Stop) -> Result<RunOutcome, EvalError> {
     let dataset = Dataset::resolve(&spec.dataset, &spec.cache_dir)?;
     let items = dataset.sample(spec.limit, spec.seed)?;
-    let grader_choice = spec.grader.unwrap_or(if dataset.is_simpleqa() {
+    let grader_choice = spec.grader.unwrap_or(if dataset.recorded {
+        GraderChoice::Agreement
+    } else if dataset.is_simpleqa() {
         GraderChoice::SimpleQa
     } else {
         GraderChoice::Exact
     });
-    let grader = match grader_choice {
-        GraderChoice::Exact => Grader::Exact,
-        GraderChoice::SimpleQa => Grader::SimpleQa {
-            template: dataset
-                .grader_template(spec.grader_template.as_deref(), &spec.cache_dir)?
-                .into(),
-            judge_model: spec.judge_model.clone(),
-            parse: spec.judge_parse,
-        },
-    };
-    let baseline = spec
-        .baseline
-        .clone()
-        .unwrap_or_else(|| spec.configs.baseline_name().to_string());
-    if spec.configs.variant(&baseline).is_none() {
+    let grader = make_grader(grader_choice, &dataset, &items, &spec)?;
+    let recorded_name = crate::recorded::RECORDED_CONFIG;
+    if dataset.recorded && spec.configs.variant(recorded_name).is_some() {
+        return Err(EvalError::Invalid(format!(
+            "the config name {recorded_name:?} is the recorded answers' column of a recorded set: rename the config"
+        )));
+    }
+    let baseline =
+        spec.baseline
+            .clone()
+            .unwrap_or_else(|| match (dataset.recorded, &spec.configs.baseline) {
+                (true, None) => recorded_name.to_string(),
+                _ => spec.configs.baseline_name().to_string(),
+            });
+    let is_recorded_column = dataset.recorded && baseline == recorded_name;
+    if spec.configs.variant(&baseline).is_none() && !is_recorded_column {
         return Err(EvalError::Invalid(format!(
             "--baseline {baseline:?} is not a config"
         )));
@@ -574,6 +691,18 @@ pub async fn run(spec: RunSpec, stop: Stop) -> Result<RunOutcome, EvalError> {
         } => (
             Some(judge_model.clone()),
             *parse,
+            Some(template.to_string()),
+        ),
+        Grader::Agreement {
+            template,
+            judge_model,
+        }
+        | Grader::Pairwise {
+            template,
+            judge_model,
+        } => (
+            Some(judge_model.clone()),
+            JudgeParse::Strict,
             Some(template.to_string()),
         ),
         Grader::Exact => (None, JudgeParse::Strict, None),
@@ -612,7 +741,12 @@ pub async fn run(spec: RunSpec, stop: Stop) -> Result<RunOutcome, EvalError> {
         Progress::new(0, Vec::new(), false),
     );
     let configs = match resolve_configs(&setup, &spec.configs).await {
-        Ok(c) => c,
+        Ok(mut c) => {
+            if dataset.recorded {
+                c.insert(0, recorded_config(&spec.configs, recorded_model(&items)));
+            }
+            c
+        }
         Err(e) => {
             conn.store.set_run_status(&run_id, "failed", Some(now()));
             let _ = close(conn).await;
@@ -846,6 +980,28 @@ pub async fn resume(spec: ResumeSpec, stop: Stop) -> Result<RunOutcome, EvalErro
                 JudgeParse::Strict
             },
         },
+        "agreement" | "pairwise" => {
+            let template: Arc<str> = run
+                .grader_template
+                .clone()
+                .ok_or_else(|| EvalError::Invalid("the run stored no grader template".into()))?
+                .into();
+            let judge_model = run
+                .judge_model
+                .clone()
+                .unwrap_or_else(|| DEFAULT_JUDGE.into());
+            if run.grader == "agreement" {
+                Grader::Agreement {
+                    template,
+                    judge_model,
+                }
+            } else {
+                Grader::Pairwise {
+                    template,
+                    judge_model,
+                }
+            }
+        }
         _ => Grader::Exact,
     };
     let mut opts: RunnerOptions = serde_json::from_str(&run.options)
@@ -856,6 +1012,9 @@ pub async fn resume(spec: ResumeSpec, stop: Stop) -> Result<RunOutcome, EvalErro
     let configs: Vec<ResolvedConfig> = stored_configs
         .iter()
         .map(|sc| {
+            if sc.kind == crate::recorded::RECORDED_CONFIG {
+                return Ok(recorded_config(&file, sc.model.clone()));
+            }
             let v = file.variant(&sc.name).ok_or_else(|| {
                 EvalError::Invalid(format!("config {} is not in the stored file", sc.name))
             })?;

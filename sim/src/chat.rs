@@ -1,4 +1,5 @@
-//! `POST /v1/chat/completions`: plain answers, and a simulated SimpleQA judge that grades A / B / C.
+//! `POST /v1/chat/completions`: plain answers, and the simulated judges: SimpleQA's (A / B / C), the
+//! eval runner's agreement (A / B / C) and pairwise (A / B / TIE) templates.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,7 +16,8 @@ use crate::config::FaultKind;
 use crate::engine::{content_text, split_deltas, tokens};
 use crate::http::{Body, error_body, json_response};
 pub use crate::judge::{
-    GradeRequest, TARGET_SEPARATOR, gives_target, grade, normalize_answer, parse_grader_prompt,
+    AgreementRequest, GradeRequest, PairwiseRequest, TARGET_SEPARATOR, agree, gives_target, grade,
+    normalize_answer, parse_agreement_prompt, parse_grader_prompt, parse_pairwise_prompt, prefer,
     target_answers,
 };
 use crate::knowledge::normalize_question;
@@ -88,22 +90,34 @@ pub async fn completions(
         .cloned()
         .unwrap_or_default();
     let text = last_user_text(&messages);
-    let answer = match parse_grader_prompt(&text) {
-        Some(g) => grade(&g).to_string(),
-        None => match sim
-            .knowledge
+    let pairwise_target = |q: &str| {
+        sim.knowledge
             .as_ref()
-            .and_then(|k| k.find(&text).map(|it| k.answer(it, false)))
-        {
-            Some(v) => v.text().to_string(),
-            None => format!(
-                "Simulated upstream reply to: \"{}\".",
-                normalize_question(&text)
-                    .chars()
-                    .take(200)
-                    .collect::<String>()
-            ),
-        },
+            .and_then(|k| k.find(q))
+            .map(|it| it.answers.join(TARGET_SEPARATOR))
+    };
+    let answer = if let Some(a) = parse_agreement_prompt(&text) {
+        agree(&a).to_string()
+    } else if let Some(p) = parse_pairwise_prompt(&text) {
+        prefer(&p, pairwise_target(p.question).as_deref()).to_string()
+    } else {
+        match parse_grader_prompt(&text) {
+            Some(g) => grade(&g).to_string(),
+            None => match sim
+                .knowledge
+                .as_ref()
+                .and_then(|k| k.find(&text).map(|it| k.answer(it, false)))
+            {
+                Some(v) => v.text().to_string(),
+                None => format!(
+                    "Simulated upstream reply to: \"{}\".",
+                    normalize_question(&text)
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                ),
+            },
+        }
     };
     let prompt_tokens: u64 = messages
         .iter()

@@ -166,16 +166,24 @@ pub fn plan(input: &TurnInput<'_>, knowledge: Option<&Knowledge>, seed: u64) -> 
     }
 }
 
+/// The new question: the user messages after the last entry of another kind. Inputs that carry a
+/// conversation's earlier turns (a start replaying a history) end with the new question, and the
+/// earlier questions are context, not the question.
 fn user_text(inputs: &[Value]) -> String {
-    inputs
+    let is_user = |e: &Value| {
+        e.get("type")
+            .and_then(Value::as_str)
+            .unwrap_or("message.input")
+            == "message.input"
+            && e.get("role").and_then(Value::as_str) == Some("user")
+    };
+    let from = inputs
         .iter()
-        .filter(|e| {
-            e.get("type")
-                .and_then(Value::as_str)
-                .unwrap_or("message.input")
-                == "message.input"
-                && e.get("role").and_then(Value::as_str) == Some("user")
-        })
+        .rposition(|e| !is_user(e))
+        .map_or(0, |i| i + 1);
+    inputs[from..]
+        .iter()
+        .filter(|e| is_user(e))
         .map(|e| e.get("content").map(content_text).unwrap_or_default())
         .collect::<Vec<_>>()
         .join("\n")
@@ -639,6 +647,38 @@ mod tests {
                 "According to the tool results, get_weather returned: sunny.".into()
             )]
         );
+    }
+
+    #[test]
+    fn a_start_replaying_a_history_answers_only_its_last_question() {
+        let sp = speaker(vec![]);
+        let answer = |inputs: &[Value]| {
+            let p = plan(
+                &TurnInput {
+                    speaker: &sp,
+                    history: &[],
+                    inputs,
+                    handoff_client: false,
+                    instructions: "",
+                },
+                None,
+                0,
+            );
+            format!("{:?}", p.steps)
+        };
+        let alone = user("What is the tallest mountain in Wales?");
+        let replayed = vec![
+            json!({"type": "message.input", "role": "user", "content": "Who painted the ceiling?"}),
+            json!({"type": "message.output", "role": "assistant", "content": "Michelangelo"}),
+            json!({"type": "message.input", "role": "user", "content": "What is the tallest mountain in Wales?"}),
+        ];
+        assert_eq!(answer(&replayed), answer(&alone));
+        // Several new user messages after the context are still read together.
+        let two = vec![
+            json!({"type": "message.input", "role": "user", "content": "Hello."}),
+            json!({"type": "message.input", "role": "user", "content": "What is the tallest mountain in Wales?"}),
+        ];
+        assert_ne!(answer(&two), answer(&alone));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The simulated SimpleQA judge, pure: reading the grader prompt, normalising answers, grading A / B / C.
+//! The simulated judges, pure: SimpleQA's (reading the grader prompt, normalising answers, grading
+//! A / B / C) and the eval runner's agreement and pairwise templates for recorded sets.
 //! The chat endpoint serves it and knowledge mode uses it to draw wrong answers the judge grades wrong.
 
 /// The three parts of a SimpleQA grader prompt.
@@ -99,4 +100,139 @@ pub fn is_abstention(text: &str) -> bool {
     ]
     .iter()
     .any(|p| t.contains(p))
+}
+
+/// The parts of an agreement grader prompt (the eval runner's `agreement` template): the question,
+/// the recorded answer and the candidate answer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AgreementRequest<'a> {
+    /// The question.
+    pub question: &'a str,
+    /// The recorded answer.
+    pub recorded: &'a str,
+    /// The candidate answer.
+    pub candidate: &'a str,
+}
+
+/// The block a grader prompt ends with: from its last `Question: ` line to the closing fence.
+fn last_block(text: &str) -> Option<&str> {
+    let q_at = text
+        .rfind("\nQuestion: ")
+        .map(|i| i + 1)
+        .or_else(|| text.starts_with("Question: ").then_some(0))?;
+    let rest = &text[q_at + "Question: ".len()..];
+    Some(match rest.find("\n```") {
+        Some(end) => &rest[..end],
+        None => rest,
+    })
+}
+
+/// Recognises the agreement template (`Question:` / `Recorded answer:` / `Candidate answer:`).
+pub fn parse_agreement_prompt(text: &str) -> Option<AgreementRequest<'_>> {
+    let block = last_block(text)?;
+    let (question, rest) = block.split_once("\nRecorded answer: ")?;
+    let (recorded, candidate) = rest.split_once("\nCandidate answer: ")?;
+    Some(AgreementRequest {
+        question,
+        recorded,
+        candidate,
+    })
+}
+
+/// The simulated agreement judge: `C` when either answer is empty or an abstention, `A` when
+/// both normalise to the same text ([`normalize_answer`]), else `B`.
+pub fn agree(r: &AgreementRequest<'_>) -> &'static str {
+    let blank = |s: &str| normalize_answer(s).is_empty() || is_abstention(s);
+    if blank(r.recorded) || blank(r.candidate) {
+        "C"
+    } else if normalize_answer(r.recorded) == normalize_answer(r.candidate) {
+        "A"
+    } else {
+        "B"
+    }
+}
+
+/// The parts of a pairwise grader prompt (`Question:` / `Answer A:` / `Answer B:`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct PairwiseRequest<'a> {
+    /// The question.
+    pub question: &'a str,
+    /// Answer A.
+    pub a: &'a str,
+    /// Answer B.
+    pub b: &'a str,
+}
+
+/// Recognises the pairwise template.
+pub fn parse_pairwise_prompt(text: &str) -> Option<PairwiseRequest<'_>> {
+    let block = last_block(text)?;
+    let (question, rest) = block.split_once("\nAnswer A: ")?;
+    let (a, b) = rest.split_once("\nAnswer B: ")?;
+    Some(PairwiseRequest { question, a, b })
+}
+
+/// The simulated pairwise judge. With `target` (the gold answers of the question, when the twin
+/// knows it), the answer that gives the target wins over one that does not; otherwise, and when
+/// both or neither give it, an answer wins over an abstention or an empty one; anything else is
+/// `TIE`. Symmetric: swapping A and B swaps the verdict, so both orders agree.
+pub fn prefer(p: &PairwiseRequest<'_>, target: Option<&str>) -> &'static str {
+    let score = |s: &str| -> u8 {
+        let gives = target.is_some_and(|t| gives_target(s, t));
+        let says = !normalize_answer(s).is_empty() && !is_abstention(s);
+        u8::from(gives) * 2 + u8::from(says)
+    };
+    match score(p.a).cmp(&score(p.b)) {
+        std::cmp::Ordering::Greater => "A",
+        std::cmp::Ordering::Less => "B",
+        std::cmp::Ordering::Equal => "TIE",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agreement_and_pairwise_prompts_are_recognised_and_judged() {
+        let p = "Judge.\n```\nQuestion: Capital of France?\nRecorded answer: Paris.\nCandidate answer: paris\n```\n";
+        let r = parse_agreement_prompt(p).unwrap();
+        assert_eq!(
+            (r.question, r.recorded, r.candidate),
+            ("Capital of France?", "Paris.", "paris")
+        );
+        assert_eq!(agree(&r), "A");
+        let r = AgreementRequest {
+            question: "q",
+            recorded: "Paris",
+            candidate: "Lyon",
+        };
+        assert_eq!(agree(&r), "B");
+        let r = AgreementRequest {
+            question: "q",
+            recorded: "Paris",
+            candidate: "I don't know.",
+        };
+        assert_eq!(agree(&r), "C");
+        assert!(
+            parse_grader_prompt(p).is_none(),
+            "not read as the SimpleQA template"
+        );
+
+        let p = "Which?\n```\nQuestion: Capital?\nAnswer A: Lyon\nAnswer B: Paris\n```";
+        let w = parse_pairwise_prompt(p).unwrap();
+        assert_eq!(prefer(&w, Some("Paris")), "B");
+        let swapped = PairwiseRequest {
+            question: w.question,
+            a: w.b,
+            b: w.a,
+        };
+        assert_eq!(prefer(&swapped, Some("Paris")), "A");
+        assert_eq!(prefer(&w, None), "TIE");
+        let abst = PairwiseRequest {
+            question: "q",
+            a: "I don't know.",
+            b: "Lyon",
+        };
+        assert_eq!(prefer(&abst, None), "B");
+    }
 }

@@ -7,8 +7,9 @@
 //! reaches it through maud's escaping.
 
 use agentcap_evalkit::report::{
-    By, COMPARISON_NOTE, ConfigReport, Grid, Report, SIMULATED_LABEL, banner_text, breakdown_grid,
-    comparison_grid, cost_grid, display_name, quality_grid, run_facts,
+    By, COMPARISON_NOTE, ConfigReport, Grid, RECORDED_NOTE, Report, SIMULATED_LABEL, banner_text,
+    breakdown_grid, comparison_grid, conversation_link, cost_grid, display_name, quality_grid,
+    run_facts, versus_recorded_grid,
 };
 use maud::{DOCTYPE, Markup, html};
 
@@ -80,6 +81,7 @@ pub fn html_linked(report: &Report, item_link: &dyn Fn(&str, &str) -> Option<Str
                     (grid_table(&comparison_grid(report)))
                     p.note { (COMPARISON_NOTE) }
                 }
+                (recorded_section(report))
                 @for by in By::ALL {
                     @let grid = breakdown_grid(report, by);
                     h2 id=(by_id(by)) { (by.title()) }
@@ -215,6 +217,45 @@ fn banners(report: &Report) -> Markup {
         @for label in report.labels() {
             div class={ "banner " (if label == SIMULATED_LABEL { "simulated" } else { "partial" }) } role="alert" {
                 "⚠ " (banner_text(label))
+            }
+        }
+    }
+}
+
+/// A recorded set's candidates against the recorded answers and the regression list, each
+/// regression linking the recorded conversation and the candidate's (`/conversations/{id}`, the
+/// UI's conversation pages: open them with `agentcap ui --db FILE`). Empty for other runs.
+pub fn recorded_section(report: &Report) -> Markup {
+    let link = |id: &Option<String>| {
+        html! {
+            @match id {
+                Some(id) => a.conversation href=(conversation_link(&crate::web::enc(id))) { (id) },
+                None => "-",
+            }
+        }
+    };
+    html! {
+        @if !report.versus_recorded.is_empty() {
+            h2 #recorded { "Against the recorded answers" }
+            (grid_table(&versus_recorded_grid(report)))
+            p.note { (RECORDED_NOTE) }
+            h2 #regressions { "Regressions (" (report.regressions.len()) ")" }
+            @if report.regressions.is_empty() {
+                p.note { "No candidate lost an item." }
+            } @else {
+                table.regressions {
+                    thead { tr {
+                        th { "Item" } th { "Config" } th { "Verdict" } th { "Question" }
+                        th { "Recorded answer" } th { "Recorded conversation" }
+                        th { "Candidate answer" } th { "Candidate conversation" }
+                    } }
+                    tbody { @for g in &report.regressions { tr {
+                        td { (g.item_id) } td { (g.config) } td { (g.verdict) } td { (g.question) }
+                        td { (g.recorded_answer) } td { (link(&g.recorded_conversation_id)) }
+                        td { (g.candidate_answer.as_deref().unwrap_or("-")) }
+                        td { (link(&g.candidate_conversation_id)) }
+                    } } }
+                }
             }
         }
     }

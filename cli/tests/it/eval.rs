@@ -877,3 +877,149 @@ fn eval_run_with_ui_serves_the_web_ui_while_the_run_goes() {
     let rest = drain.join().unwrap();
     assert!(status.success(), "{rest}");
 }
+
+#[test]
+fn a_recorded_set_run_killed_with_sigkill_resumes_only_the_missing_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = shared("simpleqa/simple_qa_test_set.csv");
+    let (_fast, fast_url) = twin(dir.path(), "fast-twin", &[]);
+    let db = dir.path().join("prod.duckdb");
+    let db_s = db.to_str().unwrap();
+    // Production traffic: 30 conversations with config A, recorded by the embedded proxy.
+    let a = dir.path().join("a.toml");
+    std::fs::write(
+        &a,
+        "[[config]]\nname = \"A\"\nmodel = \"mistral-medium-latest\"\n",
+    )
+    .unwrap();
+    let recorded = run(&[
+        "eval",
+        "run",
+        "--dataset",
+        csv.to_str().unwrap(),
+        "--configs",
+        a.to_str().unwrap(),
+        "--limit",
+        "30",
+        "--grader",
+        "exact",
+        "--upstream",
+        &fast_url,
+        "--db",
+        db_s,
+    ]);
+    assert!(recorded.status.success());
+    let set = dir.path().join("set.jsonl");
+    let out = stdout_of(&[
+        "datasets",
+        "from-recording",
+        "--db",
+        db_s,
+        "--turns",
+        "first",
+        "--out",
+        set.to_str().unwrap(),
+    ]);
+    assert!(out.starts_with("30 items from 30 conversations"), "{out}");
+
+    let capture = dir.path().join("slow.capture.jsonl");
+    let (_slow, slow_url) = twin(
+        dir.path(),
+        "slow-twin",
+        &["--ttft-ms", "100", "--capture", capture.to_str().unwrap()],
+    );
+    let configs = dir.path().join("configs.toml");
+    std::fs::write(&configs, CONFIGS).unwrap();
+    let dataset = format!("recorded:{}", set.display());
+    let mut child = agentcap()
+        .args([
+            "eval",
+            "run",
+            "--dataset",
+            &dataset,
+            "--configs",
+            configs.to_str().unwrap(),
+            "--concurrency",
+            "2",
+            "--upstream",
+            &slow_url,
+            "--db",
+            db_s,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // 90 pairs (recorded, no-tools, web), each judged once by agreement, the candidates' answers
+    // taking at least 100 ms each: the 20th judge reply comes well before the end.
+    until_judge_replies(&capture, 20);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let list: Value =
+        serde_json::from_str(&stdout_of(&["eval", "list", "--db", db_s, "--json"])).unwrap();
+    let entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            r["dataset"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("recorded:"))
+        })
+        .unwrap_or_else(|| panic!("{list}"));
+    assert_eq!(entry["status"], "running", "a crashed run never ended");
+    let run_id = entry["run_id"].as_str().unwrap().to_string();
+    let before = entry["finished_items"].as_u64().unwrap();
+    assert!(before > 0 && before < 90, "{before}");
+
+    let resumed = run(&[
+        "eval",
+        "resume",
+        &run_id,
+        "--db",
+        db_s,
+        "--upstream",
+        &fast_url,
+        "--format",
+        "json",
+    ]);
+    let stderr = String::from_utf8_lossy(&resumed.stderr);
+    assert!(resumed.status.success(), "{stderr}");
+    let missing = 90 - before;
+    assert!(
+        stderr.contains(&format!(
+            "{missing} of {missing} items finished this session"
+        )),
+        "only the {missing} missing pairs run: {stderr}"
+    );
+    let report: Value = serde_json::from_slice(
+        &resumed.stdout[..resumed
+            .stdout
+            .iter()
+            .rposition(|b| *b == b'}')
+            .map_or(0, |i| i + 1)],
+    )
+    .unwrap();
+    assert_eq!(report["run"]["complete"], true);
+    assert_eq!(report["baseline"], "recorded");
+    for c in report["configs"].as_array().unwrap() {
+        assert_eq!(c["summary"]["n"], 30, "{}", c["name"]);
+    }
+    assert_eq!(report["versus_recorded"].as_array().unwrap().len(), 2);
+    let q = stdout_of(&[
+        "query",
+        "--admin",
+        "http://127.0.0.1:1",
+        "--db",
+        db_s,
+        "--format",
+        "json",
+        "SELECT count(*) AS n, count(DISTINCT (config, item_id)) AS pairs FROM eval_items \
+         WHERE run_id IN (SELECT run_id FROM eval_runs WHERE dataset LIKE 'recorded:%')",
+    ]);
+    let n: Value = serde_json::from_str(&q).unwrap();
+    assert_eq!(n[0]["n"], 90);
+    assert_eq!(n[0]["pairs"], 90, "no item was written twice");
+}

@@ -606,6 +606,11 @@ const SQL_INTERPOLATION_ALLOWED: &[(&str, &str, &str)] = &[
         "`agentcap replay --where`: the user's own SQL condition on their own file, run through the read-only gate",
     ),
     (
+        "evalkit/src/recorded.rs",
+        "predicate",
+        "`agentcap datasets from-recording --where`: the user's own SQL condition on their own file, run through the read-only gate",
+    ),
+    (
         "ui/src/pages/extra.rs",
         "body",
         "the SQL console's own statement, wrapped in a row limit; the read-only filter checks the result",

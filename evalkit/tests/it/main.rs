@@ -9,6 +9,7 @@ use agentcap_sim::{RunningSim, SimConfig};
 
 mod grade;
 mod metrics;
+mod recorded;
 mod report;
 mod resume;
 mod run;

@@ -7,6 +7,7 @@
 
 mod derive_chunks;
 mod journal;
+mod judge_templates;
 mod replay_match;
 mod report_html;
 mod sql_gate;

@@ -13,7 +13,7 @@ use maud::{Markup, html};
 
 use super::{clip, fmt_ts, layout};
 use crate::db::{Db, Param, Rows};
-use crate::report::{charts, topic_chart};
+use crate::report::{charts, recorded_section, topic_chart};
 use crate::svg::{AccuracyBar, accuracy_chart};
 use crate::web::{Query, enc};
 use crate::{UiError, UiState};
@@ -147,6 +147,8 @@ pub async fn run(state: &UiState, id: &str) -> Result<Markup, UiError> {
                 h2 { "Paired against the baseline (" (report.baseline) ")" }
                 (comparisons(&report.comparisons))
             }
+            // A recorded set: candidates against production, the regressions with both conversations.
+            (recorded_section(&report))
             // The static report's charts: one implementation for both.
             (charts(&report))
             @if report.configs.iter().any(|c| !c.by_topic.is_empty()) {

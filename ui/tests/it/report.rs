@@ -209,3 +209,33 @@ fn html_links_items_when_asked() {
     // Without links, plain ids.
     assert!(!html(&r).contains("/conversations"));
 }
+
+#[test]
+fn a_recorded_sets_regressions_link_both_conversations_escaped() {
+    use agentcap_evalkit::report::{Regression, VersusRecorded};
+    let mut r = report(true, true);
+    let web = r.configs[1].summary.clone();
+    r.versus_recorded = vec![VersusRecorded::from_summary("web.search", "pairwise", &web)];
+    r.regressions = vec![Regression {
+        item_id: "conv_1:2".into(),
+        config: "web.search".into(),
+        question: HOSTILE.into(),
+        recorded_answer: "Paris".into(),
+        candidate_answer: Some(HOSTILE.into()),
+        recorded_conversation_id: Some("conv_rec".into()),
+        candidate_conversation_id: Some("conv\"><x".into()),
+        verdict: "lost".into(),
+    }];
+    let page = html(&r);
+    assert!(page.contains("Against the recorded answers"));
+    assert!(page.contains("Regressions (1)"));
+    assert!(page.contains("href=\"/conversations/conv_rec\""), "{page}");
+    // A hostile id is percent-encoded in the link and escaped in the text.
+    assert!(
+        page.contains("href=\"/conversations/conv%22%3E%3Cx\""),
+        "{page}"
+    );
+    assert!(!page.contains("<script>alert"));
+    assert!(!page.contains("conv\"><x"));
+    assert!(page.contains("sign test p"));
+}
