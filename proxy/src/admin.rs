@@ -721,7 +721,10 @@ async fn endpoint(st: &AdminState, req: Request<Incoming>) -> Response<Full<Byte
 }
 
 /// A request body, at most [`AdminConfig::max_body_bytes`] (413 beyond).
-async fn read_body(st: &AdminState, req: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
+async fn read_body(
+    st: &AdminState,
+    req: Request<Incoming>,
+) -> Result<Bytes, Response<Full<Bytes>>> {
     match Limited::new(req.into_body(), st.cfg.max_body_bytes)
         .collect()
         .await
@@ -784,7 +787,9 @@ async fn export(st: &AdminState, body: Bytes) -> Response<AdminBody> {
             return fail(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
-                format!("send {{\"format\": \"parquet|jsonl|har\", \"table\": \"...\", \"filter\": {{...}}}} ({e})"),
+                format!(
+                    "send {{\"format\": \"parquet|jsonl|har\", \"table\": \"...\", \"filter\": {{...}}}} ({e})"
+                ),
             );
         }
     };

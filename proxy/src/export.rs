@@ -161,7 +161,9 @@ pub enum ExportError {
         source: std::io::Error,
     },
     /// The file is larger than [`ExportLimits::max_bytes`].
-    #[error("the {what} export is {bytes} bytes, over the {cap}-byte cap; narrow it with --since / --until / --where")]
+    #[error(
+        "the {what} export is {bytes} bytes, over the {cap}-byte cap; narrow it with --since / --until / --where"
+    )]
     TooLarge {
         /// The table or `har`.
         what: String,
@@ -226,8 +228,10 @@ const TABLE_SELECTS: &[(&str, &str)] = &[
 const PARQUET_OPTIONS: &str = "FORMAT parquet, COMPRESSION zstd";
 const JSONL_OPTIONS: &str = "FORMAT json";
 
-/// The exchanges a filter chooses: bounds as parameters, the predicate (checked) inside `WHERE (…)`.
+/// The exchanges a filter chooses: the bounds, as parameters; the predicate (checked) follows.
 const IDS_SELECT: &str = "SELECT id FROM exchanges WHERE (?::VARCHAR IS NULL OR started_at >= ?::TIMESTAMPTZ) AND (?::VARCHAR IS NULL OR started_at < ?::TIMESTAMPTZ)";
+/// [`IDS_SELECT`]'s bounds alone.
+const IDS_BOUNDS: &str = "(?::VARCHAR IS NULL OR started_at >= ?::TIMESTAMPTZ) AND (?::VARCHAR IS NULL OR started_at < ?::TIMESTAMPTZ)";
 
 /// The exchanges for a HAR, each with its SSE events as one JSON array text; `?` ids twice, then
 /// the row cap.
@@ -241,13 +245,13 @@ const HAR_SELECT: &str = "SELECT e.id, epoch_us(e.started_at), e.method, e.path,
     WHERE (?::VARCHAR IS NULL OR e.id IN (SELECT unnest(from_json(?::VARCHAR, '[\"VARCHAR\"]')))) \
     ORDER BY e.started_at, e.id LIMIT ?";
 
-/// A path as a SQL string literal (`'` doubled). Only ever a path this module built inside a
-/// scratch directory it created: `COPY … TO` takes no parameter for its target.
+/// A path as the inside of a SQL string literal (`'` doubled). Only ever a path this module built
+/// inside a scratch directory it created: `COPY … TO` takes no parameter for its target.
 fn sql_path(p: &Path) -> Result<String, ExportError> {
     let s = p
         .to_str()
         .ok_or_else(|| ExportError::Invalid(format!("{} is not a UTF-8 path", p.display())))?;
-    Ok(format!("'{}'", s.replace('\'', "''")))
+    Ok(s.replace('\'', "''"))
 }
 
 /// The chosen exchanges' ids as one JSON array text (`None`: all of them), and whether the row
@@ -265,7 +269,7 @@ pub fn selected_ids(
         Some(p) => {
             check_predicate(p)?;
             // Own lines around the predicate: a trailing `--` comment cannot reach the `)`.
-            format!("{IDS_SELECT} AND (\n{p}\n)")
+            format!("SELECT id FROM exchanges WHERE {IDS_BOUNDS} AND (\n{p}\n)")
         }
         None => IDS_SELECT.to_owned(),
     };
@@ -331,7 +335,7 @@ pub fn produce(
                 JSONL_OPTIONS
             };
             let target = sql_path(&path)?;
-            let copy = format!("COPY ({select}) TO {target} ({options})");
+            let copy = format!("COPY ({select}) TO '{target}' ({options})");
             run_guarded(conn, limits.timeout, cancel, || {
                 conn.execute(&copy, duckdb::params![ids, ids, cap])
                     .map_err(explain_error)
@@ -577,7 +581,10 @@ fn har_entry(row: &duckdb::Row<'_>) -> Result<har::Entry, duckdb::Error> {
             Some("complete") | None => None,
             Some(o) => Some(format!(
                 "{o}{}",
-                error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                error
+                    .as_deref()
+                    .map(|e| format!(": {e}"))
+                    .unwrap_or_default()
             )),
         },
         agentcap: Some(agentcap),
@@ -647,9 +654,9 @@ impl ExportOptions {
     /// Where the file of `req` goes.
     pub fn destination(&self, req: &ExportRequest) -> PathBuf {
         match &req.table {
-            Some(t) if self.format != ExportFormat::Har => self
-                .out
-                .join(format!("{t}.{}", self.format.extension())),
+            Some(t) if self.format != ExportFormat::Har => {
+                self.out.join(format!("{t}.{}", self.format.extension()))
+            }
             _ => self.out.clone(),
         }
     }

@@ -240,9 +240,7 @@ pub fn body_text(bytes: &[u8]) -> (String, Option<String>) {
 pub fn body_bytes(text: &str, encoding: Option<&str>) -> Option<Vec<u8>> {
     match encoding {
         None => Some(text.as_bytes().to_vec()),
-        Some("base64") => base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .ok(),
+        Some("base64") => base64::engine::general_purpose::STANDARD.decode(text).ok(),
         Some(_) => None,
     }
 }
@@ -334,7 +332,10 @@ mod tests {
     #[test]
     fn query_and_sse_text() {
         let q = query_pairs(Some("a=1&b&&c=x=y"));
-        let names: Vec<_> = q.iter().map(|p| (p.name.as_str(), p.value.as_str())).collect();
+        let names: Vec<_> = q
+            .iter()
+            .map(|p| (p.name.as_str(), p.value.as_str()))
+            .collect();
         assert_eq!(names, [("a", "1"), ("b", ""), ("c", "x=y")]);
         assert_eq!(
             sse_text([(Some("done"), "{}"), (None, "a\nb")]),
