@@ -112,7 +112,8 @@ pub struct Request {
 pub struct PostData {
     /// The request's content type (empty when none was sent).
     pub mime_type: String,
-    /// Form parameters (none: the text holds the body).
+    /// Form parameters: never filled (the text holds the body; HAR makes the two exclusive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub params: Vec<Value>,
     /// The body's text (base64 when [`PostData::encoding`] says so, a custom field: HAR 1.2
     /// has `encoding` on response content only).
