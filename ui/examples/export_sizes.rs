@@ -36,7 +36,11 @@ async fn main() {
         path.display(),
         db_bytes as f64 / 1e6
     );
-    for format in [ExportFormat::Parquet, ExportFormat::Jsonl, ExportFormat::Har] {
+    for format in [
+        ExportFormat::Parquet,
+        ExportFormat::Jsonl,
+        ExportFormat::Har,
+    ] {
         let out_dir = tempfile::Builder::new()
             .prefix("export-sizes-")
             .tempdir_in(&dir)
