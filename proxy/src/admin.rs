@@ -11,12 +11,16 @@
 //!   drive the listener (403).
 //! - When the proxy has an `--auth-token`, every request must carry it in `X-Agentcap-Token`
 //!   (compared in constant time; 401 otherwise).
-//! - `POST /query` and `POST /flush` take `Content-Type: application/json` only (415 otherwise),
+//! - `POST` requests (`/query`, `/export`, `/flush`) take `Content-Type: application/json` only (415 otherwise),
 //!   so a browser cannot send them as a "simple" cross-origin request; bodies are capped (413).
 //!
 //! `POST /query` takes `{"sql": "...", "params": [...]}` (params optional, bound to `?`), runs on a
 //! thread of its own within [`QueryLimits`], at most [`AdminConfig::max_concurrent_queries`] at once
 //! (429 beyond), and is interrupted when its client goes away.
+//!
+//! `POST /export` takes an [`ExportRequest`] (one file of `agentcap export`), produces it with
+//! [`crate::export::produce`] into the recorder's scratch directory under the same permits, within
+//! [`AdminConfig::export`], and streams it back (row count and cap in `x-agentcap-export-*` headers).
 //!
 //! Every other path goes to the [`AdminMount`] when one is configured (the CLI mounts the web UI there;
 //! this crate knows nothing of it), after the same checks. It reads the recording through a [`QueryGate`]:

@@ -26,22 +26,18 @@
 //! Each page is rendered once to warm up and then `ITERS` times by calling `agentcap_ui::handle` directly on a
 //! read-only connection (`agentcap ui --db`): server time, without the network.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use agentcap_proxy::record::{HttpVersion, Msg, Outcome, RequestInfo, Timings};
-use agentcap_proxy::recorder::{Recorder, RecorderConfig, RecorderHandle};
 use agentcap_ui::{ConnDb, Db, UiConfig, UiState};
-use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use serde_json::json;
 
-#[path = "recording.rs"]
+#[path = "support/recording.rs"]
 mod recording;
 
-use recording::{TURNS, bench_dir, env_u64, generate, streamed};
+use recording::{TURNS, agent_id, bench_dir, conv_id, env_u64, generate, streamed};
 
 const CONFIGS: &str = r#"
 [[config]]

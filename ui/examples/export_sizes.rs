@@ -9,7 +9,7 @@
 //! environment variables), generated here through the real recorder when missing. The exports go to a
 //! temporary directory beside it and are removed after each format is measured.
 
-#[path = "../benches/recording.rs"]
+#[path = "../benches/support/recording.rs"]
 mod recording;
 
 use std::time::Instant;

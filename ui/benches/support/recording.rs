@@ -1,6 +1,7 @@
 //! The big-recording generator the benches and examples share: conversations of ten turns sent through the real
 //! recorder as the proxy's hot path sends them (see `pages.rs` for the shape of the recording). Included with
-//! `#[path]` by `benches/pages.rs` and `examples/export_sizes.rs`.
+//! `#[path]` by `benches/pages.rs` and `examples/export_sizes.rs` (in a subdirectory, so cargo does not take it for a
+//! bench of its own).
 
 #![allow(dead_code)]
 
@@ -21,6 +22,7 @@ const DELTAS: u64 = 13;
 /// Agents the conversations are spread over (the ninth "agent" is a bare model).
 const AGENTS: u64 = 8;
 
+/// A `u64` from the environment (`_` separators allowed), or `default`.
 pub fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
         .ok()
@@ -28,6 +30,7 @@ pub fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Where the recording is built and kept: `AGENTCAP_UI_BENCH_DIR`, or `<target dir>/ui-bench`.
 pub fn bench_dir() -> PathBuf {
     if let Ok(d) = std::env::var("AGENTCAP_UI_BENCH_DIR") {
         return PathBuf::from(d);
@@ -42,15 +45,18 @@ pub fn bench_dir() -> PathBuf {
     target.join("ui-bench")
 }
 
+/// Conversation `c`'s id.
 pub fn conv_id(c: u64) -> String {
     format!("conv_{c:032x}")
 }
 
+/// Conversation `c`'s agent (`None`: a bare model).
 pub fn agent_id(c: u64) -> Option<String> {
     let a = c % (AGENTS + 1);
     (a < AGENTS).then(|| format!("ag_{a:030x}"))
 }
 
+/// Whether conversation `c`'s turns are streamed (two in three).
 pub fn streamed(c: u64) -> bool {
     !c.is_multiple_of(3)
 }
