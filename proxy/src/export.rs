@@ -494,10 +494,12 @@ fn har_entry(row: &duckdb::Row<'_>) -> Result<har::Entry, duckdb::Error> {
         let data: Vec<(Option<&str>, String)> = events
             .iter()
             .map(|e| {
+                // Data that was not JSON is stored as a JSON string holding the raw text.
                 let d = e.data.as_deref().map_or(String::new(), |d| {
-                    match serde_json::from_str::<Value>(d) {
-                        Ok(Value::String(s)) => s,
-                        _ => d.to_owned(),
+                    if d.starts_with('"') {
+                        serde_json::from_str::<String>(d).unwrap_or_else(|_| d.to_owned())
+                    } else {
+                        d.to_owned()
                     }
                 });
                 (e.event.as_deref(), d)

@@ -17,6 +17,17 @@ use std::time::Instant;
 use agentcap_proxy::export::{ExportFormat, ExportOptions, Filter, export_file};
 use recording::{TURNS, bench_dir, env_u64, generate};
 
+/// CPU seconds this process has used, all threads (Linux `/proc/self/stat`, user + system, in USER_HZ = 100
+/// ticks per second); `None` elsewhere. The machine may be shared, so wall time alone says little.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 #[tokio::main]
 async fn main() {
     let n = env_u64("AGENTCAP_UI_BENCH_EXCHANGES", 100_000).max(TURNS) / TURNS * TURNS;
@@ -56,13 +67,16 @@ async fn main() {
             out,
         };
         let t0 = Instant::now();
+        let c0 = cpu_seconds();
         let report = export_file(&path, &opts).expect("export");
         let secs = t0.elapsed().as_secs_f64();
+        let cpu = c0.zip(cpu_seconds()).map_or(f64::NAN, |(a, b)| b - a);
         let bytes: u64 = report.files.iter().map(|f| f.bytes).sum();
         println!(
-            "{:8} {:7.1} s {:9.1} MB total",
+            "{:8} {:7.1} s wall {:7.1} s cpu {:9.1} MB total",
             format.extension(),
             secs,
+            cpu,
             bytes as f64 / 1e6
         );
         for f in &report.files {
