@@ -832,7 +832,10 @@ async fn export(st: &AdminState, body: Bytes) -> Response<AdminBody> {
                 (Ok(()), Some(p)) => p,
                 (Ok(()), None) => Err(ExportError::Invalid("nothing was produced".to_owned())),
             };
-            let _ = tx.send(out);
+            // A client that left before the file was ready leaves nothing behind.
+            if let Err(Ok(p)) = tx.send(out) {
+                let _ = std::fs::remove_file(&p.path);
+            }
         });
     if let Err(e) = spawned {
         on_drop.disarm();

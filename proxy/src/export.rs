@@ -327,7 +327,7 @@ pub fn produce(
         req.format.extension()
     ));
     let cap = i64::try_from(limits.max_rows).unwrap_or(i64::MAX);
-    let rows = match table {
+    let written = match table {
         Some((_, select)) => {
             let options = if req.format == ExportFormat::Parquet {
                 PARQUET_OPTIONS
@@ -339,11 +339,20 @@ pub fn produce(
             run_guarded(conn, limits.timeout, cancel, || {
                 conn.execute(&copy, duckdb::params![ids, ids, cap])
                     .map_err(explain_error)
-            })? as u64
+            })
+            .map(|n| n as u64)
         }
         None => run_guarded(conn, limits.timeout, cancel, || {
             write_har(conn, ids.as_deref(), cap, &path)
-        })?,
+        }),
+    };
+    let rows = match written {
+        Ok(n) => n,
+        Err(e) => {
+            // A statement that failed or was interrupted leaves no partial file.
+            let _ = std::fs::remove_file(&path);
+            return Err(e.into());
+        }
     };
     let bytes = std::fs::metadata(&path).map_err(io(&path))?.len();
     if bytes > limits.max_bytes {
