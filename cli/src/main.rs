@@ -5,6 +5,7 @@ mod conversations;
 mod datasets;
 mod demo;
 mod eval;
+mod export;
 mod proxy;
 mod query;
 mod replay;
@@ -45,6 +46,8 @@ enum Command {
     Proxy(proxy::ProxyArgs),
     /// Run one read-only SQL statement over the recording (through the proxy's admin listener, or the file).
     Query(query::QueryArgs),
+    /// Export the recording: Parquet or JSON Lines per table, or HAR 1.2 of the exchanges.
+    Export(export::ExportArgs),
     /// Browse recorded conversations: list them, or show one as a tree of turns, entries and branches.
     Conversations {
         #[command(subcommand)]
@@ -97,6 +100,7 @@ fn main() -> anyhow::Result<()> {
             Command::Sim(args) => sim::run(args).await.map(|()| 0),
             Command::Proxy(args) => proxy::run(args).await.map(|()| 0),
             Command::Query(args) => query::run(args).await.map(|()| 0),
+            Command::Export(args) => export::run(args).await.map(|()| 0),
             Command::Conversations { command } => conversations::run(command).await.map(|()| 0),
             Command::Eval { command } => eval::run(command).await,
             Command::Datasets { command } => datasets::run(command).await.map(|()| 0),

@@ -11,12 +11,16 @@
 //!   drive the listener (403).
 //! - When the proxy has an `--auth-token`, every request must carry it in `X-Agentcap-Token`
 //!   (compared in constant time; 401 otherwise).
-//! - `POST /query` and `POST /flush` take `Content-Type: application/json` only (415 otherwise),
+//! - `POST` requests (`/query`, `/export`, `/flush`) take `Content-Type: application/json` only (415 otherwise),
 //!   so a browser cannot send them as a "simple" cross-origin request; bodies are capped (413).
 //!
 //! `POST /query` takes `{"sql": "...", "params": [...]}` (params optional, bound to `?`), runs on a
 //! thread of its own within [`QueryLimits`], at most [`AdminConfig::max_concurrent_queries`] at once
 //! (429 beyond), and is interrupted when its client goes away.
+//!
+//! `POST /export` takes an [`ExportRequest`] (one file of `agentcap export`), produces it with
+//! [`crate::export::produce`] into the recorder's scratch directory under the same permits, within
+//! [`AdminConfig::export`], and streams it back (row count and cap in `x-agentcap-export-*` headers).
 //!
 //! Every other path goes to the [`AdminMount`] when one is configured (the CLI mounts the web UI there;
 //! this crate knows nothing of it), after the same checks. It reads the recording through a [`QueryGate`]:
@@ -47,6 +51,10 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, oneshot, watch};
 
 use crate::conn;
+use crate::export::{
+    ExportError, ExportLimits, ExportOptions, ExportReport, ExportRequest, Produced,
+    move_into_place,
+};
 use crate::recorder::{
     QueryCancel, QueryLimits, QueryResult, RecorderError, RecorderHandle, StopReason,
 };
@@ -187,6 +195,8 @@ pub struct AdminConfig {
     pub max_concurrent_queries: usize,
     /// The handler of every other path (none by default: 404).
     pub mount: Option<AdminMount>,
+    /// Bounds of each `POST /export` file (rows, bytes, time).
+    pub export: ExportLimits,
 }
 
 impl Default for AdminConfig {
@@ -197,6 +207,7 @@ impl Default for AdminConfig {
             max_body_bytes: 1 << 20,
             max_concurrent_queries: 4,
             mount: None,
+            export: ExportLimits::default(),
         }
     }
 }
@@ -649,11 +660,17 @@ async fn handle(
     let own = matches!(
         (req.method(), req.uri().path()),
         (&Method::GET, "/health" | "/metrics" | "/metrics.json")
-            | (&Method::POST, "/query" | "/flush")
+            | (&Method::POST, "/query" | "/flush" | "/export")
     ) || (req.method() == Method::GET
         && req.uri().path() == "/login"
         && st.token.is_some()
         && st.mounted.is_some());
+    if (req.method(), req.uri().path()) == (&Method::POST, "/export") {
+        return Ok(match read_body(&st, req).await {
+            Ok(body) => export(&st, body).await,
+            Err(r) => r.map(BodyExt::boxed),
+        });
+    }
     match &st.mounted {
         Some(mounted) if !own => Ok(mounted(req).await),
         _ => Ok(endpoint(&st, req).await.map(BodyExt::boxed)),
@@ -695,35 +712,226 @@ async fn endpoint(st: &AdminState, req: Request<Incoming>) -> Response<Full<Byte
             Ok(()) => reply(StatusCode::OK, &json!({"flushed": true})),
             Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "stopped", e),
         },
-        (Method::POST, "/query") => {
-            let body = match Limited::new(req.into_body(), st.cfg.max_body_bytes)
-                .collect()
-                .await
-            {
-                Ok(b) => b.to_bytes(),
-                Err(e) => {
-                    let too_big = e
-                        .downcast_ref::<http_body_util::LengthLimitError>()
-                        .is_some();
-                    return if too_big {
-                        error(
-                            StatusCode::PAYLOAD_TOO_LARGE,
-                            "too_large",
-                            format!("the body is larger than {} bytes", st.cfg.max_body_bytes),
-                        )
-                    } else {
-                        error(StatusCode::BAD_REQUEST, "bad_request", e)
-                    };
-                }
-            };
-            query(st, body).await
-        }
+        (Method::POST, "/query") => match read_body(st, req).await {
+            Ok(body) => query(st, body).await,
+            Err(r) => r,
+        },
         _ => error(
             StatusCode::NOT_FOUND,
             "not_found",
-            "unknown admin endpoint; endpoints: GET /health, GET /metrics, GET /metrics.json, POST /query, POST /flush",
+            "unknown admin endpoint; endpoints: GET /health, GET /metrics, GET /metrics.json, POST /query, POST /export, POST /flush",
         ),
     }
+}
+
+/// A request body, at most [`AdminConfig::max_body_bytes`] (413 beyond).
+async fn read_body(
+    st: &AdminState,
+    req: Request<Incoming>,
+) -> Result<Bytes, Response<Full<Bytes>>> {
+    match Limited::new(req.into_body(), st.cfg.max_body_bytes)
+        .collect()
+        .await
+    {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) => {
+            let too_big = e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            Err(if too_big {
+                error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!("the body is larger than {} bytes", st.cfg.max_body_bytes),
+                )
+            } else {
+                error(StatusCode::BAD_REQUEST, "bad_request", e)
+            })
+        }
+    }
+}
+
+/// The response headers of `POST /export` that describe the file.
+pub const EXPORT_ROWS_HEADER: &str = "x-agentcap-export-rows";
+/// `true` when the row cap was reached (see [`EXPORT_ROWS_HEADER`]).
+pub const EXPORT_CAPPED_HEADER: &str = "x-agentcap-export-capped";
+/// The DuckDB file that answered.
+pub const EXPORT_DB_HEADER: &str = "x-agentcap-db";
+
+/// A response body fed by a thread that reads a file in chunks (bounded channel: the thread
+/// waits for the client).
+struct FileBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for FileBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|b| b.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+/// Chunk size of a streamed export file.
+const EXPORT_CHUNK: usize = 256 * 1024;
+
+/// `POST /export`: one file ([`ExportRequest`]) produced on a thread of its own with a fresh
+/// read-only connection into the recorder's scratch directory, under a query permit (429 when
+/// none is free), within [`AdminConfig::export`], interrupted when the client leaves; then
+/// streamed back and removed (it is unlinked once open).
+async fn export(st: &AdminState, body: Bytes) -> Response<AdminBody> {
+    let fail = |status, kind: &str, msg: String| error(status, kind, msg).map(BodyExt::boxed);
+    let req: ExportRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!(
+                    "send {{\"format\": \"parquet|jsonl|har\", \"table\": \"...\", \"filter\": {{...}}}} ({e})"
+                ),
+            );
+        }
+    };
+    let Ok(permit) = st.queries.clone().try_acquire_owned() else {
+        return fail(
+            StatusCode::TOO_MANY_REQUESTS,
+            "busy",
+            format!(
+                "{} queries are already running; try again when one ends",
+                st.cfg.max_concurrent_queries
+            ),
+        );
+    };
+    let cancel = QueryCancel::new();
+    let on_drop = CancelOnDrop(Some(cancel.clone()));
+    let (tx, rx) = oneshot::channel();
+    let rec = st.rec.clone();
+    let limits = st.cfg.export;
+    let spawned = std::thread::Builder::new()
+        .name("agentcap-export".into())
+        .spawn(move || {
+            let mut produced = None;
+            let r = rec.with_read_connection(&cancel, |conn, dir| {
+                let Some(dir) = dir else {
+                    produced = Some(Err(ExportError::Invalid(
+                        "this recorder has no export directory".to_owned(),
+                    )));
+                    return Ok(());
+                };
+                produced = Some(crate::export::produce(conn, dir, &req, &limits, &cancel));
+                Ok(())
+            });
+            drop(permit);
+            let out = match (r, produced) {
+                (Err(e), _) => Err(ExportError::Db(e)),
+                (Ok(()), Some(p)) => p,
+                (Ok(()), None) => Err(ExportError::Invalid("nothing was produced".to_owned())),
+            };
+            // A client that left before the file was ready leaves nothing behind.
+            if let Err(Ok(p)) = tx.send(out) {
+                let _ = std::fs::remove_file(&p.path);
+            }
+        });
+    if let Err(e) = spawned {
+        on_drop.disarm();
+        return fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "internal",
+            format!("no export thread: {e}"),
+        );
+    }
+    let outcome = rx.await;
+    on_drop.disarm();
+    let produced = match outcome {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            let (status, kind) = match &e {
+                ExportError::Invalid(_) => (StatusCode::BAD_REQUEST, "refused"),
+                ExportError::Db(RecorderError::QueryRefused { .. }) => {
+                    (StatusCode::BAD_REQUEST, "refused")
+                }
+                ExportError::Db(RecorderError::QueryStopped {
+                    reason: StopReason::Timeout(_),
+                }) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+                ExportError::Db(RecorderError::QueryStopped { .. } | RecorderError::Stopped) => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "stopped")
+                }
+                ExportError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+                _ => (StatusCode::BAD_REQUEST, "export_error"),
+            };
+            return fail(status, kind, e.to_string());
+        }
+        Err(_) => {
+            return fail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the export thread ended without an answer".to_owned(),
+            );
+        }
+    };
+    let media = req_format_type(&produced);
+    stream_file(st, media, produced)
+}
+
+fn req_format_type(p: &Produced) -> &'static str {
+    match p.path.extension().and_then(|e| e.to_str()) {
+        Some("parquet") => crate::export::ExportFormat::Parquet.media_type(),
+        Some("jsonl") => crate::export::ExportFormat::Jsonl.media_type(),
+        _ => crate::export::ExportFormat::Har.media_type(),
+    }
+}
+
+/// Streams a produced file back (the file is unlinked as soon as it is open).
+fn stream_file(st: &AdminState, media_type: &str, p: Produced) -> Response<AdminBody> {
+    let file = std::fs::File::open(&p.path);
+    let _ = std::fs::remove_file(&p.path);
+    let mut file = match file {
+        Ok(f) => f,
+        Err(e) => {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e).map(BodyExt::boxed);
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let spawned = std::thread::Builder::new()
+        .name("agentcap-export-send".into())
+        .spawn(move || {
+            use std::io::Read as _;
+            let mut buf = vec![0u8; EXPORT_CHUNK];
+            loop {
+                match file.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if tx.blocking_send(Bytes::copy_from_slice(&buf[..n])).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "internal", e).map(BodyExt::boxed);
+    }
+    let mut r = Response::new(FileBody(rx).boxed());
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(media_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(p.bytes));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(EXPORT_ROWS_HEADER, HeaderValue::from(p.rows));
+    h.insert(
+        EXPORT_CAPPED_HEADER,
+        HeaderValue::from_static(if p.capped { "true" } else { "false" }),
+    );
+    if let Ok(v) = HeaderValue::from_str(&st.db_path) {
+        h.insert(EXPORT_DB_HEADER, v);
+    }
+    r
 }
 
 /// Serves the admin endpoints until `stop` flips (under the listener's limits, see [`crate::conn`]).
@@ -884,6 +1092,90 @@ impl Client {
         self.call(Method::POST, "/query", Some(body)).await
     }
 
+    /// `POST /export`: one file of an export, streamed into `dest` (created or truncated; removed
+    /// when the transfer fails). The answer's `path` is `dest`.
+    pub async fn export(&self, req: &ExportRequest, dest: &Path) -> Result<Produced, ClientError> {
+        let transport = |message: String| ClientError::Transport {
+            url: self.base.clone(),
+            message,
+        };
+        let mut b = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}/export", self.base))
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(t) = &self.token {
+            b = b.header(TOKEN_HEADER, t);
+        }
+        let body = serde_json::to_vec(req).unwrap_or_default();
+        let http_req = b
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|_| ClientError::BadUrl(self.base.clone()))?;
+        let resp = match self.http.request(http_req).await {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => {
+                return Err(ClientError::Unreachable {
+                    url: self.base.clone(),
+                });
+            }
+            Err(e) => return Err(transport(e.to_string())),
+        };
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| transport(e.to_string()))?
+                .to_bytes();
+            let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let text = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+            return Err(ClientError::Refused {
+                status: status.as_u16(),
+                kind: text("kind").unwrap_or_default(),
+                message: text("error").unwrap_or_else(|| format!("{status}")),
+            });
+        }
+        let head = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let rows = head(EXPORT_ROWS_HEADER)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let capped = head(EXPORT_CAPPED_HEADER).as_deref() == Some("true");
+        let what = req.table.clone().unwrap_or_else(|| "har".to_owned());
+        let io_err = |e: std::io::Error| transport(format!("{}: {e}", dest.display()));
+        let mut file = tokio::fs::File::create(dest).await.map_err(io_err)?;
+        let mut body = resp.into_body();
+        let mut bytes = 0u64;
+        let copied: Result<(), ClientError> = async {
+            use tokio::io::AsyncWriteExt as _;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| transport(e.to_string()))?;
+                if let Ok(data) = frame.into_data() {
+                    bytes += data.len() as u64;
+                    file.write_all(&data).await.map_err(io_err)?;
+                }
+            }
+            file.flush().await.map_err(io_err)
+        }
+        .await;
+        if let Err(e) = copied {
+            drop(file);
+            let _ = tokio::fs::remove_file(dest).await;
+            return Err(e);
+        }
+        Ok(Produced {
+            what,
+            path: dest.to_owned(),
+            rows,
+            bytes,
+            capped,
+        })
+    }
+
     /// `POST /flush`: resolves once everything the proxy received is committed to DuckDB.
     pub async fn flush(&self) -> Result<(), ClientError> {
         let _: Value = self.call(Method::POST, "/flush", Some(json!({}))).await?;
@@ -927,6 +1219,9 @@ pub enum SourceError {
         /// Why.
         source: RecorderError,
     },
+    /// The export failed.
+    #[error(transparent)]
+    Export(#[from] ExportError),
     /// The thread running the query on the file died (internal).
     #[error("the query thread failed")]
     Thread,
@@ -1064,6 +1359,45 @@ impl Source {
             );
         }
         Ok(r)
+    }
+
+    /// Exports the recording ([`crate::export`]): through the admin listener (one `POST /export`
+    /// per file) when the proxy holds the file, otherwise from the file opened read-only. The
+    /// report says which database answered.
+    pub async fn export(&self, opts: &ExportOptions) -> Result<ExportReport, SourceError> {
+        let requests = opts.requests()?;
+        let answered_by = self.describe().await?;
+        match self.route().await? {
+            Route::Admin { .. } => {
+                opts.out_dir()?;
+                let mut files = Vec::new();
+                for req in &requests {
+                    let dest = opts.destination(req);
+                    let part = dest.with_extension("partial");
+                    let mut p = self.client.export(req, &part).await?;
+                    move_into_place(&part, &dest)?;
+                    p.path = dest;
+                    files.push(p);
+                }
+                Ok(ExportReport { answered_by, files })
+            }
+            Route::File(db) => {
+                let (db, opts) = (db.clone(), opts.clone());
+                let path = db.display().to_string();
+                tokio::task::spawn_blocking(move || crate::export::export_file(&db, &opts))
+                    .await
+                    .map_err(|_| SourceError::Thread)?
+                    .map_err(|e| match e {
+                        ExportError::Db(RecorderError::Db(d)) if d.to_string().contains("lock") => {
+                            SourceError::Locked {
+                                path,
+                                source: RecorderError::Db(d),
+                            }
+                        }
+                        e => SourceError::Export(e),
+                    })
+            }
+        }
     }
 
     /// Runs one read-only query.

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod config;
 pub mod conn;
 pub mod exchange;
+pub mod export;
 pub mod forward;
 pub mod record;
 pub mod recorder;
@@ -130,7 +131,9 @@ pub async fn start(cfg: ProxyConfig) -> Result<RunningProxy, ProxyError> {
         None => None,
     };
     let admin_addr = admin_listener.as_ref().and_then(|l| l.local_addr().ok());
-    let rcfg = cfg.recorder.clone();
+    let mut rcfg = cfg.recorder.clone();
+    // The admin listener's `POST /export` copies into the instance's private scratch directory.
+    rcfg.export_scratch |= admin_listener.is_some();
     let recorder = tokio::task::spawn_blocking(move || Recorder::open(rcfg))
         .await
         .map_err(|e| ProxyError::Internal(format!("recorder start panicked: {e}")))??;

@@ -8,6 +8,7 @@
 //!   integers stay integers.
 //! - [`sse`]: [`SseDecoder`] (chunks split anywhere) and the encoders.
 //! - [`assemble`]: [`EntryAssembler`] rebuilds a streamed turn's entries.
+//! - [`har`]: the HAR 1.2 model `agentcap export --format har` writes.
 //! - [`vocab`]: the shared vocabulary: [`Operation`] (recorded name, OpenAPI id, turn or not), agentcap's
 //!   header names, the secret headers and the simulated-upstream label.
 //!
@@ -44,6 +45,7 @@ mod macros;
 
 pub mod assemble;
 pub mod exposition;
+pub mod har;
 pub mod maybe;
 pub mod sse;
 pub mod types;

@@ -611,6 +611,26 @@ const SQL_INTERPOLATION_ALLOWED: &[(&str, &str, &str)] = &[
         "`agentcap datasets from-recording --where`: the user's own SQL condition on their own file, run through the read-only gate",
     ),
     (
+        "proxy/src/export.rs",
+        "p",
+        "`agentcap export --where`: the user's own condition, checked to be one expression, on its own lines inside `WHERE (…)`, the statement run through the read-only gate",
+    ),
+    (
+        "proxy/src/export.rs",
+        "select",
+        "one of the constant `TABLE_SELECTS` texts",
+    ),
+    (
+        "proxy/src/export.rs",
+        "target",
+        "a file name the exporter made (table, a UUID) in a scratch directory it created, `'` doubled: `COPY … TO` takes no parameter",
+    ),
+    (
+        "proxy/src/export.rs",
+        "options",
+        "one of the constants `PARQUET_OPTIONS`, `JSONL_OPTIONS`",
+    ),
+    (
         "ui/src/pages/extra.rs",
         "body",
         "the SQL console's own statement, wrapped in a row limit; the read-only filter checks the result",

@@ -6,6 +6,7 @@
 //! failing input is written to `$AGENTCAP_FUZZ_OUT` (default the temp dir) and its path printed.
 
 mod derive_chunks;
+mod export_predicate;
 mod journal;
 mod judge_templates;
 mod replay_match;

@@ -38,6 +38,7 @@ pub mod ops;
 pub mod query;
 mod replay;
 pub mod schema;
+pub mod scratch;
 mod spill;
 mod writer;
 
@@ -58,6 +59,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::record::{ExchangeId, Msg};
+
+pub use scratch::{ScratchDir, scratch_dir};
 
 pub use query::{
     QueryCancel, QueryLimits, QueryResult, StatementKind, StopReason, query_file_read_only,
@@ -124,6 +127,11 @@ pub struct RecorderConfig {
     /// 64 MiB); while DuckDB fails, past it they are dropped from memory like past
     /// `max_pending_exchanges`.
     pub max_pending_bytes: usize,
+    /// Give the database instance a private scratch directory (a fresh temporary directory,
+    /// removed with the recorder) as its one `allowed_directories` entry, so the admin listener's
+    /// `POST /export` can `COPY` there ([`open_db_with`]). Off by default (external access stays
+    /// fully off); the proxy turns it on when it runs an admin listener.
+    pub export_scratch: bool,
 }
 
 impl Default for RecorderConfig {
@@ -144,6 +152,7 @@ impl Default for RecorderConfig {
             max_pending_exchanges: 100_000,
             message_gap_limit: Duration::from_secs(30),
             max_pending_bytes: 64 * 1024 * 1024,
+            export_scratch: false,
         }
     }
 }
@@ -181,6 +190,14 @@ pub enum RecorderError {
     #[error("journal {path}: {source}")]
     Journal {
         /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The export scratch directory could not be made.
+    #[error("export scratch directory in {path}: {source}")]
+    Scratch {
+        /// The parent directory.
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
@@ -477,6 +494,8 @@ pub(crate) struct Shared {
     query_conn: Mutex<Option<Connection>>,
     /// Queries running now, interrupted on shutdown (by id).
     running_queries: Mutex<HashMap<u64, QueryCancel>>,
+    /// The instance's allowed directory ([`RecorderConfig::export_scratch`]), removed on drop.
+    export_scratch: Option<scratch::ScratchDir>,
     next_query_id: AtomicU64,
     /// Acknowledgements of durable messages that went through the spill file.
     spill_acks: Mutex<HashMap<(ExchangeId, u32), AckTx>>,
@@ -562,6 +581,12 @@ pub enum DbAccess {
     ReadOnly,
 }
 
+/// Opens a DuckDB database (`None`: in memory) with external access disabled: see
+/// [`open_db_with`], of which this is the case without an export directory.
+pub fn open_db(path: Option<&Path>, access: DbAccess) -> Result<Connection, RecorderError> {
+    open_db_with(path, access, None)
+}
+
 /// Opens a DuckDB database (`None`: in memory): the one place in the workspace where DuckDB is
 /// opened (a tidy test checks it).
 ///
@@ -570,11 +595,24 @@ pub enum DbAccess {
 /// LOAD ...), extension autoloading and autoinstalling off (never the network), and its
 /// configuration locked once open (`SET` / `RESET` fail on every connection of the instance).
 /// Nothing may `SET` a setting after this function returns.
-pub fn open_db(path: Option<&Path>, access: DbAccess) -> Result<Connection, RecorderError> {
+///
+/// The one exception is `export_dir`: when given, that directory (and what is under it) is the
+/// instance's only `allowed_directories` entry, so `COPY … TO` a file in it works (the exporter
+/// writes there: a private directory it created, see [`scratch_dir`]). DuckDB takes that setting
+/// only while external access is still on, so the instance is opened with it on, given the
+/// directory, then switched off and locked before this function returns; no other SQL runs in
+/// between. Without `export_dir`, external access is off from the start.
+pub fn open_db_with(
+    path: Option<&Path>,
+    access: DbAccess,
+    export_dir: Option<&Path>,
+) -> Result<Connection, RecorderError> {
     let mut config = Config::default()
         .enable_autoload_extension(false)?
-        .with("autoinstall_known_extensions", "false")?
-        .enable_external_access(false)?;
+        .with("autoinstall_known_extensions", "false")?;
+    if export_dir.is_none() {
+        config = config.enable_external_access(false)?;
+    }
     if access == DbAccess::ReadOnly {
         config = config.access_mode(duckdb::AccessMode::ReadOnly)?;
     }
@@ -582,6 +620,13 @@ pub fn open_db(path: Option<&Path>, access: DbAccess) -> Result<Connection, Reco
         Some(p) => Connection::open_with_flags(p, config)?,
         None => Connection::open_in_memory_with_flags(config)?,
     };
+    if let Some(dir) = export_dir {
+        let dir = dir.to_str().ok_or_else(|| {
+            RecorderError::Config(format!("{} is not a UTF-8 path", dir.display()))
+        })?;
+        conn.execute("SET allowed_directories = [?]", [dir])?;
+        conn.execute_batch("SET enable_external_access = false")?;
+    }
     conn.execute_batch("SET lock_configuration = true")?;
     Ok(conn)
 }
@@ -606,7 +651,16 @@ impl Recorder {
             path: journal_dir.clone(),
             source,
         })?;
-        let conn = open_db(Some(&cfg.db_path), DbAccess::ReadWrite)?;
+        let export_scratch = if cfg.export_scratch {
+            Some(scratch_dir(None)?)
+        } else {
+            None
+        };
+        let conn = open_db_with(
+            Some(&cfg.db_path),
+            DbAccess::ReadWrite,
+            export_scratch.as_ref().map(|d| d.path()),
+        )?;
         schema::migrate(&conn)?;
         let derive_ctx = derive::DeriveCtx {
             capture_cap: cfg.capture_cap,
@@ -632,6 +686,7 @@ impl Recorder {
             started: Instant::now(),
             pending_since_us: AtomicU64::new(0),
             metrics: crate::recorder::metrics::Metrics::new(),
+            export_scratch,
         });
         let replay = replay::replay(&conn, &journal_dir, &derive_ctx, cfg.batch_rows)?;
         StatsAtomics::add(&shared.stats.replayed_exchanges, replay.exchanges);
@@ -914,6 +969,20 @@ impl RecorderHandle {
         cancel: &QueryCancel,
     ) -> Result<QueryResult, RecorderError> {
         query::check_read_only(sql)?;
+        self.with_read_connection(cancel, |conn, _| {
+            query::run_read_only(conn, sql, params, limits, cancel)
+        })
+    }
+
+    /// Runs `body` with a fresh connection to the live database and the instance's export scratch
+    /// directory (when [`RecorderConfig::export_scratch`] is on), the read being registered like a
+    /// query: shutdown interrupts it through `cancel`. `body` must read only, inside a read-only
+    /// transaction (as [`query::run_read_only`] and [`query::run_guarded`] do).
+    pub fn with_read_connection<T>(
+        &self,
+        cancel: &QueryCancel,
+        body: impl FnOnce(&Connection, Option<&Path>) -> Result<T, RecorderError>,
+    ) -> Result<T, RecorderError> {
         let id = self.shared.next_query_id.fetch_add(1, Ordering::Relaxed);
         let conn = {
             let guard = self.shared.query_conn.lock();
@@ -933,7 +1002,7 @@ impl RecorderHandle {
             }
         }
         let _unregister = Unregister(&self.shared, id);
-        query::run_read_only(&conn, sql, params, limits, cancel)
+        body(&conn, self.shared.export_scratch.as_ref().map(|d| d.path()))
     }
 
     /// Queries running now (through [`RecorderHandle::query_with`]).

@@ -603,6 +603,74 @@ pub fn run_read_only(
     })
 }
 
+/// Checks a user's row predicate (`agentcap export --where`) before it is pasted into
+/// `WHERE (…)`: it must parse, with `sqlparser`'s DuckDB dialect, as exactly one expression that
+/// takes the whole text (so it cannot close the parenthesis, end the statement or comment out what
+/// follows), within [`MAX_SQL_BYTES`]. The whole statement it goes into then passes every layer of
+/// [`run_read_only`]. Pure; never panics.
+pub fn check_predicate(predicate: &str) -> Result<(), RecorderError> {
+    if predicate.len() > MAX_SQL_BYTES {
+        return Err(refused(format!(
+            "the condition is {} bytes; at most {MAX_SQL_BYTES} are accepted",
+            predicate.len()
+        )));
+    }
+    if predicate.trim().is_empty() {
+        return Err(refused("the condition is empty"));
+    }
+    let check = || -> Result<(), String> {
+        let dialect = DuckDbDialect {};
+        let mut parser = Parser::new(&dialect)
+            .with_recursion_limit(RECURSION_LIMIT)
+            .try_with_sql(predicate)
+            .map_err(|e| e.to_string())?;
+        let expr = parser.parse_expr().map_err(|e| e.to_string())?;
+        if parser.peek_token().token != sqlparser::tokenizer::Token::EOF {
+            return Err("the condition must be one expression and nothing after it".to_owned());
+        }
+        // Deep trees are dropped on the big stack too (see `check_read_only`).
+        drop(expr);
+        Ok(())
+    };
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("agentcap-sql-gate".into())
+            .stack_size(GATE_STACK_BYTES)
+            .spawn_scoped(scope, check)
+            .map_err(|e| format!("the condition could not be checked: {e}"))
+            .and_then(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err("the condition could not be checked".to_owned()))
+            })
+    })
+    .map_err(|e| refused(format!("--where: {e}")))
+}
+
+/// Runs `body` on `conn` the way [`run_read_only`] runs a statement, for a statement built from
+/// constant text only (the exporter's `COPY`): inside a read-only transaction always rolled back,
+/// interruptible through `cancel`, and stopped after `timeout`.
+pub fn run_guarded<T>(
+    conn: &Connection,
+    timeout: Duration,
+    cancel: &QueryCancel,
+    body: impl FnOnce() -> Result<T, RecorderError>,
+) -> Result<T, RecorderError> {
+    let attached = cancel.attach(conn)?;
+    let watchdog = Watchdog::start(timeout, cancel);
+    let result = in_read_only_transaction(conn, body);
+    drop(watchdog);
+    drop(attached);
+    result.map_err(|e| match cancel.reason() {
+        Some(reason) => RecorderError::QueryStopped { reason },
+        None => e,
+    })
+}
+
+/// A DuckDB error as the query path words it (file access, writes and settings refused).
+pub fn explain_error(e: duckdb::Error) -> RecorderError {
+    explain(e)
+}
+
 /// Layer 3: runs `body` inside a read-only transaction on `conn`, always rolled back: DuckDB
 /// refuses any write to the database in it, whatever got past the parsers.
 fn in_read_only_transaction<T>(

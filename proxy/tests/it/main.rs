@@ -2,6 +2,7 @@
 
 mod admin;
 mod connections;
+mod export;
 mod forwarding;
 mod harness;
 mod memory;
