@@ -480,7 +480,7 @@ mod tests {
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next())
             .collect();
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         let documented: Vec<&str> = readme
             .lines()
             .filter_map(|l| l.strip_prefix("| `")?.split('`').next())

@@ -158,12 +158,29 @@ pub fn parent_sql(id: &str) -> Sql {
     }
 }
 
+/// When the exchanges of a conversation started: the earliest and the latest `started_at` (as the summary
+/// statement reads them, `first_started` and `last_started`). Every exchange of the conversation lies within,
+/// so a statement may bound its scan of `exchanges` with it: `started_at` grows with the table, so DuckDB skips
+/// the row groups outside by their min / max without changing the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedSpan {
+    /// The earliest `started_at`, as text.
+    pub first: String,
+    /// The latest `started_at`, as text.
+    pub last: String,
+}
+
 /// The turn exchanges of `id` with their usage, in order. The usage rows read are those of the conversation's
-/// exchanges (`xs`, found once), not the whole recording's; a stream's error event is on its exchange row.
-pub fn turns_sql(id: &str) -> Sql {
+/// exchanges (`xs`, found once within `span`), not the whole recording's; a stream's error event is on its
+/// exchange row.
+pub fn turns_sql(id: &str, span: &StartedSpan) -> Sql {
     Sql {
         text: with_turn_ops!(
-            ", xs AS MATERIALIZED (SELECT id FROM exchanges WHERE conversation_id = ?)
+            ", xs AS MATERIALIZED (
+  SELECT id FROM exchanges
+  WHERE conversation_id = ?
+    AND started_at BETWEEN CAST(? AS TIMESTAMPTZ) AND CAST(? AS TIMESTAMPTZ)
+)
 SELECT CAST(x.id AS VARCHAR) AS exchange_id,
        x.operation,
        CAST(x.started_at AS VARCHAR) AS started_at,
@@ -192,9 +209,18 @@ LEFT JOIN (
   GROUP BY exchange_id
 ) u ON u.exchange_id = x.id
 WHERE x.conversation_id = ?
+  AND x.started_at BETWEEN CAST(? AS TIMESTAMPTZ) AND CAST(? AS TIMESTAMPTZ)
 ORDER BY x.started_at, x.id"
         ),
-        params: vec![turn_ops_param(), id.into(), id.into()],
+        params: vec![
+            turn_ops_param(),
+            id.into(),
+            span.first.as_str().into(),
+            span.last.as_str().into(),
+            id.into(),
+            span.first.as_str().into(),
+            span.last.as_str().into(),
+        ],
     }
 }
 
@@ -203,12 +229,13 @@ ORDER BY x.started_at, x.id"
 /// The recorder writes each entry row with its exchange's `conversation_id`, so the scan of `entries` filters
 /// on that column (a constant the scan applies before reading the wide columns) instead of joining every
 /// entry of the recording to its exchange.
-pub fn entries_sql(id: &str) -> Sql {
+pub fn entries_sql(id: &str, span: &StartedSpan) -> Sql {
     Sql {
         text: with_turn_ops!(
             ", xs AS MATERIALIZED (
   SELECT id, started_at FROM exchanges
   WHERE conversation_id = ? AND operation IN (SELECT op FROM turn_ops)
+    AND started_at BETWEEN CAST(? AS TIMESTAMPTZ) AND CAST(? AS TIMESTAMPTZ)
 )
 SELECT CAST(e.exchange_id AS VARCHAR) AS exchange_id,
        e.entry_id,
@@ -231,7 +258,13 @@ JOIN xs x ON x.id = e.exchange_id
 WHERE e.conversation_id = ?
 ORDER BY x.started_at, x.id, CASE e.direction WHEN 'input' THEN 0 ELSE 1 END, e.position"
         ),
-        params: vec![turn_ops_param(), id.into(), id.into()],
+        params: vec![
+            turn_ops_param(),
+            id.into(),
+            span.first.as_str().into(),
+            span.last.as_str().into(),
+            id.into(),
+        ],
     }
 }
 
@@ -243,13 +276,17 @@ mod tests {
     #[test]
     fn placeholders_match_parameters_and_values_stay_out() {
         let hostile = "x' OR 1=1 --";
+        let span = StartedSpan {
+            first: hostile.to_owned(),
+            last: hostile.to_owned(),
+        };
         for q in [
             list_sql(7),
             summary_by_id_sql(hostile),
             branches_sql(hostile),
             parent_sql(hostile),
-            turns_sql(hostile),
-            entries_sql(hostile),
+            turns_sql(hostile, &span),
+            entries_sql(hostile, &span),
         ] {
             assert_eq!(q.text.matches('?').count(), q.params.len(), "{}", q.text);
             assert!(!q.text.contains(hostile));

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use super::decode::{Cols, entries, summaries, turns};
 use super::sql::{
-    Sql, branches_sql, entries_sql, list_sql, parent_sql, summary_by_id_sql, turns_sql,
+    Sql, StartedSpan, branches_sql, entries_sql, list_sql, parent_sql, summary_by_id_sql, turns_sql,
 };
 use super::{Ancestor, ConversationSummary, ConversationTree};
 use crate::recorder::QueryResult;
@@ -81,21 +81,33 @@ fn subtree<E>(
     if depth > MAX_DEPTH || !seen.insert(id.to_string()) {
         return Ok(None);
     }
-    let Some(conversation) = summaries(&run(q, summary_by_id_sql(id))?)
-        .into_iter()
-        .next()
-    else {
+    let summary = run(q, summary_by_id_sql(id))?;
+    let Some(conversation) = summaries(&summary).into_iter().next() else {
         return Ok(None);
     };
-    let mut turns = turns(&run(q, turns_sql(id))?);
+    // The summary read when the conversation's exchanges started: the turns' and entries' statements scan
+    // only that stretch of `exchanges` (no exchange: no turn, nothing to read).
+    let span = summary.rows.first().and_then(|row| {
+        let c = Cols::new(&summary);
+        Some(StartedSpan {
+            first: c.text(row, "first_started")?,
+            last: c.text(row, "last_started")?,
+        })
+    });
+    let mut turns = match &span {
+        Some(span) => turns(&run(q, turns_sql(id, span))?),
+        None => Vec::new(),
+    };
     let pos: HashMap<String, usize> = turns
         .iter()
         .enumerate()
         .map(|(i, t)| (t.exchange_id.clone(), i))
         .collect();
-    for (exchange_id, e) in entries(&run(q, entries_sql(id))?) {
-        if let Some(&i) = pos.get(&exchange_id) {
-            turns[i].entries.push(e);
+    if let Some(span) = &span {
+        for (exchange_id, e) in entries(&run(q, entries_sql(id, span))?) {
+            if let Some(&i) = pos.get(&exchange_id) {
+                turns[i].entries.push(e);
+            }
         }
     }
 
@@ -180,8 +192,17 @@ mod tests {
                     "turns",
                     "parent_conversation_id",
                     "from_entry_id",
+                    "first_started",
+                    "last_started",
                 ],
-                vec![vec![json!(c.0), json!(1), json!(c.1), json!(c.2)]],
+                vec![vec![
+                    json!(c.0),
+                    json!(1),
+                    json!(c.1),
+                    json!(c.2),
+                    json!("2026-01-01 10:00:00+00"),
+                    json!("2026-01-01 10:00:00+00"),
+                ]],
             ));
         }
         let id = param(1)?;
