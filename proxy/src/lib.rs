@@ -10,6 +10,7 @@ pub mod conn;
 pub mod exchange;
 pub mod forward;
 pub mod metrics;
+pub mod otel;
 pub mod record;
 pub mod recorder;
 pub mod server;

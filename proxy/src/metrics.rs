@@ -75,7 +75,24 @@ pub struct Metrics {
     first_event: Family<L1, Histogram>,
     gen_ai_duration: Family<L2, Histogram>,
     gen_ai_tokens: Family<L3, Histogram>,
+    otlp: OtlpCounters,
     recorder: RecorderMirror,
+}
+
+/// The span export's counters (see [`crate::otel`]): shared with its queue and export thread, which
+/// update them as they go (atomics; zero while export is off).
+#[derive(Debug, Clone, Default)]
+pub struct OtlpCounters {
+    /// Spans put on the export queue.
+    pub queued: Counter,
+    /// Spans the collector accepted.
+    pub exported: Counter,
+    /// Spans dropped: the queue was full, or they were still queued when the export stopped.
+    pub dropped: Counter,
+    /// Spans of batches the collector refused or could not be reached for (after retries).
+    pub failed: Counter,
+    /// Spans waiting in the queue.
+    pub queue: Gauge,
 }
 
 impl Default for Metrics {
@@ -151,6 +168,36 @@ impl Metrics {
             "Tokens used per GenAI operation, by token type (OpenTelemetry GenAI conventions)",
             gen_ai_tokens.clone(),
         );
+        let otlp = OtlpCounters::default();
+        for (name, help, c) in [
+            (
+                "agentcap_otlp_spans_queued",
+                "Spans put on the OTLP export queue",
+                &otlp.queued,
+            ),
+            (
+                "agentcap_otlp_spans_exported",
+                "Spans the OTLP collector accepted",
+                &otlp.exported,
+            ),
+            (
+                "agentcap_otlp_spans_dropped",
+                "Spans dropped: the export queue was full, or they were still queued at shutdown",
+                &otlp.dropped,
+            ),
+            (
+                "agentcap_otlp_spans_failed",
+                "Spans of export batches the OTLP collector refused or could not be reached for",
+                &otlp.failed,
+            ),
+        ] {
+            registry.register(name, help, c.clone());
+        }
+        registry.register(
+            "agentcap_otlp_queue_spans",
+            "Spans waiting in the OTLP export queue",
+            otlp.queue.clone(),
+        );
         let recorder = RecorderMirror::register(&mut registry);
         Metrics {
             registry,
@@ -164,6 +211,7 @@ impl Metrics {
             first_event,
             gen_ai_duration,
             gen_ai_tokens,
+            otlp,
             recorder,
         }
     }
@@ -225,6 +273,11 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// The span export's counters, for [`crate::otel::Tracer::start`].
+    pub fn otlp_counters(&self) -> OtlpCounters {
+        self.otlp.clone()
     }
 
     /// Encodes every metric, with the recorder's taken from `stats`: OpenMetrics text when

@@ -8,6 +8,7 @@
 //!   integers stay integers.
 //! - [`sse`]: [`SseDecoder`] (chunks split anywhere) and the encoders.
 //! - [`assemble`]: [`EntryAssembler`] rebuilds a streamed turn's entries.
+//! - [`trace_context`]: the W3C `traceparent` header, parsed and formatted.
 //! - [`vocab`]: the shared vocabulary: [`Operation`] (recorded name, OpenAPI id, turn or not), agentcap's
 //!   header names, the secret headers and the simulated-upstream label.
 //!
@@ -46,6 +47,7 @@ pub mod assemble;
 pub mod exposition;
 pub mod maybe;
 pub mod sse;
+pub mod trace_context;
 pub mod types;
 pub mod vocab;
 

@@ -123,6 +123,8 @@ pub struct RecorderConfig {
     /// 64 MiB); while DuckDB fails, past it they are dropped from memory like past
     /// `max_pending_exchanges`.
     pub max_pending_bytes: usize,
+    /// OpenTelemetry span export (`--otlp-endpoint`); `None`: off (the default).
+    pub otlp: Option<crate::otel::OtlpConfig>,
 }
 
 impl Default for RecorderConfig {
@@ -143,6 +145,7 @@ impl Default for RecorderConfig {
             max_pending_exchanges: 100_000,
             message_gap_limit: Duration::from_secs(30),
             max_pending_bytes: 64 * 1024 * 1024,
+            otlp: None,
         }
     }
 }
@@ -173,6 +176,9 @@ impl RecorderConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecorderError {
+    /// The span export could not start (its configuration: the operator's input).
+    #[error(transparent)]
+    Otlp(#[from] crate::otel::OtlpError),
     /// DuckDB reported an error.
     #[error("DuckDB: {0}")]
     Db(#[from] duckdb::Error),
@@ -495,6 +501,19 @@ pub(crate) struct Shared {
     pending_since_us: AtomicU64,
     /// The Prometheus metrics (derivation observes each exchange once).
     metrics: crate::metrics::Metrics,
+    /// The span export, when on (derivation offers each exchange once, like `metrics`).
+    tracer: Option<crate::otel::Tracer>,
+}
+
+impl Shared {
+    /// Observes an exchange's first derivation: its Prometheus series and its spans. Called by a
+    /// deriver thread or the writer, never by the hot path, a replay or a re-derivation.
+    fn observe(&self, d: &derive::Derived) {
+        self.metrics.observe(d);
+        if let Some(t) = &self.tracer {
+            t.offer(d);
+        }
+    }
 }
 
 impl Shared {
@@ -612,6 +631,15 @@ impl Recorder {
             redactor: body::Redactor::new(cfg.redact.clone()),
             max_sse_event: cfg.max_sse_event,
         };
+        let metrics = crate::metrics::Metrics::new();
+        let tracer = match &cfg.otlp {
+            Some(o) => Some(crate::otel::Tracer::start(
+                o,
+                derive_ctx.redactor.clone(),
+                metrics.otlp_counters(),
+            )?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             stats: StatsAtomics::default(),
             db_fault: AtomicBool::new(false),
@@ -630,7 +658,8 @@ impl Recorder {
             spill_bytes_cap: cfg.spill_queue_bytes as u64,
             started: Instant::now(),
             pending_since_us: AtomicU64::new(0),
-            metrics: crate::metrics::Metrics::new(),
+            metrics,
+            tracer,
         });
         let replay = replay::replay(&conn, &journal_dir, &derive_ctx, cfg.batch_rows)?;
         StatsAtomics::add(&shared.stats.replayed_exchanges, replay.exchanges);
@@ -759,6 +788,9 @@ impl Recorder {
         }
         self.handle.shared.stopped.store(true, Ordering::SeqCst);
         *self.handle.shared.query_conn.lock() = None;
+        if let Some(t) = &self.handle.shared.tracer {
+            t.shutdown();
+        }
         result
     }
 }
