@@ -19,15 +19,13 @@ import httpx
 
 from conftest import start_proxy, wait_for
 
-CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
-CALLER_SPAN = "00f067aa0ba902b7"
-TRACEPARENT = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
 SECRET = "SECRET-4242"
 AUTH = {"Authorization": "Bearer sk-test"}
 
 
-def conversation(base: str) -> dict:
-    """Runs the scripted conversation through the proxy at `base`; returns what the checks need."""
+def conversation(base: str, traceparent: str) -> dict:
+    """Runs the scripted conversation through the proxy at `base`, its first turn under `traceparent`; returns
+    what the checks need."""
     c = httpx.Client(base_url=base, headers=AUTH, timeout=60)
     helper = c.post("/v1/agents", json={"model": "mistral-small-latest", "name": "helper",
                                         "instructions": "You help."})
@@ -42,7 +40,7 @@ def conversation(base: str) -> dict:
     agent_id = agent.json()["id"]
 
     # 1. Streamed start under the caller's trace: web_search runs (a tool.execution) then the answer.
-    headers = {"traceparent": TRACEPARENT, "Accept": "text/event-stream"}
+    headers = {"traceparent": traceparent, "Accept": "text/event-stream"}
     with c.stream("POST", "/v1/conversations", headers=headers, json={
             "agent_id": agent_id, "inputs": f"What is new in Paris today? {SECRET}", "stream": True}) as r:
         assert r.status_code == 200
@@ -105,7 +103,10 @@ def run_and_collect(phoenix, twin, tmp_path: Path, *extra: str) -> tuple[dict, l
     proxy = start_proxy(twin.url, tmp_path / "rec.duckdb", "--otlp-endpoint", phoenix.url, "--redact", "SECRET-[0-9]+",
                         *extra, env={"OTEL_RESOURCE_ATTRIBUTES": f"openinference.project.name={project}"})
     try:
-        ids = conversation(proxy.url)
+        # A caller's trace of its own per run: Phoenix files a trace under the project that first sent it.
+        caller_trace, caller_span = uuid.uuid4().hex, uuid.uuid4().hex[:16]
+        ids = conversation(proxy.url, f"00-{caller_trace}-{caller_span}-01")
+        ids.update(caller_trace=caller_trace, caller_span=caller_span)
 
         def enough():
             spans = phoenix.spans(project)
@@ -115,7 +116,12 @@ def run_and_collect(phoenix, twin, tmp_path: Path, *extra: str) -> tuple[dict, l
                      and attrs(s).get("agentcap.entry.type") is None]
             return spans if want <= names and len(turns) >= 4 else None
 
-        spans = wait_for("the spans in phoenix", enough, timeout=120, step=1.0)
+        try:
+            spans = wait_for("the spans in phoenix", enough, timeout=120, step=1.0)
+        except AssertionError as e:
+            m = httpx.get(f"{proxy.admin_url}/metrics", timeout=30).text
+            otlp = "\n".join(line for line in m.splitlines() if "otlp" in line and not line.startswith("#"))
+            raise AssertionError(f"{e}\nproxy: {otlp}\nphoenix: {phoenix.tail()}") from None
         metrics = httpx.get(f"{proxy.admin_url}/metrics", timeout=30).text
     finally:
         stderr = proxy.stop()
@@ -154,11 +160,11 @@ def test_exchanges_reach_phoenix_as_a_genai_span_tree(phoenix, twin, tmp_path):
     by_id = {span_id(s): s for s in spans}
 
     # The streamed start: a child of the caller's span, in the caller's trace, with the GenAI attributes.
-    start = [s for s in spans if s.get("parent_id") == CALLER_SPAN]
+    start = [s for s in spans if s.get("parent_id") == ids["caller_span"]]
     assert len(start) == 1, tree
     start = start[0]
     a = attrs(start)
-    assert trace_id(start) == CALLER_TRACE
+    assert trace_id(start) == ids["caller_trace"]
     assert start["name"] == f"invoke_agent {ids['agent_id']}", tree
     assert a["gen_ai.operation.name"] == "invoke_agent"
     assert a["gen_ai.provider.name"] == "mistral_ai"
@@ -174,7 +180,7 @@ def test_exchanges_reach_phoenix_as_a_genai_span_tree(phoenix, twin, tmp_path):
     assert len(tool) == 1, tree
     t = attrs(tool[0])
     assert tool[0]["parent_id"] == span_id(start)
-    assert trace_id(tool[0]) == CALLER_TRACE
+    assert trace_id(tool[0]) == ids["caller_trace"]
     assert t["gen_ai.operation.name"] == "execute_tool"
     assert t["gen_ai.tool.name"] == "web_search"
     assert t["gen_ai.tool.type"] == "extension"
@@ -190,7 +196,7 @@ def test_exchanges_reach_phoenix_as_a_genai_span_tree(phoenix, twin, tmp_path):
     parent = by_id[call[0]["parent_id"]]
     assert attrs(parent)["agentcap.operation"] == "conversations.append"
     assert parent.get("parent_id") in (None, "")
-    assert trace_id(parent) != CALLER_TRACE
+    assert trace_id(parent) != ids["caller_trace"]
 
     # The handoff, child of the streamed append's span.
     handoff = [s for s in spans if s["name"] == "invoke_agent helper"]
@@ -214,7 +220,7 @@ def test_exchanges_reach_phoenix_as_a_genai_span_tree(phoenix, twin, tmp_path):
 
 def test_content_is_exported_only_when_asked_and_always_redacted(phoenix, twin, tmp_path):
     ids, spans, _ = run_and_collect(phoenix, twin, tmp_path, "--otlp-content")
-    start = next(s for s in spans if s.get("parent_id") == CALLER_SPAN)
+    start = next(s for s in spans if s.get("parent_id") == ids["caller_span"])
     a = attrs(start)
     inputs = json.loads(a["gen_ai.input.messages"])
     assert inputs[0]["role"] == "user"
