@@ -9,6 +9,7 @@ pub mod config;
 pub mod conn;
 pub mod exchange;
 pub mod forward;
+pub mod gen_ai;
 pub mod metrics;
 pub mod otel;
 pub mod record;

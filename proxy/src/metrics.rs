@@ -19,15 +19,15 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::recorder::RecorderStats;
 use crate::recorder::derive::Derived;
+use crate::recorder::stats::RecorderStats;
 
 pub use agentcap_wire::exposition::{
     OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, openmetrics_to_text, wants_openmetrics,
 };
 
-/// `gen_ai.provider.name` of the Mistral API in the OpenTelemetry GenAI conventions.
-pub const GEN_AI_PROVIDER: &str = "mistral_ai";
+pub use crate::gen_ai::{GEN_AI_PROVIDER, gen_ai_operation};
+pub use crate::otel::counters::OtlpCounters;
 
 type L1 = [(&'static str, &'static str); 1];
 type L2 = [(&'static str, &'static str); 2];
@@ -77,22 +77,6 @@ pub struct Metrics {
     gen_ai_tokens: Family<L3, Histogram>,
     otlp: OtlpCounters,
     recorder: RecorderMirror,
-}
-
-/// The span export's counters (see [`crate::otel`]): shared with its queue and export thread, which
-/// update them as they go (atomics; zero while export is off).
-#[derive(Debug, Clone, Default)]
-pub struct OtlpCounters {
-    /// Spans put on the export queue.
-    pub queued: Counter,
-    /// Spans the collector accepted.
-    pub exported: Counter,
-    /// Spans dropped: the queue was full, or they were still queued when the export stopped.
-    pub dropped: Counter,
-    /// Spans of batches the collector refused or could not be reached for (after retries).
-    pub failed: Counter,
-    /// Spans waiting in the queue.
-    pub queue: Gauge,
 }
 
 impl Default for Metrics {
@@ -326,20 +310,6 @@ fn outcome_name(o: &str) -> &'static str {
     .map(O::as_str)
     .find(|n| *n == o)
     .unwrap_or("other")
-}
-
-/// The GenAI conventions' `gen_ai.operation.name` of a recorded operation (`None` for the
-/// operations the conventions do not cover).
-pub fn gen_ai_operation(op: &str, has_agent: bool) -> Option<&'static str> {
-    match op.strip_suffix("_stream").unwrap_or(op) {
-        "chat.completions" => Some("chat"),
-        "agents.completions" => Some("invoke_agent"),
-        "conversations.start" | "conversations.append" | "conversations.restart" => {
-            Some(if has_agent { "invoke_agent" } else { "chat" })
-        }
-        "agents.create" => Some("create_agent"),
-        _ => None,
-    }
 }
 
 impl RecorderMirror {

@@ -21,6 +21,7 @@
 //! not used: its `opentelemetry-http` dependency brings `async-trait`, whose `syn` features change
 //! the build of DuckDB's crate graph and recompile it.)
 
+pub mod counters;
 pub mod spans;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,9 +40,9 @@ use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use parking_lot::Mutex;
 use prost::Message;
 
-use crate::metrics::OtlpCounters;
 use crate::recorder::body::Redactor;
 use crate::recorder::derive::Derived;
+pub use counters::OtlpCounters;
 use spans::{AttrValue, Kind, SpanOptions, SpanRecord};
 
 /// The path of the traces endpoint under an OTLP/HTTP base URL.

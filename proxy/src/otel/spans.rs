@@ -25,7 +25,7 @@ use agentcap_wire::vocab::headers::TRACEPARENT;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::metrics::{GEN_AI_PROVIDER, gen_ai_operation};
+use crate::gen_ai::{GEN_AI_PROVIDER, gen_ai_operation};
 use crate::recorder::body::Redactor;
 use crate::recorder::derive::{Derived, EntryRow, EventRow};
 
