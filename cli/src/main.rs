@@ -42,7 +42,7 @@ enum Command {
     /// Run the twin: a local simulator of the Mistral Agents & Conversations API (simulated upstream).
     Sim(sim::SimArgs),
     /// Run the recording proxy: forward to one upstream, record every exchange into DuckDB.
-    Proxy(proxy::ProxyArgs),
+    Proxy(Box<proxy::ProxyArgs>),
     /// Run one read-only SQL statement over the recording (through the proxy's admin listener, or the file).
     Query(query::QueryArgs),
     /// Browse recorded conversations: list them, or show one as a tree of turns, entries and branches.
@@ -95,7 +95,7 @@ fn main() -> anyhow::Result<()> {
     let code = rt.block_on(async move {
         match cli.command {
             Command::Sim(args) => sim::run(args).await.map(|()| 0),
-            Command::Proxy(args) => proxy::run(args).await.map(|()| 0),
+            Command::Proxy(args) => proxy::run(*args).await.map(|()| 0),
             Command::Query(args) => query::run(args).await.map(|()| 0),
             Command::Conversations { command } => conversations::run(command).await.map(|()| 0),
             Command::Eval { command } => eval::run(command).await,
