@@ -102,6 +102,27 @@ pub struct ProxyArgs {
     /// [default: 10000, or what the open-file limit holds: (ulimit -n - 64) / 2].
     #[arg(long, env = "AGENTCAP_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// Export OpenTelemetry traces (GenAI conventions) over OTLP/HTTP to this collector: the base URL, e.g.
+    /// http://127.0.0.1:4318 (`/v1/traces` is appended unless the path ends with it). Off when unset.
+    #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// Headers sent with every export: `key=value,key2=value2` (values percent-encoded).
+    #[arg(
+        long,
+        value_name = "HEADERS",
+        env = "OTEL_EXPORTER_OTLP_HEADERS",
+        hide_env_values = true
+    )]
+    otlp_headers: Option<String>,
+    /// `service.name` of the exported spans [default: agentcap].
+    #[arg(long, value_name = "NAME", env = "OTEL_SERVICE_NAME")]
+    otlp_service_name: Option<String>,
+    /// Also export message content (inputs, outputs, tool arguments), always through --redact.
+    #[arg(long)]
+    otlp_content: bool,
+    /// Bound of the span export queue; when full, spans are dropped and counted [default: 4096].
+    #[arg(long, value_name = "SPANS")]
+    otlp_queue_spans: Option<usize>,
     /// Also shut down (gracefully, as on SIGTERM) when standard input reaches end of file: lets a parent
     /// process tie the proxy's life to its own.
     #[arg(long)]
@@ -139,6 +160,11 @@ impl ProxyArgs {
             header_read_timeout_ms: self.header_read_timeout_ms,
             keep_alive_timeout_ms: self.keep_alive_timeout_ms,
             max_connections: self.max_connections,
+            otlp_endpoint: self.otlp_endpoint.clone(),
+            otlp_headers: self.otlp_headers.clone(),
+            otlp_service_name: self.otlp_service_name.clone(),
+            otlp_content: self.otlp_content.then_some(true),
+            otlp_queue_spans: self.otlp_queue_spans,
         }
     }
 

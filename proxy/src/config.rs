@@ -234,6 +234,17 @@ pub struct ProxySettings {
     pub keep_alive_timeout_ms: Option<u64>,
     /// [`ProxyConfig::max_connections`].
     pub max_connections: Option<usize>,
+    /// OTLP/HTTP endpoint spans are exported to, as `OTEL_EXPORTER_OTLP_ENDPOINT` means it (the
+    /// base URL; `/v1/traces` is appended unless the path ends with it). Unset: no export.
+    pub otlp_endpoint: Option<String>,
+    /// Headers sent with every export, in `OTEL_EXPORTER_OTLP_HEADERS`' format (`k=v,k2=v2`).
+    pub otlp_headers: Option<String>,
+    /// `service.name` of the exported spans ([`crate::otel::DEFAULT_SERVICE_NAME`]).
+    pub otlp_service_name: Option<String>,
+    /// Export message content (always through `redact`); off by default.
+    pub otlp_content: Option<bool>,
+    /// Bound of the span export queue ([`crate::otel::DEFAULT_QUEUE_SPANS`]).
+    pub otlp_queue_spans: Option<usize>,
 }
 
 impl ProxySettings {
@@ -291,6 +302,11 @@ impl ProxySettings {
             header_read_timeout_ms,
             keep_alive_timeout_ms,
             max_connections,
+            otlp_endpoint,
+            otlp_headers,
+            otlp_service_name,
+            otlp_content,
+            otlp_queue_spans,
         )
     }
 
@@ -326,6 +342,25 @@ impl ProxySettings {
             recorder
                 .redact
                 .push(regex::Regex::new(r).map_err(|e| bad(format!("redact {r:?}: {e}")))?);
+        }
+        if let Some(endpoint) = self
+            .otlp_endpoint
+            .as_deref()
+            .filter(|e| !e.trim().is_empty())
+        {
+            let mut o = crate::otel::OtlpConfig::new(endpoint);
+            if let Some(h) = &self.otlp_headers {
+                o.headers = crate::otel::parse_headers(h).map_err(|e| bad(e.to_string()))?;
+            }
+            if let Some(n) = self.otlp_service_name.filter(|n| !n.is_empty()) {
+                o.service_name = n;
+            }
+            o.content = self.otlp_content.unwrap_or(false);
+            if let Some(n) = self.otlp_queue_spans {
+                o.queue_spans = n;
+            }
+            o.validate().map_err(|e| bad(e.to_string()))?;
+            recorder.otlp = Some(o);
         }
         let mut cfg = ProxyConfig::new(upstream, recorder);
         if let Some(l) = self.listen {
@@ -497,8 +532,58 @@ mod tests {
                 idle_timeout_ms: Some(0),
                 ..Default::default()
             },
+            ProxySettings {
+                otlp_endpoint: Some("udp://collector".into()),
+                ..Default::default()
+            },
+            ProxySettings {
+                otlp_endpoint: Some("http://127.0.0.1:4318".into()),
+                otlp_headers: Some("no-equals-sign".into()),
+                ..Default::default()
+            },
         ] {
             assert!(matches!(s.resolve(), Err(ProxyError::Config(_))));
         }
+    }
+
+    #[test]
+    fn otlp_export_is_off_unless_an_endpoint_is_given() {
+        assert_eq!(
+            ProxySettings::default().resolve().unwrap().recorder.otlp,
+            None
+        );
+        let file = ProxySettings::from_toml(
+            r#"
+            otlp_endpoint = "http://127.0.0.1:6006/"
+            otlp_headers = "authorization=Bearer%20abc, x-team = ml"
+            otlp_content = true
+            "#,
+        )
+        .unwrap();
+        let flags = ProxySettings {
+            otlp_service_name: Some("edge".into()),
+            ..Default::default()
+        };
+        let o = file
+            .overlay(flags)
+            .resolve()
+            .unwrap()
+            .recorder
+            .otlp
+            .unwrap();
+        assert_eq!(o.endpoint, "http://127.0.0.1:6006/v1/traces");
+        assert_eq!(
+            o.headers,
+            [
+                ("authorization".to_owned(), "Bearer abc".to_owned()),
+                ("x-team".to_owned(), "ml".to_owned())
+            ]
+        );
+        assert_eq!(o.service_name, "edge");
+        assert!(o.content);
+        assert_eq!(
+            crate::otel::traces_url("https://c.example/v1/traces"),
+            "https://c.example/v1/traces"
+        );
     }
 }

@@ -10,6 +10,8 @@ pub mod conn;
 pub mod exchange;
 pub mod export;
 pub mod forward;
+pub mod gen_ai;
+pub mod otel;
 pub mod record;
 pub mod recorder;
 pub mod server;

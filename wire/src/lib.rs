@@ -9,6 +9,7 @@
 //! - [`sse`]: [`SseDecoder`] (chunks split anywhere) and the encoders.
 //! - [`assemble`]: [`EntryAssembler`] rebuilds a streamed turn's entries.
 //! - [`har`]: the HAR 1.2 model `agentcap export --format har` writes.
+//! - [`trace_context`]: the W3C `traceparent` header, parsed and formatted.
 //! - [`vocab`]: the shared vocabulary: [`Operation`] (recorded name, OpenAPI id, turn or not), agentcap's
 //!   header names, the secret headers and the simulated-upstream label.
 //!
@@ -48,6 +49,7 @@ pub mod exposition;
 pub mod har;
 pub mod maybe;
 pub mod sse;
+pub mod trace_context;
 pub mod types;
 pub mod vocab;
 

@@ -281,6 +281,9 @@ pub fn path_id(path: &str) -> Option<(&'static str, &str)> {
 
 /// Header names agentcap reads or writes (lower case, as HTTP/2 and `http::HeaderName` use them).
 pub mod headers {
+    /// `traceparent`: the W3C trace context header a client may send; the proxy forwards it
+    /// unchanged and parents its exchange span on it (see [`crate::trace_context`]).
+    pub const TRACEPARENT: &str = "traceparent";
     /// Request header: the proxy's access token (`--auth-token`); taken off before forwarding.
     pub const TOKEN: &str = "x-agentcap-token";
     /// Request header: a session name recorded with the exchange; taken off before forwarding.

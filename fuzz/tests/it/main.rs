@@ -13,6 +13,7 @@ mod replay_match;
 mod report_html;
 mod sql_gate;
 mod sse;
+mod traceparent;
 mod ui_request;
 mod wire;
 

@@ -19,15 +19,15 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use super::RecorderStats;
 use super::derive::Derived;
+use super::stats::RecorderStats;
 
 pub use agentcap_wire::exposition::{
     OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, openmetrics_to_text, wants_openmetrics,
 };
 
-/// `gen_ai.provider.name` of the Mistral API in the OpenTelemetry GenAI conventions.
-pub const GEN_AI_PROVIDER: &str = "mistral_ai";
+pub use crate::gen_ai::{GEN_AI_PROVIDER, gen_ai_operation};
+pub use crate::otel::counters::OtlpCounters;
 
 type L1 = [(&'static str, &'static str); 1];
 type L2 = [(&'static str, &'static str); 2];
@@ -75,6 +75,7 @@ pub struct Metrics {
     first_event: Family<L1, Histogram>,
     gen_ai_duration: Family<L2, Histogram>,
     gen_ai_tokens: Family<L3, Histogram>,
+    otlp: OtlpCounters,
     recorder: RecorderMirror,
 }
 
@@ -151,6 +152,36 @@ impl Metrics {
             "Tokens used per GenAI operation, by token type (OpenTelemetry GenAI conventions)",
             gen_ai_tokens.clone(),
         );
+        let otlp = OtlpCounters::default();
+        for (name, help, c) in [
+            (
+                "agentcap_otlp_spans_queued",
+                "Spans put on the OTLP export queue",
+                &otlp.queued,
+            ),
+            (
+                "agentcap_otlp_spans_exported",
+                "Spans the OTLP collector accepted",
+                &otlp.exported,
+            ),
+            (
+                "agentcap_otlp_spans_dropped",
+                "Spans dropped: the export queue was full, or they were still queued at shutdown",
+                &otlp.dropped,
+            ),
+            (
+                "agentcap_otlp_spans_failed",
+                "Spans of export batches the OTLP collector refused or could not be reached for",
+                &otlp.failed,
+            ),
+        ] {
+            registry.register(name, help, c.clone());
+        }
+        registry.register(
+            "agentcap_otlp_queue_spans",
+            "Spans waiting in the OTLP export queue",
+            otlp.queue.clone(),
+        );
         let recorder = RecorderMirror::register(&mut registry);
         Metrics {
             registry,
@@ -164,6 +195,7 @@ impl Metrics {
             first_event,
             gen_ai_duration,
             gen_ai_tokens,
+            otlp,
             recorder,
         }
     }
@@ -227,6 +259,11 @@ impl Metrics {
         }
     }
 
+    /// The span export's counters, for [`crate::otel::Tracer::start`].
+    pub fn otlp_counters(&self) -> OtlpCounters {
+        self.otlp.clone()
+    }
+
     /// Encodes every metric, with the recorder's taken from `stats`: OpenMetrics text when
     /// `openmetrics`, else the classic Prometheus text format.
     pub fn encode(&self, stats: &RecorderStats, openmetrics: bool) -> String {
@@ -273,20 +310,6 @@ fn outcome_name(o: &str) -> &'static str {
     .map(O::as_str)
     .find(|n| *n == o)
     .unwrap_or("other")
-}
-
-/// The GenAI conventions' `gen_ai.operation.name` of a recorded operation (`None` for the
-/// operations the conventions do not cover).
-pub fn gen_ai_operation(op: &str, has_agent: bool) -> Option<&'static str> {
-    match op.strip_suffix("_stream").unwrap_or(op) {
-        "chat.completions" => Some("chat"),
-        "agents.completions" => Some("invoke_agent"),
-        "conversations.start" | "conversations.append" | "conversations.restart" => {
-            Some(if has_agent { "invoke_agent" } else { "chat" })
-        }
-        "agents.create" => Some("create_agent"),
-        _ => None,
-    }
 }
 
 impl RecorderMirror {

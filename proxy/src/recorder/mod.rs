@@ -40,6 +40,7 @@ mod replay;
 pub mod schema;
 pub mod scratch;
 mod spill;
+pub mod stats;
 mod writer;
 
 use std::collections::HashMap;
@@ -132,6 +133,8 @@ pub struct RecorderConfig {
     /// `POST /export` can `COPY` there ([`open_db_with`]). Off by default (external access stays
     /// fully off); the proxy turns it on when it runs an admin listener.
     pub export_scratch: bool,
+    /// OpenTelemetry span export (`--otlp-endpoint`); `None`: off (the default).
+    pub otlp: Option<crate::otel::OtlpConfig>,
 }
 
 impl Default for RecorderConfig {
@@ -153,6 +156,7 @@ impl Default for RecorderConfig {
             message_gap_limit: Duration::from_secs(30),
             max_pending_bytes: 64 * 1024 * 1024,
             export_scratch: false,
+            otlp: None,
         }
     }
 }
@@ -183,6 +187,9 @@ impl RecorderConfig {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecorderError {
+    /// The span export could not start (its configuration: the operator's input).
+    #[error(transparent)]
+    Otlp(#[from] crate::otel::OtlpError),
     /// DuckDB reported an error.
     #[error("DuckDB: {0}")]
     Db(#[from] duckdb::Error),
@@ -258,75 +265,7 @@ pub enum RecorderError {
     NotJournaledYet,
 }
 
-/// Counters, readable at any time.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct RecorderStats {
-    /// Messages given to `send` / `send_durable`.
-    pub received: u64,
-    /// Of those, messages that found the channel full and went to the spill file.
-    pub spilled: u64,
-    /// Bytes appended to journal segments and spill files.
-    pub journal_bytes: u64,
-    /// Journal or spill I/O errors.
-    pub journal_errors: u64,
-    /// Exchanges committed to DuckDB.
-    pub exchanges_written: u64,
-    /// Rows committed to DuckDB, all tables.
-    pub rows_written: u64,
-    /// `sse_events` rows committed.
-    pub sse_events_written: u64,
-    /// `entries` rows committed.
-    pub entries_written: u64,
-    /// `usage` rows committed.
-    pub usage_written: u64,
-    /// `agents` rows inserted (new versions only).
-    pub agents_written: u64,
-    /// `conversations` upserts.
-    pub conversations_written: u64,
-    /// Failed DuckDB batch attempts.
-    pub db_errors: u64,
-    /// Time the DuckDB thread spent in successful batch transactions, in µs (rows_written per
-    /// second of it is the DuckDB writer's own throughput).
-    pub db_busy_us: u64,
-    /// Records lost. Stays 0: the only way to lose one is to send after shutdown.
-    pub records_dropped: u64,
-    /// Exchanges in memory that are not committed yet (in flight or waiting for a batch).
-    pub pending_exchanges: u64,
-    /// Exchanges recovered from a previous run's journal when opening.
-    pub replayed_exchanges: u64,
-    /// Journal files found damaged (anything but a torn tail of the newest file), kept aside
-    /// under `<journal>/corrupt/` once their readable records were replayed.
-    pub journal_corrupt_segments: u64,
-    /// Bytes of damaged journal data skipped while reading (the records in them are lost).
-    pub journal_corrupt_bytes: u64,
-    /// Strict durability: responses whose record could not be made durable, ended with an error
-    /// for the client instead of a clean end.
-    pub strict_not_durable: u64,
-    /// Exchanges whose `End` arrived but some earlier message never did within the bound; they
-    /// were written with what had arrived.
-    pub exchanges_incomplete: u64,
-    /// Gauge: messages waiting for the spill thread (read when the stats are taken).
-    pub spill_queue: u64,
-    /// Gauge: body bytes waiting for the spill thread. Past `spill_queue_bytes` the recorder is
-    /// saturated (the disk does not keep up): the response tees wait before reading the next
-    /// frame from the upstream, so the exchanges slow down to what the disk can journal.
-    pub spill_queue_bytes: u64,
-    /// Gauge: body bytes in the channel from the hot path to the writer (bounded by
-    /// `channel_bytes`; when full, messages go to the spill file).
-    pub channel_bytes: u64,
-    /// Gauge: bytes of finished exchanges queued for a deriver thread (bounded by
-    /// `DERIVE_QUEUE_BYTES`; when full, the writer derives the exchange itself).
-    pub derive_queue_bytes: u64,
-    /// Gauge: bytes of derived rows held by the DuckDB thread until committed (a batch is written
-    /// as soon as they pass `max_pending_bytes`; while DuckDB fails, past it the rows of journaled
-    /// exchanges are dropped from memory and derived again from the journal later).
-    pub db_queue_bytes: u64,
-    /// Gauge: messages in the channel from the hot path to the writer (bounded by
-    /// `channel_capacity`).
-    pub channel_messages: u64,
-    /// Gauge: age in µs of the oldest derived row waiting for a DuckDB commit (0 when none waits).
-    pub db_commit_lag_us: u64,
-}
+pub use stats::RecorderStats;
 
 #[derive(Debug, Default)]
 struct StatsAtomics {
@@ -514,7 +453,20 @@ pub(crate) struct Shared {
     /// plus one (0: none waits). Published by the DuckDB thread.
     pending_since_us: AtomicU64,
     /// The Prometheus metrics (derivation observes each exchange once).
-    metrics: crate::recorder::metrics::Metrics,
+    metrics: metrics::Metrics,
+    /// The span export, when on (derivation offers each exchange once, like `metrics`).
+    tracer: Option<crate::otel::Tracer>,
+}
+
+impl Shared {
+    /// Observes an exchange's first derivation: its Prometheus series and its spans. Called by a
+    /// deriver thread or the writer, never by the hot path, a replay or a re-derivation.
+    fn observe(&self, d: &derive::Derived) {
+        self.metrics.observe(d);
+        if let Some(t) = &self.tracer {
+            t.offer(d);
+        }
+    }
 }
 
 impl Shared {
@@ -667,6 +619,15 @@ impl Recorder {
             redactor: body::Redactor::new(cfg.redact.clone()),
             max_sse_event: cfg.max_sse_event,
         };
+        let metrics = metrics::Metrics::new();
+        let tracer = match &cfg.otlp {
+            Some(o) => Some(crate::otel::Tracer::start(
+                o,
+                derive_ctx.redactor.clone(),
+                metrics.otlp_counters(),
+            )?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             stats: StatsAtomics::default(),
             db_fault: AtomicBool::new(false),
@@ -685,7 +646,8 @@ impl Recorder {
             spill_bytes_cap: cfg.spill_queue_bytes as u64,
             started: Instant::now(),
             pending_since_us: AtomicU64::new(0),
-            metrics: crate::recorder::metrics::Metrics::new(),
+            metrics,
+            tracer,
             export_scratch,
         });
         let replay = replay::replay(&conn, &journal_dir, &derive_ctx, cfg.batch_rows)?;
@@ -815,6 +777,9 @@ impl Recorder {
         }
         self.handle.shared.stopped.store(true, Ordering::SeqCst);
         *self.handle.shared.query_conn.lock() = None;
+        if let Some(t) = &self.handle.shared.tracer {
+            t.shutdown();
+        }
         result
     }
 }
@@ -921,7 +886,7 @@ impl RecorderHandle {
         s
     }
 
-    /// The Prometheus exposition of the proxy's metrics (see [`crate::metrics`]): OpenMetrics
+    /// The Prometheus exposition of the proxy's metrics (see [`crate::recorder::metrics`]): OpenMetrics
     /// text when `openmetrics`, else the classic text format.
     pub fn encode_metrics(&self, openmetrics: bool) -> String {
         self.shared.metrics.encode(&self.stats(), openmetrics)

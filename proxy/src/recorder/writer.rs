@@ -144,7 +144,7 @@ fn run_deriver(
         let derived =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| derive(msgs, &ctx))).ok();
         if let Some(d) = &derived {
-            shared.metrics.observe(d);
+            shared.observe(d);
         }
         if done.send((ticket, derived)).is_err() {
             return;
@@ -534,7 +534,7 @@ impl Writer {
         };
         let derived = job.map(|msgs| {
             let d = derive(msgs, &self.derive);
-            self.shared.metrics.observe(&d);
+            self.shared.observe(&d);
             d
         });
         self.outstanding += 1;

@@ -1,0 +1,177 @@
+"""Processes for the trace export suite: a real Phoenix server (OTLP/HTTP receiver and span store), the twin and
+the recording proxy exporting to it.
+
+Environment:
+  AGENTCAP_BIN   the agentcap binary (default: <cargo target dir>/debug/agentcap)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+URL_RE = re.compile(r"(http://127\.0\.0\.1:\d+)")
+ADMIN_RE = re.compile(r"admin (http://127\.0\.0\.1:\d+)")
+
+
+def target_dir() -> Path:
+    out = subprocess.run([str(REPO / "scripts" / "target-dir")], check=True, capture_output=True, text=True)
+    return Path(out.stdout.strip())
+
+
+def agentcap() -> str:
+    return os.environ.get("AGENTCAP_BIN") or str(target_dir() / "debug" / "agentcap")
+
+
+def wait_for(what: str, check, timeout: float = 120.0, step: float = 0.25):
+    """Polls `check` until it returns something truthy (returned), failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except (httpx.HTTPError, OSError) as e:
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what}: last {last!r}")
+
+
+class Proc:
+    """A child that prints its address on its first stdout line and stops when its stdin closes."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None):
+        self.args = args
+        self.p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, env=env)
+        box: list[str] = []
+        t = threading.Thread(target=lambda: box.append(self.p.stdout.readline()), daemon=True)
+        t.start()
+        t.join(60.0)
+        self.line = box[0] if box else ""
+        urls = URL_RE.findall(self.line)
+        assert urls, f"{args[:2]} did not start: {self.line!r}"
+        self.url = urls[0]
+        m = ADMIN_RE.search(self.line)
+        self.admin_url = m.group(1) if m else None
+
+    def stop(self) -> str:
+        """Closes stdin (a graceful stop) and returns what the process wrote to stderr."""
+        if self.p.poll() is None:
+            try:
+                self.p.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.p.wait(60)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        return self.p.stderr.read() if self.p.stderr else ""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Phoenix:
+    """`phoenix serve` on free loopback ports with a temporary working directory, nothing fetched from outside."""
+
+    def __init__(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="agentcap-phoenix-")
+        self.port = free_port()
+        env = dict(os.environ)
+        env.update({
+            "PHOENIX_HOST": "127.0.0.1",
+            "PHOENIX_PORT": str(self.port),
+            "PHOENIX_GRPC_PORT": str(free_port()),
+            "PHOENIX_WORKING_DIR": self.dir,
+            "PHOENIX_TELEMETRY_ENABLED": "false",
+            "PHOENIX_ALLOW_EXTERNAL_RESOURCES": "false",
+            "PHOENIX_ALLOWED_SANDBOX_PROVIDERS": "NONE",
+        })
+        phoenix = str(Path(sys.executable).parent / "phoenix")
+        self.log = open(Path(self.dir) / "server.log", "w")
+        self.p = subprocess.Popen([phoenix, "serve"], stdin=subprocess.DEVNULL, stdout=self.log,
+                                  stderr=subprocess.STDOUT, env=env)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+        def up():
+            assert self.p.poll() is None, f"phoenix exited: {self.tail()}"
+            return httpx.get(f"{self.url}/healthz", timeout=5).status_code == 200
+
+        wait_for("phoenix to start", up, timeout=240, step=0.5)
+
+    def tail(self) -> str:
+        self.log.flush()
+        return (Path(self.dir) / "server.log").read_text()[-3000:]
+
+    def spans(self, project: str) -> list[dict]:
+        """Every span of `project` (all pages), or [] while the project does not exist."""
+        out: list[dict] = []
+        cursor = None
+        while True:
+            params = {"limit": 1000}
+            if cursor:
+                params["cursor"] = cursor
+            r = httpx.get(f"{self.url}/v1/projects/{project}/spans", params=params, timeout=30)
+            if r.status_code == 404:
+                return []
+            r.raise_for_status()
+            body = r.json()
+            out.extend(body["data"])
+            cursor = body.get("next_cursor")
+            if not cursor:
+                return out
+
+    def stop(self) -> None:
+        self.p.terminate()
+        try:
+            self.p.wait(30)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def phoenix():
+    p = Phoenix()
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="session")
+def twin():
+    p = Proc([agentcap(), "sim", "--listen", "127.0.0.1:0", "--exit-on-stdin-close"])
+    yield p
+    p.stop()
+
+
+def start_proxy(upstream: str, db: Path, *extra: str, env: dict[str, str] | None = None) -> Proc:
+    """`agentcap proxy` in front of `upstream`, its admin listener on a free port."""
+    full = dict(os.environ)
+    for k in list(full):
+        if k.startswith("OTEL_"):
+            del full[k]
+    full.update(env or {})
+    return Proc([agentcap(), "proxy", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--upstream",
+                 upstream, "--db", str(db), "--exit-on-stdin-close", *extra], env=full)
