@@ -708,7 +708,7 @@ pub fn export_file(db: &Path, opts: &ExportOptions) -> Result<ExportReport, Expo
         )));
     }
     let scratch = scratch_dir(Some(&opts.out_dir()?))?;
-    let conn = open_db_with(Some(db), DbAccess::ReadOnly, Some(scratch.path()))?;
+    let conn = open_db_with(Some(db), DbAccess::ReadOnly, &[scratch.path()])?;
     let limits = ExportLimits::unbounded();
     let mut files = Vec::new();
     for req in &requests {
