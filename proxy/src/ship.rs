@@ -244,6 +244,9 @@ pub struct Shipper {
     spool: PathBuf,
     state: ShipState,
     metrics: ShipMetrics,
+    /// Test hook (`AGENTCAP_SHIP_TEST_HANG_AT=SEQ`): the shipper thread hangs after the first
+    /// file of segment SEQ is uploaded, so a test can kill the process mid-segment.
+    hang_at: Option<u64>,
 }
 
 impl std::fmt::Debug for Shipper {
@@ -658,6 +661,9 @@ impl Shipper {
             .connection()
             .map_err(|e| ShipError::Config(e.to_string()))?;
         Ok(Shipper {
+            hang_at: std::env::var("AGENTCAP_SHIP_TEST_HANG_AT")
+                .ok()
+                .and_then(|v| v.parse().ok()),
             metrics: recorder.ship_metrics(),
             cfg,
             conn,
@@ -750,6 +756,15 @@ impl Shipper {
             let _ = std::fs::remove_file(&file);
             bytes += n;
             objects.push(name);
+            if self.hang_at == Some(plan.seq) {
+                tracing::warn!(
+                    seq = plan.seq,
+                    "agentcap ship: test hook: hanging mid-segment"
+                );
+                loop {
+                    std::thread::park();
+                }
+            }
         }
         self.state.shipped_rowid = plan.last_rowid;
         self.state.next_seq = plan.seq + 1;
