@@ -43,7 +43,7 @@ enum Command {
     /// Run the twin: a local simulator of the Mistral Agents & Conversations API (simulated upstream).
     Sim(sim::SimArgs),
     /// Run the recording proxy: forward to one upstream, record every exchange into DuckDB.
-    Proxy(proxy::ProxyArgs),
+    Proxy(Box<proxy::ProxyArgs>),
     /// Run one read-only SQL statement over the recording (through the proxy's admin listener, or the file).
     Query(query::QueryArgs),
     /// Export the recording: Parquet or JSON Lines per table, or HAR 1.2 of the exchanges.
@@ -98,7 +98,7 @@ fn main() -> anyhow::Result<()> {
     let code = rt.block_on(async move {
         match cli.command {
             Command::Sim(args) => sim::run(args).await.map(|()| 0),
-            Command::Proxy(args) => proxy::run(args).await.map(|()| 0),
+            Command::Proxy(args) => proxy::run(*args).await.map(|()| 0),
             Command::Query(args) => query::run(args).await.map(|()| 0),
             Command::Export(args) => export::run(args).await.map(|()| 0),
             Command::Conversations { command } => conversations::run(command).await.map(|()| 0),

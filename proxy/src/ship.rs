@@ -374,7 +374,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 enum Store {
     File(PathBuf),
     /// With the shipper's own small runtime (only S3 needs one).
-    S3(S3, tokio::runtime::Runtime),
+    S3(Box<(S3, tokio::runtime::Runtime)>),
 }
 
 /// An S3 bucket written with signed PUTs (AWS Signature Version 4) over the workspace's one HTTP
@@ -612,7 +612,7 @@ fn open_store(cfg: &ShipConfig) -> Result<(Store, String), ShipError> {
                 .build()
                 .map_err(|e| ShipError::Store(format!("starting its runtime: {e}")))?;
             Ok((
-                Store::S3(S3::new(&bucket, cfg.endpoint.as_deref())?, rt),
+                Store::S3(Box::new((S3::new(&bucket, cfg.endpoint.as_deref())?, rt))),
                 prefix,
             ))
         }
@@ -834,7 +834,7 @@ impl Shipper {
                     .map_err(io(&tmp))?;
                 std::fs::rename(&tmp, &target).map_err(io(&target))?;
             }
-            Store::S3(s3, rt) => rt.block_on(s3.put(name, Bytes::from(bytes)))?,
+            Store::S3(s3) => s3.1.block_on(s3.0.put(name, Bytes::from(bytes)))?,
         }
         Ok(n)
     }
