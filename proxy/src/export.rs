@@ -11,7 +11,7 @@
 //! the `COPY` statements as one parameter: no user text is ever part of a `COPY`.
 //!
 //! Files: `COPY` writes only into the instance's scratch directory ([`open_db_with`]'s
-//! `export_dir`, the one `allowed_directories` entry), inside a read-only transaction; the caller
+//! `allowed` directories, its `allowed_directories` entries), inside a read-only transaction; the caller
 //! moves the file out. On a closed file ([`export_file`]) the scratch directory sits inside the
 //! destination; on a running proxy the admin listener's `POST /export` produces one file with
 //! [`produce`] in the recorder's scratch directory and streams it back.
@@ -294,7 +294,7 @@ pub fn selected_ids(
 }
 
 /// Produces one file of `req` in `dir` (the instance's scratch directory, [`open_db_with`]'s
-/// `export_dir`) with `conn`, within `limits`, interruptible through `cancel`.
+/// `allowed` directories) with `conn`, within `limits`, interruptible through `cancel`.
 pub fn produce(
     conn: &Connection,
     dir: &Path,

@@ -609,7 +609,7 @@ pub fn open_db(path: Option<&Path>, access: DbAccess) -> Result<Connection, Reco
 /// configuration locked once open (`SET` / `RESET` fail on every connection of the instance).
 /// Nothing may `SET` a setting after this function returns.
 ///
-/// The one exception is `export_dir`: when given, that directory (and what is under it) is the
+/// The one exception is `allowed`: when given, those directories (and what is under them) are the
 /// instance's `allowed_directories` entries, so `COPY … TO` a file in them works (the exporter
 /// writes into a private directory it created, see [`scratch_dir`]; the shipper into its spool
 /// directory, see [`RecorderConfig::ship_spool`]). DuckDB takes that setting only while external
