@@ -127,6 +127,23 @@ pub struct ProxyArgs {
     /// process tie the proxy's life to its own.
     #[arg(long)]
     exit_on_stdin_close: bool,
+    /// Ship the recording as Parquet segments to s3://BUCKET/PREFIX (credentials, region and endpoint from the
+    /// usual AWS_* variables) or file:///DIR; see the README's "Scaling out".
+    #[arg(long, env = "AGENTCAP_SHIP", value_name = "URL")]
+    ship: Option<String>,
+    /// An S3-compatible endpoint for --ship (MinIO, R2, …), e.g. http://127.0.0.1:9000.
+    #[arg(long, env = "AGENTCAP_SHIP_ENDPOINT", value_name = "URL")]
+    ship_endpoint: Option<String>,
+    /// Ship at least every this many seconds [default: 60].
+    #[arg(long, value_name = "SECONDS")]
+    ship_every: Option<u64>,
+    /// …or as soon as this many exchanges were recorded since the last segment [default: 10000].
+    #[arg(long, value_name = "N")]
+    ship_rows: Option<u64>,
+    /// This instance's name in the shipped dataset [default: host name and a random suffix kept in the journal
+    /// directory].
+    #[arg(long, env = "AGENTCAP_INSTANCE_ID")]
+    instance_id: Option<String>,
 }
 
 impl ProxyArgs {
@@ -165,6 +182,11 @@ impl ProxyArgs {
             otlp_service_name: self.otlp_service_name.clone(),
             otlp_content: self.otlp_content.then_some(true),
             otlp_queue_spans: self.otlp_queue_spans,
+            ship: self.ship.clone(),
+            ship_endpoint: self.ship_endpoint.clone(),
+            ship_every: self.ship_every,
+            ship_rows: self.ship_rows,
+            instance_id: self.instance_id.clone(),
         }
     }
 

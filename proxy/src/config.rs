@@ -18,6 +18,7 @@ use crate::ProxyError;
 use crate::admin::AdminConfig;
 use crate::conn::{self, ConnLimits};
 use crate::recorder::{Durability, RecorderConfig};
+use crate::ship::ShipConfig;
 
 /// The upstream every request goes to unless configured.
 pub const DEFAULT_UPSTREAM: &str = "https://api.mistral.ai";
@@ -65,6 +66,8 @@ pub struct ProxyConfig {
     pub max_connections: Option<usize>,
     /// The recorder.
     pub recorder: RecorderConfig,
+    /// Shipping segments to an object store ([`crate::ship`]); `None`: off.
+    pub ship: Option<ShipConfig>,
 }
 
 impl ProxyConfig {
@@ -87,6 +90,7 @@ impl ProxyConfig {
             keep_alive_timeout: Duration::from_secs(60),
             max_connections: None,
             recorder,
+            ship: None,
         }
     }
 
@@ -140,6 +144,10 @@ impl ProxyConfig {
         }
         if self.max_connections == Some(0) {
             return bad("--max-connections must be positive".into());
+        }
+        if let Some(s) = &self.ship {
+            s.validate()
+                .map_err(|e| ProxyError::Config(e.to_string()))?;
         }
         Ok(())
     }
@@ -245,6 +253,16 @@ pub struct ProxySettings {
     pub otlp_content: Option<bool>,
     /// Bound of the span export queue ([`crate::otel::DEFAULT_QUEUE_SPANS`]).
     pub otlp_queue_spans: Option<usize>,
+    /// Ship segments to `s3://BUCKET/PREFIX` or `file:///DIR` ([`ShipConfig::dest`]).
+    pub ship: Option<String>,
+    /// An S3-compatible endpoint ([`ShipConfig::endpoint`]).
+    pub ship_endpoint: Option<String>,
+    /// Ship at least every this many seconds ([`ShipConfig::every`]).
+    pub ship_every: Option<u64>,
+    /// …or once this many exchanges were committed ([`ShipConfig::every_rows`]).
+    pub ship_rows: Option<u64>,
+    /// The instance's name in the lake ([`ShipConfig::instance_id`]).
+    pub instance_id: Option<String>,
 }
 
 impl ProxySettings {
@@ -307,6 +325,11 @@ impl ProxySettings {
             otlp_service_name,
             otlp_content,
             otlp_queue_spans,
+            ship,
+            ship_endpoint,
+            ship_every,
+            ship_rows,
+            instance_id,
         )
     }
 
@@ -396,6 +419,25 @@ impl ProxySettings {
         ms(self.header_read_timeout_ms, &mut cfg.header_read_timeout);
         ms(self.keep_alive_timeout_ms, &mut cfg.keep_alive_timeout);
         cfg.max_connections = self.max_connections;
+        if let Some(dest) = self.ship {
+            let mut sc = ShipConfig::new(dest);
+            sc.endpoint = self.ship_endpoint;
+            if let Some(s) = self.ship_every {
+                sc.every = Duration::from_secs(s);
+            }
+            if let Some(n) = self.ship_rows {
+                sc.every_rows = n;
+            }
+            sc.instance_id = self.instance_id;
+            cfg.ship = Some(sc);
+        } else if self.ship_endpoint.is_some()
+            || self.ship_every.is_some()
+            || self.ship_rows.is_some()
+        {
+            return Err(bad(
+                "--ship-endpoint, --ship-every and --ship-rows go with --ship".into(),
+            ));
+        }
         if !cfg.listen.ip().is_loopback() {
             tracing::warn!(listen = %cfg.listen, "the proxy listens beyond loopback: anyone who reaches it can use your upstream");
         }

@@ -11,7 +11,7 @@
 //! the `COPY` statements as one parameter: no user text is ever part of a `COPY`.
 //!
 //! Files: `COPY` writes only into the instance's scratch directory ([`open_db_with`]'s
-//! `export_dir`, the one `allowed_directories` entry), inside a read-only transaction; the caller
+//! `allowed` directories, its `allowed_directories` entries), inside a read-only transaction; the caller
 //! moves the file out. On a closed file ([`export_file`]) the scratch directory sits inside the
 //! destination; on a running proxy the admin listener's `POST /export` produces one file with
 //! [`produce`] in the recorder's scratch directory and streams it back.
@@ -294,7 +294,7 @@ pub fn selected_ids(
 }
 
 /// Produces one file of `req` in `dir` (the instance's scratch directory, [`open_db_with`]'s
-/// `export_dir`) with `conn`, within `limits`, interruptible through `cancel`.
+/// `allowed` directories) with `conn`, within `limits`, interruptible through `cancel`.
 pub fn produce(
     conn: &Connection,
     dir: &Path,
@@ -708,7 +708,7 @@ pub fn export_file(db: &Path, opts: &ExportOptions) -> Result<ExportReport, Expo
         )));
     }
     let scratch = scratch_dir(Some(&opts.out_dir()?))?;
-    let conn = open_db_with(Some(db), DbAccess::ReadOnly, Some(scratch.path()))?;
+    let conn = open_db_with(Some(db), DbAccess::ReadOnly, &[scratch.path()])?;
     let limits = ExportLimits::unbounded();
     let mut files = Vec::new();
     for req in &requests {

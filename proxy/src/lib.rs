@@ -15,12 +15,14 @@ pub mod otel;
 pub mod record;
 pub mod recorder;
 pub mod server;
+pub mod ship;
 pub mod tee;
 pub mod upstream;
 pub mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -60,6 +62,7 @@ pub struct RunningProxy {
     serve: JoinHandle<()>,
     admin: Option<JoinHandle<()>>,
     recorder: Option<Recorder>,
+    shipper: Option<ship::ShipperThread>,
     handle: RecorderHandle,
     client_conns: Arc<conn::ConnCounters>,
     admin_conns: Arc<conn::ConnCounters>,
@@ -102,6 +105,10 @@ impl RunningProxy {
         let stats = tokio::task::spawn_blocking(move || rec.shutdown())
             .await
             .map_err(|e| ProxyError::Internal(format!("recorder shutdown panicked: {e}")))??;
+        // Everything is committed now: the shipper ships it (bounded), then stops.
+        if let Some(s) = self.shipper.take() {
+            let _ = tokio::task::spawn_blocking(move || s.finish(SHIP_FINISH_GRACE)).await;
+        }
         Ok(stats)
     }
 }
@@ -136,10 +143,29 @@ pub async fn start(cfg: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     let mut rcfg = cfg.recorder.clone();
     // The admin listener's `POST /export` copies into the instance's private scratch directory.
     rcfg.export_scratch |= admin_listener.is_some();
+    rcfg.ship_spool |= cfg.ship.is_some();
     let recorder = tokio::task::spawn_blocking(move || Recorder::open(rcfg))
         .await
         .map_err(|e| ProxyError::Internal(format!("recorder start panicked: {e}")))??;
     let handle = recorder.handle();
+    let shipper = match &cfg.ship {
+        Some(sc) => {
+            let (h, sc) = (handle.clone(), sc.clone());
+            let started = tokio::task::spawn_blocking(move || {
+                ship::Shipper::open(&h, sc).and_then(|s| ship::spawn(s, h))
+            })
+            .await
+            .map_err(|e| ProxyError::Internal(format!("shipper start panicked: {e}")))?;
+            match started {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    let _ = tokio::task::spawn_blocking(move || recorder.shutdown()).await;
+                    return Err(ProxyError::Config(e.to_string()));
+                }
+            }
+        }
+        None => None,
+    };
     let (stop, stop_rx) = watch::channel(false);
     let client_conns = Arc::new(conn::ConnCounters::default());
     let admin_conns = Arc::new(conn::ConnCounters::default());
@@ -190,11 +216,16 @@ pub async fn start(cfg: ProxyConfig) -> Result<RunningProxy, ProxyError> {
         serve,
         admin,
         recorder: Some(recorder),
+        shipper,
         handle,
         client_conns,
         admin_conns,
     })
 }
+
+/// On shutdown, the shipper gets this long to ship what is committed; the rest waits for the next
+/// start.
+const SHIP_FINISH_GRACE: Duration = Duration::from_secs(60);
 
 /// Says at start when the connection cap and the open-file limit do not agree.
 fn report_connection_cap(cfg: &ProxyConfig, cap: usize) {

@@ -631,6 +631,21 @@ const SQL_INTERPOLATION_ALLOWED: &[(&str, &str, &str)] = &[
         "one of the constants `PARQUET_OPTIONS`, `JSONL_OPTIONS`",
     ),
     (
+        "proxy/src/ship.rs",
+        "select",
+        "one of the constant `SEGMENT_TABLES` statements (rowid bounds as `?` parameters)",
+    ),
+    (
+        "proxy/src/ship.rs",
+        "target",
+        "a file name the shipper made (table, sequence number) in its spool directory, `'` doubled: `COPY … TO` takes no parameter",
+    ),
+    (
+        "proxy/tests/it/ship.rs",
+        "key",
+        "a key expression the test itself spells (column names of the recording)",
+    ),
+    (
         "ui/src/pages/extra.rs",
         "body",
         "the SQL console's own statement, wrapped in a row limit; the read-only filter checks the result",

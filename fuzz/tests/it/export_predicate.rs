@@ -54,7 +54,7 @@ fn export_predicate() {
     let before = digest(&db);
     let outside = tempfile::tempdir_in(dir.path()).expect("a directory for the scratch one");
     let scratch = scratch_dir(Some(outside.path())).expect("scratch");
-    let conn = open_db_with(Some(&db), DbAccess::ReadOnly, Some(scratch.path())).expect("opens");
+    let conn = open_db_with(Some(&db), DbAccess::ReadOnly, &[scratch.path()]).expect("opens");
     let limits = ExportLimits {
         timeout: std::time::Duration::from_millis(500),
         ..ExportLimits::default()

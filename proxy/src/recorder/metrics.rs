@@ -77,6 +77,55 @@ pub struct Metrics {
     gen_ai_tokens: Family<L3, Histogram>,
     otlp: OtlpCounters,
     recorder: RecorderMirror,
+    /// The shipper's (see [`crate::ship`]); they stay 0 when the proxy does not ship.
+    pub(crate) ship: ShipMetrics,
+}
+
+/// The shipper's metrics: updated by the shipper thread only.
+#[derive(Debug, Clone, Default)]
+pub struct ShipMetrics {
+    /// Segments shipped (every file of each uploaded).
+    pub segments: Counter,
+    /// Parquet files uploaded.
+    pub objects: Counter,
+    /// Bytes uploaded.
+    pub bytes: Counter,
+    /// Shipping rounds that failed (retried later under the same names).
+    pub failures: Counter,
+    /// Seconds since the shipper was last caught up, while exchanges wait (0 when none does).
+    pub lag_seconds: Gauge<f64, AtomicU64>,
+}
+
+impl ShipMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = ShipMetrics::default();
+        registry.register(
+            "agentcap_ship_segments",
+            "Segments shipped to the object store",
+            m.segments.clone(),
+        );
+        registry.register(
+            "agentcap_ship_objects",
+            "Parquet files uploaded to the object store",
+            m.objects.clone(),
+        );
+        registry.register(
+            "agentcap_ship_bytes",
+            "Bytes uploaded to the object store",
+            m.bytes.clone(),
+        );
+        registry.register(
+            "agentcap_ship_failures",
+            "Shipping rounds that failed (retried under the same object names)",
+            m.failures.clone(),
+        );
+        registry.register(
+            "agentcap_ship_lag_seconds",
+            "Seconds since the shipper was last caught up, while committed exchanges wait to be shipped",
+            m.lag_seconds.clone(),
+        );
+        m
+    }
 }
 
 impl Default for Metrics {
@@ -183,6 +232,7 @@ impl Metrics {
             otlp.queue.clone(),
         );
         let recorder = RecorderMirror::register(&mut registry);
+        let ship = ShipMetrics::register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -197,6 +247,7 @@ impl Metrics {
             gen_ai_tokens,
             otlp,
             recorder,
+            ship,
         }
     }
 

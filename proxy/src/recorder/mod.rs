@@ -135,6 +135,10 @@ pub struct RecorderConfig {
     pub export_scratch: bool,
     /// OpenTelemetry span export (`--otlp-endpoint`); `None`: off (the default).
     pub otlp: Option<crate::otel::OtlpConfig>,
+    /// Give the database instance the shipper's spool directory (`<journal>/ship/spool/`, created
+    /// here) as an `allowed_directories` entry, so the shipper can `COPY` segments there
+    /// ([`open_db_with`]). Off by default: external access stays fully off.
+    pub ship_spool: bool,
 }
 
 impl Default for RecorderConfig {
@@ -157,6 +161,7 @@ impl Default for RecorderConfig {
             max_pending_bytes: 64 * 1024 * 1024,
             export_scratch: false,
             otlp: None,
+            ship_spool: false,
         }
     }
 }
@@ -456,6 +461,8 @@ pub(crate) struct Shared {
     metrics: metrics::Metrics,
     /// The span export, when on (derivation offers each exchange once, like `metrics`).
     tracer: Option<crate::otel::Tracer>,
+    /// The instance's allowed directory ([`RecorderConfig::ship_spool`]).
+    spool_dir: Option<PathBuf>,
 }
 
 impl Shared {
@@ -524,6 +531,12 @@ impl std::fmt::Debug for RecorderHandle {
     }
 }
 
+/// The shipper's spool directory in a journal directory (`<journal>/ship/spool/`): with
+/// [`RecorderConfig::ship_spool`], the instance's allowed directory.
+pub fn ship_spool_dir(journal_dir: &Path) -> PathBuf {
+    journal_dir.join("ship").join("spool")
+}
+
 /// How [`open_db`] opens a database.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DbAccess {
@@ -536,7 +549,7 @@ pub enum DbAccess {
 /// Opens a DuckDB database (`None`: in memory) with external access disabled: see
 /// [`open_db_with`], of which this is the case without an export directory.
 pub fn open_db(path: Option<&Path>, access: DbAccess) -> Result<Connection, RecorderError> {
-    open_db_with(path, access, None)
+    open_db_with(path, access, &[])
 }
 
 /// Opens a DuckDB database (`None`: in memory): the one place in the workspace where DuckDB is
@@ -548,21 +561,22 @@ pub fn open_db(path: Option<&Path>, access: DbAccess) -> Result<Connection, Reco
 /// configuration locked once open (`SET` / `RESET` fail on every connection of the instance).
 /// Nothing may `SET` a setting after this function returns.
 ///
-/// The one exception is `export_dir`: when given, that directory (and what is under it) is the
-/// instance's only `allowed_directories` entry, so `COPY … TO` a file in it works (the exporter
-/// writes there: a private directory it created, see [`scratch_dir`]). DuckDB takes that setting
-/// only while external access is still on, so the instance is opened with it on, given the
-/// directory, then switched off and locked before this function returns; no other SQL runs in
-/// between. Without `export_dir`, external access is off from the start.
+/// The one exception is `allowed`: when given, those directories (and what is under them) are the
+/// instance's `allowed_directories` entries, so `COPY … TO` a file in them works (the exporter
+/// writes into a private directory it created, see [`scratch_dir`]; the shipper into its spool
+/// directory, see [`RecorderConfig::ship_spool`]). DuckDB takes that setting only while external
+/// access is still on, so the instance is opened with it on, given the directories, then switched
+/// off and locked before this function returns; no other SQL runs in between. Without
+/// directories, external access is off from the start.
 pub fn open_db_with(
     path: Option<&Path>,
     access: DbAccess,
-    export_dir: Option<&Path>,
+    allowed: &[&Path],
 ) -> Result<Connection, RecorderError> {
     let mut config = Config::default()
         .enable_autoload_extension(false)?
         .with("autoinstall_known_extensions", "false")?;
-    if export_dir.is_none() {
+    if allowed.is_empty() {
         config = config.enable_external_access(false)?;
     }
     if access == DbAccess::ReadOnly {
@@ -572,11 +586,22 @@ pub fn open_db_with(
         Some(p) => Connection::open_with_flags(p, config)?,
         None => Connection::open_in_memory_with_flags(config)?,
     };
-    if let Some(dir) = export_dir {
-        let dir = dir.to_str().ok_or_else(|| {
-            RecorderError::Config(format!("{} is not a UTF-8 path", dir.display()))
-        })?;
-        conn.execute("SET allowed_directories = [?]", [dir])?;
+    if !allowed.is_empty() {
+        let dirs = allowed
+            .iter()
+            .map(|d| {
+                d.to_str().map(str::to_owned).ok_or_else(|| {
+                    RecorderError::Config(format!("{} is not a UTF-8 path", d.display()))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        // One list parameter: `?` stands for the whole JSON array of paths.
+        let list =
+            serde_json::to_string(&dirs).map_err(|e| RecorderError::Config(e.to_string()))?;
+        conn.execute(
+            "SET allowed_directories = from_json(?, '[\"VARCHAR\"]')",
+            [list],
+        )?;
         conn.execute_batch("SET enable_external_access = false")?;
     }
     conn.execute_batch("SET lock_configuration = true")?;
@@ -608,11 +633,25 @@ impl Recorder {
         } else {
             None
         };
-        let conn = open_db_with(
-            Some(&cfg.db_path),
-            DbAccess::ReadWrite,
-            export_scratch.as_ref().map(|d| d.path()),
-        )?;
+        let spool_dir = if cfg.ship_spool {
+            let dir = ship_spool_dir(&journal_dir);
+            let fail = |source| RecorderError::Journal {
+                path: dir.clone(),
+                source,
+            };
+            std::fs::create_dir_all(&dir).map_err(fail)?;
+            // Canonical: DuckDB compares allowed directories with resolved paths.
+            Some(std::fs::canonicalize(&dir).map_err(fail)?)
+        } else {
+            None
+        };
+        let allowed: Vec<&Path> = export_scratch
+            .as_ref()
+            .map(|d| d.path())
+            .into_iter()
+            .chain(spool_dir.as_deref())
+            .collect();
+        let conn = open_db_with(Some(&cfg.db_path), DbAccess::ReadWrite, &allowed)?;
         schema::migrate(&conn)?;
         let derive_ctx = derive::DeriveCtx {
             capture_cap: cfg.capture_cap,
@@ -649,6 +688,7 @@ impl Recorder {
             metrics,
             tracer,
             export_scratch,
+            spool_dir,
         });
         let replay = replay::replay(&conn, &journal_dir, &derive_ctx, cfg.batch_rows)?;
         StatsAtomics::add(&shared.stats.replayed_exchanges, replay.exchanges);
@@ -982,6 +1022,17 @@ impl RecorderHandle {
     pub fn connection(&self) -> Result<Connection, RecorderError> {
         let guard = self.shared.query_conn.lock();
         Ok(guard.as_ref().ok_or(RecorderError::Stopped)?.try_clone()?)
+    }
+
+    /// The shipper's spool directory, the instance's one allowed directory, when the recorder
+    /// was opened with [`RecorderConfig::ship_spool`] (canonical path).
+    pub fn spool_dir(&self) -> Option<PathBuf> {
+        self.shared.spool_dir.clone()
+    }
+
+    /// The shipper's metrics (registered with the proxy's).
+    pub(crate) fn ship_metrics(&self) -> metrics::ShipMetrics {
+        self.shared.metrics.ship.clone()
     }
 
     /// `true` once the recorder has been shut down.

@@ -53,7 +53,7 @@ fn count(db: &Path, sql: &str) -> i64 {
 /// Row count of a Parquet file, read back by DuckDB with only its directory allowed.
 fn parquet_rows(file: &Path) -> i64 {
     let dir = std::fs::canonicalize(file.parent().expect("a directory")).expect("exists");
-    let conn = open_db_with(None, DbAccess::ReadWrite, Some(&dir)).expect("opens");
+    let conn = open_db_with(None, DbAccess::ReadWrite, &[&dir]).expect("opens");
     let path = dir.join(file.file_name().expect("a name"));
     conn.query_row(
         "SELECT count(*) FROM read_parquet(?)",
@@ -293,7 +293,7 @@ fn an_export_directory_opens_that_directory_only() {
         .expect("exists")
         .join("in");
     std::fs::create_dir(&allowed).expect("made");
-    let conn = open_db_with(None, DbAccess::ReadWrite, Some(&allowed)).expect("opens");
+    let conn = open_db_with(None, DbAccess::ReadWrite, &[&allowed]).expect("opens");
     conn.execute_batch("CREATE TABLE t AS SELECT range AS i FROM range(5)")
         .expect("a table");
     let inside = allowed.join("t.parquet");

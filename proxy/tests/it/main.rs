@@ -7,6 +7,7 @@ mod forwarding;
 mod harness;
 mod memory;
 mod recorder;
+mod ship;
 mod strict;
 mod tidy;
 mod transparency;

@@ -1,0 +1,234 @@
+"""Two `agentcap proxy --ship s3://…` instances recording disjoint traffic into one lake held by an S3 emulator
+(moto), read back by DuckDB and by ClickHouse's engine (chdb, its s3() table function straight from the emulator);
+one proxy killed with SIGKILL in the middle of a segment and restarted: no segment lost, none duplicated.
+
+Environment: AGENTCAP_BIN, the agentcap binary (default: <cargo target dir>/debug/agentcap).
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import chdb
+import duckdb
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUCKET = "lake"
+PREFIX = "agentcap"
+KEY, SECRET, REGION = "testing", "testing-secret", "us-east-1"
+TABLES = {
+    "exchanges": "id",
+    "sse_events": "exchange_id || '/' || seq",
+    "entries": "exchange_id || '/' || direction || '/' || position",
+    "usage": "exchange_id",
+}
+
+
+def agentcap() -> str:
+    if os.environ.get("AGENTCAP_BIN"):
+        return os.environ["AGENTCAP_BIN"]
+    out = subprocess.run([str(REPO / "scripts" / "target-dir")], check=True, capture_output=True, text=True)
+    return str(Path(out.stdout.strip()) / "debug" / "agentcap")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what: str, check, bound: float = 120.0):
+    """Polls `check` until it returns a true value (never a fixed sleep as the condition)."""
+    deadline = time.monotonic() + bound
+    while True:
+        v = check()
+        if v:
+            return v
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+class Proc:
+    """A child printing its address on its first stdout line and stopping when its stdin closes."""
+
+    def __init__(self, args: list[str], env: dict | None = None):
+        self.p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True, env=env)
+        box: list[str] = []
+        t = threading.Thread(target=lambda: box.append(self.p.stdout.readline()), daemon=True)
+        t.start()
+        t.join(60)
+        self.line = box[0] if box else ""
+        assert "http://" in self.line, f"{args[:2]} did not start: {self.line!r}"
+        self.url = self.line.split("http://", 1)[1].split()[0].rstrip(",)")
+        self.url = "http://" + self.url
+        # Drain stderr so the child never blocks on a full pipe.
+        self.err: list[str] = []
+        threading.Thread(target=lambda: self.err.extend(self.p.stderr), daemon=True).start()
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.stdin.close()
+            try:
+                self.p.wait(90)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+
+    def kill9(self) -> None:
+        self.p.send_signal(signal.SIGKILL)
+        self.p.wait()
+
+
+@pytest.fixture(scope="module")
+def s3():
+    port = free_port()
+    moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=KEY, aws_secret_access_key=SECRET,
+                          region_name=REGION)
+
+    def up():
+        try:
+            client.create_bucket(Bucket=BUCKET)
+            return True
+        except Exception:
+            return moto.poll() is not None and pytest.fail("moto did not start")
+
+    wait_for("moto", up, 60)
+    yield endpoint, client
+    moto.terminate()
+    moto.wait(10)
+
+
+@pytest.fixture(scope="module")
+def twin():
+    p = Proc([agentcap(), "sim", "--listen", "127.0.0.1:0", "--exit-on-stdin-close"])
+    yield p.url
+    p.stop()
+
+
+def start_proxy(upstream: str, endpoint: str, db: Path, instance: str, hang_at: int | None = None) -> Proc:
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION=REGION)
+    env.pop("AGENTCAP_SHIP_TEST_HANG_AT", None)
+    if hang_at is not None:
+        env["AGENTCAP_SHIP_TEST_HANG_AT"] = str(hang_at)
+    return Proc([agentcap(), "proxy", "--listen", "127.0.0.1:0", "--no-admin", "--upstream", upstream,
+                 "--db", str(db), "--ship", f"s3://{BUCKET}/{PREFIX}", "--ship-endpoint", endpoint,
+                 "--ship-every", "1", "--ship-rows", "1", "--instance-id", instance, "--exit-on-stdin-close"],
+                env=env)
+
+
+def converse(proxy: str, n: int, tag: str) -> None:
+    """`n` conversations of two turns each (the second streamed) through `proxy`."""
+    def post(path: str, body: dict) -> bytes:
+        req = urllib.request.Request(proxy + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"content-type": "application/json",
+                                              "authorization": "Bearer test-key"})
+        with urllib.request.urlopen(req, timeout=60) as r:
+            assert r.status == 200
+            return r.read()
+
+    for i in range(n):
+        start = json.loads(post("/v1/conversations",
+                                {"model": "mistral-medium-latest", "inputs": f"{tag} question {i}"}))
+        post(f"/v1/conversations/{start['conversation_id']}", {"inputs": "and then?", "stream": True})
+
+
+def objects(client, table: str | None = None) -> list[str]:
+    keys, token = [], None
+    while True:
+        kw = {"Bucket": BUCKET, "Prefix": f"{PREFIX}/" + (f"table={table}/" if table else "")}
+        if token:
+            kw["ContinuationToken"] = token
+        page = client.list_objects_v2(**kw)
+        keys += [o["Key"] for o in page.get("Contents", [])]
+        token = page.get("NextContinuationToken")
+        if not token:
+            return keys
+
+
+def mirror(client, to: Path) -> Path:
+    """The bucket's objects as files (DuckDB here has no httpfs: extensions are never downloaded in tests)."""
+    for key in objects(client):
+        dest = to / key
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(BUCKET, key, str(dest))
+    return to / PREFIX
+
+
+def local_counts(dbs: list[Path]) -> dict:
+    total = {t: 0 for t in TABLES}
+    for db in dbs:
+        con = duckdb.connect(str(db), read_only=True)
+        for t in TABLES:
+            total[t] += con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        con.close()
+    return total
+
+
+def test_two_instances_one_lake_and_a_kill_9_mid_segment(s3, twin, tmp_path):
+    endpoint, client = s3
+    db_a, db_b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+
+    # Instance b: ships on its own, then stops (shipping the rest on the way out).
+    b = start_proxy(twin, endpoint, db_b, "proxy-b")
+    converse(b.url, 4, "b")
+    b.stop()
+    assert b.p.returncode == 0, "".join(b.err)
+
+    # Instance a: its second segment hangs after its first file; killed with SIGKILL there.
+    a = start_proxy(twin, endpoint, db_a, "proxy-a", hang_at=1)
+    converse(a.url, 3, "a")
+    wait_for("a's first segment", lambda: any("instance=proxy-a/part-0000000000" in k for k in objects(client)))
+    converse(a.url, 3, "a2")
+    wait_for("a's second segment to start",
+             lambda: any("instance=proxy-a/part-0000000001" in k for k in objects(client, "exchanges")))
+    assert not any("instance=proxy-a/part-0000000001" in k for k in objects(client, "entries")), \
+        "the hook stops after the first file"
+    a.kill9()
+    # Restarted: the journal is replayed, the planned segment made again under the same names, the rest shipped.
+    a = start_proxy(twin, endpoint, db_a, "proxy-a")
+    converse(a.url, 2, "a3")
+    a.stop()
+    assert a.p.returncode == 0, "".join(a.err)
+
+    want = local_counts([db_a, db_b])
+    print("local rows, both instances:", want)
+    assert want["exchanges"] == 2 * (4 + 3 + 3 + 2)
+    names = objects(client)
+    assert len(names) == len(set(names))
+    assert any("instance=proxy-a" in k for k in names) and any("instance=proxy-b" in k for k in names)
+
+    # (a) DuckDB over the whole lake: every row once.
+    lake = mirror(client, tmp_path / "mirror")
+    con = duckdb.connect()
+    for t, key in TABLES.items():
+        n, distinct, instances = con.execute(
+            f"SELECT count(*), count(DISTINCT {key}), count(DISTINCT instance) "
+            f"FROM read_parquet('{lake}/table={t}/*/*/*.parquet', hive_partitioning = true)").fetchone()
+        print(f"duckdb lake {t}: {n} rows, {distinct} distinct, {instances} instances")
+        assert n == want[t] and distinct == n, (t, n, distinct, want[t])
+    segs = con.execute(f"SELECT instance, count(*) FROM read_parquet('{lake}/table=exchanges/*/*/*.parquet', "
+                       "hive_partitioning = true, filename = true) GROUP BY ALL ORDER BY 1").fetchall()
+    print("exchanges per instance:", segs)
+
+    # (b) ClickHouse's engine, straight from the emulator with s3().
+    for t, key in TABLES.items():
+        ch_key = key.replace(" || ", ", ").replace("'/'", "'/'")
+        url = f"{endpoint}/{BUCKET}/{PREFIX}/table={t}/**/*.parquet"
+        res = chdb.query(f"SELECT count(), uniqExact(concat({ch_key}::String)) FROM s3('{url}', '{KEY}', '{SECRET}', "
+                         "'Parquet')", "CSV")
+        n, distinct = (int(x) for x in str(res).strip().split(","))
+        print(f"chdb lake {t}: {n} rows, {distinct} distinct")
+        assert n == want[t] and distinct == n, (t, n, distinct, want[t])
