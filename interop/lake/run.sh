@@ -11,16 +11,9 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 venv="${AGENTCAP_LAKE_VENV:-$here/.venv}"
-requirements="$here/requirements.txt"
-stamp="$venv/.requirements.sha256"
-want="$(sha256sum "$requirements" | cut -d' ' -f1)"
-if [[ ! -x "$venv/bin/python" ]]; then
-    python3 -m venv "$venv"
-fi
-if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
-    echo "$want" > "$stamp"
-fi
+# shellcheck source=../../scripts/venv.sh
+source "$here/../../scripts/venv.sh"
+ensure_venv "$venv" "$here/requirements.txt"
 export PYTHONDONTWRITEBYTECODE=1
 cd "$here"
 exec "$venv/bin/python" -m pytest -p no:cacheprovider -q -s "$@" test_lake.py
