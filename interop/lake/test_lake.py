@@ -8,11 +8,9 @@ Environment: AGENTCAP_BIN, the agentcap binary (default: <cargo target dir>/debu
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -22,6 +20,15 @@ import duckdb
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "interop" / "support"))
+import polling  # noqa: E402
+from polling import free_port  # noqa: E402
+
+
+def wait_for(what: str, check, bound: float = 120.0):
+    """`polling.wait_for`, checking every 0.1 s."""
+    return polling.wait_for(what, check, bound, step=0.1)
+
 BUCKET = "lake"
 PREFIX = "agentcap"
 KEY, SECRET, REGION = "testing", "testing-secret", "us-east-1"
@@ -38,23 +45,6 @@ def agentcap() -> str:
         return os.environ["AGENTCAP_BIN"]
     out = subprocess.run([str(REPO / "scripts" / "target-dir")], check=True, capture_output=True, text=True)
     return str(Path(out.stdout.strip()) / "debug" / "agentcap")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what: str, check, bound: float = 120.0):
-    """Polls `check` until it returns a true value (never a fixed sleep as the condition)."""
-    deadline = time.monotonic() + bound
-    while True:
-        v = check()
-        if v:
-            return v
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 class Proc:

@@ -10,12 +10,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -26,6 +24,15 @@ REPO = HERE.parent.parent
 URL_RE = re.compile(r"(http://127\.0\.0\.1:\d+)")
 ADMIN_RE = re.compile(r"admin (http://127\.0\.0\.1:\d+)")
 
+sys.path.insert(0, str(REPO / "interop" / "support"))
+import polling  # noqa: E402
+from polling import free_port  # noqa: E402,F401  (the tests import it from here)
+
+
+def wait_for(what: str, check, timeout: float = 120.0, step: float = 0.25):
+    """`polling.wait_for`, an unreachable or failing HTTP endpoint counting as "not yet"."""
+    return polling.wait_for(what, check, timeout, step, errors=(httpx.HTTPError, OSError))
+
 
 def target_dir() -> Path:
     out = subprocess.run([str(REPO / "scripts" / "target-dir")], check=True, capture_output=True, text=True)
@@ -34,22 +41,6 @@ def target_dir() -> Path:
 
 def agentcap() -> str:
     return os.environ.get("AGENTCAP_BIN") or str(target_dir() / "debug" / "agentcap")
-
-
-def wait_for(what: str, check, timeout: float = 120.0, step: float = 0.25):
-    """Polls `check` until it returns something truthy (returned), failing after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (httpx.HTTPError, OSError) as e:
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(step)
-    raise AssertionError(f"timed out waiting for {what}: last {last!r}")
 
 
 class Proc:
@@ -83,12 +74,6 @@ class Proc:
                 self.p.kill()
                 self.p.wait()
         return self.p.stderr.read() if self.p.stderr else ""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Phoenix:
