@@ -258,6 +258,16 @@ impl std::fmt::Debug for AdminState {
 }
 
 impl AdminState {
+    /// One of the permits `/query` and `/export` share, or, when they are all taken, the message that says so.
+    fn query_permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, String> {
+        self.queries.clone().try_acquire_owned().map_err(|_| {
+            format!(
+                "{} queries are already running; try again when one ends",
+                self.cfg.max_concurrent_queries
+            )
+        })
+    }
+
     /// The state for `rec`, with a query semaphore sized from `cfg`.
     pub fn new(
         rec: RecorderHandle,
@@ -591,15 +601,9 @@ async fn query(st: &AdminState, body: Bytes) -> Response<Full<Bytes>> {
             );
         }
     };
-    let Ok(permit) = st.queries.clone().try_acquire_owned() else {
-        return error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "busy",
-            format!(
-                "{} queries are already running; try again when one ends",
-                st.cfg.max_concurrent_queries
-            ),
-        );
+    let permit = match st.query_permit() {
+        Ok(p) => p,
+        Err(busy) => return error(StatusCode::TOO_MANY_REQUESTS, "busy", busy),
     };
     let cancel = QueryCancel::new();
     let on_drop = CancelOnDrop(Some(cancel.clone()));
@@ -797,15 +801,9 @@ async fn export(st: &AdminState, body: Bytes) -> Response<AdminBody> {
             );
         }
     };
-    let Ok(permit) = st.queries.clone().try_acquire_owned() else {
-        return fail(
-            StatusCode::TOO_MANY_REQUESTS,
-            "busy",
-            format!(
-                "{} queries are already running; try again when one ends",
-                st.cfg.max_concurrent_queries
-            ),
-        );
+    let permit = match st.query_permit() {
+        Ok(p) => p,
+        Err(busy) => return fail(StatusCode::TOO_MANY_REQUESTS, "busy", busy),
     };
     let cancel = QueryCancel::new();
     let on_drop = CancelOnDrop(Some(cancel.clone()));
