@@ -868,7 +868,20 @@ pub(crate) async fn run_item(sh: Arc<Shared>, job: Job) -> Option<Outcome> {
         )
     });
 
-    let (outcome, grade_row) = match grade_answer(&sh, cfg, &item, &answer.text).await {
+    grade_and_store(&sh, ci, cfg, &item, &answer.text, row).await
+}
+
+/// Grades an answered item, stores its row (with its grade, or as a judge error that keeps the answer) and
+/// counts it finished; `None` when the run was cancelled while the judge was asked.
+async fn grade_and_store(
+    sh: &Shared,
+    ci: usize,
+    cfg: &ResolvedConfig,
+    item: &QaItem,
+    answer: &str,
+    mut row: ItemRow,
+) -> Option<Outcome> {
+    let (outcome, grade_row) = match grade_answer(sh, cfg, item, answer).await {
         Graded::Cancelled => return None,
         Graded::JudgeFailed(error) => {
             // The answer and its figures stay; the grade is missing and counted apart.
@@ -913,19 +926,7 @@ async fn recorded_item(
             &BTreeMap::new(),
         )
     });
-    let (outcome, grade_row) = match grade_answer(sh, cfg, item, &answer).await {
-        Graded::Cancelled => return None,
-        Graded::JudgeFailed(error) => {
-            row.status = "judge_error".into();
-            row.error_kind = Some(format!("judge_{}", error.class()));
-            row.error = Some(format!("judge: {error}"));
-            (Outcome::JudgeError, None)
-        }
-        Graded::Done(outcome, grade_row) => (outcome, Some(grade_row)),
-    };
-    row.finished_at = now_rfc3339();
-    sh.store.put_item(row, grade_row);
-    Some(sh.finished(ci, &item.id, outcome))
+    grade_and_store(sh, ci, cfg, item, &answer, row).await
 }
 
 impl Shared {
