@@ -106,6 +106,12 @@ pub struct ProxyArgs {
     /// http://127.0.0.1:4318 (`/v1/traces` is appended unless the path ends with it). Off when unset.
     #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// The traces URL itself, used as is (no path appended); wins over --otlp-endpoint.
+    #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")]
+    otlp_traces_endpoint: Option<String>,
+    /// A CA certificate file (PEM) trusted for an https:// collector, besides the public roots.
+    #[arg(long, value_name = "FILE", env = "OTEL_EXPORTER_OTLP_CERTIFICATE")]
+    otlp_ca: Option<PathBuf>,
     /// Headers sent with every export: `key=value,key2=value2` (values percent-encoded).
     #[arg(
         long,
@@ -134,6 +140,10 @@ pub struct ProxyArgs {
     /// An S3-compatible endpoint for --ship (MinIO, R2, …), e.g. http://127.0.0.1:9000.
     #[arg(long, env = "AGENTCAP_SHIP_ENDPOINT", value_name = "URL")]
     ship_endpoint: Option<String>,
+    /// A CA certificate file (PEM) trusted for an https:// object store, besides the public roots (read only
+    /// with --ship).
+    #[arg(long, value_name = "FILE", env = "AWS_CA_BUNDLE")]
+    ship_ca: Option<PathBuf>,
     /// Ship at least every this many seconds [default: 60].
     #[arg(long, value_name = "SECONDS")]
     ship_every: Option<u64>,
@@ -178,12 +188,15 @@ impl ProxyArgs {
             keep_alive_timeout_ms: self.keep_alive_timeout_ms,
             max_connections: self.max_connections,
             otlp_endpoint: self.otlp_endpoint.clone(),
+            otlp_traces_endpoint: self.otlp_traces_endpoint.clone(),
+            otlp_ca: self.otlp_ca.clone(),
             otlp_headers: self.otlp_headers.clone(),
             otlp_service_name: self.otlp_service_name.clone(),
             otlp_content: self.otlp_content.then_some(true),
             otlp_queue_spans: self.otlp_queue_spans,
             ship: self.ship.clone(),
             ship_endpoint: self.ship_endpoint.clone(),
+            ship_ca: self.ship_ca.clone(),
             ship_every: self.ship_every,
             ship_rows: self.ship_rows,
             instance_id: self.instance_id.clone(),

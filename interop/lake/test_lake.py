@@ -82,8 +82,10 @@ class Proc:
 @pytest.fixture(scope="module")
 def s3():
     port = free_port()
+    # Parts of multipart uploads may be small here (S3's own minimum is 5 MiB): instance b ships with 4 KiB parts.
     moto = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, S3_UPLOAD_PART_MIN_SIZE="4096"))
     endpoint = f"http://127.0.0.1:{port}"
     client = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=KEY, aws_secret_access_key=SECRET,
                           region_name=REGION)
@@ -108,11 +110,15 @@ def twin():
     p.stop()
 
 
-def start_proxy(upstream: str, endpoint: str, db: Path, instance: str, hang_at: int | None = None) -> Proc:
+def start_proxy(upstream: str, endpoint: str, db: Path, instance: str, hang_at: int | None = None,
+                part_bytes: int | None = None) -> Proc:
     env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION=REGION)
     env.pop("AGENTCAP_SHIP_TEST_HANG_AT", None)
+    env.pop("AGENTCAP_SHIP_TEST_PART_BYTES", None)
     if hang_at is not None:
         env["AGENTCAP_SHIP_TEST_HANG_AT"] = str(hang_at)
+    if part_bytes is not None:
+        env["AGENTCAP_SHIP_TEST_PART_BYTES"] = str(part_bytes)
     return Proc([agentcap(), "proxy", "--listen", "127.0.0.1:0", "--no-admin", "--upstream", upstream,
                  "--db", str(db), "--ship", f"s3://{BUCKET}/{PREFIX}", "--ship-endpoint", endpoint,
                  "--ship-every", "1", "--ship-rows", "1", "--instance-id", instance, "--exit-on-stdin-close"],
@@ -171,8 +177,9 @@ def test_two_instances_one_lake_and_a_kill_9_mid_segment(s3, twin, tmp_path):
     endpoint, client = s3
     db_a, db_b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
 
-    # Instance b: ships on its own, then stops (shipping the rest on the way out).
-    b = start_proxy(twin, endpoint, db_b, "proxy-b")
+    # Instance b: ships on its own, then stops (shipping the rest on the way out); files above 4 KiB go up as
+    # multipart uploads.
+    b = start_proxy(twin, endpoint, db_b, "proxy-b", part_bytes=4096)
     converse(b.url, 4, "b")
     b.stop()
     assert b.p.returncode == 0, "".join(b.err)
@@ -199,6 +206,13 @@ def test_two_instances_one_lake_and_a_kill_9_mid_segment(s3, twin, tmp_path):
     names = objects(client)
     assert len(names) == len(set(names))
     assert any("instance=proxy-a" in k for k in names) and any("instance=proxy-b" in k for k in names)
+    # A multipart upload's ETag is "<md5 of the parts' md5s>-<parts>": b's larger files went up in parts, a's whole.
+    etags = {k: client.head_object(Bucket=BUCKET, Key=k)["ETag"].strip('"') for k in names}
+    sizes = {k: client.head_object(Bucket=BUCKET, Key=k)["ContentLength"] for k in names}
+    multipart = [k for k, e in etags.items() if "-" in e]
+    print("multipart uploads:", len(multipart), "of", len(names), "objects")
+    assert multipart and all("instance=proxy-b" in k for k in multipart)
+    assert all("-" in etags[k] for k in names if "instance=proxy-b" in k and sizes[k] > 4096)
 
     # (a) DuckDB over the whole lake: every row once.
     lake = mirror(client, tmp_path / "mirror")

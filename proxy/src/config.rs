@@ -245,6 +245,11 @@ pub struct ProxySettings {
     /// OTLP/HTTP endpoint spans are exported to, as `OTEL_EXPORTER_OTLP_ENDPOINT` means it (the
     /// base URL; `/v1/traces` is appended unless the path ends with it). Unset: no export.
     pub otlp_endpoint: Option<String>,
+    /// The traces URL itself, used as is, as `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` means it; it
+    /// wins over [`ProxySettings::otlp_endpoint`] (the signal's own setting over the shared one).
+    pub otlp_traces_endpoint: Option<String>,
+    /// [`crate::otel::OtlpConfig::ca`].
+    pub otlp_ca: Option<PathBuf>,
     /// Headers sent with every export, in `OTEL_EXPORTER_OTLP_HEADERS`' format (`k=v,k2=v2`).
     pub otlp_headers: Option<String>,
     /// `service.name` of the exported spans ([`crate::otel::DEFAULT_SERVICE_NAME`]).
@@ -257,6 +262,8 @@ pub struct ProxySettings {
     pub ship: Option<String>,
     /// An S3-compatible endpoint ([`ShipConfig::endpoint`]).
     pub ship_endpoint: Option<String>,
+    /// [`ShipConfig::ca`].
+    pub ship_ca: Option<PathBuf>,
     /// Ship at least every this many seconds ([`ShipConfig::every`]).
     pub ship_every: Option<u64>,
     /// …or once this many exchanges were committed ([`ShipConfig::every_rows`]).
@@ -321,12 +328,15 @@ impl ProxySettings {
             keep_alive_timeout_ms,
             max_connections,
             otlp_endpoint,
+            otlp_traces_endpoint,
+            otlp_ca,
             otlp_headers,
             otlp_service_name,
             otlp_content,
             otlp_queue_spans,
             ship,
             ship_endpoint,
+            ship_ca,
             ship_every,
             ship_rows,
             instance_id,
@@ -366,12 +376,19 @@ impl ProxySettings {
                 .redact
                 .push(regex::Regex::new(r).map_err(|e| bad(format!("redact {r:?}: {e}")))?);
         }
-        if let Some(endpoint) = self
-            .otlp_endpoint
-            .as_deref()
-            .filter(|e| !e.trim().is_empty())
-        {
-            let mut o = crate::otel::OtlpConfig::new(endpoint);
+        let set = |e: &Option<String>| {
+            e.as_deref()
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(str::to_owned)
+        };
+        let traces_url = match (set(&self.otlp_traces_endpoint), set(&self.otlp_endpoint)) {
+            (Some(url), _) => Some(url),
+            (None, Some(base)) => Some(crate::otel::traces_url(&base)),
+            (None, None) => None,
+        };
+        if let Some(url) = traces_url {
+            let mut o = crate::otel::OtlpConfig::new(&url);
             if let Some(h) = &self.otlp_headers {
                 o.headers = crate::otel::parse_headers(h).map_err(|e| bad(e.to_string()))?;
             }
@@ -379,6 +396,7 @@ impl ProxySettings {
                 o.service_name = n;
             }
             o.content = self.otlp_content.unwrap_or(false);
+            o.ca = self.otlp_ca;
             if let Some(n) = self.otlp_queue_spans {
                 o.queue_spans = n;
             }
@@ -422,6 +440,7 @@ impl ProxySettings {
         if let Some(dest) = self.ship {
             let mut sc = ShipConfig::new(dest);
             sc.endpoint = self.ship_endpoint;
+            sc.ca = self.ship_ca;
             if let Some(s) = self.ship_every {
                 sc.every = Duration::from_secs(s);
             }
@@ -588,6 +607,17 @@ mod tests {
         }
     }
 
+    /// `AWS_CA_BUNDLE` (`--ship-ca`'s variable) is often set machine-wide: without `--ship` it is
+    /// ignored, not an error.
+    #[test]
+    fn a_ship_ca_without_ship_is_ignored() {
+        let s = ProxySettings {
+            ship_ca: Some("/etc/ssl/certs/ca-certificates.crt".into()),
+            ..Default::default()
+        };
+        assert_eq!(s.resolve().unwrap().ship, None);
+    }
+
     #[test]
     fn otlp_export_is_off_unless_an_endpoint_is_given() {
         assert_eq!(
@@ -614,6 +644,16 @@ mod tests {
             .otlp
             .unwrap();
         assert_eq!(o.endpoint, "http://127.0.0.1:6006/v1/traces");
+        // The traces URL of its own is used as is, and wins over the shared base URL.
+        let own = ProxySettings {
+            otlp_endpoint: Some("http://127.0.0.1:6006".into()),
+            otlp_traces_endpoint: Some("http://127.0.0.1:4318/custom/path".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            own.resolve().unwrap().recorder.otlp.unwrap().endpoint,
+            "http://127.0.0.1:4318/custom/path"
+        );
         assert_eq!(
             o.headers,
             [

@@ -37,9 +37,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use duckdb::Connection;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::client::{
+    HttpClient as OsClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpRequestBody,
+    HttpResponse, HttpResponseBody, HttpService,
+};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 use crate::recorder::RecorderHandle;
 use crate::recorder::metrics::ShipMetrics;
@@ -51,6 +57,8 @@ pub struct ShipConfig {
     pub dest: String,
     /// An S3-compatible endpoint (`http://…` allowed), instead of AWS's (or `AWS_ENDPOINT`).
     pub endpoint: Option<String>,
+    /// A CA certificate file (PEM) trusted for an `https://` store besides the webpki roots.
+    pub ca: Option<PathBuf>,
     /// Ship at least this often (default 60 s)…
     pub every: Duration,
     /// …or as soon as this many exchanges were committed since the last segment (default 10 000).
@@ -68,6 +76,7 @@ impl ShipConfig {
         ShipConfig {
             dest: dest.into(),
             endpoint: None,
+            ca: None,
             every: Duration::from_secs(60),
             every_rows: 10_000,
             max_segment_rows: 50_000,
@@ -247,6 +256,10 @@ pub struct Shipper {
     /// Test hook (`AGENTCAP_SHIP_TEST_HANG_AT=SEQ`): the shipper thread hangs after the first
     /// file of segment SEQ is uploaded, so a test can kill the process mid-segment.
     hang_at: Option<u64>,
+    /// Files above this size go up as multipart uploads of parts this size: [`PART_BYTES`], or
+    /// `AGENTCAP_SHIP_TEST_PART_BYTES` (test hook: small parts make multipart uploads of small
+    /// segments against an emulator that allows them).
+    part_bytes: usize,
 }
 
 impl std::fmt::Debug for Shipper {
@@ -367,237 +380,108 @@ pub fn object_name(prefix: &str, table: &str, plan: &Plan, instance: &str) -> St
     }
 }
 
-/// One request to the object store may take this long.
+/// One request to the object store (each part of a multipart upload) may take this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+/// Files up to this size go up in one PUT; larger ones as a multipart upload of parts this size.
+const PART_BYTES: usize = 16 * 1024 * 1024;
 
-/// Where segments go: a directory, or an S3 bucket (any S3-compatible store).
 enum Store {
     File(PathBuf),
     /// With the shipper's own small runtime (only S3 needs one).
-    S3(Box<(S3, tokio::runtime::Runtime)>),
+    S3(Box<(Arc<dyn ObjectStore>, tokio::runtime::Runtime)>),
 }
 
-/// An S3 bucket written with signed PUTs (AWS Signature Version 4) over the workspace's one HTTP
-/// client builder ([`crate::upstream`]).
-struct S3 {
-    client: crate::upstream::HttpClient<Full<Bytes>>,
-    /// `https://bucket.s3.REGION.amazonaws.com`, or the endpoint followed by `/bucket` (path style).
-    base: String,
-    host: String,
-    /// The path in front of every key (`/bucket` in path style, else empty).
-    base_path: String,
-    region: String,
-    key_id: String,
-    secret: String,
-    token: Option<String>,
-}
-
-fn env(names: &[&str]) -> Option<String> {
-    names
-        .iter()
-        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
-}
-
-impl S3 {
-    fn new(bucket: &str, endpoint: Option<&str>) -> Result<S3, ShipError> {
-        let cfg = |m: &str| ShipError::Config(m.to_owned());
-        let key_id = env(&["AWS_ACCESS_KEY_ID"])
-            .ok_or_else(|| cfg("s3:// needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"))?;
-        let secret = env(&["AWS_SECRET_ACCESS_KEY"])
-            .ok_or_else(|| cfg("s3:// needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"))?;
-        let region =
-            env(&["AWS_REGION", "AWS_DEFAULT_REGION"]).unwrap_or_else(|| "us-east-1".into());
-        let endpoint = endpoint
-            .map(str::to_owned)
-            .or_else(|| env(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]));
-        let (base, base_path) = match endpoint {
-            Some(e) => {
-                let e = e.trim_end_matches('/').to_owned();
-                (
-                    format!("{e}/{}", encode_segment(bucket)),
-                    format!("/{}", encode_segment(bucket)),
-                )
-            }
-            None => (
-                format!("https://{bucket}.s3.{region}.amazonaws.com"),
-                String::new(),
-            ),
-        };
-        let uri: http::Uri = base
-            .parse()
-            .map_err(|e| ShipError::Config(format!("endpoint {base:?}: {e}")))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) {
-            return Err(cfg("the S3 endpoint must be an http:// or https:// URL"));
-        }
-        let host = uri
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .ok_or_else(|| cfg("the S3 endpoint has no host"))?;
-        let client = crate::upstream::http_client(&crate::upstream::ClientOptions::default())
-            .map_err(|e| ShipError::Config(e.to_string()))?;
-        Ok(S3 {
-            client,
-            base,
-            host,
-            base_path,
-            region,
-            key_id,
-            secret,
-            token: env(&["AWS_SESSION_TOKEN"]),
-        })
-    }
-
-    async fn put(&self, key: &str, body: Bytes) -> Result<(), ShipError> {
-        let path: String = key
-            .split('/')
-            .map(|s| format!("/{}", encode_segment(s)))
-            .collect();
-        let now = chrono::Utc::now();
-        let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
-        let payload_hash = hex::encode(Sha256::digest(&body));
-        let mut headers = vec![
-            ("host", self.host.clone()),
-            ("x-amz-content-sha256", payload_hash.clone()),
-            ("x-amz-date", amz_date.clone()),
-        ];
-        if let Some(t) = &self.token {
-            headers.push(("x-amz-security-token", t.clone()));
-        }
-        let auth = sign_v4(&SignInput {
-            method: "PUT",
-            path: &format!("{}{path}", self.base_path),
-            headers: &headers,
-            payload_hash: &payload_hash,
-            amz_date: &amz_date,
-            region: &self.region,
-            service: "s3",
-            key_id: &self.key_id,
-            secret: &self.secret,
+/// An S3 bucket through `object_store`'s S3 client: credentials, region and endpoint from the usual
+/// `AWS_*` variables (`AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` / `AWS_SESSION_TOKEN`, web
+/// identity, the instance metadata service; `AWS_REGION`, `AWS_ENDPOINT_URL`), the endpoint
+/// `--ship-endpoint` overriding them, requests sent by the workspace's one HTTP client
+/// ([`crate::upstream::http_client`], rustls) through [`Connector`].
+fn s3_store(
+    bucket: &str,
+    endpoint: Option<&str>,
+    ca: Option<&Path>,
+) -> Result<Arc<dyn ObjectStore>, ShipError> {
+    let client = crate::upstream::http_client(&crate::upstream::ClientOptions {
+        extra_ca: ca.map(Path::to_owned),
+        ..Default::default()
+    })
+    .map_err(|e| ShipError::Config(e.to_string()))?;
+    let mut b = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_http_connector(Connector { client })
+        .with_retry(object_store::RetryConfig {
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(60),
+            ..Default::default()
         });
-        let mut req = http::Request::builder()
-            .method("PUT")
-            .uri(format!("{}{path}", self.base))
-            .header("authorization", auth)
-            .header("content-type", "application/vnd.apache.parquet");
-        for (k, v) in &headers {
-            if *k != "host" {
-                req = req.header(*k, v);
-            }
+    let endpoint = endpoint.map(str::to_owned).or_else(|| {
+        ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
+            .iter()
+            .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+    });
+    if let Some(e) = endpoint {
+        let uri: http::Uri = e
+            .parse()
+            .map_err(|err| ShipError::Config(format!("S3 endpoint {e:?}: {err}")))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+            return Err(ShipError::Config(format!(
+                "S3 endpoint {e:?} must be an http:// or https:// URL with a host"
+            )));
         }
-        let req = req
-            .body(Full::new(body))
-            .map_err(|e| ShipError::Store(e.to_string()))?;
-        let res = tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(req))
-            .await
-            .map_err(|_| {
-                ShipError::Store(format!("PUT {key}: no answer within {REQUEST_TIMEOUT:?}"))
-            })?
-            .map_err(|e| ShipError::Store(format!("PUT {key}: {e}")))?;
-        let status = res.status();
-        let text = tokio::time::timeout(REQUEST_TIMEOUT, res.into_body().collect())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .map(|b| {
-                String::from_utf8_lossy(&b.to_bytes())
-                    .chars()
-                    .take(500)
-                    .collect::<String>()
-            })
-            .unwrap_or_default();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(ShipError::Store(format!("PUT {key}: {status}: {text}")))
-        }
+        // An S3-compatible store: path-style addressing, plain HTTP allowed when it says so.
+        b = b
+            .with_allow_http(uri.scheme_str() == Some("http"))
+            .with_endpoint(e.trim_end_matches('/'))
+            .with_virtual_hosted_style_request(false);
+    }
+    let store = b
+        .build()
+        .map_err(|e| ShipError::Config(format!("s3://{bucket}: {e}")))?;
+    Ok(Arc::new(store))
+}
+
+/// `object_store`'s HTTP transport over the workspace's one client (no second HTTP or TLS stack).
+struct Connector {
+    client: crate::upstream::HttpClient<HttpRequestBody>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector").finish_non_exhaustive()
     }
 }
 
-/// A path segment as S3 wants it in the URL and the canonical request: every byte but
-/// `A-Z a-z 0-9 - _ . ~` percent-encoded.
-fn encode_segment(s: &str) -> String {
-    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'_')
-        .remove(b'.')
-        .remove(b'~');
-    percent_encoding::utf8_percent_encode(s, SET).to_string()
-}
-
-/// HMAC-SHA256 (RFC 2104).
-pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; 64];
-    if key.len() > 64 {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
+impl HttpConnector for Connector {
+    fn connect(&self, _options: &object_store::ClientOptions) -> object_store::Result<OsClient> {
+        Ok(OsClient::new(Service {
+            client: self.client.clone(),
+        }))
     }
-    let mut inner = Sha256::new();
-    inner.update(k.map(|b| b ^ 0x36));
-    inner.update(data);
-    let mut outer = Sha256::new();
-    outer.update(k.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
 }
 
-/// The AWS Signature Version 4 signing key of a day (`YYYYMMDD`), region and service.
-pub fn signing_key(secret: &str, day: &str, region: &str, service: &str) -> [u8; 32] {
-    let k = hmac_sha256(format!("AWS4{secret}").as_bytes(), day.as_bytes());
-    let k = hmac_sha256(&k, region.as_bytes());
-    let k = hmac_sha256(&k, service.as_bytes());
-    hmac_sha256(&k, b"aws4_request")
+struct Service {
+    client: crate::upstream::HttpClient<HttpRequestBody>,
 }
 
-/// What [`sign_v4`] signs: a request without a query string.
-#[derive(Debug)]
-pub struct SignInput<'a> {
-    /// `PUT`, `GET`…
-    pub method: &'a str,
-    /// The URL path, already encoded.
-    pub path: &'a str,
-    /// The signed headers (lowercase names), `host` among them.
-    pub headers: &'a [(&'a str, String)],
-    /// Hex SHA-256 of the body.
-    pub payload_hash: &'a str,
-    /// `YYYYMMDDTHHMMSSZ`.
-    pub amz_date: &'a str,
-    /// The region.
-    pub region: &'a str,
-    /// The service (`s3`).
-    pub service: &'a str,
-    /// The access key id.
-    pub key_id: &'a str,
-    /// The secret access key.
-    pub secret: &'a str,
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").finish_non_exhaustive()
+    }
 }
 
-/// The `Authorization` header value of a request (AWS Signature Version 4).
-pub fn sign_v4(i: &SignInput<'_>) -> String {
-    let mut headers: Vec<(&str, &str)> = i.headers.iter().map(|(k, v)| (*k, v.trim())).collect();
-    headers.sort();
-    let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-    let signed: Vec<&str> = headers.iter().map(|(k, _)| *k).collect();
-    let signed = signed.join(";");
-    let canonical = format!(
-        "{}\n{}\n\n{canonical_headers}\n{signed}\n{}",
-        i.method, i.path, i.payload_hash
-    );
-    let day = &i.amz_date[..8.min(i.amz_date.len())];
-    let scope = format!("{day}/{}/{}/aws4_request", i.region, i.service);
-    let to_sign = format!(
-        "AWS4-HMAC-SHA256\n{}\n{scope}\n{}",
-        i.amz_date,
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    );
-    let sig = hex::encode(hmac_sha256(
-        &signing_key(i.secret, day, i.region, i.service),
-        to_sign.as_bytes(),
-    ));
-    format!(
-        "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed}, Signature={sig}",
-        i.key_id
-    )
+#[async_trait::async_trait]
+impl HttpService for Service {
+    async fn call(&self, req: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let res = match tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(req)).await {
+            Err(elapsed) => return Err(HttpError::new(HttpErrorKind::Timeout, elapsed)),
+            Ok(Err(e)) if e.is_connect() => return Err(HttpError::new(HttpErrorKind::Connect, e)),
+            Ok(Err(e)) => return Err(HttpError::new(HttpErrorKind::Request, e)),
+            Ok(Ok(res)) => res,
+        };
+        let (parts, body) = res.into_parts();
+        let body = body.map_err(|e| HttpError::new(HttpErrorKind::Interrupted, e));
+        Ok(HttpResponse::from_parts(parts, HttpResponseBody::new(body)))
+    }
 }
 
 fn open_store(cfg: &ShipConfig) -> Result<(Store, String), ShipError> {
@@ -612,7 +496,10 @@ fn open_store(cfg: &ShipConfig) -> Result<(Store, String), ShipError> {
                 .build()
                 .map_err(|e| ShipError::Store(format!("starting its runtime: {e}")))?;
             Ok((
-                Store::S3(Box::new((S3::new(&bucket, cfg.endpoint.as_deref())?, rt))),
+                Store::S3(Box::new((
+                    s3_store(&bucket, cfg.endpoint.as_deref(), cfg.ca.as_deref())?,
+                    rt,
+                ))),
                 prefix,
             ))
         }
@@ -664,6 +551,11 @@ impl Shipper {
             hang_at: std::env::var("AGENTCAP_SHIP_TEST_HANG_AT")
                 .ok()
                 .and_then(|v| v.parse().ok()),
+            part_bytes: std::env::var("AGENTCAP_SHIP_TEST_PART_BYTES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|n| *n > 0)
+                .unwrap_or(PART_BYTES),
             metrics: recorder.ship_metrics(),
             cfg,
             conn,
@@ -817,13 +709,13 @@ impl Shipper {
     }
 
     /// Uploads `file` as `name`; returns its size. A local destination gets a temporary file
-    /// renamed into place, S3 one PUT: either way the object appears whole or not at all, and an
-    /// upload made again replaces it.
+    /// renamed into place, S3 one PUT, or a multipart upload above [`PART_BYTES`] (completed only
+    /// once every part is in, aborted on failure): either way the object appears whole or not at
+    /// all, and an upload made again replaces it.
     fn upload(&self, file: &Path, name: &str) -> Result<u64, ShipError> {
-        let bytes = std::fs::read(file).map_err(io(file))?;
-        let n = bytes.len() as u64;
         match &self.store {
             Store::File(dir) => {
+                let bytes = std::fs::read(file).map_err(io(file))?;
                 let target = dir.join(name);
                 let parent = target.parent().unwrap_or(dir);
                 std::fs::create_dir_all(parent).map_err(io(parent))?;
@@ -833,11 +725,51 @@ impl Shipper {
                     .and_then(|f| f.sync_all())
                     .map_err(io(&tmp))?;
                 std::fs::rename(&tmp, &target).map_err(io(&target))?;
+                Ok(bytes.len() as u64)
             }
-            Store::S3(s3) => s3.1.block_on(s3.0.put(name, Bytes::from(bytes)))?,
+            Store::S3(s3) => s3.1.block_on(put_file(&s3.0, file, name, self.part_bytes)),
         }
-        Ok(n)
     }
+}
+
+/// Streams `file` to `name` in `store` (a PUT, or a multipart upload for a large file).
+async fn put_file(
+    store: &Arc<dyn ObjectStore>,
+    file: &Path,
+    name: &str,
+    part_bytes: usize,
+) -> Result<u64, ShipError> {
+    use std::io::Read;
+    let store_err = |e: object_store::Error| ShipError::Store(format!("{name}: {e}"));
+    let mut f = std::fs::File::open(file).map_err(io(file))?;
+    let mut w = object_store::buffered::BufWriter::with_capacity(
+        Arc::clone(store),
+        object_store::path::Path::from(name),
+        part_bytes,
+    );
+    let mut n = 0u64;
+    let mut buf = vec![0u8; part_bytes];
+    loop {
+        let read = match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                let _ = w.abort().await;
+                return Err(io(file)(e));
+            }
+        };
+        n += read as u64;
+        if let Err(e) = w.put(Bytes::copy_from_slice(&buf[..read])).await {
+            let _ = w.abort().await;
+            return Err(store_err(e));
+        }
+    }
+    if let Err(e) = tokio::io::AsyncWriteExt::shutdown(&mut w).await {
+        let _ = w.abort().await;
+        return Err(ShipError::Store(format!("{name}: {e}")));
+    }
+    Ok(n)
 }
 
 /// Requests to the shipper thread.

@@ -1,6 +1,6 @@
 //! OpenTelemetry traces of the recorded exchanges, exported over OTLP/HTTP (protobuf) (`agentcap
-//! proxy --otlp-endpoint URL`): spans as `opentelemetry_sdk`'s `SpanData`, encoded by
-//! `opentelemetry-proto`'s transform into an `ExportTraceServiceRequest`.
+//! proxy --otlp-endpoint URL`): spans as `opentelemetry_sdk`'s `SpanData`, exported by
+//! `opentelemetry-otlp`'s span exporter.
 //!
 //! Spans are built from what the recorder derives ([`spans::spans_of`]), by the exchange's first
 //! derivation, like the Prometheus series (deriver thread or writer; never the hot path, never a
@@ -10,16 +10,16 @@
 //! takes batches of [`OtlpConfig::batch_spans`] spans, or what it has every
 //! [`OtlpConfig::export_interval`], and POSTs them to the collector; a batch the collector refuses
 //! or cannot be reached for within [`OtlpConfig::export_timeout`] is counted
-//! (`agentcap_otlp_spans_failed_total`) and let go (no retry: the next batch is the next try).
+//! (`agentcap_otlp_spans_failed_total`) and let go (the exporter retries a 429 or 5xx answer within the
+//! timeout; after that the next batch is the next try).
 //!
 //! Architecture Invariant: exporting never blocks forwarding or recording. The queue is filled with
 //! `try_send` from a background thread, the export has a thread of its own, and an unreachable or
 //! slow collector only fills the queue, whose overflow is counted.
 //!
-//! The HTTP client is the workspace's one ([`crate::upstream::http_client`]: rustls, h2 by ALPN),
-//! so no second HTTP or TLS stack comes with the export. (`opentelemetry-otlp`'s HTTP transport is
-//! not used: its `opentelemetry-http` dependency brings `async-trait`, whose `syn` features change
-//! the build of DuckDB's crate graph and recompile it.)
+//! The exporter's HTTP transport is the workspace's one client ([`crate::upstream::http_client`]:
+//! rustls, h2 by ALPN) behind `opentelemetry-http`'s `HttpClient` trait, so no second HTTP or TLS
+//! stack comes with the export.
 
 pub mod counters;
 pub mod spans;
@@ -33,12 +33,8 @@ use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
 use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
-use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 use parking_lot::Mutex;
-use prost::Message;
 
 use crate::recorder::body::Redactor;
 use crate::recorder::derive::Derived;
@@ -73,6 +69,8 @@ pub struct OtlpConfig {
     pub service_name: String,
     /// Export message content (`--otlp-content`), always through `--redact`.
     pub content: bool,
+    /// A CA certificate file (PEM) trusted for the collector besides the webpki roots.
+    pub ca: Option<std::path::PathBuf>,
     /// Bound of the export queue, in spans; when full, spans are dropped and counted.
     pub queue_spans: usize,
     /// Spans per export request at most.
@@ -84,13 +82,15 @@ pub struct OtlpConfig {
 }
 
 impl OtlpConfig {
-    /// Export to `endpoint` ([`traces_url`] of it) with the defaults.
-    pub fn new(endpoint: &str) -> OtlpConfig {
+    /// Export to the traces URL `traces_url` (as is; [`traces_url`] makes one of a base URL) with
+    /// the defaults.
+    pub fn new(traces_url: &str) -> OtlpConfig {
         OtlpConfig {
-            endpoint: traces_url(endpoint),
+            endpoint: traces_url.trim().to_owned(),
             headers: Vec::new(),
             service_name: DEFAULT_SERVICE_NAME.to_owned(),
             content: false,
+            ca: None,
             queue_spans: DEFAULT_QUEUE_SPANS,
             batch_spans: DEFAULT_BATCH_SPANS,
             export_interval: Duration::from_secs(1),
@@ -160,43 +160,77 @@ pub fn parse_headers(s: &str) -> Result<Vec<(String, String)>, OtlpError> {
 /// A collector's answer is read up to this many bytes.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
-/// The collector's side: where batches go and how.
-struct Collector {
+/// `opentelemetry-otlp`'s HTTP transport over the workspace's one client.
+struct Transport {
     client: crate::upstream::HttpClient<Full<Bytes>>,
-    endpoint: http::Uri,
-    headers: http::HeaderMap,
-    resource: ResourceAttributesWithSchema,
 }
 
-impl Collector {
-    /// POSTs one batch; `Err` says why the collector did not take it.
-    async fn send(&self, spans: Vec<SpanData>) -> Result<(), String> {
-        let body = ExportTraceServiceRequest {
-            resource_spans: group_spans_by_resource_and_scope(spans, &self.resource),
-        }
-        .encode_to_vec();
-        let mut req = http::Request::post(self.endpoint.clone())
-            .header(http::header::CONTENT_TYPE, "application/x-protobuf")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| e.to_string())?;
-        for (k, v) in &self.headers {
-            req.headers_mut().insert(k.clone(), v.clone());
-        }
-        let resp = self.client.request(req).await.map_err(|e| e.to_string())?;
-        let status = resp.status();
-        let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport").finish_non_exhaustive()
+    }
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for Transport {
+    async fn send_bytes(
+        &self,
+        request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, opentelemetry_http::HttpError> {
+        let (parts, body) = request.into_parts();
+        let resp = self
+            .client
+            .request(http::Request::from_parts(parts, Full::new(body)))
+            .await?;
+        let (parts, body) = resp.into_parts();
+        // A collector's answer is small; a larger one is cut, not buffered (the export only needs
+        // its status and the start of its text).
+        let body = Limited::new(body, MAX_RESPONSE_BYTES)
             .collect()
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "the collector answered {status}: {}",
-                String::from_utf8_lossy(&body[..body.len().min(200)])
-            ))
-        }
+        Ok(http::Response::from_parts(parts, body))
+    }
+}
+
+/// The collector's side: `opentelemetry-otlp`'s span exporter (OTLP/HTTP, protobuf).
+struct Collector {
+    exporter: opentelemetry_otlp::SpanExporter,
+}
+
+impl Collector {
+    fn new(cfg: &OtlpConfig) -> Result<Collector, OtlpError> {
+        use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+        use opentelemetry_sdk::trace::SpanExporter as _;
+        let opts = crate::upstream::ClientOptions {
+            connect_timeout: cfg.export_timeout.min(Duration::from_secs(10)),
+            extra_ca: cfg.ca.clone(),
+            ..Default::default()
+        };
+        let client =
+            crate::upstream::http_client(&opts).map_err(|e| OtlpError::Config(e.to_string()))?;
+        let mut exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_http_client(Transport { client })
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(cfg.endpoint.clone())
+            .with_timeout(cfg.export_timeout)
+            .with_headers(cfg.headers.iter().cloned().collect())
+            .build()
+            .map_err(|e| OtlpError::Config(e.to_string()))?;
+        exporter.set_resource(
+            &opentelemetry_sdk::Resource::builder()
+                .with_service_name(cfg.service_name.clone())
+                .build(),
+        );
+        Ok(Collector { exporter })
+    }
+
+    /// Exports one batch; `Err` says why the collector did not take it.
+    async fn send(&self, spans: Vec<SpanData>) -> Result<(), String> {
+        use opentelemetry_sdk::trace::SpanExporter as _;
+        self.exporter.export(spans).await.map_err(|e| e.to_string())
     }
 }
 
@@ -223,35 +257,7 @@ impl Tracer {
         counters: OtlpCounters,
     ) -> Result<Tracer, OtlpError> {
         cfg.validate()?;
-        let opts = crate::upstream::ClientOptions {
-            connect_timeout: cfg.export_timeout.min(Duration::from_secs(10)),
-            ..Default::default()
-        };
-        let inner =
-            crate::upstream::http_client(&opts).map_err(|e| OtlpError::Config(e.to_string()))?;
-        let endpoint: http::Uri = cfg
-            .endpoint
-            .parse()
-            .map_err(|e| OtlpError::Config(format!("endpoint: {e}")))?;
-        let mut headers = http::HeaderMap::new();
-        for (k, v) in &cfg.headers {
-            let (Ok(k), Ok(v)) = (
-                http::HeaderName::from_bytes(k.as_bytes()),
-                http::HeaderValue::from_str(v),
-            ) else {
-                return Err(OtlpError::Config(format!("header {k:?} is not valid")));
-            };
-            headers.append(k, v);
-        }
-        let resource = opentelemetry_sdk::Resource::builder()
-            .with_service_name(cfg.service_name.clone())
-            .build();
-        let collector = Collector {
-            client: inner,
-            endpoint,
-            headers,
-            resource: (&resource).into(),
-        };
+        let collector = Collector::new(cfg)?;
         let (tx, rx) = crossbeam_channel::bounded(cfg.queue_spans);
         let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
         let worker = ExportThread {
