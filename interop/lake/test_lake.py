@@ -1,5 +1,6 @@
 """Two `agentcap proxy --ship s3://…` instances recording disjoint traffic into one lake held by an S3 emulator
-(moto), read back by DuckDB and by ClickHouse's engine (chdb, its s3() table function straight from the emulator);
+(moto), read back straight from the emulator by DuckDB (its httpfs extension, from PyPI's duckdb-extension-httpfs) and
+by ClickHouse's engine (chdb, its s3() table function);
 one proxy killed with SIGKILL in the middle of a segment and restarted: no segment lost, none duplicated.
 
 Environment: AGENTCAP_BIN, the agentcap binary (default: <cargo target dir>/debug/agentcap).
@@ -17,6 +18,7 @@ from pathlib import Path
 import boto3
 import chdb
 import duckdb
+import duckdb_extensions
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -154,22 +156,28 @@ def objects(client, table: str | None = None) -> list[str]:
             return keys
 
 
-def mirror(client, to: Path) -> Path:
-    """The bucket's objects as files (DuckDB here has no httpfs: extensions are never downloaded in tests)."""
-    for key in objects(client):
-        dest = to / key
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        client.download_file(BUCKET, key, str(dest))
-    return to / PREFIX
+def lake_duckdb(endpoint: str, ext_dir: Path) -> duckdb.DuckDBPyConnection:
+    """DuckDB with httpfs (installed from its PyPI wheel into a private extension directory, never downloaded) and the
+    emulator as its S3."""
+    con = duckdb.connect()
+    con.execute(f"SET extension_directory = '{ext_dir}'")
+    duckdb_extensions.import_extension("httpfs", con=con)
+    con.execute("LOAD httpfs")
+    con.execute(f"CREATE SECRET lake (TYPE s3, KEY_ID '{KEY}', SECRET '{SECRET}', REGION '{REGION}', "
+                f"ENDPOINT '{endpoint.removeprefix('http://')}', URL_STYLE 'path', USE_SSL false)")
+    return con
 
 
 def local_counts(dbs: list[Path]) -> dict:
+    """Row counts of the proxies' own files, read by agentcap itself (the files are in its DuckDB's format)."""
     total = {t: 0 for t in TABLES}
+    sql = "SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in TABLES)
     for db in dbs:
-        con = duckdb.connect(str(db), read_only=True)
+        out = subprocess.run([agentcap(), "query", "--db", str(db), "--format", "json", sql],
+                             check=True, capture_output=True, text=True).stdout
+        row = json.loads(out)[0]
         for t in TABLES:
-            total[t] += con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
-        con.close()
+            total[t] += int(row[t])
     return total
 
 
@@ -214,9 +222,9 @@ def test_two_instances_one_lake_and_a_kill_9_mid_segment(s3, twin, tmp_path):
     assert multipart and all("instance=proxy-b" in k for k in multipart)
     assert all("-" in etags[k] for k in names if "instance=proxy-b" in k and sizes[k] > 4096)
 
-    # (a) DuckDB over the whole lake: every row once.
-    lake = mirror(client, tmp_path / "mirror")
-    con = duckdb.connect()
+    # (a) DuckDB over the whole lake, straight from the emulator: every row once.
+    lake = f"s3://{BUCKET}/{PREFIX}"
+    con = lake_duckdb(endpoint, tmp_path / "duckdb-extensions")
     for t, key in TABLES.items():
         n, distinct, instances = con.execute(
             f"SELECT count(*), count(DISTINCT {key}), count(DISTINCT instance) "
