@@ -50,7 +50,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Semaphore, oneshot, watch};
 
-use crate::conn;
+use crate::conn::{self, same_secret};
 use crate::export::{
     ExportError, ExportLimits, ExportOptions, ExportReport, ExportRequest, Produced,
     move_into_place,
@@ -367,16 +367,6 @@ fn reply(status: StatusCode, v: &Value) -> Response<Full<Bytes>> {
 
 fn error(status: StatusCode, kind: &str, message: impl std::fmt::Display) -> Response<Full<Bytes>> {
     reply(status, &json!({"error": message.to_string(), "kind": kind}))
-}
-
-/// `true` when `a` and `b` are equal, in time independent of where they differ (both are
-/// hashed first, so the length does not show either).
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
-    x.iter()
-        .zip(y.iter())
-        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
-        == 0
 }
 
 /// The host of a `Host` value (`name[:port]`, `[v6][:port]`), lowercased; `None` when malformed.

@@ -161,7 +161,7 @@ pub fn request_filter(
         let ok = parts
             .headers
             .get(headers::TOKEN)
-            .is_some_and(|v| v.as_bytes() == token.as_bytes());
+            .is_some_and(|v| crate::conn::same_secret(v.as_bytes(), token.as_bytes()));
         if !ok {
             return ControlFlow::Break(json_error(
                 StatusCode::UNAUTHORIZED,

@@ -310,6 +310,19 @@ async fn not_an_open_proxy() {
         StatusCode::UNAUTHORIZED,
         "the token is required"
     );
+    // A wrong token, of the same length or not, is refused (compared in constant time: `conn::same_secret`).
+    for wrong in ["tok2", "toc", "to", ""] {
+        let resp = r
+            .via_proxy(
+                Method::GET,
+                "/v1/agents",
+                None,
+                &[("x-agentcap-token", wrong)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status, StatusCode::UNAUTHORIZED, "{wrong:?}");
+    }
     let resp = r
         .via_proxy(
             Method::GET,
