@@ -336,9 +336,11 @@ fn db_writer() -> (tempfile::TempDir, impl FnMut(&[&Derived])) {
 /// The DuckDB stage alone: batches of rows derived before the clock starts, written in one transaction
 /// (appenders, the conversation upsert, COMMIT). Elements are rows of every table.
 fn db_batches(full: bool, out: &mut Vec<Case>) {
-    let sync_n = if full { 1_000 } else { 10 };
+    // 200 non-streamed exchanges: one flush interval (200 ms) at 1,000 req/s.
+    let (sync_small, sync_n) = if full { (200, 2_000) } else { (5, 10) };
     let (stream_n, deltas) = if full { (20, 498) } else { (2, 18) };
-    let shapes: [(&'static str, usize, Box<dyn Fn() -> Vec<Msg>>); 2] = [
+    let shapes: [(&'static str, usize, Box<dyn Fn() -> Vec<Msg>>); 3] = [
+        ("sync_exchanges", sync_small, Box::new(sync_exchange)),
         ("sync_exchanges", sync_n, Box::new(sync_exchange)),
         (
             "stream_exchanges",
