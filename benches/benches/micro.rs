@@ -25,7 +25,8 @@ use agentcap_proxy::record::{ExchangeId, HttpVersion, Msg, Outcome, RequestInfo,
 use agentcap_proxy::recorder::body::Redactor;
 use agentcap_proxy::recorder::derive::{DeriveCtx, Derived, ExchangeMsgs, derive};
 use agentcap_proxy::recorder::{
-    DbAccess, Recorder, RecorderConfig, RecorderHandle, db, open_db, schema,
+    DbAccess, RECORDER_DB_THREADS, Recorder, RecorderConfig, RecorderHandle, db, open_db_tuned,
+    schema,
 };
 use agentcap_wire::{ConversationEvent, EntryAssembler, SseDecoder, encode_conversation_event};
 use bytes::Bytes;
@@ -319,12 +320,19 @@ fn derive_rows(full: bool, out: &mut Vec<Case>) {
     ));
 }
 
-/// A fresh recording (schema applied) and a function that writes one batch of derived rows into it
+/// A fresh recording (schema applied, opened like the recorder's) and a function that writes one batch of
+/// derived rows into it
 /// through [`db::write_batch`], the DuckDB thread's call.
 fn db_writer() -> (tempfile::TempDir, impl FnMut(&[&Derived])) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let conn = open_db(Some(&dir.path().join("bench.duckdb")), DbAccess::ReadWrite)
-        .expect("DuckDB opens");
+    // Opened as the recorder opens its instance.
+    let conn = open_db_tuned(
+        Some(&dir.path().join("bench.duckdb")),
+        DbAccess::ReadWrite,
+        &[],
+        Some(RECORDER_DB_THREADS),
+    )
+    .expect("DuckDB opens");
     schema::migrate(&conn).expect("schema");
     let write = move |batch: &[&Derived]| {
         let counts = db::write_batch(&conn, batch, false).expect("batch written");
@@ -333,13 +341,16 @@ fn db_writer() -> (tempfile::TempDir, impl FnMut(&[&Derived])) {
     (dir, write)
 }
 
+/// Builds one exchange's messages.
+type MakeMsgs = Box<dyn Fn() -> Vec<Msg>>;
+
 /// The DuckDB stage alone: batches of rows derived before the clock starts, written in one transaction
 /// (appenders, the conversation upsert, COMMIT). Elements are rows of every table.
 fn db_batches(full: bool, out: &mut Vec<Case>) {
     // 200 non-streamed exchanges: one flush interval (200 ms) at 1,000 req/s.
     let (sync_small, sync_n) = if full { (200, 2_000) } else { (5, 10) };
     let (stream_n, deltas) = if full { (20, 498) } else { (2, 18) };
-    let shapes: [(&'static str, usize, Box<dyn Fn() -> Vec<Msg>>); 3] = [
+    let shapes: [(&'static str, usize, MakeMsgs); 3] = [
         ("sync_exchanges", sync_small, Box::new(sync_exchange)),
         ("sync_exchanges", sync_n, Box::new(sync_exchange)),
         (
