@@ -146,6 +146,11 @@ def turns(r):
     return r["requests_per_target"] + r["warmup_per_target"]
 
 
+def times(a, b):
+    """a / b as "N.NN×" ("–" when b is zero: a CPU reading below the clock's 10 ms tick)."""
+    return f"{a / b:.2f}×" if b else "–"
+
+
 def holds(ok):
     return "**yes**" if ok else "no"
 
@@ -171,7 +176,7 @@ if runs:
     for a_, n_ in runs:
         ca, cn = cpu_ms_per(a_, sent(a_)), cpu_ms_per(n_, sent(n_))
         ratio = ca / cn if cn else float("inf")
-        cells.append(f"{ca:.3f} vs {cn:.3f} ms = {ratio:.2f}×")
+        cells.append(f"{ca:.3f} vs {cn:.3f} ms = {times(ca, cn)}")
         oks.append(ratio <= 2)
     target("proxy CPU per non-streamed exchange ≤ 2× nginx's (1,000 req/s, every run)", "; ".join(cells), all(oks))
 else:
@@ -180,7 +185,7 @@ sa, sn = stream_of("stream", "agentcap"), stream_of("stream", "nginx")
 if sa and sn:
     ca, cn = cpu_ms_per(sa, turns(sa)), cpu_ms_per(sn, turns(sn))
     ratio = ca / cn if cn else float("inf")
-    target("proxy CPU per streamed turn ≤ 2× nginx's", f"{ca:.3f} vs {cn:.3f} ms = {ratio:.2f}×", ratio <= 2)
+    target("proxy CPU per streamed turn ≤ 2× nginx's", f"{ca:.3f} vs {cn:.3f} ms = {times(ca, cn)}", ratio <= 2)
 else:
     target("proxy CPU per streamed turn ≤ 2× nginx's", "", None)
 if runs:
@@ -232,7 +237,7 @@ target("RSS ≤ 100 MB with 1,000 open streams",
        None if opa is None else opa["peak_rss_kb"] <= 100 * 1000 * 1000 / 1024)
 if opa and opn:
     ca, cn = cpu_ms_per(opa, opa["streams"]), cpu_ms_per(opn, opn["streams"])
-    target("CPU per open stream ≤ 2× nginx's (1,000 streams)", f"{ca:.2f} vs {cn:.2f} ms = {ca / cn:.2f}×",
+    target("CPU per open stream ≤ 2× nginx's (1,000 streams)", f"{ca:.2f} vs {cn:.2f} ms = {times(ca, cn)}",
            ca <= 2 * cn)
 else:
     target("CPU per open stream ≤ 2× nginx's (1,000 streams)", "", None)
@@ -294,7 +299,7 @@ if runs:
         x, y = added(a_, "p99_us"), added(n_, "p99_us")
         p99r = f"{floor_ratio(x, y):.2f}×" if x is not None and y is not None else "–"
         ca, cn = cpu_ms_per(a_, sent(a_)), cpu_ms_per(n_, sent(n_))
-        o.append(f"| {a_.get('run', 1)} | {p99r} | {ca / cn:.2f}× |" if cn else f"| {a_.get('run', 1)} | {p99r} | – |")
+        o.append(f"| {a_.get('run', 1)} | {p99r} | {times(ca, cn)} |")
 
 ins = {r["peer"]: r for r in sec("instructions")}
 if ins or runs:
@@ -309,10 +314,10 @@ if ins or runs:
     if runs:
         ca = sum(cpu_ms_per(a_, sent(a_)) for a_, _ in runs) / len(runs)
         cn = sum(cpu_ms_per(n_, sent(n_)) for _, n_ in runs) / len(runs)
-        o.append(f"| proxy CPU (ms, 1,000 req/s, {len(runs)} runs) | {ca:.3f} | {cn:.3f} | {ca / cn:.2f}× |")
+        o.append(f"| proxy CPU (ms, 1,000 req/s, {len(runs)} runs) | {ca:.3f} | {cn:.3f} | {times(ca, cn)} |")
     if sa and sn:
         ca, cn = cpu_ms_per(sa, turns(sa)), cpu_ms_per(sn, turns(sn))
-        o.append(f"| proxy CPU per streamed turn (ms, zero-latency twin) | {ca:.3f} | {cn:.3f} | {ca / cn:.2f}× |")
+        o.append(f"| proxy CPU per streamed turn (ms, zero-latency twin) | {ca:.3f} | {cn:.3f} | {times(ca, cn)} |")
     ia, inn = ins.get("agentcap"), ins.get("nginx")
     if ia or inn:
         f = lambda r: f"{r['ir_per_exchange'] / 1e3:.0f}k ({r['exchanges']} exchanges)" if r else "–"
