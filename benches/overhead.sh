@@ -17,7 +17,8 @@
 # and, last, instructions per exchange: agentcap and nginx each under callgrind (valgrind), instrumentation
 # switched on once they are up, a closed loop of non-streamed starts for --instr-duration, then (agentcap)
 # `POST /flush` so every exchange's recording is counted, then a dump: Ir / exchanges (--no-instructions
-# skips it; this machine's VM exposes no hardware counters, so `perf stat -e instructions` cannot count).
+# skips it; this machine's VM exposes no hardware counters, so `perf stat -e instructions` cannot count;
+# CALLGRIND_KEEP=DIR keeps the dumps).
 # Proxy CPU (user + system, from /proc) is read around every run; for agentcap the run's recording is
 # flushed into DuckDB before the second reading, so the run's CPU includes recording it in full.
 # The micro-bench figures come from the last `cargo bench -p agentcap-benches` (criterion's saved estimates).
@@ -411,6 +412,8 @@ instr_run() { # NAME URL PID ADMIN
   [ -n "$padmin" ] && { flush "$padmin"; metrics "$padmin" >"$work/i1.json"; }
   callgrind_control -d "$vpid" >/dev/null
   callgrind_control -i off "$vpid" >/dev/null
+  # CALLGRIND_KEEP=DIR keeps the dumps (for callgrind_annotate).
+  if [ -n "${CALLGRIND_KEEP:-}" ]; then cp "$work/cg-$name.out".* "$CALLGRIND_KEEP/"; fi
   python3 - "$name" "$work/instr.json" "$work/cg-$name.out" "$padmin" "$work/i0.json" "$work/i1.json" >>"$results" <<'PY'
 import glob, json, os, sys
 name, run, cg, padmin, i0, i1 = sys.argv[1:]
