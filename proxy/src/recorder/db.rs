@@ -81,7 +81,7 @@ pub fn write_event_chunks(
     chunks: &[(&str, &[EventRow])],
     dedupe: bool,
 ) -> Result<u64, RecorderError> {
-    begin(conn)?;
+    conn.execute_batch("BEGIN TRANSACTION")?;
     let result = (|| {
         if dedupe {
             let mut del = conn.prepare_cached(
@@ -253,8 +253,8 @@ pub fn write_batch(
     dedupe: bool,
 ) -> Result<BatchCounts, RecorderError> {
     // Outside the transaction, so a rolled-back batch never takes the staging table with it.
-    conn.prepare_cached(CREATE_CONV_STAGE)?.execute([])?;
-    begin(conn)?;
+    conn.execute_batch(CREATE_CONV_STAGE)?;
+    conn.execute_batch("BEGIN TRANSACTION")?;
     finish_transaction(conn, write_in_tx(conn, batch, dedupe))
 }
 
@@ -457,22 +457,13 @@ fn write_in_tx(
     Ok(counts)
 }
 
-/// Opens a transaction. The per-batch statements (`BEGIN`, `COMMIT`, the staging table's `CREATE … IF NOT
-/// EXISTS`) are prepared once per connection and kept in its statement cache, so a batch plans none of them.
-fn begin(conn: &Connection) -> Result<(), RecorderError> {
-    conn.prepare_cached("BEGIN TRANSACTION")?.execute([])?;
-    Ok(())
-}
-
 /// Ends the open transaction: COMMIT when `result` is Ok (rolled back if the COMMIT fails), ROLLBACK otherwise.
 fn finish_transaction<T>(
     conn: &Connection,
     result: Result<T, RecorderError>,
 ) -> Result<T, RecorderError> {
-    let committed = result.and_then(|v| {
-        conn.prepare_cached("COMMIT")?.execute([])?;
-        Ok(v)
-    });
+    let committed =
+        result.and_then(|v| conn.execute_batch("COMMIT").map(|()| v).map_err(Into::into));
     if committed.is_err() {
         let _ = conn.execute_batch("ROLLBACK");
     }
