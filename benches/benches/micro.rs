@@ -1,7 +1,8 @@
 //! Criterion micro-benches of the recording path and the eval runner's arithmetic: the response tee per
 //! frame (against the same body without it), SSE decoding (MB/s, small and large events, several
-//! chunkings), entry assembly from deltas, deriving an exchange's rows, the DuckDB writer (event rows/s by
-//! batch size; non-streamed exchanges/s), judge-reply parsing and metrics over 10k items. `cargo bench --bench micro [-- FILTER]` measures with criterion; run any other way (`cargo test
+//! chunkings), entry assembly from deltas, deriving an exchange's rows (streamed and non-streamed), the
+//! DuckDB batch write alone (`db/*`: rows already derived), the whole writer (event rows/s by batch size;
+//! non-streamed exchanges/s), judge-reply parsing and metrics over 10k items. `cargo bench --bench micro [-- FILTER]` measures with criterion; run any other way (`cargo test
 //! --workspace` runs it) it is a smoke run: every case once on small inputs, without criterion's argument
 //! parsing, so libtest arguments (filters, `--test-threads`) pass harmlessly — a filter selects cases by
 //! substring of `group/name`.
@@ -22,8 +23,11 @@ use http_body_util::BodyExt;
 
 use agentcap_proxy::record::{ExchangeId, HttpVersion, Msg, Outcome, RequestInfo, Timings};
 use agentcap_proxy::recorder::body::Redactor;
-use agentcap_proxy::recorder::derive::{DeriveCtx, ExchangeMsgs, derive};
-use agentcap_proxy::recorder::{Recorder, RecorderConfig, RecorderHandle};
+use agentcap_proxy::recorder::derive::{DeriveCtx, Derived, ExchangeMsgs, derive};
+use agentcap_proxy::recorder::{
+    DbAccess, RECORDER_DB_THREADS, Recorder, RecorderConfig, RecorderHandle, db, open_db_tuned,
+    schema,
+};
 use agentcap_wire::{ConversationEvent, EntryAssembler, SseDecoder, encode_conversation_event};
 use bytes::Bytes;
 use criterion::{Criterion, SamplingMode, Throughput};
@@ -277,27 +281,110 @@ fn stream_exchange(deltas: usize, frame: usize) -> Vec<Msg> {
     msgs
 }
 
-fn derive_rows(full: bool, out: &mut Vec<Case>) {
-    let ctx = DeriveCtx {
+/// The recorder's derivation settings (defaults: 1 MiB capture cap, no `--redact`).
+fn derive_ctx() -> DeriveCtx {
+    DeriveCtx {
         capture_cap: 1 << 20,
         redactor: Redactor::new(Vec::new()),
         max_sse_event: agentcap_wire::DEFAULT_MAX_EVENT_SIZE,
-    };
+    }
+}
+
+/// Folds an exchange's messages into its copy, as the writer thread does, and derives its rows.
+fn fold_and_derive(msgs: &[Msg], ctx: &DeriveCtx) -> Derived {
+    let mut x = ExchangeMsgs::new(ExchangeId::now_v7());
+    for m in msgs.iter().cloned() {
+        x.push(m, ctx);
+    }
+    derive(x, ctx)
+}
+
+fn derive_rows(full: bool, out: &mut Vec<Case>) {
+    let ctx = derive_ctx();
     let msgs = stream_exchange(if full { 500 } else { 20 }, 512);
-    let fold = move |ctx: &DeriveCtx| {
-        let mut x = ExchangeMsgs::new(ExchangeId::now_v7());
-        for m in msgs.iter().cloned() {
-            x.push(m, ctx);
-        }
-        x
-    };
-    let rows = derive(fold(&ctx), &ctx).row_count();
+    let rows = fold_and_derive(&msgs, &ctx).row_count();
     out.push(Case::pure(
         "derive",
         format!("stream_exchange/{rows}_rows"),
         Throughput::Elements(rows as u64),
-        move || derive(fold(&ctx), &ctx),
+        move || fold_and_derive(&msgs, &ctx),
     ));
+    // A non-streamed conversation start: both bodies parsed, two entries, usage, a conversation.
+    let ctx = derive_ctx();
+    let msgs = sync_exchange();
+    out.push(Case::pure(
+        "derive",
+        "sync_exchange",
+        Throughput::Elements(1),
+        move || fold_and_derive(&msgs, &ctx),
+    ));
+}
+
+/// A fresh recording (schema applied, opened like the recorder's) and a function that writes one batch of
+/// derived rows into it
+/// through [`db::write_batch`], the DuckDB thread's call.
+fn db_writer() -> (tempfile::TempDir, impl FnMut(&[&Derived])) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Opened as the recorder opens its instance.
+    let conn = open_db_tuned(
+        Some(&dir.path().join("bench.duckdb")),
+        DbAccess::ReadWrite,
+        &[],
+        Some(RECORDER_DB_THREADS),
+    )
+    .expect("DuckDB opens");
+    schema::migrate(&conn).expect("schema");
+    let write = move |batch: &[&Derived]| {
+        let counts = db::write_batch(&conn, batch, false).expect("batch written");
+        assert_eq!(counts.exchanges, batch.len() as u64);
+    };
+    (dir, write)
+}
+
+/// Builds one exchange's messages.
+type MakeMsgs = Box<dyn Fn() -> Vec<Msg>>;
+
+/// The DuckDB stage alone: batches of rows derived before the clock starts, written in one transaction
+/// (appenders, the conversation upsert, COMMIT). Elements are rows of every table.
+fn db_batches(full: bool, out: &mut Vec<Case>) {
+    // 200 non-streamed exchanges: one flush interval (200 ms) at 1,000 req/s.
+    let (sync_small, sync_n) = if full { (200, 2_000) } else { (5, 10) };
+    let (stream_n, deltas) = if full { (20, 498) } else { (2, 18) };
+    let shapes: [(&'static str, usize, MakeMsgs); 3] = [
+        ("sync_exchanges", sync_small, Box::new(sync_exchange)),
+        ("sync_exchanges", sync_n, Box::new(sync_exchange)),
+        (
+            "stream_exchanges",
+            stream_n,
+            Box::new(move || stream_exchange(deltas, 1460)),
+        ),
+    ];
+    for (name, n, make) in shapes {
+        let ctx = derive_ctx();
+        let per_exchange = fold_and_derive(&make(), &ctx).row_count();
+        let rows = (n * per_exchange) as u64;
+        let mut state = None;
+        let mut case = Case::new(
+            "db",
+            format!("write_batch/{name}_{n}"),
+            Throughput::Elements(rows),
+            move |iters| {
+                let (_, write) = state.get_or_insert_with(db_writer);
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let derived: Vec<Derived> =
+                        (0..n).map(|_| fold_and_derive(&make(), &ctx)).collect();
+                    let batch: Vec<&Derived> = derived.iter().collect();
+                    let t = Instant::now();
+                    write(&batch);
+                    total += t.elapsed();
+                }
+                total
+            },
+        );
+        case.slow = true;
+        out.push(case);
+    }
 }
 
 /// The writer end to end: `exchanges × events` through a recorder (journal with group commit, derivation,
@@ -593,6 +680,7 @@ fn cases(full: bool) -> Vec<Case> {
     sse_decode(full, &mut v);
     assemble(full, &mut v);
     derive_rows(full, &mut v);
+    db_batches(full, &mut v);
     writer(full, &mut v);
     writer_exchanges(full, &mut v);
     judge(full, &mut v);

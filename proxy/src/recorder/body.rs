@@ -110,11 +110,14 @@ pub fn pairs_json(pairs: &[(String, String)], redactor: &Redactor) -> String {
     Value::Object(map).to_string()
 }
 
-/// A body as stored: at most one of `json` / `raw` is set.
+/// A body as stored: at most one of `value` / `raw` is set.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StoredBody {
     /// The parsed (and redacted) JSON, when the body is JSON.
     pub value: Option<Value>,
+    /// The JSON text as it came, when it parsed and no `--redact` pattern could change it (the stored
+    /// text then needs no serialization of `value`).
+    pub text: Option<String>,
     /// The raw text when the body is not JSON, does not parse, or was truncated.
     pub raw: Option<String>,
     /// Why `raw` is set instead of `value` (`None` for non-JSON content types).
@@ -126,9 +129,21 @@ pub struct StoredBody {
 }
 
 impl StoredBody {
-    /// The JSON text to store.
+    /// The JSON text to store: the body as it came when it parsed and nothing was redacted, else
+    /// `value` serialized.
     pub fn json_text(&self) -> Option<String> {
-        self.value.as_ref().map(Value::to_string)
+        match &self.text {
+            Some(t) => Some(t.clone()),
+            None => self.value.as_ref().map(Value::to_string),
+        }
+    }
+
+    /// [`StoredBody::json_text`], taking the text instead of copying it.
+    pub fn take_json_text(&mut self) -> Option<String> {
+        match self.text.take() {
+            Some(t) => Some(t),
+            None => self.value.as_ref().map(Value::to_string),
+        }
     }
 }
 
@@ -303,7 +318,13 @@ impl BodyCopy {
         }
         match serde_json::from_slice::<Value>(&decoded) {
             Ok(mut v) => {
-                redactor.value(&mut v);
+                if redactor.is_empty() {
+                    // JSON that parsed is UTF-8 (the grammar outside strings is ASCII, and strings
+                    // were checked), so this never falls back.
+                    stored.text = String::from_utf8(decoded).ok();
+                } else {
+                    redactor.value(&mut v);
+                }
                 stored.value = Some(v);
             }
             Err(e) => {

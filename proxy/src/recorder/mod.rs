@@ -552,8 +552,8 @@ pub fn open_db(path: Option<&Path>, access: DbAccess) -> Result<Connection, Reco
     open_db_with(path, access, &[])
 }
 
-/// Opens a DuckDB database (`None`: in memory): the one place in the workspace where DuckDB is
-/// opened (a tidy test checks it).
+/// Opens a DuckDB database (`None`: in memory), through [`open_db_tuned`], the one place in the
+/// workspace where DuckDB is opened (a tidy test checks it).
 ///
 /// Architecture Invariant: every DuckDB instance agentcap opens has external access disabled (SQL
 /// can read and write its own database only, never other files: read_csv, COPY, ATTACH, INSTALL /
@@ -573,9 +573,31 @@ pub fn open_db_with(
     access: DbAccess,
     allowed: &[&Path],
 ) -> Result<Connection, RecorderError> {
+    open_db_tuned(path, access, allowed, None)
+}
+
+/// DuckDB worker threads of the recorder's instance: one, the calling thread. The recorder's
+/// statements are small appends, upserts and commits, which gain nothing from parallel pipelines;
+/// with more threads the DuckDB thread spins waiting for tasks that DuckDB's own workers run, and those
+/// workers run at the normal priority, beside forwarding, instead of at the DuckDB thread's lowered
+/// one ([`background_priority`]). Queries on the live instance (admin `/query`, `POST /export`, the
+/// shipper) run on one thread too; a closed file opened by [`open_db`] keeps DuckDB's default.
+pub const RECORDER_DB_THREADS: i64 = 1;
+
+/// [`open_db_with`], with the instance's DuckDB worker threads set to `threads` (`None`: DuckDB's
+/// default, one per core). The one function of the workspace that opens DuckDB (a tidy test checks it).
+pub fn open_db_tuned(
+    path: Option<&Path>,
+    access: DbAccess,
+    allowed: &[&Path],
+    threads: Option<i64>,
+) -> Result<Connection, RecorderError> {
     let mut config = Config::default()
         .enable_autoload_extension(false)?
         .with("autoinstall_known_extensions", "false")?;
+    if let Some(n) = threads {
+        config = config.threads(n)?;
+    }
     if allowed.is_empty() {
         config = config.enable_external_access(false)?;
     }
@@ -651,7 +673,12 @@ impl Recorder {
             .into_iter()
             .chain(spool_dir.as_deref())
             .collect();
-        let conn = open_db_with(Some(&cfg.db_path), DbAccess::ReadWrite, &allowed)?;
+        let conn = open_db_tuned(
+            Some(&cfg.db_path),
+            DbAccess::ReadWrite,
+            &allowed,
+            Some(RECORDER_DB_THREADS),
+        )?;
         schema::migrate(&conn)?;
         let derive_ctx = derive::DeriveCtx {
             capture_cap: cfg.capture_cap,

@@ -43,7 +43,7 @@ fn duckdb_is_opened_in_one_place() {
         };
         let allowed = if *f == home {
             let start = text
-                .find("pub fn open_db_with(")
+                .find("pub fn open_db_tuned(")
                 .expect("open_db is in recorder/mod.rs");
             let end = start + text[start..].find("\n}\n").expect("open_db ends");
             Some(start..end)

@@ -306,11 +306,11 @@ fn scalar_text(v: Option<&Value>) -> Option<String> {
     }
 }
 
-fn body_parts(b: &StoredBody) -> (Option<String>, Option<String>, Option<String>, bool) {
+fn body_parts(b: &mut StoredBody) -> (Option<String>, Option<String>, Option<String>, bool) {
     (
-        b.json_text(),
-        b.raw.clone(),
-        b.parse_error.clone(),
+        b.take_json_text(),
+        b.raw.take(),
+        b.parse_error.take(),
         b.truncated,
     )
 }
@@ -340,10 +340,17 @@ pub fn derive(mut x: ExchangeMsgs, ctx: &DeriveCtx) -> Derived {
     // Request.
     let empty = Vec::new();
     let req_headers = x.request.as_ref().map_or(&empty, |r| &r.headers);
-    let req_body = x
+    let mut req_body = x
         .request_body
         .take()
         .map_or_else(StoredBody::default, |b| b.store(req_headers, redactor));
+    (
+        row.request_body,
+        row.request_body_raw,
+        row.request_parse_error,
+        row.request_truncated,
+    ) = body_parts(&mut req_body);
+    row.request_bytes = to_i64(req_body.wire_bytes.max(end.bytes_in));
     let req_value = req_body.value.as_ref();
     let stream_flag = req_value
         .and_then(|v| v.get("stream"))
@@ -363,13 +370,6 @@ pub fn derive(mut x: ExchangeMsgs, ctx: &DeriveCtx) -> Derived {
     } else {
         row.operation = "other".to_owned();
     }
-    (
-        row.request_body,
-        row.request_body_raw,
-        row.request_parse_error,
-        row.request_truncated,
-    ) = body_parts(&req_body);
-    row.request_bytes = to_i64(req_body.wire_bytes.max(end.bytes_in));
 
     // Response.
     let op = row.operation.clone();
@@ -440,7 +440,7 @@ pub fn derive(mut x: ExchangeMsgs, ctx: &DeriveCtx) -> Derived {
             outputs = Some((with_raw, "stream"));
         }
     } else {
-        let resp_body = match response_copy {
+        let mut resp_body = match response_copy {
             ResponseCopy::Body(b) => b.store(resp_headers, redactor),
             _ => StoredBody::default(),
         };
@@ -449,7 +449,7 @@ pub fn derive(mut x: ExchangeMsgs, ctx: &DeriveCtx) -> Derived {
             row.response_body_raw,
             row.response_parse_error,
             row.response_truncated,
-        ) = body_parts(&resp_body);
+        ) = body_parts(&mut resp_body);
         response_value = resp_body.value;
     }
 
