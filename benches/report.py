@@ -195,6 +195,11 @@ if runs:
         if x is None or y is None:
             cells.append("–")
             continue
+        if x < 0:
+            # agentcap's p99 below the twin's own in the same run: the tail was set by machine noise, so the run
+            # says nothing either way (it is not counted as holding).
+            cells.append(f"unreadable ({ms(x)} vs {ms(y)})")
+            continue
         ratio = floor_ratio(x, y)
         n_ok += ratio <= 1.5
         cells.append(f"{ratio:.2f}× ({ms(x)} vs {ms(y)})")
