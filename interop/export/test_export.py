@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
-import threading
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,41 +24,9 @@ from haralyzer import HarEntry
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-URL_RE = re.compile(r"(http://127\.0\.0\.1:\d+)")
-ADMIN_RE = re.compile(r"admin (http://127\.0\.0\.1:\d+)")
+sys.path.insert(0, str(REPO / "interop" / "support"))
+from procs import ADMIN_RE, Proc, agentcap  # noqa: E402
 TABLES = ["exchanges", "sse_events", "entries", "conversations", "agents", "usage"]
-
-
-def agentcap() -> str:
-    if os.environ.get("AGENTCAP_BIN"):
-        return os.environ["AGENTCAP_BIN"]
-    out = subprocess.run([str(REPO / "scripts" / "target-dir")], check=True, capture_output=True, text=True)
-    return str(Path(out.stdout.strip()) / "debug" / "agentcap")
-
-
-class Proc:
-    """A child that prints its address on its first stdout line and stops when its stdin closes."""
-
-    def __init__(self, args: list[str]):
-        self.p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True)
-        box: list[str] = []
-        t = threading.Thread(target=lambda: box.append(self.p.stdout.readline()), daemon=True)
-        t.start()
-        t.join(60)
-        self.line = box[0] if box else ""
-        urls = URL_RE.findall(self.line)
-        assert urls, f"{args[:2]} did not start: {self.line!r}"
-        self.url = urls[0]
-
-    def stop(self) -> None:
-        if self.p.poll() is None:
-            self.p.stdin.close()
-            try:
-                self.p.wait(60)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
 
 
 def call(base: str, method: str, path: str, body: bytes | None = None, ctype: str = "application/json") -> int:

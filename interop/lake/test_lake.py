@@ -8,10 +8,8 @@ Environment: AGENTCAP_BIN, the agentcap binary (default: <cargo target dir>/debu
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import threading
 import urllib.request
 from pathlib import Path
 
@@ -25,6 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "interop" / "support"))
 import polling  # noqa: E402
 from polling import free_port  # noqa: E402
+from procs import Proc, agentcap  # noqa: E402
 
 
 def wait_for(what: str, check, bound: float = 120.0):
@@ -40,45 +39,6 @@ TABLES = {
     "entries": "exchange_id || '/' || direction || '/' || position",
     "usage": "exchange_id",
 }
-
-
-def agentcap() -> str:
-    if os.environ.get("AGENTCAP_BIN"):
-        return os.environ["AGENTCAP_BIN"]
-    out = subprocess.run([str(REPO / "scripts" / "target-dir")], check=True, capture_output=True, text=True)
-    return str(Path(out.stdout.strip()) / "debug" / "agentcap")
-
-
-class Proc:
-    """A child printing its address on its first stdout line and stopping when its stdin closes."""
-
-    def __init__(self, args: list[str], env: dict | None = None):
-        self.p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, env=env)
-        box: list[str] = []
-        t = threading.Thread(target=lambda: box.append(self.p.stdout.readline()), daemon=True)
-        t.start()
-        t.join(60)
-        self.line = box[0] if box else ""
-        assert "http://" in self.line, f"{args[:2]} did not start: {self.line!r}"
-        self.url = self.line.split("http://", 1)[1].split()[0].rstrip(",)")
-        self.url = "http://" + self.url
-        # Drain stderr so the child never blocks on a full pipe.
-        self.err: list[str] = []
-        threading.Thread(target=lambda: self.err.extend(self.p.stderr), daemon=True).start()
-
-    def stop(self) -> None:
-        if self.p.poll() is None:
-            self.p.stdin.close()
-            try:
-                self.p.wait(90)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-
-    def kill9(self) -> None:
-        self.p.send_signal(signal.SIGKILL)
-        self.p.wait()
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +67,7 @@ def s3():
 
 @pytest.fixture(scope="module")
 def twin():
-    p = Proc([agentcap(), "sim", "--listen", "127.0.0.1:0", "--exit-on-stdin-close"])
+    p = Proc([agentcap(), "sim", "--listen", "127.0.0.1:0", "--exit-on-stdin-close"], stop_timeout=90)
     yield p.url
     p.stop()
 
@@ -121,10 +81,11 @@ def start_proxy(upstream: str, endpoint: str, db: Path, instance: str, hang_at: 
         env["AGENTCAP_SHIP_TEST_HANG_AT"] = str(hang_at)
     if part_bytes is not None:
         env["AGENTCAP_SHIP_TEST_PART_BYTES"] = str(part_bytes)
+    # The proxy ships what it committed on the way out (within 60 s): its stop waits 90 s.
     return Proc([agentcap(), "proxy", "--listen", "127.0.0.1:0", "--no-admin", "--upstream", upstream,
                  "--db", str(db), "--ship", f"s3://{BUCKET}/{PREFIX}", "--ship-endpoint", endpoint,
                  "--ship-every", "1", "--ship-rows", "1", "--instance-id", instance, "--exit-on-stdin-close"],
-                env=env)
+                env=env, stop_timeout=90)
 
 
 def converse(proxy: str, n: int, tag: str) -> None:

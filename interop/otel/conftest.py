@@ -8,12 +8,10 @@ Environment:
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 import httpx
@@ -21,59 +19,16 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-URL_RE = re.compile(r"(http://127\.0\.0\.1:\d+)")
-ADMIN_RE = re.compile(r"admin (http://127\.0\.0\.1:\d+)")
 
 sys.path.insert(0, str(REPO / "interop" / "support"))
 import polling  # noqa: E402
 from polling import free_port  # noqa: E402,F401  (the tests import it from here)
+from procs import Proc, agentcap  # noqa: E402,F401
 
 
 def wait_for(what: str, check, timeout: float = 120.0, step: float = 0.25):
     """`polling.wait_for`, an unreachable or failing HTTP endpoint counting as "not yet"."""
     return polling.wait_for(what, check, timeout, step, errors=(httpx.HTTPError, OSError))
-
-
-def target_dir() -> Path:
-    out = subprocess.run([str(REPO / "scripts" / "target-dir")], check=True, capture_output=True, text=True)
-    return Path(out.stdout.strip())
-
-
-def agentcap() -> str:
-    return os.environ.get("AGENTCAP_BIN") or str(target_dir() / "debug" / "agentcap")
-
-
-class Proc:
-    """A child that prints its address on its first stdout line and stops when its stdin closes."""
-
-    def __init__(self, args: list[str], env: dict[str, str] | None = None):
-        self.args = args
-        self.p = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  text=True, env=env)
-        box: list[str] = []
-        t = threading.Thread(target=lambda: box.append(self.p.stdout.readline()), daemon=True)
-        t.start()
-        t.join(60.0)
-        self.line = box[0] if box else ""
-        urls = URL_RE.findall(self.line)
-        assert urls, f"{args[:2]} did not start: {self.line!r}"
-        self.url = urls[0]
-        m = ADMIN_RE.search(self.line)
-        self.admin_url = m.group(1) if m else None
-
-    def stop(self) -> str:
-        """Closes stdin (a graceful stop) and returns what the process wrote to stderr."""
-        if self.p.poll() is None:
-            try:
-                self.p.stdin.close()
-            except OSError:
-                pass
-            try:
-                self.p.wait(60)
-            except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
-        return self.p.stderr.read() if self.p.stderr else ""
 
 
 class Phoenix:
