@@ -345,7 +345,8 @@ fn db_writer() -> (tempfile::TempDir, impl FnMut(&[&Derived])) {
 type MakeMsgs = Box<dyn Fn() -> Vec<Msg>>;
 
 /// The DuckDB stage alone: batches of rows derived before the clock starts, written in one transaction
-/// (appenders, the conversation upsert, COMMIT). Elements are rows of every table.
+/// (appenders, the conversation updates, COMMIT; their fold into `conversations`, every 2 s at most, is not
+/// in it). Elements are rows of every table.
 fn db_batches(full: bool, out: &mut Vec<Case>) {
     // 200 non-streamed exchanges: one flush interval (200 ms) at 1,000 req/s.
     let (sync_small, sync_n) = if full { (200, 2_000) } else { (5, 10) };

@@ -36,6 +36,11 @@ use super::{RecorderConfig, RecorderError, Shared, StatsAtomics};
 /// Delay between DuckDB retries while it fails.
 pub(crate) const RETRY_DELAY: Duration = Duration::from_millis(500);
 
+/// The next fold of `conversation_updates` into `conversations` ([`db::fold_conversations`]) comes
+/// `conversation_fold_interval` after the last one, and no sooner than this many times its duration,
+/// so folding a large recording takes at most about 1/20 of the DuckDB thread.
+const FOLD_SPACING: u32 = 20;
+
 /// A finished exchange on its way to DuckDB.
 pub(crate) struct Queued {
     /// Position in finishing order: consecutive, so a derivation result finds its entry directly.
@@ -132,6 +137,10 @@ struct State {
     chunks: VecDeque<(EventChunk, usize)>,
     /// Exchanges with an event chunk dropped from memory: derived again in full from the journal.
     events_dropped: HashSet<ExchangeId>,
+    /// `conversation_updates` may hold rows (`Recorder::open` folded what a previous run left).
+    unfolded: bool,
+    /// No fold before this.
+    next_fold: Instant,
 }
 
 /// About how many bytes of memory event rows take (for the DuckDB queue's gauge and bound).
@@ -151,6 +160,7 @@ fn underivable(id: ExchangeId) -> Derived {
 
 impl Committer {
     pub fn run(self) {
+        let first_fold = Instant::now() + self.cfg.conversation_fold_interval;
         let mut s = State {
             c: self,
             pending: VecDeque::new(),
@@ -167,6 +177,8 @@ impl Committer {
             memory_dropped_warned: false,
             chunks: VecDeque::new(),
             events_dropped: HashSet::new(),
+            unfolded: false,
+            next_fold: first_fold,
         };
         let rx = s.c.rx.clone();
         loop {
@@ -191,6 +203,9 @@ impl Committer {
             }
             s.absorb(None);
             s.maybe_commit();
+            if s.unfolded && !s.failing && Instant::now() >= s.next_fold {
+                let _ = s.fold();
+            }
         }
     }
 }
@@ -198,6 +213,15 @@ impl Committer {
 impl State {
     /// How long the loop may sleep before a batch is due.
     fn timeout(&self) -> Duration {
+        let fold = if self.unfolded && !self.failing {
+            self.next_fold.saturating_duration_since(Instant::now())
+        } else {
+            Duration::MAX
+        };
+        self.batch_timeout().min(fold)
+    }
+
+    fn batch_timeout(&self) -> Duration {
         if self.pending.is_empty() && self.chunks.is_empty() {
             return Duration::from_millis(250);
         }
@@ -503,6 +527,7 @@ impl State {
             match result {
                 Ok(counts) => {
                     self.count(&counts);
+                    self.unfolded |= counts.conversations > 0;
                     let done: Committed = self
                         .pending
                         .drain(..n)
@@ -535,8 +560,9 @@ impl State {
         self.pending_rows = 0;
         self.pending_since = None;
         self.publish_lag();
-        for w in self.waiters.drain(..) {
-            let _ = w.send(Ok(()));
+        // Flushes that waited through a failure: answered like `flush` (the first one folds).
+        for w in std::mem::take(&mut self.waiters) {
+            let _ = w.send(self.fold());
         }
         Ok(())
     }
@@ -662,11 +688,39 @@ impl State {
         Ok(())
     }
 
+    /// Folds `conversation_updates` into `conversations` and schedules the next fold.
+    fn fold(&mut self) -> Result<(), RecorderError> {
+        if self.c.shared.db_fault.load(Ordering::SeqCst) {
+            self.next_fold = Instant::now() + RETRY_DELAY;
+            return Err(RecorderError::SimulatedFault);
+        }
+        let t0 = Instant::now();
+        let result = db::fold_conversations(&self.c.conn);
+        let took = t0.elapsed();
+        StatsAtomics::add(
+            &self.c.shared.stats.db_busy_us,
+            u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+        );
+        match &result {
+            Ok(_) => {
+                self.unfolded = false;
+                self.next_fold =
+                    Instant::now() + self.c.cfg.conversation_fold_interval.max(took * FOLD_SPACING);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "agentcap recorder: folding conversation updates failed; retrying");
+                self.next_fold = Instant::now() + RETRY_DELAY;
+            }
+        }
+        result.map(|_| ())
+    }
+
     fn flush(&mut self, reply: oneshot::Sender<Result<(), RecorderError>>) {
-        // Derive and write everything queued before the request (and what came with it).
+        // Derive and write everything queued before the request (and what came with it), then bring
+        // `conversations` up to date.
         match self.commit_all() {
             Ok(()) => {
-                let _ = reply.send(Ok(()));
+                let _ = reply.send(self.fold());
             }
             Err(_) => self.waiters.push(reply),
         }
@@ -689,6 +743,7 @@ impl State {
         for w in self.waiters.drain(..) {
             let _ = w.send(Err(RecorderError::Stopped));
         }
+        let result = result.and_then(|()| self.fold());
         let _ = self.c.conn.execute_batch("CHECKPOINT");
         result
     }

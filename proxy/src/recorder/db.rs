@@ -1,13 +1,13 @@
-//! Writes batches of derived rows to DuckDB in one transaction: appenders for the append-only
-//! tables (`exchanges`, `sse_events`, `entries`, `usage`), a staged upsert for `conversations`
-//! and a prepared insert for `agents`.
+//! Writes batches of derived rows to DuckDB in one transaction: appenders fed Arrow record batches
+//! (`columns.rs`) for the append-only tables (`exchanges`, `sse_events`, `entries`, `usage`), a
+//! staged upsert for `conversations` and a prepared insert for `agents`.
 
 use std::collections::{HashMap, HashSet};
 
 use duckdb::types::{TimeUnit, Value as DbValue};
 use duckdb::{Connection, params};
 
-use super::RecorderError;
+use super::{RecorderError, columns};
 use super::derive::{ConvUpdate, Derived, EventRow};
 
 /// Rows written by one batch, per table.
@@ -93,14 +93,12 @@ pub fn write_event_chunks(
                 }
             }
         }
-        let mut n = 0u64;
+        let rows: Vec<(&str, &EventRow)> = chunks
+            .iter()
+            .flat_map(|(id, rows)| rows.iter().map(move |e| (*id, e)))
+            .collect();
         let mut app = conn.appender("sse_events")?;
-        for (id, rows) in chunks {
-            for e in *rows {
-                append_event(&mut app, id, e)?;
-            }
-            n += rows.len() as u64;
-        }
+        let n = columns::append_events(&mut app, &rows)?;
         app.flush()?;
         Ok::<_, RecorderError>(n)
     })();
@@ -124,19 +122,6 @@ pub fn delete_orphan_events(conn: &Connection) -> Result<u64, RecorderError> {
     Ok(n as u64)
 }
 
-fn append_event(app: &mut duckdb::Appender<'_>, id: &str, e: &EventRow) -> duckdb::Result<()> {
-    app.append_row(params![
-        id,
-        e.seq,
-        e.event_type,
-        e.data,
-        e.parse_error,
-        e.offset_us,
-        e.size,
-        e.data_truncated
-    ])
-}
-
 /// A conversation's updates within one batch, merged.
 #[derive(Debug, Clone, Default)]
 struct ConvMerged {
@@ -154,6 +139,43 @@ struct ConvMerged {
 }
 
 impl ConvMerged {
+    /// Merges `later`, the updates written after this one's, as `conversations`' upsert would.
+    fn absorb(&mut self, later: ConvMerged) {
+        fn fill(slot: &mut Option<String>, v: Option<String>) {
+            if slot.is_none() {
+                *slot = v;
+            }
+        }
+        fill(&mut self.agent_id, later.agent_id);
+        fill(&mut self.agent_version, later.agent_version);
+        fill(&mut self.model, later.model);
+        fill(&mut self.parent, later.parent);
+        fill(&mut self.from_entry_id, later.from_entry_id);
+        self.turns += later.turns;
+        match later.first_exchange_id {
+            Some(x) if self.first_exchange_id.is_none() || later.first_seen < self.first_seen => {
+                self.first_exchange_id = Some(x);
+                self.first_seen = later.first_seen;
+            }
+            Some(_) => {}
+            None if self.first_exchange_id.is_none() && self.first_seen.is_none() => {
+                self.first_seen = later.first_seen;
+            }
+            None => {}
+        }
+        match later.last_exchange_id {
+            Some(x) if self.last_exchange_id.is_none() || later.last_seen >= self.last_seen => {
+                self.last_exchange_id = Some(x);
+                self.last_seen = later.last_seen;
+            }
+            Some(_) => {}
+            None if self.last_exchange_id.is_none() && self.last_seen.is_none() => {
+                self.last_seen = later.last_seen;
+            }
+            None => {}
+        }
+    }
+
     fn add(&mut self, u: &ConvUpdate) {
         fn fill(slot: &mut Option<String>, v: &Option<String>) {
             if slot.is_none() {
@@ -191,11 +213,10 @@ impl ConvMerged {
     }
 }
 
-/// The connection's staging table for conversation updates: a batch's merged updates are appended
-/// to it, then one `INSERT … SELECT … ON CONFLICT` moves them into `conversations`. A statement with
-/// one parameter per value costs DuckDB binding and planning in proportion to its size (a 256-row
-/// `VALUES` upsert took more than half of the proxy's CPU at 1,000 exchanges/s); the appender does
-/// not plan, and the two statements below are planned once per batch whatever its size.
+/// The connection's staging table for [`fold_conversations`]: the merged updates are appended to it, then one
+/// `INSERT … SELECT … ON CONFLICT` moves them into `conversations`. A statement with one parameter per value
+/// costs DuckDB binding and planning in proportion to its size (a 256-row `VALUES` upsert took more than half
+/// of the proxy's CPU at 1,000 exchanges/s); the appender does not plan.
 const CONV_STAGE: &str = "agentcap_conv_stage";
 
 const CREATE_CONV_STAGE: &str = "
@@ -252,8 +273,6 @@ pub fn write_batch(
     batch: &[&Derived],
     dedupe: bool,
 ) -> Result<BatchCounts, RecorderError> {
-    // Outside the transaction, so a rolled-back batch never takes the staging table with it.
-    conn.execute_batch(CREATE_CONV_STAGE)?;
     conn.execute_batch("BEGIN TRANSACTION")?;
     finish_transaction(conn, write_in_tx(conn, batch, dedupe))
 }
@@ -286,111 +305,45 @@ fn write_in_tx(
         return Ok(counts);
     }
 
-    {
-        let mut app = conn.appender("exchanges")?;
-        for d in &batch {
-            let x = &d.exchange;
-            app.append_row(params![
-                x.id,
-                ts(x.started_at_us),
-                x.method,
-                x.path,
-                x.query,
-                x.operation,
-                x.client_addr,
-                x.request_headers,
-                x.request_body,
-                x.request_body_raw,
-                x.request_parse_error,
-                x.request_truncated,
-                x.request_bytes,
-                x.status,
-                x.response_headers,
-                x.response_body,
-                x.response_body_raw,
-                x.response_parse_error,
-                x.response_truncated,
-                x.response_bytes,
-                x.is_stream,
-                x.response_headers_us,
-                x.first_event_us,
-                x.total_us,
-                x.upstream_us,
-                x.overhead_us,
-                x.outcome,
-                x.error,
-                x.key_fingerprint,
-                x.session,
-                x.tags,
-                x.conversation_id,
-                x.agent_id,
-                x.model,
-                x.event_count,
-                x.upstream_version,
-                x.stream_error,
-            ])?;
-            counts.exchanges += 1;
-        }
-        app.flush()?;
-    }
-    if batch.iter().any(|d| !d.events.is_empty()) {
+    // The append-only tables, column by column (`columns.rs`).
+    let mut app = conn.appender("exchanges")?;
+    counts.exchanges = columns::append_exchanges(&mut app, &batch)?;
+    app.flush()?;
+    let events: Vec<(&str, &EventRow)> = batch
+        .iter()
+        .flat_map(|d| d.events.iter().map(|e| (d.exchange.id.as_str(), e)))
+        .collect();
+    if !events.is_empty() {
         let mut app = conn.appender("sse_events")?;
-        for d in &batch {
-            let id = d.exchange.id.as_str();
-            for e in &d.events {
-                append_event(&mut app, id, e)?;
-            }
-            counts.sse_events += d.events.len() as u64;
-        }
+        counts.sse_events = columns::append_events(&mut app, &events)?;
         app.flush()?;
     }
-    if batch.iter().any(|d| !d.entries.is_empty()) {
-        let mut app = conn.appender("entries")?;
-        for d in &batch {
-            let id = d.exchange.id.as_str();
+    let entries: Vec<columns::EntryOf<'_>> = batch
+        .iter()
+        .flat_map(|d| {
             let conv = d.exchange.conversation_id.as_deref();
-            for e in &d.entries {
-                app.append_row(params![
-                    id,
-                    conv,
-                    e.entry_id,
-                    e.direction,
-                    e.position,
-                    e.entry_type,
-                    e.role,
-                    e.agent_id,
-                    e.model,
-                    e.text,
-                    e.name,
-                    e.tool_call_id,
-                    e.arguments,
-                    e.created_at,
-                    e.completed_at,
-                    e.source,
-                    e.raw,
-                    e.truncated,
-                ])?;
-            }
-            counts.entries += d.entries.len() as u64;
-        }
+            d.entries
+                .iter()
+                .map(move |e| (d.exchange.id.as_str(), conv, e))
+        })
+        .collect();
+    if !entries.is_empty() {
+        let mut app = conn.appender("entries")?;
+        counts.entries = columns::append_entries(&mut app, &entries)?;
         app.flush()?;
     }
-    if batch.iter().any(|d| d.usage.is_some()) {
+    let usage: Vec<columns::UsageOf<'_>> = batch
+        .iter()
+        .filter_map(|d| {
+            let x = &d.exchange;
+            d.usage
+                .as_ref()
+                .map(|u| (x.id.as_str(), x.conversation_id.as_deref(), u))
+        })
+        .collect();
+    if !usage.is_empty() {
         let mut app = conn.appender("usage")?;
-        for d in &batch {
-            if let Some(u) = &d.usage {
-                app.append_row(params![
-                    d.exchange.id,
-                    d.exchange.conversation_id,
-                    u.prompt_tokens,
-                    u.completion_tokens,
-                    u.total_tokens,
-                    u.connector_tokens,
-                    u.connectors,
-                ])?;
-                counts.usage += 1;
-            }
-        }
+        counts.usage = columns::append_usage(&mut app, &usage)?;
         app.flush()?;
     }
 
@@ -414,7 +367,8 @@ fn write_in_tx(
         }
     }
 
-    // Conversations: merge the batch's updates per id, stage them, then one upsert for all.
+    // Conversations: the batch's updates merged per id, kept in `conversation_updates` until the next
+    // `fold_conversations`.
     let mut order = Vec::new();
     let mut merged: HashMap<&str, ConvMerged> = HashMap::new();
     for d in &batch {
@@ -430,31 +384,96 @@ fn write_in_tx(
         }
     }
     if !order.is_empty() {
-        let mut app = conn.appender_to_catalog_and_db(CONV_STAGE, "temp", "main")?;
+        let mut app = conn.appender("conversation_updates")?;
         for id in &order {
-            let m = &merged[id];
-            let text = |v: &Option<String>| v.clone().map_or(DbValue::Null, DbValue::Text);
-            app.append_row([
-                DbValue::Text(m.id.clone()),
-                text(&m.agent_id),
-                text(&m.agent_version),
-                text(&m.model),
-                text(&m.first_exchange_id),
-                text(&m.last_exchange_id),
-                ts(m.first_seen),
-                ts(m.last_seen),
-                DbValue::BigInt(m.turns),
-                text(&m.parent),
-                text(&m.from_entry_id),
-            ])?;
+            append_merged(&mut app, &merged[id])?;
         }
         app.flush()?;
-        drop(app);
-        conn.prepare_cached(UPSERT_CONVERSATIONS)?.execute([])?;
-        conn.prepare_cached(CLEAR_CONV_STAGE)?.execute([])?;
         counts.conversations += order.len() as u64;
     }
     Ok(counts)
+}
+
+fn append_merged(app: &mut duckdb::Appender<'_>, m: &ConvMerged) -> duckdb::Result<()> {
+    app.append_row(params![
+        m.id,
+        m.agent_id,
+        m.agent_version,
+        m.model,
+        m.first_exchange_id,
+        m.last_exchange_id,
+        ts(m.first_seen),
+        ts(m.last_seen),
+        m.turns,
+        m.parent,
+        m.from_entry_id,
+    ])
+}
+
+/// Moves the updates waiting in `conversation_updates` into `conversations`, in one transaction: merged per
+/// conversation in the order they were written, then one upsert, then deleted. Returns the conversations
+/// updated.
+///
+/// Why not per batch: DuckDB plans the upsert as a join that scans the whole `conversations` table, so its
+/// cost grows with the recording (a 200-exchange batch took 14 ms on an empty table, 42 ms at 1 M and 120 ms
+/// at 4 M conversations, debug build). Batches append their updates (constant cost) and the DuckDB thread
+/// folds them at most every few seconds (`committer.rs`), on `flush` and on shutdown.
+pub fn fold_conversations(conn: &Connection) -> Result<u64, RecorderError> {
+    // Outside the transaction, so a rolled-back fold never takes the staging table with it.
+    conn.execute_batch(CREATE_CONV_STAGE)?;
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    finish_transaction(conn, fold_in_tx(conn))
+}
+
+fn fold_in_tx(conn: &Connection) -> Result<u64, RecorderError> {
+    let mut order: Vec<String> = Vec::new();
+    let mut merged: HashMap<String, ConvMerged> = HashMap::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, agent_id, agent_version, model, first_exchange_id, last_exchange_id, \
+             epoch_us(first_seen), epoch_us(last_seen), turns, parent_conversation_id, from_entry_id \
+             FROM conversation_updates ORDER BY rowid",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ConvMerged {
+                id: r.get(0)?,
+                agent_id: r.get(1)?,
+                agent_version: r.get(2)?,
+                model: r.get(3)?,
+                first_exchange_id: r.get(4)?,
+                last_exchange_id: r.get(5)?,
+                first_seen: r.get(6)?,
+                last_seen: r.get(7)?,
+                turns: r.get(8)?,
+                parent: r.get(9)?,
+                from_entry_id: r.get(10)?,
+            })
+        })?;
+        for row in rows {
+            let row = row?;
+            match merged.get_mut(&row.id) {
+                Some(m) => m.absorb(row),
+                None => {
+                    order.push(row.id.clone());
+                    merged.insert(row.id.clone(), row);
+                }
+            }
+        }
+    }
+    if order.is_empty() {
+        return Ok(0);
+    }
+    let mut app = conn.appender_to_catalog_and_db(CONV_STAGE, "temp", "main")?;
+    for id in &order {
+        append_merged(&mut app, &merged[id])?;
+    }
+    app.flush()?;
+    drop(app);
+    conn.prepare_cached(UPSERT_CONVERSATIONS)?.execute([])?;
+    conn.prepare_cached(CLEAR_CONV_STAGE)?.execute([])?;
+    conn.prepare_cached("DELETE FROM conversation_updates")?
+        .execute([])?;
+    Ok(order.len() as u64)
 }
 
 /// Ends the open transaction: COMMIT when `result` is Ok (rolled back if the COMMIT fails), ROLLBACK otherwise.
@@ -468,4 +487,67 @@ fn finish_transaction<T>(
         let _ = conn.execute_batch("ROLLBACK");
     }
     committed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::derive::{ConvUpdate, Derived};
+    use super::super::{DbAccess, open_db, schema};
+    use super::{fold_conversations, write_batch};
+
+    fn update(
+        exchange: Option<&str>,
+        seen: i64,
+        agent: Option<&str>,
+        turns: i64,
+    ) -> Derived {
+        let mut d = Derived::default();
+        d.exchange.id = format!("0190a000-0000-7000-8000-{seen:012}");
+        d.exchange.operation = "conversations.append".to_owned();
+        d.exchange.outcome = "complete".to_owned();
+        d.conversations.push(ConvUpdate {
+            id: "conv_m".to_owned(),
+            agent_id: agent.map(str::to_owned),
+            exchange_id: exchange.map(str::to_owned),
+            seen_us: Some(seen),
+            turns,
+            ..Default::default()
+        });
+        d
+    }
+
+    fn conversation(fold_each_batch: bool) -> String {
+        let conn = open_db(None, DbAccess::ReadWrite).unwrap();
+        schema::migrate(&conn).unwrap();
+        // Information first (a GET), then two turns, the second seen earlier than the first, then a
+        // later GET naming another agent.
+        let batches = [
+            update(None, 5, None, 0),
+            update(Some("x10"), 10, Some("ag_1"), 1),
+            update(Some("x7"), 7, Some("ag_2"), 1),
+            update(None, 20, Some("ag_3"), 0),
+        ];
+        for d in &batches {
+            write_batch(&conn, &[d], false).unwrap();
+            if fold_each_batch {
+                fold_conversations(&conn).unwrap();
+            }
+        }
+        fold_conversations(&conn).unwrap();
+        conn.query_row(
+            "SELECT concat_ws(' ', id, agent_id, first_exchange_id, epoch_us(first_seen), \
+             last_exchange_id, epoch_us(last_seen), turns) FROM conversations",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    /// Folding many batches' updates at once gives the row that folding after every batch gives.
+    #[test]
+    fn one_fold_of_many_batches_equals_a_fold_per_batch() {
+        let per_batch = conversation(true);
+        assert_eq!(per_batch, "conv_m ag_1 x7 7 x10 10 2");
+        assert_eq!(conversation(false), per_batch);
+    }
 }

@@ -29,6 +29,7 @@
 //! DuckDB already has are skipped (by exchange id), so replay is idempotent.
 
 pub mod body;
+mod columns;
 mod committer;
 pub mod db;
 pub mod derive;
@@ -106,6 +107,10 @@ pub struct RecorderConfig {
     pub batch_rows: usize,
     /// …or once the oldest pending row is this old (default 200 ms), and on shutdown.
     pub flush_interval: Duration,
+    /// Shortest time between two folds of `conversation_updates` into `conversations` while traffic flows
+    /// (default 2 s; the DuckDB thread also waits 20 times the last fold's duration): how far the
+    /// `conversations` table may lag behind the exchanges written. A flush and a shutdown fold at once.
+    pub conversation_fold_interval: Duration,
     /// Journal group-commit (write + fsync) interval (default 5 ms).
     pub journal_commit_interval: Duration,
     /// Batched (default) or strict.
@@ -151,6 +156,7 @@ impl Default for RecorderConfig {
             spill_queue_bytes: 64 * 1024 * 1024,
             batch_rows: 10_000,
             flush_interval: Duration::from_millis(200),
+            conversation_fold_interval: Duration::from_secs(2),
             journal_commit_interval: Duration::from_millis(5),
             durability: Durability::Batched,
             capture_cap: 1024 * 1024,
@@ -198,6 +204,9 @@ pub enum RecorderError {
     /// DuckDB reported an error.
     #[error("DuckDB: {0}")]
     Db(#[from] duckdb::Error),
+    /// The recorder built an inconsistent record batch of rows (a bug of ours, not the data's).
+    #[error("internal: a batch of derived rows could not be built: {0}")]
+    Batch(#[from] duckdb::arrow::error::ArrowError),
     /// A journal file could not be read or written.
     #[error("journal {path}: {source}")]
     Journal {
@@ -718,6 +727,8 @@ impl Recorder {
             spool_dir,
         });
         let replay = replay::replay(&conn, &journal_dir, &derive_ctx, cfg.batch_rows)?;
+        // Conversation updates a previous run (or the replay) left unfolded.
+        db::fold_conversations(&conn)?;
         StatsAtomics::add(&shared.stats.replayed_exchanges, replay.exchanges);
         StatsAtomics::add(
             &shared.stats.journal_corrupt_segments,

@@ -165,8 +165,29 @@ FROM (
 WHERE exchanges.id = ev.exchange_id;
 "#;
 
+/// Schema version 5: conversation updates wait in a table of their own until they are folded into
+/// `conversations` (`db::fold_conversations`), so a batch's cost does not grow with the recording.
+const V5: &str = r#"
+-- Conversation updates committed with their batch and not yet folded into conversations (the DuckDB thread
+-- folds them every few seconds, on flush and on shutdown; a recording opened after a crash folds them
+-- first). One row per conversation per batch; the columns are those of conversations.
+CREATE TABLE conversation_updates (
+    id                     VARCHAR,
+    agent_id               VARCHAR,
+    agent_version          VARCHAR,
+    model                  VARCHAR,
+    first_exchange_id      VARCHAR,
+    last_exchange_id       VARCHAR,
+    first_seen             TIMESTAMPTZ,
+    last_seen              TIMESTAMPTZ,
+    turns                  INTEGER,
+    parent_conversation_id VARCHAR,
+    from_entry_id          VARCHAR
+);
+"#;
+
 /// Every migration, in order; index + 1 is the version.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The latest schema version.
 pub fn latest_version() -> i32 {

@@ -2191,3 +2191,43 @@ async fn recorded_json_columns_answer_the_json_operators() {
         "{e}"
     );
 }
+
+/// A batch's conversation updates wait in `conversation_updates` until a fold; a crash in between loses
+/// nothing: the next open folds them.
+#[tokio::test]
+async fn conversation_updates_not_yet_folded_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.conversation_fold_interval = Duration::from_secs(3600);
+    let rec = Recorder::open(cfg).unwrap();
+    let h = rec.handle();
+    let id = Ex::new("POST", "/v1/conversations")
+        .json(&json!({"inputs": "hi", "stream": true}))
+        .stream(&turn_events("conv_fold", small_usage()), 0)
+        .end()
+        .send(&h);
+    wait_until("the exchange written", || h.stats().exchanges_written == 1);
+    assert_eq!(count(&h, "SELECT count(*) FROM conversations"), 0);
+    assert_eq!(
+        count(
+            &h,
+            "SELECT count(*) FROM conversation_updates WHERE id = 'conv_fold'"
+        ),
+        1
+    );
+    rec.abort();
+    drop(h);
+
+    let rec = Recorder::open(config(dir.path())).unwrap();
+    let h = rec.handle();
+    assert_eq!(
+        scalar(
+            &h,
+            "SELECT turns || ' ' || first_exchange_id || ' ' || last_exchange_id FROM conversations \
+             WHERE id = 'conv_fold'"
+        ),
+        json!(format!("1 {id} {id}"))
+    );
+    assert_eq!(count(&h, "SELECT count(*) FROM conversation_updates"), 0);
+    rec.shutdown().unwrap();
+}
