@@ -92,9 +92,11 @@ fn init_tracing(filter: &str, format: &str) {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_tracing(&cli.log, &cli.log_format);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Command::Proxy(args) = &cli.command {
+        rt.worker_threads(args.runtime_workers());
+    }
+    let rt = rt.enable_all().build()?;
     let code = rt.block_on(async move {
         match cli.command {
             Command::Sim(args) => sim::run(args).await.map(|()| 0),

@@ -90,6 +90,10 @@ pub struct ProxyArgs {
     /// On SIGINT/SIGTERM, in-flight exchanges get this long to finish, in milliseconds [default: 30000].
     #[arg(long)]
     shutdown_grace_ms: Option<u64>,
+    /// Threads forwarding traffic (tokio workers) [default: one per core but one, at least one: the
+    /// recorder's threads (journal, derivation, DuckDB) get the remaining core].
+    #[arg(long, env = "AGENTCAP_PROXY_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub worker_threads: Option<u16>,
     /// A client connection must send each request head within this, in milliseconds; the first one counts
     /// from the accept (TLS handshake included) [default: 10000].
     #[arg(long)]
@@ -243,4 +247,18 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         serde_json::to_string(&stats).unwrap_or_default()
     );
     Ok(())
+}
+
+impl ProxyArgs {
+    /// Tokio worker threads for `agentcap proxy`: `--worker-threads`, else one per core but one (at least one).
+    pub fn runtime_workers(&self) -> usize {
+        self.worker_threads.map_or_else(
+            || {
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get().saturating_sub(1))
+                    .max(1)
+            },
+            usize::from,
+        )
+    }
 }

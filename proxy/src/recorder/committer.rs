@@ -36,6 +36,11 @@ use super::{RecorderConfig, RecorderError, Shared, StatsAtomics};
 /// Delay between DuckDB retries while it fails.
 pub(crate) const RETRY_DELAY: Duration = Duration::from_millis(500);
 
+/// How often the loop looks at its channels while exchanges flow (see `Committer::run`)…
+const BUSY_POLL: Duration = Duration::from_millis(10);
+/// …and how long without data before it blocks on them again.
+const IDLE_AFTER: Duration = Duration::from_millis(100);
+
 /// The next fold of `conversation_updates` into `conversations` ([`db::fold_conversations`]) comes
 /// `conversation_fold_interval` after the last one, and no sooner than this many times its duration,
 /// so folding a large recording takes at most about 1/20 of the DuckDB thread.
@@ -181,25 +186,53 @@ impl Committer {
             next_fold: first_fold,
         };
         let rx = s.c.rx.clone();
+        // While exchanges flow, the loop looks at its channels every `BUSY_POLL` instead of blocking on
+        // them, as the writer does: a blocked receiver makes every send (one from the writer and one from a
+        // deriver per exchange) pay a thread wake-up. After `IDLE_AFTER` without data it blocks again.
+        let mut last_data = Instant::now()
+            .checked_sub(IDLE_AFTER)
+            .unwrap_or_else(Instant::now);
         loop {
-            let timeout = s.timeout();
-            let done_rx = s.c.done_rx.clone();
-            crossbeam_channel::select! {
-                recv(rx) -> msg => match msg {
-                    Ok(DbMsg::Queued(q)) => s.queue(*q),
-                    Ok(DbMsg::Events(c)) => s.take_chunk(*c),
-                    Ok(DbMsg::Flush(reply)) => s.flush(reply),
-                    Ok(DbMsg::Shutdown(reply)) => {
-                        let _ = reply.send(s.shutdown());
-                        return;
+            if last_data.elapsed() < IDLE_AFTER {
+                std::thread::sleep(s.timeout().min(BUSY_POLL));
+                loop {
+                    match rx.try_recv() {
+                        Ok(msg) => {
+                            last_data = Instant::now();
+                            if s.handle(msg) {
+                                return;
+                            }
+                        }
+                        Err(crossbeam_channel::TryRecvError::Empty) => break,
+                        Err(crossbeam_channel::TryRecvError::Disconnected) => return,
                     }
-                    Ok(DbMsg::Abort) | Err(_) => return,
-                },
-                recv(done_rx) -> done => match done {
-                    Ok(d) => s.take_derived(d),
-                    Err(_) => s.derivers_gone(),
-                },
-                default(timeout) => {}
+                }
+                loop {
+                    match s.c.done_rx.try_recv() {
+                        Ok(d) => s.take_derived(d),
+                        Err(crossbeam_channel::TryRecvError::Empty) => break,
+                        Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                            s.derivers_gone();
+                            break;
+                        }
+                    }
+                }
+            } else {
+                let timeout = s.timeout();
+                let done_rx = s.c.done_rx.clone();
+                crossbeam_channel::select! {
+                    recv(rx) -> msg => {
+                        last_data = Instant::now();
+                        if msg.map_or(true, |m| s.handle(m)) {
+                            return;
+                        }
+                    },
+                    recv(done_rx) -> done => match done {
+                        Ok(d) => s.take_derived(d),
+                        Err(_) => s.derivers_gone(),
+                    },
+                    default(timeout) => {}
+                }
             }
             s.absorb(None);
             s.maybe_commit();
@@ -211,6 +244,21 @@ impl Committer {
 }
 
 impl State {
+    /// Takes one message from the writer; `true`: stop.
+    fn handle(&mut self, msg: DbMsg) -> bool {
+        match msg {
+            DbMsg::Queued(q) => self.queue(*q),
+            DbMsg::Events(c) => self.take_chunk(*c),
+            DbMsg::Flush(reply) => self.flush(reply),
+            DbMsg::Shutdown(reply) => {
+                let _ = reply.send(self.shutdown());
+                return true;
+            }
+            DbMsg::Abort => return true,
+        }
+        false
+    }
+
     /// How long the loop may sleep before a batch is due.
     fn timeout(&self) -> Duration {
         let fold = if self.unfolded && !self.failing {

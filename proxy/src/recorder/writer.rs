@@ -128,6 +128,8 @@ type DeriveJob = (u64, ExchangeMsgs, usize);
 pub(crate) const DERIVE_QUEUE_BYTES: u64 = 64 * 1024 * 1024;
 /// Bound of the derive queue in jobs (same when-full policy).
 const DERIVE_QUEUE_JOBS: usize = 4096;
+/// How often an idle deriver looks at its queue while jobs flow (its results wait for a batch anyway).
+const DERIVE_POLL: Duration = Duration::from_millis(5);
 
 /// Derives exchanges off the writer thread, so parsing overlaps journaling and DuckDB writes.
 fn run_deriver(
@@ -136,7 +138,26 @@ fn run_deriver(
     done: Sender<DeriveDone>,
     shared: Arc<Shared>,
 ) {
-    for (ticket, msgs, bytes) in jobs {
+    // Like the writer's loop: while jobs flow, look at the queue every `DERIVE_POLL` instead of blocking on
+    // it, so the writer's send of each finished exchange does not pay a thread wake-up.
+    let mut last_job = Instant::now()
+        .checked_sub(IDLE_AFTER)
+        .unwrap_or_else(Instant::now);
+    loop {
+        let job = match jobs.try_recv() {
+            Ok(job) => job,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => return,
+            Err(crossbeam_channel::TryRecvError::Empty) if last_job.elapsed() < IDLE_AFTER => {
+                std::thread::sleep(DERIVE_POLL);
+                continue;
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => match jobs.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        last_job = Instant::now();
+        let (ticket, msgs, bytes) = job;
         shared
             .stats
             .derive_queue_bytes
