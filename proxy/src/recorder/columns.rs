@@ -105,7 +105,10 @@ pub fn append_exchanges(app: &mut Appender<'_>, rows: &[&Derived]) -> Result<u64
             ("client_addr", text(x, |r| r.client_addr.as_deref())),
             ("request_headers", text(x, |r| r.request_headers.as_deref())),
             ("request_body", text(x, |r| r.request_body.as_deref())),
-            ("request_body_raw", text(x, |r| r.request_body_raw.as_deref())),
+            (
+                "request_body_raw",
+                text(x, |r| r.request_body_raw.as_deref()),
+            ),
             (
                 "request_parse_error",
                 text(x, |r| r.request_parse_error.as_deref()),
@@ -113,7 +116,10 @@ pub fn append_exchanges(app: &mut Appender<'_>, rows: &[&Derived]) -> Result<u64
             ("request_truncated", boolean(x, |r| r.request_truncated)),
             ("request_bytes", int64(x, |r| Some(r.request_bytes))),
             ("status", int32(x, |r| r.status)),
-            ("response_headers", text(x, |r| r.response_headers.as_deref())),
+            (
+                "response_headers",
+                text(x, |r| r.response_headers.as_deref()),
+            ),
             ("response_body", text(x, |r| r.response_body.as_deref())),
             (
                 "response_body_raw",
@@ -140,7 +146,10 @@ pub fn append_exchanges(app: &mut Appender<'_>, rows: &[&Derived]) -> Result<u64
             ("agent_id", text(x, |r| r.agent_id.as_deref())),
             ("model", text(x, |r| r.model.as_deref())),
             ("event_count", int32(x, |r| r.event_count)),
-            ("upstream_version", text(x, |r| r.upstream_version.as_deref())),
+            (
+                "upstream_version",
+                text(x, |r| r.upstream_version.as_deref()),
+            ),
             ("stream_error", text(x, |r| r.stream_error.as_deref())),
         ])
     })
@@ -185,10 +194,16 @@ pub fn append_entries(app: &mut Appender<'_>, rows: &[EntryOf<'_>]) -> Result<u6
             ("model", text(e, |(_, _, r)| r.model.as_deref())),
             ("text", text(e, |(_, _, r)| r.text.as_deref())),
             ("name", text(e, |(_, _, r)| r.name.as_deref())),
-            ("tool_call_id", text(e, |(_, _, r)| r.tool_call_id.as_deref())),
+            (
+                "tool_call_id",
+                text(e, |(_, _, r)| r.tool_call_id.as_deref()),
+            ),
             ("arguments", text(e, |(_, _, r)| r.arguments.as_deref())),
             ("created_at", text(e, |(_, _, r)| r.created_at.as_deref())),
-            ("completed_at", text(e, |(_, _, r)| r.completed_at.as_deref())),
+            (
+                "completed_at",
+                text(e, |(_, _, r)| r.completed_at.as_deref()),
+            ),
             ("source", text(e, |(_, _, r)| Some(r.source))),
             ("raw", text(e, |(_, _, r)| Some(r.raw.as_str()))),
             ("truncated", boolean(e, |(_, _, r)| r.truncated)),
@@ -207,7 +222,10 @@ pub fn append_usage(app: &mut Appender<'_>, rows: &[UsageOf<'_>]) -> Result<u64,
             ("exchange_id", text(u, |(id, _, _)| Some(*id))),
             ("conversation_id", text(u, |(_, c, _)| *c)),
             ("prompt_tokens", int64(u, |(_, _, r)| r.prompt_tokens)),
-            ("completion_tokens", int64(u, |(_, _, r)| r.completion_tokens)),
+            (
+                "completion_tokens",
+                int64(u, |(_, _, r)| r.completion_tokens),
+            ),
             ("total_tokens", int64(u, |(_, _, r)| r.total_tokens)),
             ("connector_tokens", int64(u, |(_, _, r)| r.connector_tokens)),
             ("connectors", text(u, |(_, _, r)| r.connectors.as_deref())),
@@ -324,10 +342,21 @@ mod tests {
         b.exchange.operation = "other".to_owned();
         b.exchange.outcome = "complete".to_owned();
         let counts = db::write_batch(&conn, &[&a, &b], false).unwrap();
-        assert_eq!((counts.exchanges, counts.sse_events, counts.entries, counts.usage), (2, 1, 1, 1));
+        assert_eq!(
+            (
+                counts.exchanges,
+                counts.sse_events,
+                counts.entries,
+                counts.usage
+            ),
+            (2, 1, 1, 1)
+        );
 
         // Each table's row as JSON: names and values, the column order of the table.
-        let x = rows(&conn, "SELECT to_json(x)::VARCHAR FROM exchanges x ORDER BY id");
+        let x = rows(
+            &conn,
+            "SELECT to_json(x)::VARCHAR FROM exchanges x ORDER BY id",
+        );
         assert_eq!(
             x[0],
             concat!(

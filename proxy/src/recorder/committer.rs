@@ -752,8 +752,12 @@ impl State {
         match &result {
             Ok(_) => {
                 self.unfolded = false;
-                self.next_fold =
-                    Instant::now() + self.c.cfg.conversation_fold_interval.max(took * FOLD_SPACING);
+                self.next_fold = Instant::now()
+                    + self
+                        .c
+                        .cfg
+                        .conversation_fold_interval
+                        .max(took * FOLD_SPACING);
             }
             Err(e) => {
                 tracing::warn!(error = %e, "agentcap recorder: folding conversation updates failed; retrying");

@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use duckdb::types::{TimeUnit, Value as DbValue};
 use duckdb::{Connection, params};
 
-use super::{RecorderError, columns};
 use super::derive::{ConvUpdate, Derived, EventRow};
+use super::{RecorderError, columns};
 
 /// Rows written by one batch, per table.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -495,12 +495,7 @@ mod tests {
     use super::super::{DbAccess, open_db, schema};
     use super::{fold_conversations, write_batch};
 
-    fn update(
-        exchange: Option<&str>,
-        seen: i64,
-        agent: Option<&str>,
-        turns: i64,
-    ) -> Derived {
+    fn update(exchange: Option<&str>, seen: i64, agent: Option<&str>, turns: i64) -> Derived {
         let mut d = Derived::default();
         d.exchange.id = format!("0190a000-0000-7000-8000-{seen:012}");
         d.exchange.operation = "conversations.append".to_owned();
