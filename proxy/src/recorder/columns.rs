@@ -84,16 +84,7 @@ fn len(s: &Option<String>) -> usize {
 /// Appends the `exchanges` rows of `rows`.
 pub fn append_exchanges(app: &mut Appender<'_>, rows: &[&Derived]) -> Result<u64, RecorderError> {
     let rows: Vec<&ExchangeRow> = rows.iter().map(|d| &d.exchange).collect();
-    let bytes = |x: &&ExchangeRow| {
-        len(&x.request_headers)
-            + len(&x.request_body)
-            + len(&x.request_body_raw)
-            + len(&x.response_headers)
-            + len(&x.response_body)
-            + len(&x.response_body_raw)
-            + len(&x.stream_error)
-            + 256
-    };
+    let bytes = |x: &&ExchangeRow| x.approx_bytes();
     append_chunked(app, &rows, bytes, |x| {
         RecordBatch::try_from_iter([
             ("id", text(x, |r| Some(r.id.as_str()))),

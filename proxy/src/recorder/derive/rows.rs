@@ -81,6 +81,21 @@ pub struct ExchangeRow {
     pub stream_error: Option<String>,
 }
 
+impl ExchangeRow {
+    /// About how many bytes of memory the row takes: its long texts and a fixed share for the rest.
+    pub fn approx_bytes(&self) -> usize {
+        let o = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        512 + o(&self.request_headers)
+            + o(&self.request_body)
+            + o(&self.request_body_raw)
+            + o(&self.response_headers)
+            + o(&self.response_body)
+            + o(&self.response_body_raw)
+            + o(&self.error)
+            + o(&self.stream_error)
+    }
+}
+
 /// One `sse_events` row (the exchange id comes from the owning [`Derived`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRow {
@@ -216,15 +231,7 @@ impl Derived {
     /// About how many bytes of memory the rows take (for the DuckDB queue's gauge and bound).
     pub fn approx_bytes(&self) -> usize {
         let o = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-        let x = &self.exchange;
-        let exchange = 512
-            + o(&x.request_headers)
-            + o(&x.request_body)
-            + o(&x.request_body_raw)
-            + o(&x.response_headers)
-            + o(&x.response_body)
-            + o(&x.response_body_raw)
-            + o(&x.error);
+        let exchange = self.exchange.approx_bytes();
         let events: usize = self.events.iter().map(EventRow::approx_bytes).sum();
         let entries: usize = self
             .entries
