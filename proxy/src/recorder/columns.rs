@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use duckdb::Appender;
+use duckdb::Connection;
 use duckdb::arrow::array::{
     ArrayRef, BooleanArray, Int32Array, Int64Array, StringArray, TimestampMicrosecondArray,
 };
@@ -50,14 +50,19 @@ fn timestamp<T>(rows: &[T], f: impl Fn(&T) -> Option<i64>) -> ArrayRef {
     )
 }
 
-/// Appends `rows` through `app`, cut into record batches by `bytes` (a row's text bytes) and built by
-/// `build`; returns the rows appended.
+/// Appends `rows` to `table` through one appender, cut into record batches by `bytes` (a row's text bytes)
+/// and built by `build`, then flushes it; returns the rows appended (no appender without rows).
 fn append_chunked<T>(
-    app: &mut Appender<'_>,
+    conn: &Connection,
+    table: &str,
     rows: &[T],
     bytes: impl Fn(&T) -> usize,
     build: impl Fn(&[T]) -> Result<RecordBatch, ArrowError>,
 ) -> Result<u64, RecorderError> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut app = conn.appender(table)?;
     let mut start = 0;
     while start < rows.len() {
         let mut end = start;
@@ -74,6 +79,7 @@ fn append_chunked<T>(
         app.append_record_batch(batch)?;
         start = end;
     }
+    app.flush()?;
     Ok(rows.len() as u64)
 }
 
@@ -81,11 +87,11 @@ fn len(s: &Option<String>) -> usize {
     s.as_ref().map_or(0, String::len)
 }
 
-/// Appends the `exchanges` rows of `rows`.
-pub fn append_exchanges(app: &mut Appender<'_>, rows: &[&Derived]) -> Result<u64, RecorderError> {
+/// Writes the `exchanges` rows of `rows`.
+pub fn append_exchanges(conn: &Connection, rows: &[&Derived]) -> Result<u64, RecorderError> {
     let rows: Vec<&ExchangeRow> = rows.iter().map(|d| &d.exchange).collect();
     let bytes = |x: &&ExchangeRow| x.approx_bytes();
-    append_chunked(app, &rows, bytes, |x| {
+    append_chunked(conn, "exchanges", &rows, bytes, |x| {
         RecordBatch::try_from_iter([
             ("id", text(x, |r| Some(r.id.as_str()))),
             ("started_at", timestamp(x, |r| r.started_at_us)),
@@ -146,13 +152,10 @@ pub fn append_exchanges(app: &mut Appender<'_>, rows: &[&Derived]) -> Result<u64
     })
 }
 
-/// Appends `sse_events` rows: each with its exchange's id.
-pub fn append_events(
-    app: &mut Appender<'_>,
-    rows: &[(&str, &EventRow)],
-) -> Result<u64, RecorderError> {
+/// Writes `sse_events` rows: each with its exchange's id.
+pub fn append_events(conn: &Connection, rows: &[(&str, &EventRow)]) -> Result<u64, RecorderError> {
     let bytes = |(_, e): &(&str, &EventRow)| e.approx_bytes();
-    append_chunked(app, rows, bytes, |e| {
+    append_chunked(conn, "sse_events", rows, bytes, |e| {
         RecordBatch::try_from_iter([
             ("exchange_id", text(e, |(id, _)| Some(*id))),
             ("seq", int32(e, |(_, r)| Some(r.seq))),
@@ -169,10 +172,10 @@ pub fn append_events(
 /// An `entries` row with its exchange's id and conversation.
 pub type EntryOf<'a> = (&'a str, Option<&'a str>, &'a EntryRow);
 
-/// Appends `entries` rows.
-pub fn append_entries(app: &mut Appender<'_>, rows: &[EntryOf<'_>]) -> Result<u64, RecorderError> {
+/// Writes `entries` rows.
+pub fn append_entries(conn: &Connection, rows: &[EntryOf<'_>]) -> Result<u64, RecorderError> {
     let bytes = |(_, _, e): &EntryOf<'_>| 256 + len(&e.text) + len(&e.arguments) + e.raw.len();
-    append_chunked(app, rows, bytes, |e| {
+    append_chunked(conn, "entries", rows, bytes, |e| {
         RecordBatch::try_from_iter([
             ("exchange_id", text(e, |(id, _, _)| Some(*id))),
             ("conversation_id", text(e, |(_, c, _)| *c)),
@@ -205,10 +208,10 @@ pub fn append_entries(app: &mut Appender<'_>, rows: &[EntryOf<'_>]) -> Result<u6
 /// A `usage` row with its exchange's id and conversation.
 pub type UsageOf<'a> = (&'a str, Option<&'a str>, &'a UsageRow);
 
-/// Appends `usage` rows.
-pub fn append_usage(app: &mut Appender<'_>, rows: &[UsageOf<'_>]) -> Result<u64, RecorderError> {
+/// Writes `usage` rows.
+pub fn append_usage(conn: &Connection, rows: &[UsageOf<'_>]) -> Result<u64, RecorderError> {
     let bytes = |(_, _, u): &UsageOf<'_>| 64 + len(&u.connectors);
-    append_chunked(app, rows, bytes, |u| {
+    append_chunked(conn, "usage", rows, bytes, |u| {
         RecordBatch::try_from_iter([
             ("exchange_id", text(u, |(id, _, _)| Some(*id))),
             ("conversation_id", text(u, |(_, c, _)| *c)),

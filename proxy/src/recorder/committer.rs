@@ -31,7 +31,7 @@ use super::db::{self, BatchCounts};
 use super::derive::{DeriveCtx, Derived, EventRow, ExchangeMsgs, derive};
 use super::journal::SegId;
 use super::replay::load_exchanges;
-use super::{RecorderConfig, RecorderError, Shared, StatsAtomics};
+use super::{Activity, RecorderConfig, RecorderError, Shared, StatsAtomics};
 
 /// Delay between DuckDB retries while it fails.
 pub(crate) const RETRY_DELAY: Duration = Duration::from_millis(500);
@@ -186,19 +186,16 @@ impl Committer {
             next_fold: first_fold,
         };
         let rx = s.c.rx.clone();
-        // While exchanges flow, the loop looks at its channels every `BUSY_POLL` instead of blocking on
-        // them, as the writer does: a blocked receiver makes every send (one from the writer and one from a
-        // deriver per exchange) pay a thread wake-up. After `IDLE_AFTER` without data it blocks again.
-        let mut last_data = Instant::now()
-            .checked_sub(IDLE_AFTER)
-            .unwrap_or_else(Instant::now);
+        // While exchanges flow, the loop looks at its channels every `BUSY_POLL` (see `Activity`): the
+        // writer's and the derivers' sends (two per exchange) then wake no thread.
+        let mut activity = Activity::new(IDLE_AFTER);
         loop {
-            if last_data.elapsed() < IDLE_AFTER {
+            if activity.busy() {
                 std::thread::sleep(s.timeout().min(BUSY_POLL));
                 loop {
                     match rx.try_recv() {
                         Ok(msg) => {
-                            last_data = Instant::now();
+                            activity.saw_data();
                             if s.handle(msg) {
                                 return;
                             }
@@ -222,7 +219,7 @@ impl Committer {
                 let done_rx = s.c.done_rx.clone();
                 crossbeam_channel::select! {
                     recv(rx) -> msg => {
-                        last_data = Instant::now();
+                        activity.saw_data();
                         if msg.map_or(true, |m| s.handle(m)) {
                             return;
                         }

@@ -97,10 +97,7 @@ pub fn write_event_chunks(
             .iter()
             .flat_map(|(id, rows)| rows.iter().map(move |e| (*id, e)))
             .collect();
-        let mut app = conn.appender("sse_events")?;
-        let n = columns::append_events(&mut app, &rows)?;
-        app.flush()?;
-        Ok::<_, RecorderError>(n)
+        columns::append_events(conn, &rows)
     })();
     finish_transaction(conn, result)
 }
@@ -306,18 +303,12 @@ fn write_in_tx(
     }
 
     // The append-only tables, column by column (`columns.rs`).
-    let mut app = conn.appender("exchanges")?;
-    counts.exchanges = columns::append_exchanges(&mut app, &batch)?;
-    app.flush()?;
+    counts.exchanges = columns::append_exchanges(conn, &batch)?;
     let events: Vec<(&str, &EventRow)> = batch
         .iter()
         .flat_map(|d| d.events.iter().map(|e| (d.exchange.id.as_str(), e)))
         .collect();
-    if !events.is_empty() {
-        let mut app = conn.appender("sse_events")?;
-        counts.sse_events = columns::append_events(&mut app, &events)?;
-        app.flush()?;
-    }
+    counts.sse_events = columns::append_events(conn, &events)?;
     let entries: Vec<columns::EntryOf<'_>> = batch
         .iter()
         .flat_map(|d| {
@@ -327,11 +318,7 @@ fn write_in_tx(
                 .map(move |e| (d.exchange.id.as_str(), conv, e))
         })
         .collect();
-    if !entries.is_empty() {
-        let mut app = conn.appender("entries")?;
-        counts.entries = columns::append_entries(&mut app, &entries)?;
-        app.flush()?;
-    }
+    counts.entries = columns::append_entries(conn, &entries)?;
     let usage: Vec<columns::UsageOf<'_>> = batch
         .iter()
         .filter_map(|d| {
@@ -341,11 +328,7 @@ fn write_in_tx(
                 .map(|u| (x.id.as_str(), x.conversation_id.as_deref(), u))
         })
         .collect();
-    if !usage.is_empty() {
-        let mut app = conn.appender("usage")?;
-        counts.usage = columns::append_usage(&mut app, &usage)?;
-        app.flush()?;
-    }
+    counts.usage = columns::append_usage(conn, &usage)?;
 
     // Agents: first snapshot of each version wins.
     if batch.iter().any(|d| !d.agents.is_empty()) {

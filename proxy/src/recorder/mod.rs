@@ -1095,6 +1095,37 @@ pub(crate) fn background_priority() {
     }
 }
 
+/// When a recorder thread last took data from its channel. While that is recent, the thread looks at the
+/// channel every few milliseconds instead of blocking on it: a receiver blocked on a channel makes every `send`
+/// pay a thread wake-up (a futex call, then a context switch on a busy core), on the hot path for the writer's
+/// channel. Polling costs the thread one wake-up per poll; once idle, it blocks again. The writer, the DuckDB
+/// thread and the derivers each keep one.
+struct Activity {
+    last: Instant,
+    idle_after: Duration,
+}
+
+impl Activity {
+    /// Idle from the start.
+    fn new(idle_after: Duration) -> Self {
+        Activity {
+            last: Instant::now()
+                .checked_sub(idle_after)
+                .unwrap_or_else(Instant::now),
+            idle_after,
+        }
+    }
+
+    /// Data came within `idle_after`: poll rather than block.
+    fn busy(&self) -> bool {
+        self.last.elapsed() < self.idle_after
+    }
+
+    fn saw_data(&mut self) {
+        self.last = Instant::now();
+    }
+}
+
 fn try_drain<T>(rx: &Receiver<T>, max: usize, mut f: impl FnMut(T)) -> usize {
     let mut n = 0;
     while n < max {

@@ -40,8 +40,8 @@ use super::committer::{Committed, DbMsg, DeriveDone, EventChunk, Queued};
 use super::derive::{DeriveCtx, EVENT_CHUNK_ROWS, ExchangeMsgs, derive};
 use super::journal::{self, SEGMENT_ROTATE_BYTES, SegId, SegKind, SegmentFile};
 use super::{
-    AckTx, Control, Durability, Item, NotDurable, RecorderConfig, RecorderError, Shared, SpillItem,
-    StatsAtomics, try_drain,
+    AckTx, Activity, Control, Durability, Item, NotDurable, RecorderConfig, RecorderError, Shared,
+    SpillItem, StatsAtomics, try_drain,
 };
 
 /// Bytes of a spill file read back at a time.
@@ -138,16 +138,13 @@ fn run_deriver(
     done: Sender<DeriveDone>,
     shared: Arc<Shared>,
 ) {
-    // Like the writer's loop: while jobs flow, look at the queue every `DERIVE_POLL` instead of blocking on
-    // it, so the writer's send of each finished exchange does not pay a thread wake-up.
-    let mut last_job = Instant::now()
-        .checked_sub(IDLE_AFTER)
-        .unwrap_or_else(Instant::now);
+    // While jobs flow, the queue is looked at every `DERIVE_POLL` (see `Activity`).
+    let mut activity = Activity::new(IDLE_AFTER);
     loop {
         let job = match jobs.try_recv() {
             Ok(job) => job,
             Err(crossbeam_channel::TryRecvError::Disconnected) => return,
-            Err(crossbeam_channel::TryRecvError::Empty) if last_job.elapsed() < IDLE_AFTER => {
+            Err(crossbeam_channel::TryRecvError::Empty) if activity.busy() => {
                 std::thread::sleep(DERIVE_POLL);
                 continue;
             }
@@ -156,7 +153,7 @@ fn run_deriver(
                 Err(_) => return,
             },
         };
-        last_job = Instant::now();
+        activity.saw_data();
         let (ticket, msgs, bytes) = job;
         shared
             .stats
@@ -311,17 +308,12 @@ impl Writer {
     pub fn run(mut self) -> Result<(), RecorderError> {
         let data_rx = self.data_rx.clone();
         let ctl_rx = self.ctl_rx.clone();
-        // While traffic flows the loop polls the data channel every `BUSY_POLL` instead of blocking on
-        // it: a receiver blocked on a channel makes every `send` on the hot path pay a thread wake-up
-        // (a futex call, then a context switch on a busy core). Polling costs this thread at most one
-        // wake-up per `BUSY_POLL`; after `IDLE_AFTER` without data it blocks on the channel again.
-        let mut last_data = Instant::now()
-            .checked_sub(IDLE_AFTER)
-            .unwrap_or_else(Instant::now);
+        // While traffic flows the loop polls the data channel every `BUSY_POLL` (see `Activity`).
+        let mut activity = Activity::new(IDLE_AFTER);
         loop {
             let committed_rx = self.committed_rx.clone();
-            let busy = last_data.elapsed() < IDLE_AFTER;
-            // Busy: never block on the data channel (see above), look at it after the select.
+            let busy = activity.busy();
+            // Busy: never block on the data channel, look at it after the select.
             let (data_sel, timeout) = if busy {
                 (crossbeam_channel::never(), self.timeout().min(BUSY_POLL))
             } else {
@@ -332,7 +324,7 @@ impl Writer {
                     if let Ok(item) = item {
                         self.ingest_item(item);
                         try_drain(&data_rx, 1024, |i| self.ingest_item(i));
-                        last_data = Instant::now();
+                        activity.saw_data();
                     }
                 }
                 recv(ctl_rx) -> ctl => match ctl {
@@ -351,7 +343,7 @@ impl Writer {
                 default(timeout) => {}
             }
             if busy && try_drain(&data_rx, 4096, |i| self.ingest_item(i)) > 0 {
-                last_data = Instant::now();
+                activity.saw_data();
             }
             if data_rx.is_empty() {
                 self.ingest_spill();
