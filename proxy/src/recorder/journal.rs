@@ -671,7 +671,18 @@ impl Parsed {
 
 /// The record starting at `pos`, if one does: magic, header checksum, length within the buffer,
 /// payload checksum and decoding all check out. Returns it with its end.
-fn record_at(buf: &[u8], pos: usize) -> Option<(Msg, usize)> {
+/// Which records a parse decodes, by exchange id (`None`: all).
+type Keep<'a> = Option<&'a dyn Fn(Uuid) -> bool>;
+
+/// The exchange id a payload starts with (every kind: its byte, then the id), read without
+/// decoding the rest.
+fn payload_id(payload: &[u8]) -> Option<Uuid> {
+    let id: [u8; 16] = payload.get(1..17)?.try_into().ok()?;
+    Some(Uuid::from_bytes(id))
+}
+
+/// A valid record at `pos`: its message (`None` when `keep` leaves it out) and its end.
+fn record_at(buf: &[u8], pos: usize, keep: Keep<'_>) -> Option<(Option<Msg>, usize)> {
     let h = buf.get(pos..pos.checked_add(HEADER_LEN)?)?;
     if h[..4] != RECORD_MAGIC {
         return None;
@@ -690,18 +701,23 @@ fn record_at(buf: &[u8], pos: usize) -> Option<(Msg, usize)> {
     if payload_crc(len, payload) != word(8) {
         return None;
     }
-    decode_payload(payload).ok().map(|m| (m, end))
+    if let Some(keep) = keep
+        && payload_id(payload).is_some_and(|id| !keep(id))
+    {
+        return Some((None, end));
+    }
+    decode_payload(payload).ok().map(|m| (Some(m), end))
 }
 
 /// The next position at or after `from` where a valid record starts.
-fn resync(buf: &[u8], from: usize) -> Option<(usize, Msg, usize)> {
+fn resync(buf: &[u8], from: usize, keep: Keep<'_>) -> Option<(usize, Option<Msg>, usize)> {
     let mut at = from;
     while at < buf.len() {
         let rel = buf[at..]
             .windows(RECORD_MAGIC.len())
             .position(|w| w == RECORD_MAGIC)?;
         let cand = at + rel;
-        if let Some((m, end)) = record_at(buf, cand) {
+        if let Some((m, end)) = record_at(buf, cand, keep) {
             return Some((cand, m, end));
         }
         at = cand + 1;
@@ -712,10 +728,10 @@ fn resync(buf: &[u8], from: usize) -> Option<(usize, Msg, usize)> {
 /// Decodes the records of `buf` (format version 2, no file header) from byte `start`. A bad
 /// record does not stop it: it resumes at the next valid record and reports what it skipped.
 pub fn parse_records(buf: &[u8]) -> Parsed {
-    parse_from(buf, 0)
+    parse_from(buf, 0, None)
 }
 
-fn parse_from(buf: &[u8], start: usize) -> Parsed {
+fn parse_from(buf: &[u8], start: usize, keep: Keep<'_>) -> Parsed {
     let mut out = Parsed {
         version: FORMAT_VERSION,
         valid_len: start,
@@ -723,18 +739,22 @@ fn parse_from(buf: &[u8], start: usize) -> Parsed {
     };
     let mut pos = start;
     while pos < buf.len() {
-        if let Some((m, end)) = record_at(buf, pos) {
-            out.msgs.push(m);
-            out.spans.push(pos..end);
+        if let Some((m, end)) = record_at(buf, pos, keep) {
+            if let Some(m) = m {
+                out.msgs.push(m);
+                out.spans.push(pos..end);
+            }
             out.valid_len = end;
             pos = end;
             continue;
         }
-        match resync(buf, pos + 1) {
+        match resync(buf, pos + 1, keep) {
             Some((at, m, end)) => {
                 out.damage.push(pos..at);
-                out.msgs.push(m);
-                out.spans.push(at..end);
+                if let Some(m) = m {
+                    out.msgs.push(m);
+                    out.spans.push(at..end);
+                }
                 out.valid_len = end;
                 pos = end;
             }
@@ -790,6 +810,13 @@ fn parse_v1(buf: &[u8]) -> Parsed {
 /// after damage (see the module documentation). The pure entry point of the reader: it never
 /// panics and allocates no more than about the input's size, whatever the input.
 pub fn parse_segment(buf: &[u8]) -> Result<Parsed, UnsupportedVersion> {
+    parse_segment_keeping(buf, None)
+}
+
+/// [`parse_segment`], decoding only the records of the exchanges `keep` accepts when the file
+/// has a valid header (the others are checked and skipped, and left out of `msgs` and `spans`);
+/// a file without one is parsed whole.
+fn parse_segment_keeping(buf: &[u8], keep: Keep<'_>) -> Result<Parsed, UnsupportedVersion> {
     if buf.len() >= SEGMENT_HEADER_LEN && buf[..8] == SEGMENT_MAGIC {
         let h = &buf[..SEGMENT_HEADER_LEN];
         let version = u32::from_le_bytes([h[8], h[9], h[10], h[11]]);
@@ -798,7 +825,7 @@ pub fn parse_segment(buf: &[u8]) -> Result<Parsed, UnsupportedVersion> {
             if version != FORMAT_VERSION {
                 return Err(UnsupportedVersion(version));
             }
-            return Ok(parse_from(buf, SEGMENT_HEADER_LEN));
+            return Ok(parse_from(buf, SEGMENT_HEADER_LEN, keep));
         }
     }
     // A header cut short by a crash right after the file was created.
@@ -814,7 +841,7 @@ pub fn parse_segment(buf: &[u8]) -> Result<Parsed, UnsupportedVersion> {
     }
     // No (valid) header: a version 1 file, or a version 2 file whose header is damaged (its
     // bytes then come out as damage before the first record, or as the tail).
-    let v2 = parse_from(buf, 0);
+    let v2 = parse_from(buf, 0, None);
     if v2.msgs.is_empty() {
         let v1 = parse_v1(buf);
         if !v1.msgs.is_empty() {
@@ -833,6 +860,14 @@ fn invalid(e: UnsupportedVersion) -> io::Error {
 pub fn read_file(path: &Path) -> io::Result<Parsed> {
     let buf = fs::read(path)?;
     parse_segment(&buf).map_err(invalid)
+}
+
+/// [`read_file`], decoding only the messages of the exchanges `keep` accepts (a file without a
+/// valid header is decoded whole): deriving a few exchanges again from a large segment then
+/// costs a pass over its bytes, not a copy of all its messages.
+pub fn read_file_keeping(path: &Path, keep: &dyn Fn(Uuid) -> bool) -> io::Result<Parsed> {
+    let buf = fs::read(path)?;
+    parse_segment_keeping(&buf, Some(keep)).map_err(invalid)
 }
 
 /// Reads the records in `path` between byte `from` and byte `to` (both record boundaries, or 0
@@ -1221,6 +1256,47 @@ mod tests {
         buf[b[1] + 7] = 0x7f;
         let parsed = parse_records(&buf);
         assert_eq!(parsed.msgs.len(), msgs.len() - 1);
+    }
+
+    /// A parse that keeps some exchanges decodes exactly their messages, in file order, whatever
+    /// the damage around them: the same as a full parse filtered afterwards.
+    #[test]
+    fn a_parse_keeping_some_exchanges_equals_a_full_parse_filtered() {
+        let (a, b) = (sample(), sample());
+        let mut msgs = Vec::new();
+        for (x, y) in a.iter().zip(&b) {
+            msgs.push(x.clone());
+            msgs.push(y.clone());
+        }
+        let keep_id = b[0].exchange_id();
+        let keep = |id: Uuid| id == keep_id;
+        let (records, bounds) = encoded(&msgs);
+        let mut file = segment_header().to_vec();
+        file.extend_from_slice(&records);
+        let mut hurt = file.clone();
+        // Damage in one of the other exchange's records and in one of the kept exchange's.
+        hurt[SEGMENT_HEADER_LEN + bounds[2] + HEADER_LEN + 2] ^= 0x55;
+        hurt[SEGMENT_HEADER_LEN + bounds[5] + HEADER_LEN + 2] ^= 0x55;
+        for buf in [&file, &hurt] {
+            let full = parse_segment(buf).unwrap();
+            let kept = parse_segment_keeping(buf, Some(&keep)).unwrap();
+            let expected: Vec<&Msg> = full
+                .msgs
+                .iter()
+                .filter(|m| m.exchange_id() == keep_id)
+                .collect();
+            assert_eq!(kept.msgs.len(), expected.len());
+            assert!(kept.msgs.iter().zip(&expected).all(|(k, e)| same(k, e)));
+            assert_eq!(kept.damage, full.damage);
+            assert_eq!(kept.valid_len, full.valid_len);
+        }
+        assert_eq!(
+            parse_segment_keeping(&file, Some(&keep))
+                .unwrap()
+                .msgs
+                .len(),
+            b.len()
+        );
     }
 
     #[test]

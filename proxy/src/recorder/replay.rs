@@ -51,7 +51,8 @@ pub(crate) fn load_exchanges(
     let mut loading: HashMap<ExchangeId, Loading> = HashMap::new();
     for seg in files {
         let path = seg.path(dir);
-        let Some(parsed) = read_for_replay(&path)? else {
+        let keep = |id: ExchangeId| ids.contains(&id);
+        let Some(parsed) = read_keeping(&path, &keep)? else {
             continue;
         };
         for m in parsed.msgs {
@@ -133,7 +134,22 @@ fn unsupported_version(e: &io::Error) -> Option<u32> {
 /// Reads a journal file for replay; a file of an unknown format version stops the recorder
 /// from opening (the file is left where it is).
 fn read_for_replay(path: &Path) -> Result<Option<journal::Parsed>, RecorderError> {
-    match journal::read_file(path) {
+    read_with(path, journal::read_file(path))
+}
+
+/// [`read_for_replay`], decoding only the messages of the exchanges `keep` accepts.
+fn read_keeping(
+    path: &Path,
+    keep: &dyn Fn(ExchangeId) -> bool,
+) -> Result<Option<journal::Parsed>, RecorderError> {
+    read_with(path, journal::read_file_keeping(path, keep))
+}
+
+fn read_with(
+    path: &Path,
+    read: io::Result<journal::Parsed>,
+) -> Result<Option<journal::Parsed>, RecorderError> {
+    match read {
         Ok(p) => Ok(Some(p)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(match unsupported_version(&e) {
