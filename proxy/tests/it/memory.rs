@@ -300,7 +300,21 @@ async fn uploads_beyond_the_cap_are_forwarded_but_not_copied() {
         assert_eq!(t.await.unwrap(), StatusCode::OK);
     }
     assert_eq!(received.load(Ordering::SeqCst), (size * uploads) as u64);
-    proxy.recorder().flush().await.unwrap();
+    // A client may see its response complete just before the proxy ends the exchange (a flush
+    // leaves exchanges in flight out): flush until all four are ended and written.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        proxy.recorder().flush().await.unwrap();
+        let n = rows(&proxy, "SELECT count(*) FROM exchanges");
+        if int(&n[0][0]) == uploads as i64 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "exchanges never ended"
+        );
+        tokio::task::yield_now().await;
+    }
     let r = rows(
         &proxy,
         "SELECT request_bytes, request_truncated, length(request_body_raw) FROM exchanges",
