@@ -5,8 +5,9 @@
 //! the deriver threads deliver its rows, and this thread writes them in ticket order, in batches
 //! of about `batch_rows` rows or every `flush_interval`. After each committed batch it tells the
 //! writer which exchanges are in DuckDB, so their journal files can go. When DuckDB fails,
-//! batches stay pending and are retried every 500 ms; past `max_pending_exchanges` the derived
-//! rows of journaled exchanges are dropped from memory and derived again from the journal later.
+//! batches stay pending and are retried every 500 ms. When it fails or falls behind, past
+//! `max_pending_exchanges` or `max_pending_bytes` the derived rows of journaled exchanges are
+//! dropped from memory and derived again from the journal later ([`State::bound_memory`]).
 //!
 //! A long stream's `sse_events` rows arrive in chunks while it runs ([`EventChunk`]) and are
 //! written before anything queued after them, so an exchange's event rows may be in DuckDB before
@@ -36,6 +37,9 @@ use super::{Activity, RecorderConfig, RecorderError, Shared, StatsAtomics};
 /// Delay between DuckDB retries while it fails.
 pub(crate) const RETRY_DELAY: Duration = Duration::from_millis(500);
 
+/// How often the loop looks at its channels while writes are paused (test hook).
+const PAUSED_POLL: Duration = Duration::from_millis(20);
+
 /// How often the loop looks at its channels while exchanges flow (see `Committer::run`)…
 const BUSY_POLL: Duration = Duration::from_millis(10);
 /// …and how long without data before it blocks on them again.
@@ -60,8 +64,13 @@ pub(crate) struct Queued {
     pub rows: usize,
     /// Event rows already handed over in [`EventChunk`]s.
     pub events_taken: usize,
-    /// The rows, when the writer derived them itself (no deriver thread).
-    pub derived: Option<Derived>,
+    /// The rows, when the writer derived them itself (no deriver thread). Boxed, like every
+    /// `Derived` on its way to DuckDB: a `Derived` is over a kilobyte by itself, and the queue of
+    /// exchanges waiting for DuckDB holds up to `max_pending_exchanges` entries mostly without rows.
+    pub derived: Option<Box<Derived>>,
+    /// Sent without rows because the DuckDB queue was full (`Shared::may_shed`), with the bytes
+    /// the rows took: derived again from the journal when its batch comes.
+    pub shed: Option<usize>,
 }
 
 /// `sse_events` rows of a stream that is still running, in `seq` order (see
@@ -87,8 +96,18 @@ pub(crate) enum DbMsg {
     Abort,
 }
 
-/// A deriver's answer: the ticket and its rows (`None` if derivation panicked).
-pub(crate) type DeriveDone = (u64, Option<Derived>);
+/// Why a deriver's answer holds no rows.
+pub(crate) enum NoRows {
+    /// Derivation panicked (a bug).
+    Panicked,
+    /// The DuckDB queue was full and the exchange is durable in the journal: derived again from
+    /// there when its batch comes (`Shared::may_shed`). With the bytes the rows took.
+    Shed(usize),
+}
+
+/// A deriver's answer: the ticket, its rows, and their bytes (counted in
+/// `Shared::db_inbound_bytes` until taken in).
+pub(crate) type DeriveDone = (u64, Result<Box<Derived>, NoRows>, usize);
 
 /// Exchanges committed by one batch, with their journal files.
 pub(crate) type Committed = Vec<(ExchangeId, Vec<SegId>)>;
@@ -98,11 +117,13 @@ struct Pending {
     ticket: u64,
     id: ExchangeId,
     /// `None` while a deriver works on it, or once dropped from memory.
-    derived: Option<Derived>,
+    derived: Option<Box<Derived>>,
     deriving: bool,
     rows: usize,
     /// Bytes of `derived` (0 while not in memory).
     bytes: usize,
+    /// Bytes of `derived` when it was last in memory (what deriving it again will take).
+    approx: usize,
     segs: Vec<SegId>,
     mark: u64,
     /// Event rows its chunks handed over before it ended.
@@ -128,8 +149,9 @@ struct State {
     held: usize,
     /// Bytes of the rows in memory (gauge `db_queue_bytes`, bound `max_pending_bytes`).
     held_bytes: usize,
-    /// Derivations that arrived before their exchange was queued here.
-    early: HashMap<u64, Option<Derived>>,
+    /// Derivations that arrived before their exchange was queued here, with their bytes (counted
+    /// in `held_bytes`).
+    early: HashMap<u64, (Result<Box<Derived>, NoRows>, usize)>,
     /// Tickets below this are committed.
     committed_below: u64,
     pending_since: Option<Instant>,
@@ -192,28 +214,6 @@ impl Committer {
         loop {
             if activity.busy() {
                 std::thread::sleep(s.timeout().min(BUSY_POLL));
-                loop {
-                    match rx.try_recv() {
-                        Ok(msg) => {
-                            activity.saw_data();
-                            if s.handle(msg) {
-                                return;
-                            }
-                        }
-                        Err(crossbeam_channel::TryRecvError::Empty) => break,
-                        Err(crossbeam_channel::TryRecvError::Disconnected) => return,
-                    }
-                }
-                loop {
-                    match s.c.done_rx.try_recv() {
-                        Ok(d) => s.take_derived(d),
-                        Err(crossbeam_channel::TryRecvError::Empty) => break,
-                        Err(crossbeam_channel::TryRecvError::Disconnected) => {
-                            s.derivers_gone();
-                            break;
-                        }
-                    }
-                }
             } else {
                 let timeout = s.timeout();
                 let done_rx = s.c.done_rx.clone();
@@ -231,8 +231,24 @@ impl Committer {
                     default(timeout) => {}
                 }
             }
+            // Whatever else waits, in both channels: one turn of the loop (and its batch) may be
+            // long, and a message left behind in one channel would leave its partner in the other
+            // unmatched (`early`).
+            loop {
+                match rx.try_recv() {
+                    Ok(msg) => {
+                        activity.saw_data();
+                        if s.handle(msg) {
+                            return;
+                        }
+                    }
+                    Err(crossbeam_channel::TryRecvError::Empty) => break,
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => return,
+                }
+            }
             s.absorb(None);
             s.maybe_commit();
+            s.bound_memory();
             if s.unfolded && !s.failing && Instant::now() >= s.next_fold {
                 let _ = s.fold();
             }
@@ -272,11 +288,26 @@ impl State {
         }
         if self.failing {
             self.next_retry.saturating_duration_since(Instant::now())
+        } else if self.paused() {
+            PAUSED_POLL
+        } else if self.backlog() {
+            Duration::ZERO
         } else {
             self.pending_since.map_or(Duration::ZERO, |s| {
                 self.c.cfg.flush_interval.saturating_sub(s.elapsed())
             })
         }
+    }
+
+    /// Test hook [`super::RecorderHandle::set_db_paused`].
+    fn paused(&self) -> bool {
+        self.c.shared.db_paused.load(Ordering::SeqCst)
+    }
+
+    /// A batch's worth of rows (or of bytes) waits: write it without waiting for `flush_interval`.
+    fn backlog(&self) -> bool {
+        self.pending_rows >= self.c.cfg.batch_rows
+            || self.held_bytes >= self.c.cfg.max_pending_bytes
     }
 
     /// Holds a running stream's event rows until the next batch.
@@ -291,7 +322,7 @@ impl State {
         self.chunks.push_back((c, bytes));
         self.pending_since.get_or_insert_with(Instant::now);
         self.publish_lag();
-        self.bound_memory();
+        self.bound_memory_if_failing();
     }
 
     /// Rows derived for an exchange that lost an event chunk from memory miss that chunk's rows:
@@ -311,10 +342,23 @@ impl State {
     }
 
     fn queue(&mut self, mut q: Queued) {
-        if let Some(d) = self.early.remove(&q.ticket) {
-            q.derived = Some(d.unwrap_or_else(|| underivable(q.id)));
+        if let Some(d) = &q.derived {
+            self.took_inbound(d.approx_bytes());
         }
-        let mut deriving = q.derived.is_none();
+        let mut deriving = q.derived.is_none() && q.shed.is_none();
+        let mut approx = q.shed.unwrap_or(0);
+        if let Some((d, bytes)) = self.early.remove(&q.ticket) {
+            self.held_bytes = self.held_bytes.saturating_sub(bytes);
+            deriving = false;
+            q.derived = match d {
+                Ok(d) => Some(d),
+                Err(NoRows::Panicked) => Some(Box::new(underivable(q.id))),
+                Err(NoRows::Shed(n)) => {
+                    approx = n;
+                    None
+                }
+            };
+        }
         if q.derived.is_some() && !self.keep_derived(q.id, q.mark) {
             q.derived = None;
             deriving = false;
@@ -335,18 +379,20 @@ impl State {
             deriving,
             rows,
             bytes,
+            approx: approx.max(bytes),
             segs: q.segs,
             mark: q.mark,
             events_taken: q.events_taken,
         });
         self.pending_since.get_or_insert_with(Instant::now);
         self.publish_lag();
-        self.bound_memory();
+        self.bound_memory_if_failing();
     }
 
     /// Files a deriver's result under its ticket (the writer queues an exchange here and hands
     /// it to a deriver at about the same time: the result may come first).
-    fn take_derived(&mut self, (ticket, derived): DeriveDone) {
+    fn take_derived(&mut self, (ticket, derived, bytes): DeriveDone) {
+        self.took_inbound(bytes);
         let front = self.pending.front().map(|p| p.ticket);
         let index = front
             .and_then(|f| ticket.checked_sub(f))
@@ -354,7 +400,8 @@ impl State {
         let Some(p) = index.and_then(|i| self.pending.get_mut(i)) else {
             if ticket >= self.committed_below {
                 // Not queued yet.
-                self.early.insert(ticket, derived);
+                self.early.insert(ticket, (derived, bytes));
+                self.add_bytes(bytes);
             }
             return;
         };
@@ -362,6 +409,13 @@ impl State {
             return;
         }
         let (id, mark) = (p.id, p.mark);
+        if let Err(NoRows::Shed(n)) = derived {
+            if let Some(p) = index.and_then(|i| self.pending.get_mut(i)) {
+                p.deriving = false;
+                p.approx = n;
+            }
+            return;
+        }
         if !self.keep_derived(id, mark) {
             if let Some(p) = index.and_then(|i| self.pending.get_mut(i)) {
                 p.deriving = false;
@@ -371,17 +425,28 @@ impl State {
         let Some(p) = index.and_then(|i| self.pending.get_mut(i)) else {
             return;
         };
-        let d = derived.unwrap_or_else(|| underivable(p.id));
+        let d = derived.unwrap_or_else(|_| Box::new(underivable(p.id)));
         let rows = d.row_count();
         let bytes = d.approx_bytes();
         self.pending_rows = (self.pending_rows + rows).saturating_sub(p.rows);
         p.rows = rows;
         p.bytes = bytes;
+        p.approx = bytes;
         p.derived = Some(d);
         p.deriving = false;
         self.held += 1;
         self.add_bytes(bytes);
-        self.bound_memory();
+        self.bound_memory_if_failing();
+    }
+
+    /// Rows of `n` bytes sent to this thread were taken in (`Shared::db_inbound_bytes`).
+    fn took_inbound(&self, n: usize) {
+        if n > 0 {
+            self.c
+                .shared
+                .db_inbound_bytes
+                .fetch_sub(n as u64, Ordering::Relaxed);
+        }
     }
 
     fn add_bytes(&mut self, n: usize) {
@@ -447,19 +512,43 @@ impl State {
         }
     }
 
-    /// Keeps at most `max_pending_exchanges` derived exchanges in memory: beyond that, the rows of
-    /// exchanges whose messages are safely in the journal are dropped and derived again later.
+    fn bound_memory_if_failing(&mut self) {
+        if self.failing {
+            self.bound_memory();
+        }
+    }
+
+    /// Keeps at most `max_pending_exchanges` derived exchanges and `max_pending_bytes` of rows in
+    /// memory. Beyond either, the rows of exchanges whose messages are safely in the journal are
+    /// dropped, newest first (the oldest are written next), down to half the bound, and derived
+    /// again from the journal when their batch is written; then, if still over, event chunks. This
+    /// is what happens when DuckDB fails, and when it is slower than the traffic: the DuckDB thread
+    /// writes one batch per turn of its loop, and this runs after each, so its memory stays bounded
+    /// while the journal on disk holds the backlog.
     fn bound_memory(&mut self) {
-        let over_bytes = self.failing && self.held_bytes > self.c.cfg.max_pending_bytes;
-        if (self.held <= self.c.cfg.max_pending_exchanges && !over_bytes)
+        let (max_held, max_bytes) = (
+            self.c.cfg.max_pending_exchanges,
+            self.c.cfg.max_pending_bytes,
+        );
+        if (self.held <= max_held && self.held_bytes <= max_bytes)
             || !self.c.shared.journal_ok.load(Ordering::SeqCst)
         {
             return;
         }
         let synced = self.c.shared.journal_synced.load(Ordering::SeqCst);
         let mut dropped = 0usize;
+        for p in self.pending.iter_mut().rev() {
+            if self.held <= max_held / 2 && self.held_bytes <= max_bytes / 2 {
+                break;
+            }
+            if !p.deriving && p.mark <= synced && p.derived.take().is_some() {
+                dropped += 1;
+                self.held -= 1;
+                self.held_bytes = self.held_bytes.saturating_sub(std::mem::take(&mut p.bytes));
+            }
+        }
         let mut chunks_dropped = 0usize;
-        if over_bytes {
+        if self.held_bytes > max_bytes {
             let mut kept = VecDeque::new();
             for (c, bytes) in std::mem::take(&mut self.chunks) {
                 if c.mark <= synced {
@@ -490,14 +579,7 @@ impl State {
                 }
             }
         }
-        for p in &mut self.pending {
-            if !p.deriving && p.mark <= synced && p.derived.take().is_some() {
-                dropped += 1;
-                self.held_bytes = self.held_bytes.saturating_sub(std::mem::take(&mut p.bytes));
-            }
-        }
         self.publish_bytes();
-        self.held -= dropped;
         if dropped + chunks_dropped > 0 && !self.memory_dropped_warned {
             self.memory_dropped_warned = true;
             tracing::warn!(
@@ -513,25 +595,40 @@ impl State {
         }
         let due = if self.failing {
             Instant::now() >= self.next_retry
+        } else if self.paused() {
+            false
         } else {
-            self.pending_rows >= self.c.cfg.batch_rows
-                || self.held_bytes >= self.c.cfg.max_pending_bytes
+            self.backlog()
                 || self
                     .pending_since
                     .is_some_and(|s| s.elapsed() >= self.c.cfg.flush_interval)
         };
         if due {
-            let _ = self.commit_all();
+            // One batch per turn of the loop: between two, the loop takes in what arrived and
+            // `bound_memory` sheds what does not fit.
+            let _ = self.commit(1);
         }
     }
 
     /// Writes every pending exchange, in batches of about `batch_rows` rows.
     fn commit_all(&mut self) -> Result<(), RecorderError> {
+        self.commit(usize::MAX)
+    }
+
+    /// Writes the event chunks held and at most `max_batches` batches of about `batch_rows` rows
+    /// of pending exchanges, oldest first.
+    fn commit(&mut self, max_batches: usize) -> Result<(), RecorderError> {
         if let Err(e) = self.write_chunks() {
             self.db_failed(&e);
             return Err(e);
         }
+        let mut batches = 0;
         while !self.pending.is_empty() {
+            if batches == max_batches {
+                // The rest is due at once (`backlog`, or `pending_since` already old).
+                return Ok(());
+            }
+            batches += 1;
             let mut n = 0;
             let mut rows = 0;
             for p in &self.pending {
@@ -549,7 +646,7 @@ impl State {
                 .iter()
                 .take(n)
                 .any(|p| p.derived.is_none() && !p.deriving)
-                && let Err(e) = self.rederive(n)
+                && let Err(e) = self.rederive(self.rederive_span(n))
             {
                 self.db_failed(&e);
                 return Err(e);
@@ -561,7 +658,7 @@ impl State {
                     .pending
                     .iter()
                     .take(n)
-                    .filter_map(|p| p.derived.as_ref())
+                    .filter_map(|p| p.derived.as_deref())
                     .collect();
                 let t0 = Instant::now();
                 db::write_batch(&self.c.conn, &batch, self.dedupe).inspect(|_| {
@@ -669,6 +766,28 @@ impl State {
         self.bound_memory();
     }
 
+    /// How many pending exchanges to derive again from the journal when some of the first `n` need
+    /// it: the dropped ones right after them too, up to a quarter of `max_pending_bytes` (their
+    /// copies, read back, take about as much again), so that one read
+    /// of a journal segment serves many batches instead of one (a segment holds tens of thousands of
+    /// exchanges; a batch, a few thousand).
+    fn rederive_span(&self, n: usize) -> usize {
+        let synced = self.c.shared.journal_synced.load(Ordering::SeqCst);
+        let budget = self.c.cfg.max_pending_bytes / 4;
+        // An exchange never derived counts as a typical one.
+        let cost = |p: &Pending| if p.approx == 0 { 4096 } else { p.approx };
+        let mut bytes: usize = self.pending.iter().take(n).map(cost).sum();
+        let mut span = n;
+        for p in self.pending.iter().skip(n) {
+            bytes += cost(p);
+            if p.derived.is_some() || p.deriving || p.mark > synced || bytes > budget {
+                break;
+            }
+            span += 1;
+        }
+        span
+    }
+
     /// Derives the first `n` pending exchanges again from the journal files they are in.
     fn rederive(&mut self, n: usize) -> Result<(), RecorderError> {
         let synced = self.c.shared.journal_synced.load(Ordering::SeqCst);
@@ -716,6 +835,7 @@ impl State {
         for id in &ids {
             self.events_dropped.remove(id);
         }
+        StatsAtomics::add(&self.c.shared.stats.exchanges_rederived, ids.len() as u64);
         for p in self.pending.iter_mut().take(n) {
             if p.derived.is_none() && !p.deriving {
                 let msgs = loaded
@@ -725,8 +845,9 @@ impl State {
                 self.pending_rows = (self.pending_rows + d.row_count()).saturating_sub(p.rows);
                 p.rows = d.row_count();
                 p.bytes = d.approx_bytes();
+                p.approx = p.bytes;
                 self.held_bytes += p.bytes;
-                p.derived = Some(d);
+                p.derived = Some(Box::new(d));
                 self.held += 1;
             }
         }

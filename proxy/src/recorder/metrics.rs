@@ -365,7 +365,7 @@ fn outcome_name(o: &str) -> &'static str {
 
 impl RecorderMirror {
     fn register(registry: &mut Registry) -> Self {
-        let counters: [(&str, &str, Get); 18] = [
+        let counters: [(&str, &str, Get); 19] = [
             ("received", "Messages handed to the recorder", |s| {
                 s.received
             }),
@@ -408,6 +408,11 @@ impl RecorderMirror {
                 "records_dropped",
                 "Records lost (stays 0 unless something is sent after shutdown)",
                 |s| s.records_dropped,
+            ),
+            (
+                "exchanges_rederived",
+                "Exchanges whose rows did not fit in memory while DuckDB was behind, derived again from the journal",
+                |s| s.exchanges_rederived,
             ),
             (
                 "replayed_exchanges",

@@ -121,17 +121,17 @@ pub struct RecorderConfig {
     pub redact: Vec<regex::Regex>,
     /// Size limit of one SSE event when decoding the copy (default 16 MiB).
     pub max_sse_event: usize,
-    /// While DuckDB fails, at most this many finished exchanges are kept in memory (default
-    /// 100 000); beyond that they are dropped from memory and derived again from the journal when
-    /// DuckDB recovers.
+    /// At most this many finished exchanges' rows are kept in memory waiting for DuckDB (default
+    /// 100 000); beyond that (DuckDB fails, or is slower than the traffic) the newest are dropped
+    /// from memory and derived again from the journal when their batch is written.
     pub max_pending_exchanges: usize,
     /// An exchange whose `End` arrived but which still misses an earlier message after this long
     /// (default 30 s) is written with what arrived, its durable acknowledgement failing: no wait
     /// on a message that may never come is unbounded.
     pub message_gap_limit: Duration,
-    /// Bytes of derived rows the DuckDB thread holds at most before writing a batch (default
-    /// 64 MiB); while DuckDB fails, past it they are dropped from memory like past
-    /// `max_pending_exchanges`.
+    /// Bytes of derived rows the DuckDB thread holds at most (default 64 MiB): it writes a batch
+    /// once they pass it, and rows that arrive faster than it writes (or while DuckDB fails) are
+    /// dropped from memory past it like past `max_pending_exchanges`, newest first, down to half.
     pub max_pending_bytes: usize,
     /// Give the database instance a private scratch directory (a fresh temporary directory,
     /// removed with the recorder) as its one `allowed_directories` entry, so the admin listener's
@@ -303,6 +303,7 @@ struct StatsAtomics {
     journal_corrupt_bytes: AtomicU64,
     strict_not_durable: AtomicU64,
     exchanges_incomplete: AtomicU64,
+    exchanges_rederived: AtomicU64,
     derive_queue_bytes: AtomicU64,
     db_queue_bytes: AtomicU64,
     channel_bytes: AtomicU64,
@@ -333,6 +334,7 @@ impl StatsAtomics {
             journal_corrupt_bytes: g(&self.journal_corrupt_bytes),
             strict_not_durable: g(&self.strict_not_durable),
             exchanges_incomplete: g(&self.exchanges_incomplete),
+            exchanges_rederived: g(&self.exchanges_rederived),
             spill_queue: 0,
             spill_queue_bytes: g(&self.spill_queue_bytes),
             channel_bytes: g(&self.channel_bytes),
@@ -437,6 +439,13 @@ pub(crate) struct SpillFile {
 pub(crate) struct Shared {
     stats: StatsAtomics,
     db_fault: AtomicBool,
+    /// Test hook: the DuckDB thread takes rows but writes none (a DuckDB slower than the traffic).
+    db_paused: AtomicBool,
+    /// Bytes of derived rows sent to the DuckDB thread and not taken in by it yet (with the held
+    /// rows, `db_queue_bytes`).
+    db_inbound_bytes: AtomicU64,
+    /// `RecorderConfig::max_pending_bytes`.
+    db_bytes_cap: u64,
     /// Test hook: every journal write fails as on a full disk.
     journal_fault: AtomicBool,
     stopped: AtomicBool,
@@ -477,6 +486,24 @@ pub(crate) struct Shared {
 impl Shared {
     /// Observes an exchange's first derivation: its Prometheus series and its spans. Called by a
     /// deriver thread or the writer, never by the hot path, a replay or a re-derivation.
+    /// Rows for the DuckDB thread are over `max_pending_bytes` (held, or sent and not taken in):
+    /// a deriver or the writer then sends an exchange whose messages are already durable in the
+    /// journal without its rows (`NoRows::Shed`), and the DuckDB thread derives it again from the
+    /// journal when its batch comes.
+    fn db_queue_over(&self) -> bool {
+        self.stats.db_queue_bytes.load(Ordering::Relaxed)
+            + self.db_inbound_bytes.load(Ordering::Relaxed)
+            > self.db_bytes_cap
+    }
+
+    /// Whether an exchange whose latest message is journal write `mark` can go without its rows.
+    fn may_shed(&self, mark: u64) -> bool {
+        mark != u64::MAX
+            && self.journal_ok.load(Ordering::SeqCst)
+            && mark <= self.journal_synced.load(Ordering::SeqCst)
+            && self.db_queue_over()
+    }
+
     fn observe(&self, d: &derive::Derived) {
         self.metrics.observe(d);
         if let Some(t) = &self.tracer {
@@ -706,6 +733,9 @@ impl Recorder {
         let shared = Arc::new(Shared {
             stats: StatsAtomics::default(),
             db_fault: AtomicBool::new(false),
+            db_paused: AtomicBool::new(false),
+            db_inbound_bytes: AtomicU64::new(0),
+            db_bytes_cap: cfg.max_pending_bytes as u64,
             journal_fault: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
             journal_ok: AtomicBool::new(true),
@@ -954,6 +984,7 @@ impl RecorderHandle {
     /// Current counters.
     pub fn stats(&self) -> RecorderStats {
         let mut s = self.shared.stats.snapshot();
+        s.db_queue_bytes += self.shared.db_inbound_bytes.load(Ordering::Relaxed);
         s.spill_queue = self.spill_tx.len() as u64;
         s.channel_messages = self.data_tx.len() as u64;
         let since = self.shared.pending_since_us.load(Ordering::Relaxed);
@@ -985,6 +1016,13 @@ impl RecorderHandle {
     /// stay in the journal and are written when it is cleared.
     pub fn set_db_fault(&self, fail: bool) {
         self.shared.db_fault.store(fail, Ordering::SeqCst);
+    }
+
+    /// Test hook: while `true`, the DuckDB thread keeps taking derived rows but writes no batch, as
+    /// if each write took forever: what a DuckDB slower than the traffic looks like to the queue in
+    /// front of it. A flush still writes (and waits for) everything.
+    pub fn set_db_paused(&self, paused: bool) {
+        self.shared.db_paused.store(paused, Ordering::SeqCst);
     }
 
     /// Test hook: while `true`, every write, commit or creation of a journal segment fails as

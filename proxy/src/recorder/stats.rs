@@ -50,6 +50,10 @@ pub struct RecorderStats {
     /// Exchanges whose `End` arrived but some earlier message never did within the bound; they
     /// were written with what had arrived.
     pub exchanges_incomplete: u64,
+    /// Exchanges whose rows did not fit in memory while DuckDB was behind or failing: they were
+    /// derived again from the journal when their batch was written (nothing lost; a saturated
+    /// recorder shows here).
+    pub exchanges_rederived: u64,
     /// Gauge: messages waiting for the spill thread (read when the stats are taken).
     pub spill_queue: u64,
     /// Gauge: body bytes waiting for the spill thread. Past `spill_queue_bytes` the recorder is
@@ -63,8 +67,9 @@ pub struct RecorderStats {
     /// `DERIVE_QUEUE_BYTES`; when full, the writer derives the exchange itself).
     pub derive_queue_bytes: u64,
     /// Gauge: bytes of derived rows held by the DuckDB thread until committed (a batch is written
-    /// as soon as they pass `max_pending_bytes`; while DuckDB fails, past it the rows of journaled
-    /// exchanges are dropped from memory and derived again from the journal later).
+    /// as soon as they pass `max_pending_bytes`; when DuckDB fails or is slower than the traffic,
+    /// past it the rows of journaled exchanges are dropped from memory and derived again from the
+    /// journal later).
     pub db_queue_bytes: u64,
     /// Gauge: messages in the channel from the hot path to the writer (bounded by
     /// `channel_capacity`).

@@ -36,7 +36,7 @@ use tokio::sync::oneshot;
 use crate::record::{ExchangeId, Msg};
 
 use super::body::Redactor;
-use super::committer::{Committed, DbMsg, DeriveDone, EventChunk, Queued};
+use super::committer::{Committed, DbMsg, DeriveDone, EventChunk, NoRows, Queued};
 use super::derive::{DeriveCtx, EVENT_CHUNK_ROWS, ExchangeMsgs, derive};
 use super::journal::{self, SEGMENT_ROTATE_BYTES, SegId, SegKind, SegmentFile};
 use super::{
@@ -119,8 +119,9 @@ impl Live {
     }
 }
 
-/// Work for a deriver thread (ticket, copy, its size); its answer goes to the DuckDB thread.
-type DeriveJob = (u64, ExchangeMsgs, usize);
+/// Work for a deriver thread (ticket, copy, its size, journal mark); its answer goes to the DuckDB
+/// thread.
+type DeriveJob = (u64, ExchangeMsgs, usize, u64);
 
 /// Bound of the derive queue, in bytes of exchange copies (gauge: `derive_queue_bytes`). When a
 /// job does not fit, the writer derives the exchange itself: the writer slows down, its channel
@@ -154,17 +155,28 @@ fn run_deriver(
             },
         };
         activity.saw_data();
-        let (ticket, msgs, bytes) = job;
+        let (ticket, msgs, bytes, mark) = job;
         shared
             .stats
             .derive_queue_bytes
             .fetch_sub(bytes as u64, Ordering::Relaxed);
-        let derived =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| derive(msgs, &ctx))).ok();
-        if let Some(d) = &derived {
-            shared.observe(d);
-        }
-        if done.send((ticket, derived)).is_err() {
+        let done_msg =
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| derive(msgs, &ctx))) {
+                Ok(d) => {
+                    shared.observe(&d);
+                    if shared.may_shed(mark) {
+                        (ticket, Err(NoRows::Shed(d.approx_bytes())), 0)
+                    } else {
+                        let n = d.approx_bytes();
+                        shared
+                            .db_inbound_bytes
+                            .fetch_add(n as u64, Ordering::Relaxed);
+                        (ticket, Ok(Box::new(d)), n)
+                    }
+                }
+                Err(_) => (ticket, Err(NoRows::Panicked), 0),
+            };
+        if done.send(done_msg).is_err() {
             return;
         }
     }
@@ -531,11 +543,11 @@ impl Writer {
         let job = match &self.jobs_tx {
             Some(tx) if gauge.load(Ordering::Relaxed) + bytes as u64 <= DERIVE_QUEUE_BYTES => {
                 gauge.fetch_add(bytes as u64, Ordering::Relaxed);
-                match tx.try_send((ticket, msgs, bytes)) {
+                match tx.try_send((ticket, msgs, bytes, mark)) {
                     Ok(()) => None,
                     Err(
-                        crossbeam_channel::TrySendError::Full((_, msgs, _))
-                        | crossbeam_channel::TrySendError::Disconnected((_, msgs, _)),
+                        crossbeam_channel::TrySendError::Full((_, msgs, _, _))
+                        | crossbeam_channel::TrySendError::Disconnected((_, msgs, _, _)),
                     ) => {
                         gauge.fetch_sub(bytes as u64, Ordering::Relaxed);
                         Some(msgs)
@@ -545,10 +557,18 @@ impl Writer {
             // The queue is full (or there is no deriver): derive here.
             _ => Some(msgs),
         };
-        let derived = job.map(|msgs| {
+        let mut shed = None;
+        let derived = job.and_then(|msgs| {
             let d = derive(msgs, &self.derive);
             self.shared.observe(&d);
-            d
+            if self.shared.may_shed(mark) {
+                shed = Some(d.approx_bytes());
+                return None;
+            }
+            self.shared
+                .db_inbound_bytes
+                .fetch_add(d.approx_bytes() as u64, Ordering::Relaxed);
+            Some(Box::new(d))
         });
         self.outstanding += 1;
         let queued = Queued {
@@ -559,6 +579,7 @@ impl Writer {
             rows,
             events_taken,
             derived,
+            shed,
         };
         if self.db_tx.send(DbMsg::Queued(Box::new(queued))).is_err() {
             // The DuckDB thread is gone (a bug): the exchange stays in the journal for the next start.

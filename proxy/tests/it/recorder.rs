@@ -1157,6 +1157,70 @@ async fn db_fault_keeps_everything_and_recovers() {
     assert!(journal_files(dir.path()).is_empty());
 }
 
+/// A DuckDB slower than the traffic (here: one that takes rows in but writes nothing) costs the
+/// DuckDB thread at most `max_pending_bytes` of memory: past it, the newest exchanges are kept in the
+/// journal only and derived again when their batch is written. Nothing is lost.
+#[tokio::test]
+async fn a_duckdb_slower_than_the_traffic_holds_at_most_max_pending_bytes() {
+    const CAP: u64 = 256 * 1024;
+    const N: u64 = 400;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.max_pending_bytes = CAP as usize;
+    let rec = Recorder::open(cfg).unwrap();
+    let h = rec.handle();
+    h.set_db_paused(true);
+    // About 8 KiB of rows each (the body twice: request body and input entry), 3 MiB in all.
+    let filler = "x".repeat(4096);
+    for i in 0..N {
+        Ex::new("POST", "/v1/conversations")
+            .json(&json!({"inputs": format!("q{i} {filler}")}))
+            .reply(200, &turn_response(&format!("conv_slow{i}"), small_usage()))
+            .end()
+            .send(&h);
+    }
+    wait_until(
+        "every exchange queued for DuckDB within the byte bound",
+        || {
+            let s = h.stats();
+            s.pending_exchanges == N && s.db_queue_bytes <= CAP
+        },
+    );
+    assert_eq!(h.stats().exchanges_written, 0);
+    h.set_db_paused(false);
+    h.flush().await.unwrap();
+    let s = h.stats();
+    assert_eq!(s.exchanges_written, N);
+    assert_eq!(s.records_dropped, 0);
+    assert!(
+        s.exchanges_rederived > N / 2,
+        "most exchanges waited in the journal only: {s:?}"
+    );
+    assert_eq!(
+        count(&h, "SELECT count(DISTINCT id) FROM exchanges"),
+        N as i64
+    );
+    assert_eq!(
+        count(
+            &h,
+            "SELECT count(*) FROM exchanges WHERE request_body->>'inputs' LIKE 'q% xxxx%' \
+             AND length(request_body->>'inputs') > 4096"
+        ),
+        N as i64
+    );
+    assert_eq!(count(&h, "SELECT count(*) FROM conversations"), N as i64);
+    assert_eq!(
+        count(
+            &h,
+            "SELECT count(*) FROM entries WHERE direction = 'output'"
+        ),
+        3 * N as i64
+    );
+    let stats = rec.shutdown().unwrap();
+    assert_eq!(stats.records_dropped, 0);
+    assert!(journal_files(dir.path()).is_empty());
+}
+
 #[tokio::test]
 async fn shutdown_while_duckdb_fails_keeps_the_journal() {
     let dir = tempfile::tempdir().unwrap();
