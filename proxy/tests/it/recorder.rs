@@ -2215,6 +2215,73 @@ async fn long_stream_under_a_failing_duckdb_is_written_once() {
     assert_eq!(stats.records_dropped, 0);
 }
 
+/// Behind a DuckDB slower than the traffic, a long stream's event chunks past `max_pending_bytes`
+/// are dropped from memory and the exchanges that follow it go to DuckDB without their rows; all of
+/// them are derived again from the journal, and every row is written once, the chunks written
+/// before the slowdown included.
+#[tokio::test]
+async fn a_long_stream_behind_a_slow_duckdb_is_written_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = RecorderConfig {
+        capture_cap: 4096,
+        ..config(dir.path())
+    };
+    cfg.max_pending_bytes = 256 * 1024;
+    let rec = Recorder::open(cfg).unwrap();
+    let h = rec.handle();
+    let events = long_stream_events("conv_slow_stream", 30_000);
+    let ex = Ex::new("POST", "/v1/conversations")
+        .json(&json!({"inputs": "hi", "stream": true}))
+        .response(200, &[("content-type", "text/event-stream")])
+        .frames(frames_4k(&sse(&events)))
+        .end();
+    let id = ex.id;
+    let mut msgs = ex.msgs;
+    let rest = msgs.split_off(msgs.len() / 3);
+    for m in msgs {
+        h.send(m);
+    }
+    h.flush().await.unwrap();
+    assert!(event_rows(&h, id).0 > 0, "a chunk was written before");
+    h.set_db_paused(true);
+    for m in rest {
+        h.send(m);
+    }
+    let filler = "y".repeat(4096);
+    for i in 0..100u64 {
+        Ex::new("POST", "/v1/conversations")
+            .json(&json!({"inputs": format!("q{i} {filler}")}))
+            .reply(
+                200,
+                &turn_response(&format!("conv_after{i}"), small_usage()),
+            )
+            .end()
+            .send(&h);
+    }
+    wait_until("everything queued for DuckDB within the byte bound", || {
+        let s = h.stats();
+        s.pending_exchanges == 101 && s.db_queue_bytes <= 256 * 1024
+    });
+    h.set_db_paused(false);
+    h.flush().await.unwrap();
+    assert_eq!(event_rows(&h, id), (30_001, 30_001, 30_001));
+    assert_eq!(count(&h, "SELECT count(*) FROM exchanges"), 101);
+    assert_eq!(
+        count(
+            &h,
+            &format!(
+                "SELECT count(*) FROM entries WHERE direction = 'output' AND exchange_id <> '{id}'"
+            )
+        ),
+        300
+    );
+    let s = h.stats();
+    assert!(s.exchanges_rederived > 0, "{s:?}");
+    let stats = rec.shutdown().unwrap();
+    assert_eq!(stats.records_dropped, 0);
+    assert!(journal_files(dir.path()).is_empty());
+}
+
 /// The JSON operators work on the recording's JSON-text columns, through the recorder's query path
 /// (the admin `/query`) and on a file (`agentcap query --db FILE`); `duckdb_extensions()`, which
 /// would list a directory on disk, is refused with the reason instead of a file-system error.
