@@ -25,8 +25,8 @@ use agentcap_proxy::record::{ExchangeId, HttpVersion, Msg, Outcome, RequestInfo,
 use agentcap_proxy::recorder::body::Redactor;
 use agentcap_proxy::recorder::derive::{DeriveCtx, Derived, ExchangeMsgs, derive};
 use agentcap_proxy::recorder::{
-    DbAccess, RECORDER_DB_THREADS, Recorder, RecorderConfig, RecorderHandle, db, open_db_tuned,
-    schema,
+    DbAccess, DbTuning, RECORDER_DB_THREADS, Recorder, RecorderConfig, RecorderHandle, db,
+    open_db_tuned, schema,
 };
 use agentcap_wire::{ConversationEvent, EntryAssembler, SseDecoder, encode_conversation_event};
 use bytes::Bytes;
@@ -330,7 +330,10 @@ fn db_writer() -> (tempfile::TempDir, impl FnMut(&[&Derived])) {
         Some(&dir.path().join("bench.duckdb")),
         DbAccess::ReadWrite,
         &[],
-        Some(RECORDER_DB_THREADS),
+        DbTuning {
+            threads: Some(RECORDER_DB_THREADS),
+            memory_limit: Some(RecorderConfig::default().db_memory_limit),
+        },
     )
     .expect("DuckDB opens");
     schema::migrate(&conn).expect("schema");

@@ -78,6 +78,11 @@ pub struct ProxyArgs {
     /// Largest body stored per request or response, in bytes; bigger ones pass in full, stored truncated [default: 1048576].
     #[arg(long, env = "AGENTCAP_CAPTURE_CAP")]
     capture_cap: Option<usize>,
+    /// Memory of the recording's DuckDB instance (its buffers, the recorder's writes and the admin
+    /// listener's queries), in bytes; what does not fit goes to a temporary directory next to the
+    /// file [default: 1073741824].
+    #[arg(long, env = "AGENTCAP_DB_MEMORY_LIMIT")]
+    db_memory_limit: Option<u64>,
     /// Connecting to the upstream may take this long, in milliseconds [default: 10000].
     #[arg(long)]
     connect_timeout_ms: Option<u64>,
@@ -184,6 +189,7 @@ impl ProxyArgs {
             }),
             redact: list(&self.redact),
             capture_cap: self.capture_cap,
+            db_memory_limit: self.db_memory_limit,
             connect_timeout_ms: self.connect_timeout_ms,
             response_timeout_ms: self.response_timeout_ms,
             idle_timeout_ms: self.idle_timeout_ms,

@@ -228,6 +228,8 @@ pub struct ProxySettings {
     pub redact: Option<Vec<String>>,
     /// Largest body stored per request or response, in bytes ([`RecorderConfig::capture_cap`]).
     pub capture_cap: Option<usize>,
+    /// Memory of the recording's DuckDB instance, in bytes ([`RecorderConfig::db_memory_limit`]).
+    pub db_memory_limit: Option<u64>,
     /// [`ProxyConfig::connect_timeout`], in milliseconds.
     pub connect_timeout_ms: Option<u64>,
     /// [`ProxyConfig::response_timeout`], in milliseconds.
@@ -320,6 +322,7 @@ impl ProxySettings {
             auth_token,
             durability,
             capture_cap,
+            db_memory_limit,
             connect_timeout_ms,
             response_timeout_ms,
             idle_timeout_ms,
@@ -370,6 +373,9 @@ impl ProxySettings {
         }
         if let Some(c) = self.capture_cap {
             recorder.capture_cap = c;
+        }
+        if let Some(m) = self.db_memory_limit {
+            recorder.db_memory_limit = m;
         }
         for r in self.redact.iter().flatten() {
             recorder

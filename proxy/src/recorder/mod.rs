@@ -133,6 +133,11 @@ pub struct RecorderConfig {
     /// once they pass it, and rows that arrive faster than it writes (or while DuckDB fails) are
     /// dropped from memory past it like past `max_pending_exchanges`, newest first, down to half.
     pub max_pending_bytes: usize,
+    /// Memory of the recording's DuckDB instance, in bytes (default 1 GiB): its buffer pool, the
+    /// recorder's writes and the queries on the live recording (admin `/query`, `POST /export`, the
+    /// shipper). What does not fit goes to DuckDB's temporary directory next to the file
+    /// (`<db>.tmp`); without it DuckDB would take up to 80 % of the machine's memory.
+    pub db_memory_limit: u64,
     /// Give the database instance a private scratch directory (a fresh temporary directory,
     /// removed with the recorder) as its one `allowed_directories` entry, so the admin listener's
     /// `POST /export` can `COPY` there ([`open_db_with`]). Off by default (external access stays
@@ -165,6 +170,7 @@ impl Default for RecorderConfig {
             max_pending_exchanges: 100_000,
             message_gap_limit: Duration::from_secs(30),
             max_pending_bytes: 64 * 1024 * 1024,
+            db_memory_limit: 1024 * 1024 * 1024,
             export_scratch: false,
             otlp: None,
             ship_spool: false,
@@ -609,7 +615,16 @@ pub fn open_db_with(
     access: DbAccess,
     allowed: &[&Path],
 ) -> Result<Connection, RecorderError> {
-    open_db_tuned(path, access, allowed, None)
+    open_db_tuned(path, access, allowed, DbTuning::default())
+}
+
+/// Settings of a DuckDB instance beyond [`open_db_with`]'s: `None` keeps DuckDB's default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DbTuning {
+    /// Worker threads (DuckDB's default: one per core).
+    pub threads: Option<i64>,
+    /// `memory_limit`, in bytes (DuckDB's default: 80 % of the machine's memory).
+    pub memory_limit: Option<u64>,
 }
 
 /// DuckDB worker threads of the recorder's instance: one, the calling thread. The recorder's
@@ -620,19 +635,22 @@ pub fn open_db_with(
 /// shipper) run on one thread too; a closed file opened by [`open_db`] keeps DuckDB's default.
 pub const RECORDER_DB_THREADS: i64 = 1;
 
-/// [`open_db_with`], with the instance's DuckDB worker threads set to `threads` (`None`: DuckDB's
-/// default, one per core). The one function of the workspace that opens DuckDB (a tidy test checks it).
+/// [`open_db_with`], with the instance's [`DbTuning`]. The one function of the workspace that opens
+/// DuckDB (a tidy test checks it).
 pub fn open_db_tuned(
     path: Option<&Path>,
     access: DbAccess,
     allowed: &[&Path],
-    threads: Option<i64>,
+    tuning: DbTuning,
 ) -> Result<Connection, RecorderError> {
     let mut config = Config::default()
         .enable_autoload_extension(false)?
         .with("autoinstall_known_extensions", "false")?;
-    if let Some(n) = threads {
+    if let Some(n) = tuning.threads {
         config = config.threads(n)?;
+    }
+    if let Some(bytes) = tuning.memory_limit {
+        config = config.max_memory(&format!("{bytes}B"))?;
     }
     if allowed.is_empty() {
         config = config.enable_external_access(false)?;
@@ -713,7 +731,10 @@ impl Recorder {
             Some(&cfg.db_path),
             DbAccess::ReadWrite,
             &allowed,
-            Some(RECORDER_DB_THREADS),
+            DbTuning {
+                threads: Some(RECORDER_DB_THREADS),
+                memory_limit: Some(cfg.db_memory_limit),
+            },
         )?;
         schema::migrate(&conn)?;
         let derive_ctx = derive::DeriveCtx {

@@ -2282,6 +2282,33 @@ async fn a_long_stream_behind_a_slow_duckdb_is_written_once() {
     assert!(journal_files(dir.path()).is_empty());
 }
 
+/// The recording's DuckDB instance takes at most `db_memory_limit` (1 GiB unless configured, not DuckDB's
+/// 80 % of the machine); a query on the live recording that needs more spills to DuckDB's temporary
+/// directory, external access staying off, and still answers.
+#[tokio::test]
+async fn the_recordings_duckdb_memory_is_bounded_and_bigger_queries_spill() {
+    let setting = |h: &RecorderHandle| scalar(h, "SELECT current_setting('memory_limit')");
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::open(config(dir.path())).unwrap();
+    assert_eq!(setting(&rec.handle()), json!("1.0 GiB"));
+    rec.shutdown().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    cfg.db_memory_limit = 32 * 1024 * 1024;
+    let rec = Recorder::open(cfg).unwrap();
+    let h = rec.handle();
+    assert_eq!(setting(&h), json!("32.0 MiB"));
+    // About 200 MB of distinct strings in a hash table.
+    let sql = "SELECT count(*) FROM (SELECT DISTINCT i::VARCHAR || repeat('x', 30) FROM range(4000000) t(i))";
+    assert_eq!(count(&h, sql), 4_000_000);
+    assert_eq!(
+        scalar(&h, "SELECT current_setting('enable_external_access')"),
+        json!(false)
+    );
+    rec.shutdown().unwrap();
+}
+
 /// The JSON operators work on the recording's JSON-text columns, through the recorder's query path
 /// (the admin `/query`) and on a file (`agentcap query --db FILE`); `duckdb_extensions()`, which
 /// would list a directory on disk, is refused with the reason instead of a file-system error.
