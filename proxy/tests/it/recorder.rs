@@ -2163,24 +2163,24 @@ async fn long_stream_rows_are_written_while_it_runs_and_replayed_once() {
     assert_eq!(stats.records_dropped, 0);
 }
 
-/// While DuckDB fails, a long stream's chunks are held up to `max_pending_bytes`, then dropped from
-/// memory and the exchange is derived again from the journal: its rows are still written once,
-/// the ones a chunk wrote before the failure included.
-#[tokio::test]
-async fn long_stream_under_a_failing_duckdb_is_written_once() {
-    let dir = tempfile::tempdir().unwrap();
+/// A recorder holding at most 256 KiB of rows, and a 30,000-event stream through it with its first
+/// third sent and flushed (a chunk of its event rows is in DuckDB); the rest of its messages are
+/// returned.
+async fn long_stream_a_third_written(
+    dir: &Path,
+    conv: &str,
+) -> (Recorder, RecorderHandle, ExchangeId, Vec<Msg>) {
     let mut cfg = RecorderConfig {
         capture_cap: 4096,
-        ..config(dir.path())
+        ..config(dir)
     };
     cfg.max_pending_bytes = 256 * 1024;
     let rec = Recorder::open(cfg).unwrap();
     let h = rec.handle();
-    let events = long_stream_events("conv_fail", 30_000);
     let ex = Ex::new("POST", "/v1/conversations")
         .json(&json!({"inputs": "hi", "stream": true}))
         .response(200, &[("content-type", "text/event-stream")])
-        .frames(frames_4k(&sse(&events)))
+        .frames(frames_4k(&sse(&long_stream_events(conv, 30_000))))
         .end();
     let id = ex.id;
     let mut msgs = ex.msgs;
@@ -2189,10 +2189,17 @@ async fn long_stream_under_a_failing_duckdb_is_written_once() {
         h.send(m);
     }
     h.flush().await.unwrap();
-    assert!(
-        event_rows(&h, id).0 > 0,
-        "a chunk was written before the failure"
-    );
+    assert!(event_rows(&h, id).0 > 0, "a chunk was written");
+    (rec, h, id, rest)
+}
+
+/// While DuckDB fails, a long stream's chunks are held up to `max_pending_bytes`, then dropped from
+/// memory and the exchange is derived again from the journal: its rows are still written once,
+/// the ones a chunk wrote before the failure included.
+#[tokio::test]
+async fn long_stream_under_a_failing_duckdb_is_written_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rec, h, id, rest) = long_stream_a_third_written(dir.path(), "conv_fail").await;
     h.set_db_fault(true);
     for m in rest {
         h.send(m);
@@ -2222,27 +2229,7 @@ async fn long_stream_under_a_failing_duckdb_is_written_once() {
 #[tokio::test]
 async fn a_long_stream_behind_a_slow_duckdb_is_written_once() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = RecorderConfig {
-        capture_cap: 4096,
-        ..config(dir.path())
-    };
-    cfg.max_pending_bytes = 256 * 1024;
-    let rec = Recorder::open(cfg).unwrap();
-    let h = rec.handle();
-    let events = long_stream_events("conv_slow_stream", 30_000);
-    let ex = Ex::new("POST", "/v1/conversations")
-        .json(&json!({"inputs": "hi", "stream": true}))
-        .response(200, &[("content-type", "text/event-stream")])
-        .frames(frames_4k(&sse(&events)))
-        .end();
-    let id = ex.id;
-    let mut msgs = ex.msgs;
-    let rest = msgs.split_off(msgs.len() / 3);
-    for m in msgs {
-        h.send(m);
-    }
-    h.flush().await.unwrap();
-    assert!(event_rows(&h, id).0 > 0, "a chunk was written before");
+    let (rec, h, id, rest) = long_stream_a_third_written(dir.path(), "conv_slow_stream").await;
     h.set_db_paused(true);
     for m in rest {
         h.send(m);
