@@ -172,42 +172,42 @@ impl ConvMerged {
             None => {}
         }
     }
+}
 
-    fn add(&mut self, u: &ConvUpdate) {
-        fn fill(slot: &mut Option<String>, v: &Option<String>) {
-            if slot.is_none() {
-                slot.clone_from(v);
-            }
+impl From<&ConvUpdate> for ConvMerged {
+    /// One update on its own: a turn is the conversation's first and last exchange at once.
+    fn from(u: &ConvUpdate) -> Self {
+        ConvMerged {
+            id: u.id.clone(),
+            agent_id: u.agent_id.clone(),
+            agent_version: u.agent_version.clone(),
+            model: u.model.clone(),
+            first_exchange_id: u.exchange_id.clone(),
+            first_seen: u.seen_us,
+            last_exchange_id: u.exchange_id.clone(),
+            last_seen: u.seen_us,
+            turns: u.turns,
+            parent: u.parent_conversation_id.clone(),
+            from_entry_id: u.from_entry_id.clone(),
         }
-        fill(&mut self.agent_id, &u.agent_id);
-        fill(&mut self.agent_version, &u.agent_version);
-        fill(&mut self.model, &u.model);
-        fill(&mut self.parent, &u.parent_conversation_id);
-        fill(&mut self.from_entry_id, &u.from_entry_id);
-        self.turns += u.turns;
-        match &u.exchange_id {
-            Some(x) => {
-                let t = u.seen_us;
-                if self.first_exchange_id.is_none() || t < self.first_seen {
-                    self.first_exchange_id = Some(x.clone());
-                    self.first_seen = t;
-                }
-                if self.last_exchange_id.is_none() || t >= self.last_seen {
-                    self.last_exchange_id = Some(x.clone());
-                    self.last_seen = t;
-                }
-            }
+    }
+}
+
+/// Updates merged per conversation ([`ConvMerged::absorb`], in the order given), in the order each
+/// conversation first appears.
+fn merge_in_order(updates: impl IntoIterator<Item = ConvMerged>) -> Vec<ConvMerged> {
+    let mut order: Vec<ConvMerged> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
+    for u in updates {
+        match at.get(&u.id) {
+            Some(&i) => order[i].absorb(u),
             None => {
-                // Information only (GET / list): times matter only if the row is new.
-                if self.first_seen.is_none() {
-                    self.first_seen = u.seen_us;
-                }
-                if self.last_seen.is_none() {
-                    self.last_seen = u.seen_us;
-                }
+                at.insert(u.id.clone(), order.len());
+                order.push(u);
             }
         }
     }
+    order
 }
 
 /// The connection's staging table for [`fold_conversations`]: the merged updates are appended to it, then one
@@ -352,27 +352,19 @@ fn write_in_tx(
 
     // Conversations: the batch's updates merged per id, kept in `conversation_updates` until the next
     // `fold_conversations`.
-    let mut order = Vec::new();
-    let mut merged: HashMap<&str, ConvMerged> = HashMap::new();
-    for d in &batch {
-        for u in &d.conversations {
-            let m = merged.entry(u.id.as_str()).or_insert_with(|| {
-                order.push(u.id.as_str());
-                ConvMerged {
-                    id: u.id.clone(),
-                    ..Default::default()
-                }
-            });
-            m.add(u);
-        }
-    }
-    if !order.is_empty() {
+    let merged = merge_in_order(
+        batch
+            .iter()
+            .flat_map(|d| &d.conversations)
+            .map(ConvMerged::from),
+    );
+    if !merged.is_empty() {
         let mut app = conn.appender("conversation_updates")?;
-        for id in &order {
-            append_merged(&mut app, &merged[id])?;
+        for m in &merged {
+            append_merged(&mut app, m)?;
         }
         app.flush()?;
-        counts.conversations += order.len() as u64;
+        counts.conversations += merged.len() as u64;
     }
     Ok(counts)
 }
@@ -409,9 +401,7 @@ pub fn fold_conversations(conn: &Connection) -> Result<u64, RecorderError> {
 }
 
 fn fold_in_tx(conn: &Connection) -> Result<u64, RecorderError> {
-    let mut order: Vec<String> = Vec::new();
-    let mut merged: HashMap<String, ConvMerged> = HashMap::new();
-    {
+    let merged = {
         let mut stmt = conn.prepare_cached(
             "SELECT id, agent_id, agent_version, model, first_exchange_id, last_exchange_id, \
              epoch_us(first_seen), epoch_us(last_seen), turns, parent_conversation_id, from_entry_id \
@@ -432,23 +422,19 @@ fn fold_in_tx(conn: &Connection) -> Result<u64, RecorderError> {
                 from_entry_id: r.get(10)?,
             })
         })?;
-        for row in rows {
-            let row = row?;
-            match merged.get_mut(&row.id) {
-                Some(m) => m.absorb(row),
-                None => {
-                    order.push(row.id.clone());
-                    merged.insert(row.id.clone(), row);
-                }
-            }
+        let mut failed = None;
+        let merged = merge_in_order(rows.map_while(|r| r.map_err(|e| failed = Some(e)).ok()));
+        if let Some(e) = failed {
+            return Err(e.into());
         }
-    }
-    if order.is_empty() {
+        merged
+    };
+    if merged.is_empty() {
         return Ok(0);
     }
     let mut app = conn.appender_to_catalog_and_db(CONV_STAGE, "temp", "main")?;
-    for id in &order {
-        append_merged(&mut app, &merged[id])?;
+    for m in &merged {
+        append_merged(&mut app, m)?;
     }
     app.flush()?;
     drop(app);
@@ -456,7 +442,7 @@ fn fold_in_tx(conn: &Connection) -> Result<u64, RecorderError> {
     conn.prepare_cached(CLEAR_CONV_STAGE)?.execute([])?;
     conn.prepare_cached("DELETE FROM conversation_updates")?
         .execute([])?;
-    Ok(order.len() as u64)
+    Ok(merged.len() as u64)
 }
 
 /// Ends the open transaction: COMMIT when `result` is Ok (rolled back if the COMMIT fails), ROLLBACK otherwise.
