@@ -64,13 +64,8 @@ pub(crate) struct Queued {
     pub rows: usize,
     /// Event rows already handed over in [`EventChunk`]s.
     pub events_taken: usize,
-    /// The rows, when the writer derived them itself (no deriver thread). Boxed, like every
-    /// `Derived` on its way to DuckDB: a `Derived` is over a kilobyte by itself, and the queue of
-    /// exchanges waiting for DuckDB holds up to `max_pending_exchanges` entries mostly without rows.
-    pub derived: Option<Box<Derived>>,
-    /// Sent without rows because the DuckDB queue was full (`Shared::may_shed`), with the bytes
-    /// the rows took: derived again from the journal when its batch comes.
-    pub shed: Option<usize>,
+    /// What the writer derived itself, when no deriver took the job ([`Shared::hand_over`]).
+    pub derived: Option<Handed>,
 }
 
 /// `sse_events` rows of a stream that is still running, in `seq` order (see
@@ -101,13 +96,18 @@ pub(crate) enum NoRows {
     /// Derivation panicked (a bug).
     Panicked,
     /// The DuckDB queue was full and the exchange is durable in the journal: derived again from
-    /// there when its batch comes (`Shared::may_shed`). With the bytes the rows took.
+    /// there when its batch comes (`Shared::hand_over`). With the bytes the rows took.
     Shed(usize),
 }
 
-/// A deriver's answer: the ticket, its rows, and their bytes (counted in
-/// `Shared::db_inbound_bytes` until taken in).
-pub(crate) type DeriveDone = (u64, Result<Box<Derived>, NoRows>, usize);
+/// An exchange's rows as the writer or a deriver hands them over ([`Shared::hand_over`]): the rows
+/// (boxed: a `Derived` is over a kilobyte by itself, and up to `max_pending_exchanges` exchanges
+/// wait for DuckDB, mostly without rows) or why there are none, and the bytes counted in
+/// `Shared::db_inbound_bytes` until taken in.
+pub(crate) type Handed = (Result<Box<Derived>, NoRows>, usize);
+
+/// A deriver's answer: the ticket and what it hands over.
+pub(crate) type DeriveDone = (u64, Handed);
 
 /// Exchanges committed by one batch, with their journal files.
 pub(crate) type Committed = Vec<(ExchangeId, Vec<SegId>)>;
@@ -151,7 +151,7 @@ struct State {
     held_bytes: usize,
     /// Derivations that arrived before their exchange was queued here, with their bytes (counted
     /// in `held_bytes`).
-    early: HashMap<u64, (Result<Box<Derived>, NoRows>, usize)>,
+    early: HashMap<u64, Handed>,
     /// Tickets below this are committed.
     committed_below: u64,
     pending_since: Option<Instant>,
@@ -176,6 +176,20 @@ fn event_bytes(rows: &[EventRow]) -> usize {
 }
 
 /// Rows for an exchange whose derivation panicked (a bug): at least its id and the failure.
+/// What a handed-over answer leaves in memory: the rows if any, and their bytes (without rows: the
+/// bytes deriving them again will take, [`Pending::approx`]).
+fn unpack(id: ExchangeId, (rows, bytes): Handed) -> (Option<Box<Derived>>, usize) {
+    match rows {
+        Ok(d) => (Some(d), bytes),
+        Err(NoRows::Panicked) => {
+            let d = underivable(id);
+            let bytes = d.approx_bytes();
+            (Some(Box::new(d)), bytes)
+        }
+        Err(NoRows::Shed(bytes)) => (None, bytes),
+    }
+}
+
 fn underivable(id: ExchangeId) -> Derived {
     let mut d = Derived::default();
     d.exchange.id = id.to_string();
@@ -341,32 +355,30 @@ impl State {
         false
     }
 
-    fn queue(&mut self, mut q: Queued) {
-        if let Some(d) = &q.derived {
-            self.took_inbound(d.approx_bytes());
-        }
-        let mut deriving = q.derived.is_none() && q.shed.is_none();
-        let mut approx = q.shed.unwrap_or(0);
-        if let Some((d, bytes)) = self.early.remove(&q.ticket) {
-            self.held_bytes = self.held_bytes.saturating_sub(bytes);
-            deriving = false;
-            q.derived = match d {
-                Ok(d) => Some(d),
-                Err(NoRows::Panicked) => Some(Box::new(underivable(q.id))),
-                Err(NoRows::Shed(n)) => {
-                    approx = n;
-                    None
+    fn queue(&mut self, q: Queued) {
+        // Its rows came with it (the writer derived it), came first (from a deriver), or come later.
+        let handed = match q.derived {
+            Some(h) => {
+                self.took_inbound(h.1);
+                Some(h)
+            }
+            None => {
+                let early = self.early.remove(&q.ticket);
+                if let Some((_, bytes)) = &early {
+                    self.held_bytes = self.held_bytes.saturating_sub(*bytes);
                 }
-            };
+                early
+            }
+        };
+        let deriving = handed.is_none();
+        let (mut derived, approx) = handed.map_or((None, 0), |h| unpack(q.id, h));
+        if derived.is_some() && !self.keep_derived(q.id, q.mark) {
+            derived = None;
         }
-        if q.derived.is_some() && !self.keep_derived(q.id, q.mark) {
-            q.derived = None;
-            deriving = false;
-        }
-        let (rows, bytes) = match &q.derived {
+        let (rows, bytes) = match &derived {
             Some(d) => {
                 self.held += 1;
-                (d.row_count(), d.approx_bytes())
+                (d.row_count(), approx)
             }
             None => (q.rows, 0),
         };
@@ -375,11 +387,11 @@ impl State {
         self.pending.push_back(Pending {
             ticket: q.ticket,
             id: q.id,
-            derived: q.derived,
+            derived,
             deriving,
             rows,
             bytes,
-            approx: approx.max(bytes),
+            approx,
             segs: q.segs,
             mark: q.mark,
             events_taken: q.events_taken,
@@ -391,8 +403,8 @@ impl State {
 
     /// Files a deriver's result under its ticket (the writer queues an exchange here and hands
     /// it to a deriver at about the same time: the result may come first).
-    fn take_derived(&mut self, (ticket, derived, bytes): DeriveDone) {
-        self.took_inbound(bytes);
+    fn take_derived(&mut self, (ticket, handed): DeriveDone) {
+        self.took_inbound(handed.1);
         let front = self.pending.front().map(|p| p.ticket);
         let index = front
             .and_then(|f| ticket.checked_sub(f))
@@ -400,7 +412,8 @@ impl State {
         let Some(p) = index.and_then(|i| self.pending.get_mut(i)) else {
             if ticket >= self.committed_below {
                 // Not queued yet.
-                self.early.insert(ticket, (derived, bytes));
+                let bytes = handed.1;
+                self.early.insert(ticket, handed);
                 self.add_bytes(bytes);
             }
             return;
@@ -409,31 +422,22 @@ impl State {
             return;
         }
         let (id, mark) = (p.id, p.mark);
-        if let Err(NoRows::Shed(n)) = derived {
-            if let Some(p) = index.and_then(|i| self.pending.get_mut(i)) {
-                p.deriving = false;
-                p.approx = n;
-            }
-            return;
-        }
-        if !self.keep_derived(id, mark) {
-            if let Some(p) = index.and_then(|i| self.pending.get_mut(i)) {
-                p.deriving = false;
-            }
-            return;
-        }
+        let (derived, bytes) = unpack(id, handed);
+        let keep = derived.is_some() && self.keep_derived(id, mark);
         let Some(p) = index.and_then(|i| self.pending.get_mut(i)) else {
             return;
         };
-        let d = derived.unwrap_or_else(|_| Box::new(underivable(p.id)));
+        p.deriving = false;
+        p.approx = bytes;
+        // Shed, or missing a chunk dropped from memory: derived again from the journal.
+        let Some(d) = derived.filter(|_| keep) else {
+            return;
+        };
         let rows = d.row_count();
-        let bytes = d.approx_bytes();
         self.pending_rows = (self.pending_rows + rows).saturating_sub(p.rows);
         p.rows = rows;
         p.bytes = bytes;
-        p.approx = bytes;
         p.derived = Some(d);
-        p.deriving = false;
         self.held += 1;
         self.add_bytes(bytes);
         self.bound_memory_if_failing();
@@ -512,6 +516,8 @@ impl State {
         }
     }
 
+    /// While DuckDB fails, rows are bounded as they arrive. Otherwise once per turn of the loop, after
+    /// its batch: a chunk or an exchange that alone passes the bound is written, not dropped.
     fn bound_memory_if_failing(&mut self) {
         if self.failing {
             self.bound_memory();
@@ -702,7 +708,7 @@ impl State {
         self.pending_rows = 0;
         self.pending_since = None;
         self.publish_lag();
-        // Flushes that waited through a failure: answered like `flush` (the first one folds).
+        // Flushes that waited through a failure: answered like `flush`, after a fold.
         for w in std::mem::take(&mut self.waiters) {
             let _ = w.send(self.fold());
         }

@@ -492,22 +492,27 @@ pub(crate) struct Shared {
 impl Shared {
     /// Observes an exchange's first derivation: its Prometheus series and its spans. Called by a
     /// deriver thread or the writer, never by the hot path, a replay or a re-derivation.
-    /// Rows for the DuckDB thread are over `max_pending_bytes` (held, or sent and not taken in):
-    /// a deriver or the writer then sends an exchange whose messages are already durable in the
-    /// journal without its rows (`NoRows::Shed`), and the DuckDB thread derives it again from the
-    /// journal when its batch comes.
-    fn db_queue_over(&self) -> bool {
-        self.stats.db_queue_bytes.load(Ordering::Relaxed)
+    /// Hands an exchange's derived rows (its latest message journal write `mark`) over to the
+    /// DuckDB thread, the metrics observing them once. When the rows for the DuckDB thread (held, or
+    /// sent and not taken in) are over `max_pending_bytes` and the exchange is durable in the
+    /// journal, it goes without them (`NoRows::Shed`) and the DuckDB thread derives it again from
+    /// the journal when its batch comes.
+    fn hand_over(&self, d: derive::Derived, mark: u64) -> committer::Handed {
+        self.observe(&d);
+        let bytes = d.approx_bytes();
+        let over = self.stats.db_queue_bytes.load(Ordering::Relaxed)
             + self.db_inbound_bytes.load(Ordering::Relaxed)
-            > self.db_bytes_cap
-    }
-
-    /// Whether an exchange whose latest message is journal write `mark` can go without its rows.
-    fn may_shed(&self, mark: u64) -> bool {
-        mark != u64::MAX
+            > self.db_bytes_cap;
+        if over
+            && mark != u64::MAX
             && self.journal_ok.load(Ordering::SeqCst)
             && mark <= self.journal_synced.load(Ordering::SeqCst)
-            && self.db_queue_over()
+        {
+            return (Err(committer::NoRows::Shed(bytes)), 0);
+        }
+        self.db_inbound_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        (Ok(Box::new(d)), bytes)
     }
 
     fn observe(&self, d: &derive::Derived) {

@@ -160,23 +160,12 @@ fn run_deriver(
             .stats
             .derive_queue_bytes
             .fetch_sub(bytes as u64, Ordering::Relaxed);
-        let done_msg =
+        let handed =
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| derive(msgs, &ctx))) {
-                Ok(d) => {
-                    shared.observe(&d);
-                    if shared.may_shed(mark) {
-                        (ticket, Err(NoRows::Shed(d.approx_bytes())), 0)
-                    } else {
-                        let n = d.approx_bytes();
-                        shared
-                            .db_inbound_bytes
-                            .fetch_add(n as u64, Ordering::Relaxed);
-                        (ticket, Ok(Box::new(d)), n)
-                    }
-                }
-                Err(_) => (ticket, Err(NoRows::Panicked), 0),
+                Ok(d) => shared.hand_over(d, mark),
+                Err(_) => (Err(NoRows::Panicked), 0),
             };
-        if done.send(done_msg).is_err() {
+        if done.send((ticket, handed)).is_err() {
             return;
         }
     }
@@ -557,19 +546,7 @@ impl Writer {
             // The queue is full (or there is no deriver): derive here.
             _ => Some(msgs),
         };
-        let mut shed = None;
-        let derived = job.and_then(|msgs| {
-            let d = derive(msgs, &self.derive);
-            self.shared.observe(&d);
-            if self.shared.may_shed(mark) {
-                shed = Some(d.approx_bytes());
-                return None;
-            }
-            self.shared
-                .db_inbound_bytes
-                .fetch_add(d.approx_bytes() as u64, Ordering::Relaxed);
-            Some(Box::new(d))
-        });
+        let derived = job.map(|msgs| self.shared.hand_over(derive(msgs, &self.derive), mark));
         self.outstanding += 1;
         let queued = Queued {
             ticket,
@@ -579,7 +556,6 @@ impl Writer {
             rows,
             events_taken,
             derived,
-            shed,
         };
         if self.db_tx.send(DbMsg::Queued(Box::new(queued))).is_err() {
             // The DuckDB thread is gone (a bug): the exchange stays in the journal for the next start.
