@@ -333,6 +333,7 @@ fn db_writer() -> (tempfile::TempDir, impl FnMut(&[&Derived])) {
         DbTuning {
             threads: Some(RECORDER_DB_THREADS),
             memory_limit: Some(RecorderConfig::default().db_memory_limit),
+            checkpoint_threshold: Some(RecorderConfig::default().db_checkpoint_threshold),
         },
     )
     .expect("DuckDB opens");

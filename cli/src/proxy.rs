@@ -83,6 +83,11 @@ pub struct ProxyArgs {
     /// file [default: 1073741824].
     #[arg(long, env = "AGENTCAP_DB_MEMORY_LIMIT")]
     db_memory_limit: Option<u64>,
+    /// Write what was recorded to DuckDB at least this often, in milliseconds: how far queries on the
+    /// live recording may lag behind the traffic (`POST /flush` on the admin listener writes at once)
+    /// [default: 1000].
+    #[arg(long)]
+    flush_interval_ms: Option<u64>,
     /// Connecting to the upstream may take this long, in milliseconds [default: 10000].
     #[arg(long)]
     connect_timeout_ms: Option<u64>,
@@ -190,6 +195,7 @@ impl ProxyArgs {
             redact: list(&self.redact),
             capture_cap: self.capture_cap,
             db_memory_limit: self.db_memory_limit,
+            flush_interval_ms: self.flush_interval_ms,
             connect_timeout_ms: self.connect_timeout_ms,
             response_timeout_ms: self.response_timeout_ms,
             idle_timeout_ms: self.idle_timeout_ms,

@@ -230,6 +230,9 @@ pub struct ProxySettings {
     pub capture_cap: Option<usize>,
     /// Memory of the recording's DuckDB instance, in bytes ([`RecorderConfig::db_memory_limit`]).
     pub db_memory_limit: Option<u64>,
+    /// How far the recording's tables may lag behind the traffic, in milliseconds
+    /// ([`RecorderConfig::flush_interval`]).
+    pub flush_interval_ms: Option<u64>,
     /// [`ProxyConfig::connect_timeout`], in milliseconds.
     pub connect_timeout_ms: Option<u64>,
     /// [`ProxyConfig::response_timeout`], in milliseconds.
@@ -323,6 +326,7 @@ impl ProxySettings {
             durability,
             capture_cap,
             db_memory_limit,
+            flush_interval_ms,
             connect_timeout_ms,
             response_timeout_ms,
             idle_timeout_ms,
@@ -376,6 +380,9 @@ impl ProxySettings {
         }
         if let Some(m) = self.db_memory_limit {
             recorder.db_memory_limit = m;
+        }
+        if let Some(ms) = self.flush_interval_ms {
+            recorder.flush_interval = Duration::from_millis(ms);
         }
         for r in self.redact.iter().flatten() {
             recorder
@@ -483,6 +490,7 @@ mod tests {
         assert_eq!(cfg.recorder.durability, rec.durability);
         assert_eq!(cfg.recorder.capture_cap, rec.capture_cap);
         assert_eq!(cfg.recorder.channel_capacity, rec.channel_capacity);
+        assert_eq!(cfg.recorder.flush_interval, rec.flush_interval);
         assert!(cfg.recorder.redact.is_empty());
         let admin = AdminConfig::default();
         assert_eq!(cfg.admin.limits, admin.limits);
@@ -509,6 +517,7 @@ mod tests {
             durability = "strict"
             capture_cap = 100
             idle_timeout_ms = 1234
+            flush_interval_ms = 50
             admin_max_rows = 7
             admin_allow_host = ["file.local"]
             redact = ["file-[0-9]+"]
@@ -529,6 +538,7 @@ mod tests {
         assert_eq!(cfg.upstream.to_string(), "http://127.0.0.1:9/base");
         assert_eq!(cfg.recorder.durability, Durability::Strict);
         assert_eq!(cfg.idle_timeout, Duration::from_millis(1234));
+        assert_eq!(cfg.recorder.flush_interval, Duration::from_millis(50));
         assert_eq!(cfg.admin.limits.max_rows, 7);
         let defaults = ProxyConfig::new(cfg.upstream.clone(), RecorderConfig::default());
         assert_eq!(cfg.connect_timeout, defaults.connect_timeout);

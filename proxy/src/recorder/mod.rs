@@ -73,8 +73,8 @@ pub use query::{
 #[serde(rename_all = "snake_case")]
 pub enum Durability {
     /// The journal is group-committed every `journal_commit_interval`; a crash loses at most
-    /// about that window (plus whatever sat in the channel, which the writer drains at once: it
-    /// never waits on DuckDB).
+    /// about that window (plus whatever sat in the channel: while traffic flows, the writer takes
+    /// the channel in once per interval, just before it commits; it never waits on DuckDB).
     #[default]
     Batched,
     /// As batched, but whenever a [`RecorderHandle::send_durable`] acknowledgement is waiting,
@@ -105,7 +105,10 @@ pub struct RecorderConfig {
     pub spill_queue_bytes: usize,
     /// Commit to DuckDB once this many rows are pending (default 10 000)…
     pub batch_rows: usize,
-    /// …or once the oldest pending row is this old (default 200 ms), and on shutdown.
+    /// …or once the oldest pending row is this old (default 1 s), and on shutdown: how far queries on
+    /// the live recording may lag behind the traffic (`POST /flush` writes at once). Each batch costs
+    /// DuckDB a plan per table and a commit, whatever its size: at 1,000 exchanges/s, batches every
+    /// 1 s instead of 200 ms took the DuckDB thread's CPU down by about 30 %.
     pub flush_interval: Duration,
     /// Shortest time between two folds of `conversation_updates` into `conversations` while traffic flows
     /// (default 2 s; the DuckDB thread also waits 20 times the last fold's duration): how far the
@@ -138,6 +141,13 @@ pub struct RecorderConfig {
     /// shipper). What does not fit goes to DuckDB's temporary directory next to the file
     /// (`<db>.tmp`); without it DuckDB would take up to 80 % of the machine's memory.
     pub db_memory_limit: u64,
+    /// DuckDB's write-ahead log may grow to this many bytes before DuckDB checkpoints it into the
+    /// file (default 128 MiB; DuckDB's own default is 16 MiB). Every checkpoint writes the
+    /// `conversations` table's primary-key index anew, so its cost grows with the recording (about
+    /// 40 ms per million rows of an indexed table with DuckDB 2.0, whatever was appended since the
+    /// last one): fewer checkpoints cost less in all. The price: a WAL file of up to this size beside
+    /// the database, replayed when it is opened after a crash.
+    pub db_checkpoint_threshold: u64,
     /// Give the database instance a private scratch directory (a fresh temporary directory,
     /// removed with the recorder) as its one `allowed_directories` entry, so the admin listener's
     /// `POST /export` can `COPY` there ([`open_db_with`]). Off by default (external access stays
@@ -160,7 +170,7 @@ impl Default for RecorderConfig {
             channel_bytes: 32 * 1024 * 1024,
             spill_queue_bytes: 64 * 1024 * 1024,
             batch_rows: 10_000,
-            flush_interval: Duration::from_millis(200),
+            flush_interval: Duration::from_secs(1),
             conversation_fold_interval: Duration::from_secs(2),
             journal_commit_interval: Duration::from_millis(5),
             durability: Durability::Batched,
@@ -171,6 +181,7 @@ impl Default for RecorderConfig {
             message_gap_limit: Duration::from_secs(30),
             max_pending_bytes: 64 * 1024 * 1024,
             db_memory_limit: 1024 * 1024 * 1024,
+            db_checkpoint_threshold: 128 * 1024 * 1024,
             export_scratch: false,
             otlp: None,
             ship_spool: false,
@@ -630,6 +641,8 @@ pub struct DbTuning {
     pub threads: Option<i64>,
     /// `memory_limit`, in bytes (DuckDB's default: 80 % of the machine's memory).
     pub memory_limit: Option<u64>,
+    /// `checkpoint_threshold`, in bytes of write-ahead log (DuckDB's default: 16 MiB).
+    pub checkpoint_threshold: Option<u64>,
 }
 
 /// DuckDB worker threads of the recorder's instance: one, the calling thread. The recorder's
@@ -656,6 +669,9 @@ pub fn open_db_tuned(
     }
     if let Some(bytes) = tuning.memory_limit {
         config = config.max_memory(&format!("{bytes}B"))?;
+    }
+    if let Some(bytes) = tuning.checkpoint_threshold {
+        config = config.with("checkpoint_threshold", format!("{bytes}B"))?;
     }
     if allowed.is_empty() {
         config = config.enable_external_access(false)?;
@@ -739,6 +755,7 @@ impl Recorder {
             DbTuning {
                 threads: Some(RECORDER_DB_THREADS),
                 memory_limit: Some(cfg.db_memory_limit),
+                checkpoint_threshold: Some(cfg.db_checkpoint_threshold),
             },
         )?;
         schema::migrate(&conn)?;

@@ -2296,6 +2296,48 @@ async fn the_recordings_duckdb_memory_is_bounded_and_bigger_queries_spill() {
     rec.shutdown().unwrap();
 }
 
+/// DuckDB checkpoints the recording's write-ahead log into the file once it passes
+/// `db_checkpoint_threshold` (128 MiB unless configured, not DuckDB's 16 MiB): under the threshold
+/// the WAL keeps what was written, past it the commit that crossed it empties it.
+#[tokio::test]
+async fn the_recordings_wal_is_checkpointed_past_db_checkpoint_threshold() {
+    // 200 requests of 4 KiB each, in four commits: about 3 MB of WAL.
+    let kept = wal_after_200_exchanges(None, "128.0 MiB").await;
+    assert!(kept > 800 * 1024, "WAL {kept} bytes");
+    let checkpointed = wal_after_200_exchanges(Some(256 * 1024), "256.0 KiB").await;
+    assert!(checkpointed < 256 * 1024, "WAL {checkpointed} bytes");
+}
+
+/// The size of the WAL after 200 exchanges of 4 KiB, flushed every 50, with `db_checkpoint_threshold`
+/// set to `threshold` (default: `None`), which DuckDB must report as `expect`.
+async fn wal_after_200_exchanges(threshold: Option<u64>, expect: &str) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path());
+    if let Some(t) = threshold {
+        cfg.db_checkpoint_threshold = t;
+    }
+    let db = cfg.db_path.clone();
+    let rec = Recorder::open(cfg).unwrap();
+    let h = rec.handle();
+    assert_eq!(
+        scalar(&h, "SELECT current_setting('checkpoint_threshold')"),
+        json!(expect)
+    );
+    for i in 0..200 {
+        Ex::new("POST", "/v1/conversations")
+            .json(&json!({"inputs": "x".repeat(4096), "model": MODEL}))
+            .reply(200, &turn_response(&format!("conv_wal_{i}"), small_usage()))
+            .end()
+            .send(&h);
+        if i % 50 == 49 {
+            h.flush().await.unwrap();
+        }
+    }
+    let wal = std::fs::metadata(db.with_extension("duckdb.wal")).map_or(0, |m| m.len());
+    rec.shutdown().unwrap();
+    wal
+}
+
 /// The JSON operators work on the recording's JSON-text columns, through the recorder's query path
 /// (the admin `/query`) and on a file (`agentcap query --db FILE`); `duckdb_extensions()`, which
 /// would list a directory on disk, is refused with the reason instead of a file-system error.
