@@ -76,9 +76,10 @@ o.append("- Each peer runs interleaved request by request with the twin directly
          "is not hidden.\n")
 
 # ---- targets
-def load_of(peer, rate):
+def load_of(peer, rate, run=None):
+    """The peer's load at that rate: its first one, or the one of that run."""
     for r in sec("load"):
-        if r["peer"] == peer and round(r["rate_per_target"]) == rate:
+        if r["peer"] == peer and round(r["rate_per_target"]) == rate and run in (None, r.get("run", 1)):
             return r
     return None
 
@@ -345,12 +346,13 @@ for r in sec("load"):
     if r["peer"] != "agentcap" or added(r, "p99_us") is None:
         continue
     rate = round(r["rate_per_target"])
+    run = r.get("run", 1)
     for other in ("nginx", "mitmdump"):
-        x = load_of(other, rate)
+        x = load_of(other, rate, run)
         if x is None:
             continue
         if added(x, "p99_us") is None:
-            ratios.append(f"- {rate} req/s: {other} answered {x['targets'][0]['ok']}/{x['targets'][0]['requests']}; no ratio")
+            ratios.append(f"- {rate} req/s, run {run}: {other} answered {x['targets'][0]['ok']}/{x['targets'][0]['requests']}; no ratio")
             continue
         a99, b99 = added(r, "p99_us"), added(x, "p99_us")
         if other == "nginx":
@@ -358,7 +360,7 @@ for r in sec("load"):
                      f"nginx's is below 0.1 ms (noise), against a 0.1 ms floor agentcap / nginx = {a99 / 100:.2f}")
         else:
             ratio = f"mitmdump / agentcap = {b99 / a99:.1f}" if a99 > 0 else "agentcap's ≤ 0: ratio undefined"
-        ratios.append(f"- {rate} req/s: added p99 agentcap {ms(a99)}, {other} {ms(b99)}: {ratio}")
+        ratios.append(f"- {rate} req/s, run {run}: added p99 agentcap {ms(a99)}, {other} {ms(b99)}: {ratio}")
 if ratios:
     o.append("\nRatios of added p99 in the same run:\n")
     o.extend(ratios)
