@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use agentcap_proxy::ProxyConfig;
 use agentcap_proxy::config::ProxySettings;
-use agentcap_proxy::recorder::Durability;
+use agentcap_proxy::recorder::{BackgroundPriority, Durability};
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
@@ -17,6 +17,15 @@ pub enum DurabilityArg {
     Batched,
     /// A response's last frame reaches the client only once its record is on disk (audit grade).
     Strict,
+}
+
+/// How the recorder's background threads give the cores to forwarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackgroundArg {
+    /// Linux's SCHED_IDLE: they run on the time forwarding leaves (default).
+    Idle,
+    /// A higher nice value: about a tenth of a busy core, whatever forwarding needs.
+    Low,
 }
 
 /// Flags of `agentcap proxy`. Every flag may also come from `--config FILE` (TOML, same names with `_`:
@@ -72,6 +81,10 @@ pub struct ProxyArgs {
     /// Recording durability [default: batched].
     #[arg(long, value_enum, env = "AGENTCAP_DURABILITY")]
     durability: Option<DurabilityArg>,
+    /// How the recorder's DuckDB thread, derivers and shipper give the cores to forwarding; the
+    /// journal writer keeps the normal priority [default: idle].
+    #[arg(long, value_enum)]
+    background_priority: Option<BackgroundArg>,
     /// Mask matches of this regular expression in stored bodies (repeatable).
     #[arg(long, value_name = "REGEX")]
     redact: Vec<String>,
@@ -191,6 +204,10 @@ impl ProxyArgs {
             durability: self.durability.map(|d| match d {
                 DurabilityArg::Batched => Durability::Batched,
                 DurabilityArg::Strict => Durability::Strict,
+            }),
+            background_priority: self.background_priority.map(|p| match p {
+                BackgroundArg::Idle => BackgroundPriority::Idle,
+                BackgroundArg::Low => BackgroundPriority::Low,
             }),
             redact: list(&self.redact),
             capture_cap: self.capture_cap,

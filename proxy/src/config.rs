@@ -17,7 +17,7 @@ use serde::Deserialize;
 use crate::ProxyError;
 use crate::admin::AdminConfig;
 use crate::conn::{self, ConnLimits};
-use crate::recorder::{Durability, RecorderConfig};
+use crate::recorder::{BackgroundPriority, Durability, RecorderConfig};
 use crate::ship::ShipConfig;
 
 /// The upstream every request goes to unless configured.
@@ -224,6 +224,8 @@ pub struct ProxySettings {
     pub auth_token: Option<String>,
     /// `batched` or `strict` ([`RecorderConfig::durability`]).
     pub durability: Option<Durability>,
+    /// `idle` or `low` ([`RecorderConfig::background_priority`]).
+    pub background_priority: Option<BackgroundPriority>,
     /// Regular expressions masked in stored bodies. The overlay's patterns are added to the base's.
     pub redact: Option<Vec<String>>,
     /// Largest body stored per request or response, in bytes ([`RecorderConfig::capture_cap`]).
@@ -324,6 +326,7 @@ impl ProxySettings {
             tls_key,
             auth_token,
             durability,
+            background_priority,
             capture_cap,
             db_memory_limit,
             flush_interval_ms,
@@ -374,6 +377,9 @@ impl ProxySettings {
         }
         if let Some(d) = self.durability {
             recorder.durability = d;
+        }
+        if let Some(p) = self.background_priority {
+            recorder.background_priority = p;
         }
         if let Some(c) = self.capture_cap {
             recorder.capture_cap = c;
@@ -488,6 +494,7 @@ mod tests {
         let rec = RecorderConfig::default();
         assert_eq!(cfg.recorder.db_path, rec.db_path);
         assert_eq!(cfg.recorder.durability, rec.durability);
+        assert_eq!(cfg.recorder.background_priority, rec.background_priority);
         assert_eq!(cfg.recorder.capture_cap, rec.capture_cap);
         assert_eq!(cfg.recorder.channel_capacity, rec.channel_capacity);
         assert_eq!(cfg.recorder.flush_interval, rec.flush_interval);
@@ -515,6 +522,7 @@ mod tests {
             upstream = "http://127.0.0.1:9/base"
             db = "file.duckdb"
             durability = "strict"
+            background_priority = "low"
             capture_cap = 100
             idle_timeout_ms = 1234
             flush_interval_ms = 50
@@ -537,6 +545,7 @@ mod tests {
         assert_eq!(cfg.recorder.capture_cap, 200);
         assert_eq!(cfg.upstream.to_string(), "http://127.0.0.1:9/base");
         assert_eq!(cfg.recorder.durability, Durability::Strict);
+        assert_eq!(cfg.recorder.background_priority, BackgroundPriority::Low);
         assert_eq!(cfg.idle_timeout, Duration::from_millis(1234));
         assert_eq!(cfg.recorder.flush_interval, Duration::from_millis(50));
         assert_eq!(cfg.admin.limits.max_rows, 7);

@@ -807,10 +807,11 @@ impl ShipperThread {
 pub fn spawn(mut shipper: Shipper, recorder: RecorderHandle) -> Result<ShipperThread, ShipError> {
     let (ctl, rx) = crossbeam_channel::bounded(1);
     let dir = shipper.dir.clone();
+    let background = recorder.background_priority();
     let join = std::thread::Builder::new()
         .name("agentcap-ship".into())
         .spawn(move || {
-            crate::recorder::background_priority();
+            crate::recorder::background_priority(background);
             run(&mut shipper, &recorder, &rx);
         })
         .map_err(io(&dir))?;

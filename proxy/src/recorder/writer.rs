@@ -252,6 +252,7 @@ impl Writer {
             .clamp(1, 4);
         let derivers = (0..n)
             .filter_map(|i| {
+                let background = init.cfg.background_priority;
                 let (ctx, jobs, done, shared) = (
                     init.derive.clone(),
                     jobs_rx.clone(),
@@ -261,7 +262,7 @@ impl Writer {
                 std::thread::Builder::new()
                     .name(format!("agentcap-derive-{i}"))
                     .spawn(move || {
-                        super::background_priority();
+                        super::background_priority(background);
                         run_deriver(ctx, jobs, done, shared)
                     })
                     .ok()
