@@ -94,7 +94,8 @@ pub enum BackgroundPriority {
     /// Linux's `SCHED_IDLE` (elsewhere as `low`): a forwarding thread that wakes takes the core from
     /// them at once. They run on the time forwarding leaves; on cores saturated for long that is
     /// little, and the journal and the recorder's memory bounds hold the backlog until it is written.
-    /// On two cores at 1,000 req/s the added p99 went from 0.72–0.82 to 0.14–0.36 ms (four runs each).
+    /// On two cores at 1,000 req/s the added p99 went from 0.53–0.96 ms (`low`) to 0.14–0.36 ms
+    /// (eight runs each).
     #[default]
     Idle,
     /// A higher nice value (about 9): they get about a tenth of a busy core whatever forwarding
