@@ -365,7 +365,7 @@ fn outcome_name(o: &str) -> &'static str {
 
 impl RecorderMirror {
     fn register(registry: &mut Registry) -> Self {
-        let counters: [(&str, &str, Get); 19] = [
+        let counters: [(&str, &str, Get); 20] = [
             ("received", "Messages handed to the recorder", |s| {
                 s.received
             }),
@@ -413,6 +413,11 @@ impl RecorderMirror {
                 "exchanges_rederived",
                 "Exchanges whose rows did not fit in memory while DuckDB was behind, derived again from the journal",
                 |s| s.exchanges_rederived,
+            ),
+            (
+                "exchanges_derived_by_writer",
+                "Exchanges the journal writer derived itself because the derive queue was full",
+                |s| s.exchanges_derived_by_writer,
             ),
             (
                 "replayed_exchanges",

@@ -343,6 +343,7 @@ struct StatsAtomics {
     strict_not_durable: AtomicU64,
     exchanges_incomplete: AtomicU64,
     exchanges_rederived: AtomicU64,
+    exchanges_derived_by_writer: AtomicU64,
     derive_queue_bytes: AtomicU64,
     db_queue_bytes: AtomicU64,
     channel_bytes: AtomicU64,
@@ -374,6 +375,7 @@ impl StatsAtomics {
             strict_not_durable: g(&self.strict_not_durable),
             exchanges_incomplete: g(&self.exchanges_incomplete),
             exchanges_rederived: g(&self.exchanges_rederived),
+            exchanges_derived_by_writer: g(&self.exchanges_derived_by_writer),
             spill_queue: 0,
             spill_queue_bytes: g(&self.spill_queue_bytes),
             channel_bytes: g(&self.channel_bytes),
@@ -480,6 +482,8 @@ pub(crate) struct Shared {
     db_fault: AtomicBool,
     /// Test hook: the DuckDB thread takes rows but writes none (a DuckDB slower than the traffic).
     db_paused: AtomicBool,
+    /// Test hook: the derivers take no job (a deriver that already holds one keeps it).
+    derive_paused: AtomicBool,
     /// Bytes of derived rows sent to the DuckDB thread and not taken in by it yet (with the held
     /// rows, `db_queue_bytes`).
     db_inbound_bytes: AtomicU64,
@@ -801,6 +805,7 @@ impl Recorder {
             stats: StatsAtomics::default(),
             db_fault: AtomicBool::new(false),
             db_paused: AtomicBool::new(false),
+            derive_paused: AtomicBool::new(false),
             db_inbound_bytes: AtomicU64::new(0),
             db_bytes_cap: cfg.max_pending_bytes as u64,
             background: cfg.background_priority,
@@ -1098,6 +1103,12 @@ impl RecorderHandle {
     /// front of it. A flush still writes (and waits for) everything.
     pub fn set_db_paused(&self, paused: bool) {
         self.shared.db_paused.store(paused, Ordering::SeqCst);
+    }
+
+    /// Test hook: while `true`, the deriver threads derive nothing (each holds at most the job it
+    /// had taken), so the derive queue fills and the journal writer derives the rest itself.
+    pub fn set_derive_paused(&self, paused: bool) {
+        self.shared.derive_paused.store(paused, Ordering::SeqCst);
     }
 
     /// Test hook: while `true`, every write, commit or creation of a journal segment fails as

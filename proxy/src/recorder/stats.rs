@@ -54,6 +54,10 @@ pub struct RecorderStats {
     /// derived again from the journal when their batch was written (nothing lost; a saturated
     /// recorder shows here).
     pub exchanges_rederived: u64,
+    /// Exchanges the journal writer derived itself because the derive queue was full (or no deriver
+    /// thread runs): the derivers fall behind when this grows, and derivation then takes the
+    /// writer's time.
+    pub exchanges_derived_by_writer: u64,
     /// Gauge: messages waiting for the spill thread (read when the stats are taken).
     pub spill_queue: u64,
     /// Gauge: body bytes waiting for the spill thread. Past `spill_queue_bytes` the recorder is

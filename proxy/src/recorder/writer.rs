@@ -158,6 +158,9 @@ fn run_deriver(
             },
         };
         activity.saw_data();
+        while shared.derive_paused.load(Ordering::SeqCst) {
+            std::thread::sleep(DERIVE_POLL);
+        }
         let (ticket, msgs, bytes, mark) = job;
         shared
             .stats
@@ -566,6 +569,9 @@ impl Writer {
             // The queue is full (or there is no deriver): derive here.
             _ => Some(msgs),
         };
+        if job.is_some() {
+            StatsAtomics::add(&self.shared.stats.exchanges_derived_by_writer, 1);
+        }
         let derived = job.map(|msgs| self.shared.hand_over(derive(msgs, &self.derive), mark));
         self.outstanding += 1;
         let queued = Queued {

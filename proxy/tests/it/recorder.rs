@@ -2269,6 +2269,39 @@ async fn a_long_stream_behind_a_slow_duckdb_is_written_once() {
     assert!(journal_files(dir.path()).is_empty());
 }
 
+/// When the derive queue is full (4,096 jobs), the journal writer derives the exchange itself and
+/// counts it in `exchanges_derived_by_writer`; every exchange is still written.
+#[tokio::test]
+async fn a_full_derive_queue_is_derived_by_the_writer_and_counted() {
+    const N: u64 = 5_000;
+    // The queue's jobs, plus one held by each of at most four derivers.
+    const FLOOR: u64 = N - 4_096 - 4;
+    let dir = tempfile::tempdir().unwrap();
+    let rec = Recorder::open(config(dir.path())).unwrap();
+    let h = rec.handle();
+    h.set_derive_paused(true);
+    for i in 0..N {
+        Ex::new("POST", "/v1/conversations")
+            .json(&json!({"inputs": "hi", "model": MODEL}))
+            .reply(200, &turn_response(&format!("conv_dq_{i}"), small_usage()))
+            .end()
+            .send(&h);
+    }
+    crate::harness::poll_until(
+        "the writer deriving",
+        Duration::from_secs(120),
+        async || (h.stats().exchanges_derived_by_writer >= FLOOR).then_some(()),
+    )
+    .await;
+    h.set_derive_paused(false);
+    h.flush().await.unwrap();
+    let s = h.stats();
+    assert!(s.exchanges_derived_by_writer <= N - 4_096, "{s:?}");
+    assert_eq!(count(&h, "SELECT count(*) FROM exchanges"), 5_000);
+    let stats = rec.shutdown().unwrap();
+    assert_eq!(stats.records_dropped, 0);
+}
+
 /// The recording's DuckDB instance takes at most `db_memory_limit` (1 GiB unless configured, not DuckDB's
 /// 80 % of the machine); a query on the live recording that needs more spills to DuckDB's temporary
 /// directory, external access staying off, and still answers.
