@@ -529,8 +529,6 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// Observes an exchange's first derivation: its Prometheus series and its spans. Called by a
-    /// deriver thread or the writer, never by the hot path, a replay or a re-derivation.
     /// Hands an exchange's derived rows (its latest message journal write `mark`) over to the
     /// DuckDB thread, the metrics observing them once. When the rows for the DuckDB thread (held, or
     /// sent and not taken in) are over `max_pending_bytes` and the exchange is durable in the
@@ -554,6 +552,8 @@ impl Shared {
         (Ok(Box::new(d)), bytes)
     }
 
+    /// Observes an exchange's first derivation: its Prometheus series and its spans. Called by a
+    /// deriver thread or the writer, never by the hot path, a replay or a re-derivation.
     fn observe(&self, d: &derive::Derived) {
         self.metrics.observe(d);
         if let Some(t) = &self.tracer {
@@ -1222,6 +1222,7 @@ pub(crate) fn background_priority(p: BackgroundPriority) {
             }
         }
     }
+    #[cfg(not(target_os = "linux"))]
     let _ = p;
     let Ok(v) = ThreadPriorityValue::try_from(25u8) else {
         return;

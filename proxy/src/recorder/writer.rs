@@ -569,10 +569,10 @@ impl Writer {
             // The queue is full (or there is no deriver): derive here.
             _ => Some(msgs),
         };
-        if job.is_some() {
+        let derived = job.map(|msgs| {
             StatsAtomics::add(&self.shared.stats.exchanges_derived_by_writer, 1);
-        }
-        let derived = job.map(|msgs| self.shared.hand_over(derive(msgs, &self.derive), mark));
+            self.shared.hand_over(derive(msgs, &self.derive), mark)
+        });
         self.outstanding += 1;
         let queued = Queued {
             ticket,
