@@ -113,7 +113,10 @@ pub struct RecorderConfig {
     pub db_path: PathBuf,
     /// Journal directory; default: `<db file name>.journal/` beside the database.
     pub journal_dir: Option<PathBuf>,
-    /// Capacity of the bounded channel, in messages (default 65 536).
+    /// Capacity of the channel, in messages (default 65 536): a message finding this many waiting goes
+    /// to the spill file instead. Checked before each send, so the forwarding threads may overshoot it
+    /// by one message each; the channel allocates as it fills and frees as it drains, so an idle
+    /// recorder holds no memory for it.
     pub channel_capacity: usize,
     /// Capacity of the channel in body bytes (default 32 MiB): a message whose frame would take
     /// the channel past it goes to the spill file instead, like a message finding it full.
@@ -513,6 +516,8 @@ pub(crate) struct Shared {
     request_copy_limit: u64,
     /// `RecorderConfig::channel_bytes`.
     channel_bytes_cap: u64,
+    /// `RecorderConfig::channel_capacity`.
+    channel_capacity: usize,
     /// `RecorderConfig::spill_queue_bytes`.
     spill_bytes_cap: u64,
     /// The clock of [`Shared::pending_since_us`].
@@ -821,6 +826,7 @@ impl Recorder {
             spill_pushed: AtomicU64::new(0),
             request_copy_limit: body::request_copy_limit(cfg.capture_cap),
             channel_bytes_cap: cfg.channel_bytes as u64,
+            channel_capacity: cfg.channel_capacity,
             spill_bytes_cap: cfg.spill_queue_bytes as u64,
             started: Instant::now(),
             pending_since_us: AtomicU64::new(0),
@@ -840,7 +846,9 @@ impl Recorder {
         StatsAtomics::add(&shared.stats.journal_corrupt_bytes, replay.corrupt_bytes);
         *shared.query_conn.lock() = Some(conn.try_clone()?);
 
-        let (data_tx, data_rx) = crossbeam_channel::bounded(cfg.channel_capacity);
+        // Bounded by `channel_capacity` and `channel_bytes` in `RecorderHandle::enqueue`: an array
+        // channel of 65,536 slots would hold 7 MiB whether used or not.
+        let (data_tx, data_rx) = crossbeam_channel::unbounded();
         let (spill_tx, spill_rx) = crossbeam_channel::unbounded();
         let (ctl_tx, ctl_rx) = crossbeam_channel::unbounded();
         let spill = spill::SpillThread {
@@ -981,7 +989,9 @@ impl RecorderHandle {
             Err(TrySendError::Full(item))
         } else {
             let in_channel = s.channel_bytes.fetch_add(n, Ordering::Relaxed) + n;
-            let sent = if n > 0 && in_channel > self.shared.channel_bytes_cap {
+            let sent = if (n > 0 && in_channel > self.shared.channel_bytes_cap)
+                || self.data_tx.len() >= self.shared.channel_capacity
+            {
                 Err(TrySendError::Full(item))
             } else {
                 self.data_tx.try_send(item)

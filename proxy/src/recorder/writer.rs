@@ -248,7 +248,8 @@ pub(crate) struct Writer {
 
 impl Writer {
     pub fn new(init: WriterInit) -> Self {
-        let (jobs_tx, jobs_rx) = crossbeam_channel::bounded::<DeriveJob>(DERIVE_QUEUE_JOBS);
+        // Bounded in `Writer::finalize` (its only sender), so that an idle queue holds no memory.
+        let (jobs_tx, jobs_rx) = crossbeam_channel::unbounded::<DeriveJob>();
         // One deriver per spare core (at least one, at most four).
         let n = std::thread::available_parallelism()
             .map_or(1, |n| n.get().saturating_sub(1))
@@ -553,7 +554,10 @@ impl Writer {
         let events_taken = msgs.events_taken();
         let gauge = &self.shared.stats.derive_queue_bytes;
         let job = match &self.jobs_tx {
-            Some(tx) if gauge.load(Ordering::Relaxed) + bytes as u64 <= DERIVE_QUEUE_BYTES => {
+            Some(tx)
+                if gauge.load(Ordering::Relaxed) + bytes as u64 <= DERIVE_QUEUE_BYTES
+                    && tx.len() < DERIVE_QUEUE_JOBS =>
+            {
                 gauge.fetch_add(bytes as u64, Ordering::Relaxed);
                 match tx.try_send((ticket, msgs, bytes, mark)) {
                     Ok(()) => None,
