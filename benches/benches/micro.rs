@@ -318,6 +318,39 @@ fn derive_rows(full: bool, out: &mut Vec<Case>) {
         Throughput::Elements(1),
         move || fold_and_derive(&msgs, &ctx),
     ));
+    // What a borrowed or lazy scan of the bodies could save at most: the same two bodies parsed into
+    // `serde_json::Value`s (what derivation does) against only validated (`IgnoredAny`), the floor of
+    // any scan that still tells valid JSON from invalid.
+    let bodies: Vec<Bytes> = sync_exchange()
+        .into_iter()
+        .filter_map(|m| match m {
+            Msg::RequestBody { bytes, .. } | Msg::ResponseBody { bytes, .. } => Some(bytes),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bodies.len(), 2, "a request body and a response body");
+    let b = bodies.clone();
+    out.push(Case::pure(
+        "derive",
+        "sync_bodies/parse_value",
+        Throughput::Elements(1),
+        move || {
+            b.iter()
+                .filter(|b| serde_json::from_slice::<Value>(b).is_ok())
+                .count()
+        },
+    ));
+    out.push(Case::pure(
+        "derive",
+        "sync_bodies/validate_only",
+        Throughput::Elements(1),
+        move || {
+            bodies
+                .iter()
+                .filter(|b| serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok())
+                .count()
+        },
+    ));
 }
 
 /// A fresh recording (schema applied, opened like the recorder's) and a function that writes one batch of
