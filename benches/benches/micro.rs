@@ -334,23 +334,22 @@ fn derive_rows(full: bool, out: &mut Vec<Case>) {
         "derive",
         "sync_bodies/parse_value",
         Throughput::Elements(1),
-        move || {
-            b.iter()
-                .filter(|b| serde_json::from_slice::<Value>(b).is_ok())
-                .count()
-        },
+        move || parsed::<Value>(&b),
     ));
     out.push(Case::pure(
         "derive",
         "sync_bodies/validate_only",
         Throughput::Elements(1),
-        move || {
-            bodies
-                .iter()
-                .filter(|b| serde_json::from_slice::<serde::de::IgnoredAny>(b).is_ok())
-                .count()
-        },
+        move || parsed::<serde::de::IgnoredAny>(&bodies),
     ));
+}
+
+/// How many of `bodies` deserialize as a `T`.
+fn parsed<T: serde::de::DeserializeOwned>(bodies: &[Bytes]) -> usize {
+    bodies
+        .iter()
+        .filter(|b| serde_json::from_slice::<T>(b).is_ok())
+        .count()
 }
 
 /// A fresh recording (schema applied, opened like the recorder's) and a function that writes one batch of
