@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use crate::recorder::query::{check_predicate, explain_error, run_guarded, run_read_only};
 use crate::recorder::{
-    DbAccess, QueryCancel, QueryLimits, RecorderError, open_db_with, scratch_dir,
+    DbAccess, QueryCancel, QueryLimits, RecorderError, StopReason, open_db_with, scratch_dir,
 };
 
 /// The tables an export can hold, in the order they are written.
@@ -114,7 +114,10 @@ pub struct ExportRequest {
 pub struct ExportLimits {
     /// Most rows (HAR entries) in one file; the file then says it is capped.
     pub max_rows: u64,
-    /// Most bytes of one file; a larger one is refused (and removed).
+    /// Most bytes of one file; a larger one is refused (its file removed). The HAR writer counts
+    /// its bytes and stops before the cap. A table's `COPY` is measured once written: DuckDB's
+    /// order-preserving `COPY` writes most of its file in its final flush, where it checks no
+    /// interrupt, so it cannot be stopped part way (the row cap and the timeout bound it).
     pub max_bytes: u64,
     /// Each statement's timeout (the selection, then the `COPY` or the HAR read).
     pub timeout: Duration,
@@ -160,14 +163,14 @@ pub enum ExportError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file is larger than [`ExportLimits::max_bytes`].
+    /// The file would be, or is, larger than [`ExportLimits::max_bytes`]: removed.
     #[error(
-        "the {what} export is {bytes} bytes, over the {cap}-byte cap; narrow it with --since / --until / --where"
+        "the {what} export went past the {cap}-byte cap ({bytes} bytes written) and was removed; narrow it with --since / --until / --where"
     )]
     TooLarge {
         /// The table or `har`.
         what: String,
-        /// Its size.
+        /// What its file held: when the HAR writer stopped, or once a table's `COPY` was written.
         bytes: u64,
         /// The cap.
         cap: u64,
@@ -343,15 +346,21 @@ pub fn produce(
             .map(|n| n as u64)
         }
         None => run_guarded(conn, limits.timeout, cancel, || {
-            write_har(conn, ids.as_deref(), cap, &path)
+            write_har(conn, ids.as_deref(), cap, limits.max_bytes, &path)
         }),
     };
     let rows = match written {
         Ok(n) => n,
         Err(e) => {
+            let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
             // A statement that failed or was interrupted leaves no partial file.
             let _ = std::fs::remove_file(&path);
-            return Err(e.into());
+            return Err(match e {
+                RecorderError::QueryStopped {
+                    reason: StopReason::OverCap(cap),
+                } => ExportError::TooLarge { what, bytes, cap },
+                e => e.into(),
+            });
         }
     };
     let bytes = std::fs::metadata(&path).map_err(io(&path))?.len();
@@ -383,19 +392,70 @@ struct EventRow {
     data_truncated: Option<bool>,
 }
 
-/// Writes the HAR of the chosen exchanges to `path`, entry by entry (never the whole log in
-/// memory); returns the number of entries.
+/// The HAR file under its byte cap: a write that would take it past `cap` is refused (nothing of
+/// it written) and remembered.
+struct CappedFile {
+    file: std::fs::File,
+    written: u64,
+    cap: u64,
+    refused: bool,
+}
+
+impl Write for CappedFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.written.saturating_add(buf.len() as u64) > self.cap {
+            self.refused = true;
+            return Err(std::io::Error::other("over the export's byte cap"));
+        }
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Writes the HAR of the chosen exchanges (at most `cap` entries) to `path`, entry by entry (never
+/// the whole log in memory); returns the number of entries. Stopped with [`StopReason::OverCap`]
+/// before the file would pass `max_bytes`.
 fn write_har(
     conn: &Connection,
     ids: Option<&str>,
     cap: i64,
+    max_bytes: u64,
     path: &Path,
 ) -> Result<u64, RecorderError> {
     let file = std::fs::File::create(path).map_err(|source| RecorderError::Scratch {
         path: path.to_owned(),
         source,
     })?;
-    let mut out = BufWriter::with_capacity(256 * 1024, file);
+    let mut out = BufWriter::with_capacity(
+        256 * 1024,
+        CappedFile {
+            file,
+            written: 0,
+            cap: max_bytes,
+            refused: false,
+        },
+    );
+    let written = write_har_entries(conn, ids, cap, path, &mut out);
+    if out.get_ref().refused {
+        return Err(RecorderError::QueryStopped {
+            reason: StopReason::OverCap(max_bytes),
+        });
+    }
+    written
+}
+
+fn write_har_entries(
+    conn: &Connection,
+    ids: Option<&str>,
+    cap: i64,
+    path: &Path,
+    out: &mut impl Write,
+) -> Result<u64, RecorderError> {
     let fail = |source: std::io::Error| RecorderError::Scratch {
         path: path.to_owned(),
         source,
@@ -424,7 +484,7 @@ fn write_har(
         if n > 0 {
             out.write_all(b",").map_err(fail)?;
         }
-        serde_json::to_writer(&mut out, &entry).map_err(|e| fail(e.into()))?;
+        serde_json::to_writer(&mut *out, &entry).map_err(|e| fail(e.into()))?;
         n += 1;
     }
     out.write_all(b"]}}\n").map_err(fail)?;

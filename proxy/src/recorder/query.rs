@@ -120,6 +120,8 @@ pub enum StopReason {
     ClientGone,
     /// The recorder is shutting down.
     Shutdown,
+    /// The file it wrote would have passed this many bytes (the HAR export's writer).
+    OverCap(u64),
 }
 
 impl std::fmt::Display for StopReason {
@@ -132,6 +134,9 @@ impl std::fmt::Display for StopReason {
             ),
             StopReason::ClientGone => f.write_str("the client went away"),
             StopReason::Shutdown => f.write_str("the proxy is shutting down"),
+            StopReason::OverCap(cap) => {
+                write!(f, "the file it wrote would have passed the {cap}-byte cap")
+            }
         }
     }
 }

@@ -4,8 +4,11 @@
 use std::path::Path;
 
 use agentcap_proxy::admin::Source;
-use agentcap_proxy::export::{ExportFormat, ExportOptions, Filter, TABLES, export_file};
-use agentcap_proxy::recorder::{DbAccess, open_db, open_db_with};
+use agentcap_proxy::export::{
+    ExportError, ExportFormat, ExportLimits, ExportOptions, ExportRequest, Filter, TABLES,
+    export_file, produce,
+};
+use agentcap_proxy::recorder::{DbAccess, QueryCancel, open_db, open_db_with, schema, scratch_dir};
 use agentcap_sim::SimConfig;
 use agentcap_wire::har::Har;
 use http::Method;
@@ -284,6 +287,64 @@ async fn a_where_that_tries_to_write_or_escape_is_refused() {
     )
     .expect("a plain predicate");
     assert_eq!(rep.files[0].rows, 1);
+}
+
+/// The byte cap of an export: the HAR writer counts its bytes and stops before the cap (it used to
+/// write the whole file, then refuse it); a table's `COPY`, measured once written, is refused too.
+/// Neither leaves a file behind.
+#[test]
+fn a_har_stops_at_its_byte_cap_and_a_table_over_it_is_removed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("big.duckdb");
+    {
+        let conn = open_db(Some(&db), DbAccess::ReadWrite).expect("a recording");
+        schema::migrate(&conn).expect("schema");
+        // 20,000 exchanges with a 1 kB body each: over 30 MB as HAR, 30 times the cap.
+        conn.execute_batch(
+            "INSERT INTO exchanges (id, started_at, method, path, status, outcome, request_body_raw) \
+             SELECT printf('x%08d', i), to_timestamp(1767225600 + i), \
+             'POST', '/v1/conversations', 200, 'complete', repeat('b', 1000) || i \
+             FROM range(20000) t(i)",
+        )
+        .expect("rows");
+    }
+    let outside = tempfile::tempdir_in(dir.path()).expect("a directory for the scratch one");
+    let scratch = scratch_dir(Some(outside.path())).expect("scratch");
+    let conn = open_db_with(Some(&db), DbAccess::ReadOnly, &[scratch.path()]).expect("opens");
+    let cap = 1 << 20;
+    let limits = ExportLimits {
+        max_bytes: cap,
+        ..ExportLimits::default()
+    };
+    for (format, table) in [
+        (ExportFormat::Har, None),
+        (ExportFormat::Jsonl, Some("exchanges")),
+    ] {
+        let req = ExportRequest {
+            format,
+            table: table.map(str::to_owned),
+            filter: Filter::default(),
+        };
+        match produce(&conn, scratch.path(), &req, &limits, &QueryCancel::new()) {
+            Err(ExportError::TooLarge { bytes, cap: c, .. }) => {
+                assert_eq!(c, cap);
+                if format == ExportFormat::Har {
+                    assert!(
+                        bytes <= cap,
+                        "the HAR writer wrote {bytes} bytes, over the cap"
+                    );
+                } else {
+                    assert!(bytes > cap, "{bytes} bytes");
+                }
+            }
+            other => panic!("{format:?}: not refused as too large: {other:?}"),
+        }
+        let left: Vec<_> = std::fs::read_dir(scratch.path())
+            .expect("listed")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        assert!(left.is_empty(), "{format:?} left {left:?}");
+    }
 }
 
 #[test]
