@@ -25,7 +25,9 @@ use crate::exchange::Exchange;
 use crate::forward::{self, UpstreamClient};
 use crate::record::{HttpVersion, Msg, Outcome, RequestInfo};
 use crate::recorder::{Durability, RecorderHandle};
-use crate::tee::{BoxError, RequestTee, ResponseTee, abort_signal, aborted, error_chain};
+use crate::tee::{
+    BoxError, HeldUntilDurable, RequestTee, ResponseTee, abort_signal, aborted, error_chain,
+};
 
 /// Body type of every response the proxy sends.
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -74,9 +76,10 @@ fn json_error(status: StatusCode, message: &str, ty: &str, code: &str) -> Respon
     r
 }
 
-/// Records a response the proxy made up (502, 504, ...) and ends the exchange (logs it once).
+/// Records a response the proxy made up (502, 504, ...) and ends the exchange (logs it once). In
+/// strict durability its body waits for the record, as a forwarded response's end does.
 fn record_local_response(
-    ex: &Exchange,
+    ex: &Arc<Exchange>,
     resp: Response<ProxyBody>,
     body: &str,
     outcome: Outcome,
@@ -93,15 +96,18 @@ fn record_local_response(
         upstream_version: None,
     });
     ex.add_out(body.len());
+    let bytes = Bytes::copy_from_slice(body.as_bytes());
     ex.record(Msg::ResponseBody {
         id: ex.id,
         seq: ex.next_seq(),
         at_us,
-        bytes: Bytes::copy_from_slice(body.as_bytes()),
+        bytes: bytes.clone(),
     });
     ex.upstream_done();
-    ex.end(outcome, Some(error));
-    resp
+    match ex.end(outcome, Some(error)) {
+        Some(ack) => resp.map(|_| HeldUntilDurable::new(bytes, ack, ex.clone()).boxed()),
+        None => resp,
+    }
 }
 
 fn local(status: StatusCode, message: &str, ty: &str, code: &str) -> (Response<ProxyBody>, String) {

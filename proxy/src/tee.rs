@@ -269,15 +269,79 @@ impl<B> ResponseTee<B> {
         self.ack = None;
         self.held = None;
         self.done = true;
-        self.ex.not_durable();
-        if let Some(skipped) = NOT_DURABLE_LOG.allow() {
-            tracing::error!(exchange = %self.ex.id, reason = why, not_logged_since_last = skipped,
-                "agentcap: strict durability: a response's record is not durable; ending the client's stream with an error (one line per 10 s at most; `strict_not_durable` in /metrics.json counts them all)");
+        Poll::Ready(Some(Err(not_durable(&self.ex, why))))
+    }
+}
+
+/// Counts and logs (rate-limited) a strict-mode response whose record is not durable, and gives
+/// the error its body ends with.
+fn not_durable(ex: &Exchange, why: &str) -> BoxError {
+    ex.not_durable();
+    if let Some(skipped) = NOT_DURABLE_LOG.allow() {
+        tracing::error!(exchange = %ex.id, reason = why, not_logged_since_last = skipped,
+            "agentcap: strict durability: a response's record is not durable; ending the client's stream with an error (one line per 10 s at most; `strict_not_durable` in /metrics.json counts them all)");
+    }
+    format!(
+        "agentcap: the response was not completed because its recording could not be made durable (--durability strict): {why}"
+    )
+    .into()
+}
+
+/// The body of a response the proxy made itself (a 502, a 504, ...) in strict durability: held
+/// until the exchange's record is durable, as a forwarded response's end is ([`ResponseTee`]);
+/// when the record is not durable within [`STRICT_ACK_WAIT`], the body ends with an error instead.
+pub struct HeldUntilDurable {
+    body: Option<Bytes>,
+    ack: Option<DurableAck>,
+    timer: Pin<Box<Sleep>>,
+    ex: Arc<Exchange>,
+}
+
+impl HeldUntilDurable {
+    /// Holds `body` until `ack` (the end of `ex`) resolves.
+    pub fn new(body: Bytes, ack: DurableAck, ex: Arc<Exchange>) -> Self {
+        Self {
+            body: Some(body),
+            ack: Some(ack),
+            timer: Box::pin(tokio::time::sleep(STRICT_ACK_WAIT)),
+            ex,
         }
-        Poll::Ready(Some(Err(format!(
-            "agentcap: the response was not completed because its recording could not be made durable (--durability strict): {why}"
-        )
-        .into())))
+    }
+}
+
+impl Body for HeldUntilDurable {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Some(ack) = this.ack.as_mut() {
+            let why = match Pin::new(ack).poll(cx) {
+                Poll::Ready(Ok(())) => None,
+                Poll::Ready(Err(why)) => Some(why.to_string()),
+                Poll::Pending if this.timer.as_mut().poll(cx).is_ready() => {
+                    Some(format!("not durable within {STRICT_ACK_WAIT:?}"))
+                }
+                Poll::Pending => return Poll::Pending,
+            };
+            this.ack = None;
+            if let Some(why) = why {
+                this.body = None;
+                return Poll::Ready(Some(Err(not_durable(&this.ex, &why))));
+            }
+        }
+        Poll::Ready(this.body.take().map(|b| Ok(Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ack.is_none() && self.body.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.body.as_ref().map_or(0, |b| b.len() as u64))
     }
 }
 

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use serde_json::json;
 
-use crate::harness::rig_with;
+use crate::harness::{proxy_config, rig_with};
 
 fn start_body(stream: bool) -> Option<serde_json::Value> {
     Some(json!({"model": "m", "inputs": "hello", "stream": stream}))
@@ -58,6 +58,52 @@ async fn strict_mode_with_a_failing_journal_ends_responses_with_an_error() {
         }
         assert!(Instant::now() < deadline, "the journal never recovered");
     }
+}
+
+/// A response the proxy makes itself (here a 502: nothing listens upstream) is held for its record
+/// in strict mode too: whole with a healthy journal, ended with an error when the journal fails
+/// (it used to go out in full whatever the journal did).
+#[tokio::test]
+async fn strict_mode_holds_the_proxys_own_responses_for_their_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let mut cfg = proxy_config(&format!("http://127.0.0.1:{port}"), dir.path());
+    cfg.recorder.durability = Durability::Strict;
+    let proxy = agentcap_proxy::start(cfg).await.unwrap();
+    let rec = proxy.recorder().clone();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let send = || async {
+        let req = http::Request::post(format!("http://{}/v1/conversations", proxy.addr()))
+            .body(http_body_util::Full::new(Bytes::from_static(b"{}")))
+            .unwrap();
+        let resp = client.request(req).await.map_err(|e| e.to_string())?;
+        let status = resp.status();
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map(|b| (status, b.to_bytes()))
+            .map_err(|e| e.to_string())
+    };
+    let (status, body) = send()
+        .await
+        .expect("a healthy journal: the 502 arrives in full");
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["code"], "agentcap_upstream_unreachable");
+    assert_eq!(rec.stats().strict_not_durable, 0);
+
+    rec.set_journal_fault(true);
+    let got = send().await;
+    assert!(
+        got.is_err(),
+        "a 502 the journal could not record ended cleanly: {got:?}"
+    );
+    let s = rec.stats();
+    assert_eq!(s.strict_not_durable, 1, "{s:?}");
+    rec.set_journal_fault(false);
+    proxy.shutdown().await.unwrap();
 }
 
 #[tokio::test]
