@@ -273,6 +273,22 @@ impl<B> ResponseTee<B> {
     }
 }
 
+/// Strict durability: polls a record's acknowledgement until `timer` (set [`STRICT_ACK_WAIT`] after
+/// the end) fires; `Err` says why the record is not durable.
+fn poll_durable(
+    ack: &mut DurableAck,
+    timer: Pin<&mut Sleep>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<(), String>> {
+    match Pin::new(ack).poll(cx) {
+        Poll::Ready(r) => Poll::Ready(r.map_err(|why| why.to_string())),
+        Poll::Pending if timer.poll(cx).is_ready() => {
+            Poll::Ready(Err(format!("not durable within {STRICT_ACK_WAIT:?}")))
+        }
+        Poll::Pending => Poll::Pending,
+    }
+}
+
 /// Counts and logs (rate-limited) a strict-mode response whose record is not durable, and gives
 /// the error its body ends with.
 fn not_durable(ex: &Exchange, why: &str) -> BoxError {
@@ -319,16 +335,9 @@ impl Body for HeldUntilDurable {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         if let Some(ack) = this.ack.as_mut() {
-            let why = match Pin::new(ack).poll(cx) {
-                Poll::Ready(Ok(())) => None,
-                Poll::Ready(Err(why)) => Some(why.to_string()),
-                Poll::Pending if this.timer.as_mut().poll(cx).is_ready() => {
-                    Some(format!("not durable within {STRICT_ACK_WAIT:?}"))
-                }
-                Poll::Pending => return Poll::Pending,
-            };
+            let durable = ready!(poll_durable(ack, this.timer.as_mut(), cx));
             this.ack = None;
-            if let Some(why) = why {
+            if let Err(why) = durable {
                 this.body = None;
                 return Poll::Ready(Some(Err(not_durable(&this.ex, &why))));
             }
@@ -361,17 +370,13 @@ where
         if let Some(ack) = this.ack.as_mut() {
             // Strict durability: wait for the record (at most `STRICT_ACK_WAIT`), then release what
             // was held, or end with an error if the record is not durable.
-            return match Pin::new(ack).poll(cx) {
-                Poll::Ready(Ok(())) => {
+            return match ready!(poll_durable(ack, this.timer.as_mut(), cx)) {
+                Ok(()) => {
                     this.ack = None;
                     this.done = true;
                     Poll::Ready(this.held.take().map(Ok))
                 }
-                Poll::Ready(Err(why)) => this.not_durable(&why.to_string()),
-                Poll::Pending if this.timer.as_mut().poll(cx).is_ready() => {
-                    this.not_durable(&format!("not durable within {STRICT_ACK_WAIT:?}"))
-                }
-                Poll::Pending => Poll::Pending,
+                Err(why) => this.not_durable(&why),
             };
         }
         if this.done {
